@@ -1,0 +1,28 @@
+"""The root collection and the ``homelab`` console script built on invoke's Program.
+
+``tasks.py`` at the repo root exposes the same collection to ``inv``, so
+``inv up`` in the checkout and ``homelab up`` from anywhere (cron) are one thing.
+"""
+
+from __future__ import annotations
+
+from invoke import Collection, Program
+
+from . import __version__
+from .ns import config, root, sandbox, vm
+
+
+def build_namespace() -> Collection:
+    namespace = Collection(root.up, root.down, root.status)
+    for module in (config, vm, sandbox):
+        namespace.add_collection(module.ns)
+    return namespace
+
+
+namespace = build_namespace()
+program = Program(namespace=namespace, version=__version__, name="homelab", binary="homelab")
+
+
+def main() -> None:
+    """Entry point of the ``homelab`` console script."""
+    program.run()

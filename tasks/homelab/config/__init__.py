@@ -1,0 +1,1 @@
+"""The homelab config: typed schema, layered loading, validation."""

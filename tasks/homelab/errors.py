@@ -1,0 +1,82 @@
+"""The toolkit's small exception tree and its documented exit codes.
+
+Library code raises these; the task decorator turns them into invoke's ``Exit``
+with the code below, so every task and every cron caller sees the same codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_LOCKED = 11
+EXIT_KEY = 12
+EXIT_INTERRUPTED = 130
+
+
+class HomelabError(Exception):
+    """Base of every error the toolkit reports to its user."""
+
+    exit_code = EXIT_FAILURE
+
+
+class UsageError(HomelabError):
+    """A bad flag or argument: the user has to change the command line."""
+
+    exit_code = EXIT_USAGE
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in the config, located by its key path."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class ConfigError(HomelabError):
+    """The config is invalid; carries one problem per bad key."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"config error: {p}" for p in problems)
+        super().__init__(lines)
+
+
+class ToolMissing(HomelabError):
+    """An external program the task needs is not installed."""
+
+    def __init__(self, tool: str, how_to_install: str) -> None:
+        super().__init__(f"{tool} is not installed or not on PATH; {how_to_install}")
+        self.tool = tool
+
+
+class CommandFailed(HomelabError):
+    """An external command exited non-zero."""
+
+    def __init__(self, where: str, argv_display: str, code: int, stderr: str) -> None:
+        detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
+        super().__init__(f"{where}: `{argv_display}` failed with exit code {code}: {detail}")
+        self.code = code
+
+
+class HostKeyError(HomelabError):
+    """SSH host key unknown or changed: refuse before running anything."""
+
+
+class UnreachableHost(HomelabError):
+    """A node could not be reached over SSH."""
+
+
+class SecretError(HomelabError):
+    """A secret reference could not be resolved (never carries the value)."""
+
+    exit_code = EXIT_KEY

@@ -1,0 +1,238 @@
+"""The one way the toolkit talks to a cluster: the kubernetes Python client.
+
+Writes are server-side apply under our own field manager; plans are the same
+apply with server-side dry run. The kubeconfig file and context are always
+explicit. Per-object failures are collected and reported together, with the
+API server's own message.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import HomelabError
+
+FIELD_MANAGER = "homelab"
+
+
+class KubeError(HomelabError):
+    """The API server refused something, or a wait timed out."""
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one apply did to one object."""
+
+    ref: str
+    changed: bool
+    resource_version: str
+
+
+def object_ref(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata", {})
+    ns = f"{meta['namespace']}/" if meta.get("namespace") else ""
+    return f"{obj.get('kind', '?')} {ns}{meta.get('name', '?')}"
+
+
+def load_manifests(texts: Iterable[str]) -> list[dict[str, Any]]:
+    """Objects from YAML streams; empty documents are skipped, Lists unpacked."""
+    objects: list[dict[str, Any]] = []
+    for text in texts:
+        for doc in yaml.safe_load_all(text):
+            if not doc:
+                continue
+            if doc.get("kind", "").endswith("List") and "items" in doc:
+                objects.extend(doc["items"])
+            else:
+                objects.append(doc)
+    return objects
+
+
+def api_message(err: Exception) -> str:
+    """The API server's own message out of an ApiException body."""
+    import json
+
+    body = getattr(err, "body", None)
+    if body:
+        try:
+            return str(json.loads(body).get("message", body))
+        except (ValueError, AttributeError):
+            return str(body)
+    return str(getattr(err, "reason", None) or err)
+
+
+class Kube:
+    """A client bound to one kubeconfig file and one context."""
+
+    def __init__(self, kubeconfig: Path, context: str) -> None:
+        from kubernetes import config as kube_config
+        from kubernetes.dynamic import DynamicClient
+
+        if not kubeconfig.is_file():
+            raise KubeError(f"kubeconfig {kubeconfig} does not exist; bring the cluster up first (inv up)")
+        try:
+            self.api = kube_config.new_client_from_config(config_file=str(kubeconfig), context=context)
+        except kube_config.ConfigException as err:
+            raise KubeError(f"kubeconfig {kubeconfig}: context {context!r} unusable: {err}") from None
+        self.context = context
+        self.kubeconfig = kubeconfig
+        self._dynamic_factory = DynamicClient
+        self._dynamic: Any = None
+
+    def ready(self, timeout: float = 5.0) -> bool:
+        """True when the API server answers (its /version endpoint, authenticated)."""
+        from kubernetes.client import VersionApi
+
+        try:
+            VersionApi(self.api).get_code(_request_timeout=timeout)
+        except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+            return False
+        return True
+
+    @property
+    def dynamic(self) -> Any:
+        if self._dynamic is None:
+            self._dynamic = self._dynamic_factory(self.api)
+        return self._dynamic
+
+    def resource(self, api_version: str, kind: str) -> Any:
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+        try:
+            return self.dynamic.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError:
+            self.dynamic.resources.invalidate_cache()
+            try:
+                return self.dynamic.resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                raise KubeError(f"the cluster does not serve {kind} ({api_version}); is its CRD installed?") from None
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self.resource(api_version, kind).get(name=name, namespace=namespace).to_dict()  # type: ignore[no-any-return]
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise KubeError(f"get {kind} {name}: {api_message(err)}") from None
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None, **selectors: str) -> list[dict[str, Any]]:
+        found = self.resource(api_version, kind).get(namespace=namespace, **selectors).to_dict()
+        return list(found.get("items", []))
+
+    def apply_one(self, obj: dict[str, Any], dry_run: bool = False) -> Applied:
+        resource = self.resource(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        namespace = meta.get("namespace") if resource.namespaced else None
+        before = self.get(obj["apiVersion"], obj["kind"], meta["name"], namespace)
+        kwargs: dict[str, Any] = {"dry_run": "All"} if dry_run else {}
+        result = resource.server_side_apply(
+            body=obj, name=meta["name"], namespace=namespace,
+            field_manager=FIELD_MANAGER, force_conflicts=True, **kwargs,
+        ).to_dict()
+        version = result["metadata"].get("resourceVersion", "")
+        changed = before is None or before["metadata"].get("resourceVersion") != version
+        if dry_run and before is not None:
+            changed = _strip_volatile(before) != _strip_volatile(result)
+        return Applied(object_ref(obj), changed, version)
+
+    def apply(self, objects: list[dict[str, Any]], dry_run: bool = False) -> list[Applied]:
+        """Apply every object; failures are collected and raised together at the end."""
+        from kubernetes.client.exceptions import ApiException
+
+        results: list[Applied] = []
+        failures: list[str] = []
+        for obj in objects:
+            try:
+                results.append(self.apply_one(obj, dry_run))
+            except ApiException as err:
+                failures.append(f"{object_ref(obj)}: {api_message(err)}")
+            except KubeError as err:
+                failures.append(f"{object_ref(obj)}: {err}")
+        if failures:
+            raise KubeError("the API server rejected:\n  " + "\n  ".join(failures))
+        return results
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.resource(api_version, kind).delete(name=name, namespace=namespace)
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise KubeError(f"delete {kind} {name}: {api_message(err)}") from None
+        return True
+
+    def wait_for(
+        self,
+        what: str,
+        check: Callable[[], str | None],
+        timeout: float = 120.0,
+        interval: float = 0.5,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        """Poll ``check`` (None when done, else what it is waiting for) until ``timeout``."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while True:
+            waiting = check()
+            if waiting is None:
+                return
+            if progress and waiting != last:
+                progress(f"  waiting for {what}: {waiting}")
+                last = waiting
+            if time.monotonic() > deadline:
+                raise KubeError(f"timed out after {timeout:.0f}s waiting for {what}: {waiting}")
+            time.sleep(interval)
+
+    def deployment_waiting(self, name: str, namespace: str) -> str | None:
+        """None when the Deployment is rolled out and Available, else why not."""
+        dep = self.get("apps/v1", "Deployment", name, namespace)
+        if dep is None:
+            return "not created yet"
+        status = dep.get("status") or {}
+        want = (dep.get("spec") or {}).get("replicas", 1)
+        if status.get("observedGeneration", 0) < dep["metadata"].get("generation", 0):
+            return "rollout not observed yet"
+        if status.get("updatedReplicas", 0) < want:
+            return f"{status.get('updatedReplicas', 0)}/{want} replicas updated"
+        if status.get("availableReplicas", 0) < want:
+            return f"{status.get('availableReplicas', 0)}/{want} replicas available"
+        return None
+
+    def wait_deployments(self, names: list[tuple[str, str]], timeout: float = 180.0,
+                         progress: Callable[[str], None] | None = None) -> None:
+        def pending() -> str | None:
+            for namespace, name in names:
+                why = self.deployment_waiting(name, namespace)
+                if why:
+                    return f"{namespace}/{name} {why}"
+            return None
+
+        self.wait_for("deployments", pending, timeout, progress=progress)
+
+    def ready_nodes(self) -> dict[str, bool]:
+        nodes = {}
+        for node in self.list("v1", "Node"):
+            conditions = (node.get("status") or {}).get("conditions") or []
+            nodes[node["metadata"]["name"]] = any(
+                c["type"] == "Ready" and c["status"] == "True" for c in conditions
+            )
+        return nodes
+
+
+def _strip_volatile(obj: dict[str, Any]) -> dict[str, Any]:
+    clean = dict(obj)
+    meta = {k: v for k, v in clean.get("metadata", {}).items()
+            if k not in ("managedFields", "resourceVersion", "generation")}
+    clean["metadata"] = meta
+    clean.pop("status", None)
+    return clean

@@ -1,0 +1,1 @@
+"""Invoke namespaces, one module each; ``root`` assembles them."""

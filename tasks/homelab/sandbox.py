@@ -1,0 +1,281 @@
+"""The sandbox target: a real control plane with simulated nodes, started by kwokctl.
+
+kube-apiserver, etcd, kube-controller-manager and kube-scheduler run as local
+processes bound to 127.0.0.1 (kwokctl's binary runtime); kwok plays the
+kubelet for fake nodes named and labelled like the config's nodes. Everything
+lives under ``<state_dir>/kwok``; the kubeconfig context ``<name>-sandbox`` is
+merged into the project-local ``<state_dir>/kubeconfig``, never ``~/.kube``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config.schema import HomelabConfig, Node
+from .errors import HomelabError
+from .tools import require
+
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "etcd", "kwok")
+
+
+@dataclass(frozen=True)
+class SandboxPaths:
+    """Where one homelab's sandbox keeps its files."""
+
+    cluster: str
+    workdir: Path
+    kubeconfig: Path
+    context: str
+
+    @property
+    def cluster_dir(self) -> Path:
+        return self.workdir / "clusters" / self.cluster
+
+    @property
+    def kwok_kubeconfig(self) -> Path:
+        return self.cluster_dir / "kubeconfig.yaml"
+
+
+def paths_for(cfg: HomelabConfig, state_dir: Path) -> SandboxPaths:
+    return SandboxPaths(
+        cluster=f"{cfg.name}-sandbox",
+        workdir=state_dir / "kwok",
+        kubeconfig=state_dir / "kubeconfig",
+        context=f"{cfg.name}-sandbox",
+    )
+
+
+def kwokctl_config(kube_version: str) -> str:
+    """The KwokctlConfiguration that pins every component to a local binary."""
+    binaries = {name: require(name) for name in BINARIES}
+    options = {
+        "runtime": "binary",
+        "bindAddress": "127.0.0.1",
+        "kubeVersion": kube_version,
+        "kubeApiserverBinary": binaries["kube-apiserver"],
+        "kubeControllerManagerBinary": binaries["kube-controller-manager"],
+        "kubeSchedulerBinary": binaries["kube-scheduler"],
+        "kubectlBinary": binaries["kubectl"],
+        "etcdBinary": binaries["etcd"],
+        "kwokControllerBinary": binaries["kwok"],
+        "kubeControllerManagerNodeMonitorGracePeriodMilliseconds": 40000,
+    }
+    doc = {"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokctlConfiguration", "options": options}
+    return yaml.safe_dump(doc, sort_keys=True)
+
+
+def node_object(node: Node) -> dict[str, Any]:
+    """A fake Node carrying the config node's name, role labels, taints and size."""
+    labels = {
+        "kubernetes.io/hostname": node.name,
+        "kubernetes.io/os": "linux",
+        "homelab.dev/role": node.role,
+        **node.labels,
+    }
+    if node.role == "server":
+        labels["node-role.kubernetes.io/control-plane"] = "true"
+        labels["node-role.kubernetes.io/master"] = "true"
+    memory = node.memory.replace("iB", "i")
+    capacity = {"cpu": str(node.cpus), "memory": memory, "pods": "110"}
+    taints = []
+    for taint in node.taints:
+        key_value, _, effect = taint.partition(":")
+        key, _, value = key_value.partition("=")
+        taints.append({"key": key, "value": value, "effect": effect or "NoSchedule"})
+    obj: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": node.name, "labels": labels, "annotations": {KWOK_NODE_ANNOTATION: "fake"}},
+        "status": {"capacity": capacity, "allocatable": capacity},
+    }
+    if taints:
+        obj["spec"] = {"taints": taints}
+    return obj
+
+
+def merge_kubeconfig(target: Path, source: dict[str, Any], context: str) -> None:
+    """Put ``source``'s only context into ``target`` as ``context``; keep all others. Mode 0600."""
+    from .executor import write_local
+
+    cluster = source["clusters"][0]["cluster"]
+    user = source["users"][0]["user"]
+    current: dict[str, Any] = {}
+    if target.is_file():
+        current = yaml.safe_load(target.read_text()) or {}
+    merged = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": current.get("preferences", {}),
+        "current-context": current.get("current-context") or context,
+        "clusters": [c for c in current.get("clusters", []) if c["name"] != context] + [{"name": context, "cluster": cluster}],
+        "users": [u for u in current.get("users", []) if u["name"] != context] + [{"name": context, "user": user}],
+        "contexts": [c for c in current.get("contexts", []) if c["name"] != context]
+        + [{"name": context, "context": {"cluster": context, "user": context}}],
+    }
+    write_local(target, yaml.safe_dump(merged, sort_keys=False).encode(), 0o600)
+
+
+def remove_context(target: Path, context: str) -> bool:
+    """Drop ``context`` (and its cluster and user) from ``target``; others stay."""
+    from .executor import write_local
+
+    if not target.is_file():
+        return False
+    current = yaml.safe_load(target.read_text()) or {}
+    names = [c["name"] for c in current.get("contexts", [])]
+    if context not in names:
+        return False
+    for key in ("clusters", "users", "contexts"):
+        current[key] = [item for item in current.get(key, []) if item["name"] != context]
+    if current.get("current-context") == context:
+        current["current-context"] = current["contexts"][0]["name"] if current["contexts"] else ""
+    if not current["contexts"]:
+        target.unlink()
+        return True
+    write_local(target, yaml.safe_dump(current, sort_keys=False).encode(), 0o600)
+    return True
+
+
+def recorded_pids(paths: SandboxPaths) -> list[int]:
+    pid_dir = paths.cluster_dir / "pids"
+    pids = []
+    for pid_file in sorted(pid_dir.glob("*.pid")) if pid_dir.is_dir() else []:
+        try:
+            pids.append(int(pid_file.read_text().strip()))
+        except ValueError:
+            continue
+    return pids
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap(pids: list[int], timeout: float = 20.0) -> list[int]:
+    """Wait for ``pids`` to exit, then SIGKILL stragglers; return any that survive."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.2)
+    for pid in pids:
+        if alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    time.sleep(0.2)
+    return [p for p in pids if alive(p)]
+
+
+def remove_tree(path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)
+
+
+def require_kwokctl() -> str:
+    path = require("kwokctl")
+    if not Path(path).is_file():
+        raise HomelabError(f"kwokctl at {path} is not a file")
+    return path
+
+
+def _reachable(paths: SandboxPaths) -> bool:
+    """True when the sandbox's API server answers /readyz within a few seconds."""
+    if not paths.kubeconfig.is_file():
+        return False
+    from .kube import Kube
+
+    try:
+        return Kube(paths.kubeconfig, paths.context).ready(timeout=3)
+    except HomelabError:
+        return False
+
+
+def ensure_up(session: Any, kube_version: str = "v1.35.4", timeout: float = 180.0) -> bool:
+    """Create or restart the cluster, register the nodes, wait until Ready; True if anything changed."""
+    from .kube import Kube
+    from .plan import Plan, Run, WriteFile
+
+    paths = paths_for(session.cfg, session.state_dir)
+    kwokctl = require_kwokctl()
+    env = (("KWOK_WORKDIR", str(paths.workdir)),)
+    scratch_kubeconfig = str(paths.workdir / "kwokctl-kubeconfig.yaml")
+    config_file = paths.workdir / "kwokctl.yaml"
+    plan = Plan(f"sandbox cluster {paths.cluster}")
+    exists = (paths.cluster_dir / "kwok.yaml").is_file()
+    if not exists:
+        plan.add(
+            WriteFile(str(config_file), kwokctl_config(kube_version), 0o644, why="pin local binaries"),
+            Run((kwokctl, "--name", paths.cluster, "-c", str(config_file), "create", "cluster",
+                 "--kubeconfig", scratch_kubeconfig, "--wait", f"{int(timeout)}s"), env=env,
+                why="start etcd, kube-apiserver, controller-manager, scheduler and kwok on 127.0.0.1"),
+        )
+    elif not _reachable(paths):
+        plan.add(Run((kwokctl, "--name", paths.cluster, "start", "cluster", "--wait", f"{int(timeout)}s"),
+                     env=env, why="restart the stopped sandbox"))
+    node_objects = [node_object(n) for n in session.cfg.nodes]
+    if session.dry_run:
+        session.executor.execute(plan)
+        print(f"  then: merge context {paths.context} into {paths.kubeconfig}; apply {len(node_objects)} nodes "
+              f"({', '.join(n.name for n in session.cfg.nodes)}) and wait until Ready")
+        return False
+    changed = not plan.empty
+    if changed:
+        session.executor.execute(plan)
+    source = yaml.safe_load(paths.kwok_kubeconfig.read_text())
+    before = paths.kubeconfig.read_bytes() if paths.kubeconfig.is_file() else b""
+    merge_kubeconfig(paths.kubeconfig, source, paths.context)
+    changed = changed or paths.kubeconfig.read_bytes() != before
+    kube = Kube(paths.kubeconfig, paths.context)
+    kube.wait_for("the API server", lambda: None if kube.ready(timeout=3) else "not ready", timeout)
+    applied = kube.apply(node_objects)
+    changed = changed or any(a.changed for a in applied)
+    wanted = [n.name for n in session.cfg.nodes]
+
+    def nodes_pending() -> str | None:
+        ready = kube.ready_nodes()
+        missing = [n for n in wanted if not ready.get(n)]
+        return f"not Ready: {', '.join(missing)}" if missing else None
+
+    kube.wait_for("nodes", nodes_pending, timeout, progress=print)
+    return changed
+
+
+def tear_down(session: Any) -> bool:
+    """Stop every sandbox process, remove its files and its kubeconfig context."""
+    from .plan import Plan, Run
+
+    paths = paths_for(session.cfg, session.state_dir)
+    exists = paths.cluster_dir.is_dir()
+    plan = Plan(f"remove sandbox {paths.cluster}")
+    if exists:
+        kwokctl = require_kwokctl()
+        plan.add(Run((kwokctl, "--name", paths.cluster, "delete", "cluster"),
+                     env=(("KWOK_WORKDIR", str(paths.workdir)),), why="stop the control plane processes"))
+    if session.dry_run:
+        session.executor.execute(plan)
+        print(f"  then: remove {paths.workdir} and context {paths.context} from {paths.kubeconfig}")
+        return False
+    pids = recorded_pids(paths)
+    if exists:
+        session.executor.execute(plan)
+    survivors = reap(pids)
+    if survivors:
+        raise HomelabError(f"sandbox processes {survivors} did not exit; kill them and re-run sandbox.down")
+    removed_context = remove_context(paths.kubeconfig, paths.context)
+    remove_tree(paths.workdir)
+    return exists or removed_context
