@@ -171,6 +171,36 @@ class Kube:
             raise KubeError(f"delete {kind} {name}: {api_message(err)}") from None
         return True
 
+    def evict(self, pod: str, namespace: str) -> None:
+        """Evict one pod through the eviction API; a refusal names the blocking PDB."""
+        from kubernetes.client import CoreV1Api, V1DeleteOptions, V1Eviction, V1ObjectMeta
+        from kubernetes.client.exceptions import ApiException
+
+        body = V1Eviction(metadata=V1ObjectMeta(name=pod, namespace=namespace), delete_options=V1DeleteOptions())
+        try:
+            CoreV1Api(self.api).create_namespaced_pod_eviction(pod, namespace, body)
+        except ApiException as err:
+            if err.status != 429:
+                raise KubeError(f"evict {namespace}/{pod}: {api_message(err)}") from None
+            blocking = self.pdbs_covering(pod, namespace)
+            names = ", ".join(f"{namespace}/{name}" for name in blocking) or "unknown"
+            raise KubeError(
+                f"evicting {namespace}/{pod} is blocked by PodDisruptionBudget {names}: {api_message(err)} "
+                f"Scale the app up, or relax/delete that PDB for the maintenance, then re-run"
+            ) from None
+
+    def pdbs_covering(self, pod: str, namespace: str) -> list[str]:
+        """Names of the PDBs whose selector matches the pod's labels."""
+        live = self.get("v1", "Pod", pod, namespace) or {}
+        labels = (live.get("metadata") or {}).get("labels") or {}
+        names = []
+        for pdb in self.list("policy/v1", "PodDisruptionBudget", namespace):
+            selector = (pdb.get("spec") or {}).get("selector") or {}
+            wanted = selector.get("matchLabels") or {}
+            if wanted and all(labels.get(k) == v for k, v in wanted.items()):
+                names.append(pdb["metadata"]["name"])
+        return names
+
     def wait_for(
         self,
         what: str,

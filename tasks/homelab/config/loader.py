@@ -165,6 +165,10 @@ def _problem_from(error: Mapping[str, Any]) -> Problem:
     if error["type"] == "missing":
         return Problem(path, "required key is missing")
     message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] in ("model_type", "model_attributes_type"):
+        # A scalar where a section or secret reference belongs: never echo it,
+        # it may be a secret pasted in place of its reference.
+        return Problem(path, "must be a mapping (for secrets: {file: ...}, {env: ...} or {keychain: ...}), not a value")
     if "secret reference" in message or isinstance(value, (dict, list)):
         return Problem(path or "(top level)", message)
     return Problem(path or "(top level)", f"{message} (got {value!r})" if repr(value) not in message else message)

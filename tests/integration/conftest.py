@@ -1,0 +1,49 @@
+"""The sandbox cluster, started once per test run and removed after it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import LOOPBACK_CONFIG
+from invoke import Context
+
+from homelab import sandbox
+from homelab.kube import Kube
+from homelab.session import Session
+
+
+@pytest.fixture(scope="session")
+def sandbox_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
+    """A running sandbox built from the loopback config, state in a temp dir."""
+    base = tmp_path_factory.mktemp("sandbox")
+    data = yaml.safe_load(LOOPBACK_CONFIG.read_text())
+    data["state_dir"] = str(base / "state")
+    config = base / "homelab.yaml"
+    config.write_text(yaml.safe_dump(data))
+    session = Session(Context(), config_path=config, out=lambda _: None)
+    sandbox.ensure_up(session)
+    yield session
+    sandbox.tear_down(session)
+
+
+@pytest.fixture(scope="session")
+def kube(sandbox_session: Session) -> Kube:
+    paths = sandbox.paths_for(sandbox_session.cfg, sandbox_session.state_dir)
+    return Kube(paths.kubeconfig, paths.context)
+
+
+@pytest.fixture
+def namespace(kube: Kube) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    kube.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}])
+    yield name
+    kube.delete("v1", "Namespace", name)
+
+
+def sandbox_config_path(session: Session) -> Path:
+    return session.loaded.files[0]
