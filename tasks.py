@@ -11,6 +11,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tasks"))
 
-from homelab.cli import namespace  # noqa: E402
+from homelab.cli import namespace
 
 ns = namespace

@@ -98,13 +98,21 @@ EOF
 
 # go_build_pinned NAME MODULE VERSION PACKAGE OUT [LDFLAGS]: build PACKAGE from
 # MODULE@VERSION through a throwaway wrapper module. Unlike `go install m@v`,
-# this neither honours the module's relative replace directives (etcd has them)
-# nor asks the proxy for the module's version list (refused for some modules).
+# this works for modules with replace directives (the module's own non-local
+# replaces are carried over, its relative ones like etcd's are dropped) and
+# never asks the proxy for the module's version list (refused for some modules).
 go_build_pinned() {
     local name=$1 module=$2 version=$3 package=$4 out=$5 ldflags=${6:-}
     local dir="$WORK_DIR/$name-$version"
     mkdir -p "$dir"
-    printf 'module homelab.local/%s-build\ngo 1.24\nrequire %s v%s\n' "$name" "$module" "$version" >"$dir/go.mod"
+    local gomod
+    gomod=$(cd "$dir" && go mod download -json "$module@v$version" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+    [[ -f "$gomod" ]] || die "could not fetch $module v$version from the Go module proxy"
+    {
+        printf 'module homelab.local/%s-build\ngo %s\nrequire %s v%s\n' \
+            "$name" "$(sed -n 's/^go //p' "$gomod")" "$module" "$version"
+        grep '^replace .* => [^.]' "$gomod" || true
+    } >"$dir/go.mod"
     printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$package" >"$dir/tools.go"
     (cd "$dir" && go mod tidy -e >/dev/null && go build -trimpath -ldflags "-s -w $ldflags" -o "$out" "$package")
 }
@@ -125,7 +133,10 @@ build_lima() {
 }
 build_restic() { go_install github.com/restic/restic/cmd/restic "v$RESTIC_VERSION"; }
 build_kubeseal() { go_install github.com/bitnami-labs/sealed-secrets/cmd/kubeseal "v$SEALED_SECRETS_VERSION"; }
-build_tofu() { go_install github.com/opentofu/opentofu/cmd/tofu "v$TOFU_VERSION"; }
+build_tofu() {
+    go_build_pinned tofu github.com/opentofu/opentofu "$TOFU_VERSION" github.com/opentofu/opentofu/cmd/tofu "$BIN_DIR/tofu" \
+        "-X github.com/opentofu/opentofu/version.dev=no"
+}
 
 want_sandbox() {
     timed kubernetes "$K8S_VERSION" build_kubernetes

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import LOOPBACK_CONFIG  # noqa: E402
+from helpers import LOOPBACK_CONFIG
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tasks"))
 LOOPBACK_CONFIG = REPO / "tests" / "configs" / "loopback.yaml"
@@ -36,7 +35,12 @@ def run_cli(args: list[str], env: Mapping[str, str] | None = None, timeout: floa
     base = {k: v for k, v in os.environ.items() if not k.startswith("HOMELAB")}
     base.update(env or {})
     done = subprocess.run(
-        [inv_binary(), *args], cwd=REPO, env=base, capture_output=True, text=True, timeout=timeout,
+        [inv_binary(), *args],
+        cwd=REPO,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
     return CliResult(done.returncode, done.stdout, done.stderr)

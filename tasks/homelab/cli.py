@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from invoke import Collection, Program
+from invoke.collection import Collection
+from invoke.program import Program
 
 from . import __version__
 from .ns import config, root, sandbox, vm

@@ -77,7 +77,9 @@ class Kube:
         if not kubeconfig.is_file():
             raise KubeError(f"kubeconfig {kubeconfig} does not exist; bring the cluster up first (inv up)")
         try:
-            self.api = kube_config.new_client_from_config(config_file=str(kubeconfig), context=context)
+            self.api = kube_config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=str(kubeconfig), context=context
+            )
         except kube_config.ConfigException as err:
             raise KubeError(f"kubeconfig {kubeconfig}: context {context!r} unusable: {err}") from None
         self.context = context
@@ -91,14 +93,14 @@ class Kube:
 
         try:
             VersionApi(self.api).get_code(_request_timeout=timeout)
-        except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+        except Exception:
             return False
         return True
 
     @property
     def dynamic(self) -> Any:
         if self._dynamic is None:
-            self._dynamic = self._dynamic_factory(self.api)
+            self._dynamic = self._dynamic_factory(self.api)  # type: ignore[no-untyped-call]
         return self._dynamic
 
     def resource(self, api_version: str, kind: str) -> Any:
@@ -123,7 +125,9 @@ class Kube:
                 return None
             raise KubeError(f"get {kind} {name}: {api_message(err)}") from None
 
-    def list(self, api_version: str, kind: str, namespace: str | None = None, **selectors: str) -> list[dict[str, Any]]:
+    def list_objects(
+        self, api_version: str, kind: str, namespace: str | None = None, **selectors: str
+    ) -> list[dict[str, Any]]:
         found = self.resource(api_version, kind).get(namespace=namespace, **selectors).to_dict()
         return list(found.get("items", []))
 
@@ -134,8 +138,12 @@ class Kube:
         before = self.get(obj["apiVersion"], obj["kind"], meta["name"], namespace)
         kwargs: dict[str, Any] = {"dry_run": "All"} if dry_run else {}
         result = resource.server_side_apply(
-            body=obj, name=meta["name"], namespace=namespace,
-            field_manager=FIELD_MANAGER, force_conflicts=True, **kwargs,
+            body=obj,
+            name=meta["name"],
+            namespace=namespace,
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+            **kwargs,
         ).to_dict()
         version = result["metadata"].get("resourceVersion", "")
         changed = before is None or before["metadata"].get("resourceVersion") != version
@@ -194,7 +202,7 @@ class Kube:
         live = self.get("v1", "Pod", pod, namespace) or {}
         labels = (live.get("metadata") or {}).get("labels") or {}
         names = []
-        for pdb in self.list("policy/v1", "PodDisruptionBudget", namespace):
+        for pdb in self.list_objects("policy/v1", "PodDisruptionBudget", namespace):
             selector = (pdb.get("spec") or {}).get("selector") or {}
             wanted = selector.get("matchLabels") or {}
             if wanted and all(labels.get(k) == v for k, v in wanted.items()):
@@ -238,8 +246,9 @@ class Kube:
             return f"{status.get('availableReplicas', 0)}/{want} replicas available"
         return None
 
-    def wait_deployments(self, names: list[tuple[str, str]], timeout: float = 180.0,
-                         progress: Callable[[str], None] | None = None) -> None:
+    def wait_deployments(
+        self, names: list[tuple[str, str]], timeout: float = 180.0, progress: Callable[[str], None] | None = None
+    ) -> None:
         def pending() -> str | None:
             for namespace, name in names:
                 why = self.deployment_waiting(name, namespace)
@@ -251,18 +260,19 @@ class Kube:
 
     def ready_nodes(self) -> dict[str, bool]:
         nodes = {}
-        for node in self.list("v1", "Node"):
+        for node in self.list_objects("v1", "Node"):
             conditions = (node.get("status") or {}).get("conditions") or []
-            nodes[node["metadata"]["name"]] = any(
-                c["type"] == "Ready" and c["status"] == "True" for c in conditions
-            )
+            nodes[node["metadata"]["name"]] = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
         return nodes
 
 
 def _strip_volatile(obj: dict[str, Any]) -> dict[str, Any]:
     clean = dict(obj)
-    meta = {k: v for k, v in clean.get("metadata", {}).items()
-            if k not in ("managedFields", "resourceVersion", "generation")}
+    meta = {
+        k: v
+        for k, v in clean.get("metadata", {}).items()
+        if k not in ("managedFields", "resourceVersion", "generation")
+    }
     clean["metadata"] = meta
     clean.pop("status", None)
     return clean

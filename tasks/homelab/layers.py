@@ -25,7 +25,8 @@ class Layer:
 
     def hook(self, name: str) -> Callable[..., Any]:
         module = importlib.import_module(f"homelab.ns.{self.module}")
-        return getattr(module, f"layer_{name}")
+        hook: Callable[..., Any] = getattr(module, f"layer_{name}")
+        return hook
 
 
 LAYERS: tuple[Layer, ...] = (

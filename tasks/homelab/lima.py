@@ -38,8 +38,7 @@ def read_public_key(cfg: HomelabConfig) -> str:
     except FileNotFoundError:
         private = cfg.ssh.private_key
         raise HomelabError(
-            f"ssh.public_key {path} does not exist; create the key pair with: "
-            f"ssh-keygen -t ed25519 -N '' -f {private}"
+            f"ssh.public_key {path} does not exist; create the key pair with: ssh-keygen -t ed25519 -N '' -f {private}"
         ) from None
     if not key.startswith(("ssh-", "ecdsa-")):
         raise HomelabError(f"ssh.public_key {path} does not look like an OpenSSH public key")
@@ -75,7 +74,8 @@ def provision_script(cfg: HomelabConfig, node: Node, public_key: str) -> str:
             f"install -d -m 0700 -o {user} -g {user} /home/{user}/.ssh",
             f"echo {shlex.quote(public_key)} > /home/{user}/.ssh/authorized_keys",
             f"chown {user}:{user} /home/{user}/.ssh/authorized_keys && chmod 0600 /home/{user}/.ssh/authorized_keys",
-            f"echo '{cfg.ssh.user} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/90-homelab && chmod 0440 /etc/sudoers.d/90-homelab",
+            f"echo {shlex.quote(cfg.ssh.user + ' ALL=(ALL) NOPASSWD:ALL')} > /etc/sudoers.d/90-homelab",
+            "chmod 0440 /etc/sudoers.d/90-homelab",
             "cat > /etc/netplan/60-homelab.yaml <<'NETPLAN'",
             netplan.rstrip(),
             "NETPLAN",

@@ -9,6 +9,7 @@ merged into the project-local ``<state_dir>/kubeconfig``, never ``~/.kube``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -116,7 +117,8 @@ def merge_kubeconfig(target: Path, source: dict[str, Any], context: str) -> None
         "kind": "Config",
         "preferences": current.get("preferences", {}),
         "current-context": current.get("current-context") or context,
-        "clusters": [c for c in current.get("clusters", []) if c["name"] != context] + [{"name": context, "cluster": cluster}],
+        "clusters": [c for c in current.get("clusters", []) if c["name"] != context]
+        + [{"name": context, "cluster": cluster}],
         "users": [u for u in current.get("users", []) if u["name"] != context] + [{"name": context, "user": user}],
         "contexts": [c for c in current.get("contexts", []) if c["name"] != context]
         + [{"name": context, "context": {"cluster": context, "user": context}}],
@@ -173,10 +175,8 @@ def reap(pids: list[int], timeout: float = 20.0) -> list[int]:
         time.sleep(0.2)
     for pid in pids:
         if alive(pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     time.sleep(0.2)
     return [p for p in pids if alive(p)]
 
@@ -220,18 +220,39 @@ def ensure_up(session: Any, kube_version: str = "v1.35.4", timeout: float = 180.
     if not exists:
         plan.add(
             WriteFile(str(config_file), kwokctl_config(kube_version), 0o644, why="pin local binaries"),
-            Run((kwokctl, "--name", paths.cluster, "-c", str(config_file), "create", "cluster",
-                 "--kubeconfig", scratch_kubeconfig, "--wait", f"{int(timeout)}s"), env=env,
-                why="start etcd, kube-apiserver, controller-manager, scheduler and kwok on 127.0.0.1"),
+            Run(
+                (
+                    kwokctl,
+                    "--name",
+                    paths.cluster,
+                    "-c",
+                    str(config_file),
+                    "create",
+                    "cluster",
+                    "--kubeconfig",
+                    scratch_kubeconfig,
+                    "--wait",
+                    f"{int(timeout)}s",
+                ),
+                env=env,
+                why="start etcd, kube-apiserver, controller-manager, scheduler and kwok on 127.0.0.1",
+            ),
         )
     elif not _reachable(paths):
-        plan.add(Run((kwokctl, "--name", paths.cluster, "start", "cluster", "--wait", f"{int(timeout)}s"),
-                     env=env, why="restart the stopped sandbox"))
+        plan.add(
+            Run(
+                (kwokctl, "--name", paths.cluster, "start", "cluster", "--wait", f"{int(timeout)}s"),
+                env=env,
+                why="restart the stopped sandbox",
+            )
+        )
     node_objects = [node_object(n) for n in session.cfg.nodes]
     if session.dry_run:
         session.executor.execute(plan)
-        print(f"  then: merge context {paths.context} into {paths.kubeconfig}; apply {len(node_objects)} nodes "
-              f"({', '.join(n.name for n in session.cfg.nodes)}) and wait until Ready")
+        print(
+            f"  then: merge context {paths.context} into {paths.kubeconfig}; apply {len(node_objects)} nodes "
+            f"({', '.join(n.name for n in session.cfg.nodes)}) and wait until Ready"
+        )
         return False
     changed = not plan.empty
     if changed:
@@ -264,8 +285,13 @@ def tear_down(session: Any) -> bool:
     plan = Plan(f"remove sandbox {paths.cluster}")
     if exists:
         kwokctl = require_kwokctl()
-        plan.add(Run((kwokctl, "--name", paths.cluster, "delete", "cluster"),
-                     env=(("KWOK_WORKDIR", str(paths.workdir)),), why="stop the control plane processes"))
+        plan.add(
+            Run(
+                (kwokctl, "--name", paths.cluster, "delete", "cluster"),
+                env=(("KWOK_WORKDIR", str(paths.workdir)),),
+                why="stop the control plane processes",
+            )
+        )
     if session.dry_run:
         session.executor.execute(plan)
         print(f"  then: remove {paths.workdir} and context {paths.context} from {paths.kubeconfig}")

@@ -127,4 +127,3 @@ def _read_keychain(item: str) -> str:
     if done.returncode != 0:
         raise SecretError(f"keychain item {item} was not found (security exit {done.returncode})")
     return done.stdout
-

@@ -125,8 +125,11 @@ def connect(endpoint: Endpoint, known_hosts: KnownHosts, timeout: float = 10.0) 
         port=endpoint.port,
         config=config,
         connect_timeout=timeout,
-        connect_kwargs={"key_filename": [str(Path(endpoint.key_file).expanduser())], "allow_agent": False,
-                        "look_for_keys": False},
+        connect_kwargs={
+            "key_filename": [str(Path(endpoint.key_file).expanduser())],
+            "allow_agent": False,
+            "look_for_keys": False,
+        },
     )
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.RejectPolicy())

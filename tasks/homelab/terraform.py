@@ -41,8 +41,13 @@ class Workspace:
 
     def apply(self, targets: list[str], parallelism: int) -> Run:
         return self.run(
-            "apply", "-input=false", "-no-color", "-auto-approve", f"-parallelism={parallelism}",
-            *_target_args(targets), why="create or replace VMs whose spec changed",
+            "apply",
+            "-input=false",
+            "-no-color",
+            "-auto-approve",
+            f"-parallelism={parallelism}",
+            *_target_args(targets),
+            why="create or replace VMs whose spec changed",
         )
 
     def destroy(self, targets: list[str]) -> Run:

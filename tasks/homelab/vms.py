@@ -60,7 +60,9 @@ def parse_limactl_list(text: str) -> dict[str, VmState]:
         if not line.strip():
             continue
         item = json.loads(line)
-        states[item["name"]] = VmState(item["name"], item.get("status", "Unknown"), item.get("cpus"), item.get("memory"))
+        states[item["name"]] = VmState(
+            item["name"], item.get("status", "Unknown"), item.get("cpus"), item.get("memory")
+        )
     return states
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import LOOPBACK_CONFIG
 from invoke import Context
 
+from helpers import LOOPBACK_CONFIG
 from homelab import sandbox
 from homelab.kube import Kube
 from homelab.session import Session

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from helpers import LOOPBACK_CONFIG, REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
-from validate_lima_templates import render_config, validate_files  # noqa: E402
+from validate_lima_templates import render_config, validate_files
 
 pytestmark = pytest.mark.integration
 

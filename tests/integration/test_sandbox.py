@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import LOOPBACK_CONFIG, run_cli
 
+from helpers import LOOPBACK_CONFIG, run_cli
 from homelab.kube import Kube, KubeError
 from homelab.session import Session
 
@@ -28,8 +28,15 @@ def deployment(name: str, namespace: str, replicas: int = 1) -> dict[str, Any]:
             "selector": {"matchLabels": {"app": name}},
             "template": {
                 "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": name, "image": "nginx:1.27",
-                                         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": name,
+                            "image": "nginx:1.27",
+                            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+                        }
+                    ]
+                },
             },
         },
     }
@@ -67,7 +74,7 @@ def test_pdb_blocks_eviction_of_the_only_pod_and_names_the_pdb(kube: Kube, names
         return None if (live.get("status") or {}).get("currentHealthy") == 1 else "status not computed"
 
     kube.wait_for("PDB status", pdb_observed, timeout=60)
-    [pod] = kube.list("v1", "Pod", namespace, label_selector="app=vault")
+    [pod] = kube.list_objects("v1", "Pod", namespace, label_selector="app=vault")
     with pytest.raises(KubeError) as caught:
         kube.evict(pod["metadata"]["name"], namespace)
     assert f"PodDisruptionBudget {namespace}/vault-pdb" in str(caught.value)
@@ -75,25 +82,39 @@ def test_pdb_blocks_eviction_of_the_only_pod_and_names_the_pdb(kube: Kube, names
 
 
 def test_server_side_apply_twice_changes_no_resource_version(kube: Kube, namespace: str) -> None:
-    objects = [deployment("api", namespace), pdb("api-pdb", namespace, "api"),
-               {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": namespace},
-                "data": {"a": "1"}}]
+    objects = [
+        deployment("api", namespace),
+        pdb("api-pdb", namespace, "api"),
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "cfg", "namespace": namespace},
+            "data": {"a": "1"},
+        },
+    ]
     first = kube.apply(objects)
     assert all(a.changed for a in first)
     config_map = kube.get("v1", "ConfigMap", "cfg", namespace)
     second = kube.apply(objects)
     assert [a.changed for a in second if a.ref.startswith("ConfigMap")] == [False]
-    assert kube.get("v1", "ConfigMap", "cfg", namespace)["metadata"]["resourceVersion"] == \
-        config_map["metadata"]["resourceVersion"]
+    assert (
+        kube.get("v1", "ConfigMap", "cfg", namespace)["metadata"]["resourceVersion"]
+        == config_map["metadata"]["resourceVersion"]
+    )
     dep_versions = {a.ref: a.resource_version for a in second}
     third = kube.apply(objects)
-    assert {a.ref: a.resource_version for a in third if "Deployment" not in a.ref} == \
-        {k: v for k, v in dep_versions.items() if "Deployment" not in k}
+    assert {a.ref: a.resource_version for a in third if "Deployment" not in a.ref} == {
+        k: v for k, v in dep_versions.items() if "Deployment" not in k
+    }
 
 
 def test_server_side_dry_run_changes_nothing(kube: Kube, namespace: str) -> None:
-    new = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "planned", "namespace": namespace},
-           "data": {"k": "v"}}
+    new = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "planned", "namespace": namespace},
+        "data": {"k": "v"},
+    }
     [result] = kube.apply([new], dry_run=True)
     assert result.changed
     assert kube.get("v1", "ConfigMap", "planned", namespace) is None
@@ -111,8 +132,12 @@ def test_server_side_dry_run_changes_nothing(kube: Kube, namespace: str) -> None
 def test_invalid_field_surfaces_the_api_servers_message(kube: Kube, namespace: str) -> None:
     bad = deployment("broken", namespace)
     bad["spec"]["replicas"] = "three"
-    bad_port = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc", "namespace": namespace},
-                "spec": {"ports": [{"port": 70000}], "selector": {"app": "x"}}}
+    bad_port = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "svc", "namespace": namespace},
+        "spec": {"ports": [{"port": 70000}], "selector": {"app": "x"}},
+    }
     with pytest.raises(KubeError) as caught:
         kube.apply([bad, bad_port])
     text = str(caught.value)

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import LOOPBACK_CONFIG
 from invoke import Context
-from sshd import SshHost, start_sshd
 
+from helpers import LOOPBACK_CONFIG
 from homelab.errors import HostKeyError
 from homelab.plan import Plan, Run, WriteFile
 from homelab.session import Session
 from homelab.vms import host_key_from_pub
+from sshd import SshHost, start_sshd
 
 pytestmark = pytest.mark.integration
 
@@ -82,8 +82,9 @@ def test_adopt_pins_only_the_expected_fingerprint(tmp_path: Path, node: SshHost)
     with make_session(tmp_path, node) as s:
         endpoint = s.endpoint(s.node("k3s-server"))
         seen = fingerprint(scan_host_key(endpoint))
-        expected = subprocess.run(["ssh-keygen", "-lf", str(node.host_public_key)], capture_output=True,
-                                  text=True, check=True).stdout.split()[1]
+        expected = subprocess.run(
+            ["ssh-keygen", "-lf", str(node.host_public_key)], capture_output=True, text=True, check=True
+        ).stdout.split()[1]
         assert seen == expected
         assert s.known_hosts.record(endpoint, scan_host_key(endpoint)) is True
         assert s.known_hosts.record(endpoint, scan_host_key(endpoint)) is False

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from helpers import FAKES, LOOPBACK_CONFIG, run_cli
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import FAKES, LOOPBACK_CONFIG, REPO, run_cli
 
+from helpers import FAKES, LOOPBACK_CONFIG, REPO, run_cli
 from homelab.config import loader
 from homelab.errors import ConfigError
 
@@ -90,21 +90,24 @@ def write(path: Path, data: dict) -> Path:
 
 
 def test_layers_apply_in_precedence_order(tmp_path: Path) -> None:
-    main = write(tmp_path / "homelab.yaml", {
-        "nodes": [{"name": "s", "role": "server", "ip": "192.168.105.10"}],
-        "k3s": {"version": "v1.30.0+k3s1", "datastore": "etcd"},
-        "domain": "file.example",
-        "name": "fromfile",
-    })
+    main = write(
+        tmp_path / "homelab.yaml",
+        {
+            "nodes": [{"name": "s", "role": "server", "ip": "192.168.105.10"}],
+            "k3s": {"version": "v1.30.0+k3s1", "datastore": "etcd"},
+            "domain": "file.example",
+            "name": "fromfile",
+        },
+    )
     write(tmp_path / "homelab.local.yaml", {"k3s": {"version": "v1.31.0+k3s1"}, "domain": "local.example"})
     env = {"HOMELAB__K3S__VERSION": "v1.32.0+k3s1", "HOMELAB__DOMAIN": "env.example"}
     loaded = loader.load(main, overrides={"domain": "cli.example"}, environ=env)
     cfg = loaded.config
-    assert cfg.name == "fromfile"                    # file beats default
-    assert cfg.k3s.datastore == "etcd"               # file value kept where nothing overrides it
-    assert cfg.k3s.version == "v1.32.0+k3s1"         # env beats local beats file
-    assert cfg.domain == "cli.example"               # cli beats env
-    assert cfg.k3s.flannel_backend == "vxlan"        # default where nothing sets it
+    assert cfg.name == "fromfile"  # file beats default
+    assert cfg.k3s.datastore == "etcd"  # file value kept where nothing overrides it
+    assert cfg.k3s.version == "v1.32.0+k3s1"  # env beats local beats file
+    assert cfg.domain == "cli.example"  # cli beats env
+    assert cfg.k3s.flannel_backend == "vxlan"  # default where nothing sets it
     assert loaded.origin("name") == "file homelab.yaml"
     assert loaded.origin("k3s.version") == "env"
     assert loaded.origin("domain") == "cli"
@@ -112,8 +115,10 @@ def test_layers_apply_in_precedence_order(tmp_path: Path) -> None:
 
 
 def test_local_override_beats_file(tmp_path: Path) -> None:
-    main = write(tmp_path / "homelab.yaml", {"nodes": [{"name": "s", "role": "server", "ip": "192.168.105.10"}],
-                                             "domain": "file.example"})
+    main = write(
+        tmp_path / "homelab.yaml",
+        {"nodes": [{"name": "s", "role": "server", "ip": "192.168.105.10"}], "domain": "file.example"},
+    )
     write(tmp_path / "homelab.local.yaml", {"domain": "local.example"})
     loaded = loader.load(main, environ={})
     assert loaded.config.domain == "local.example"
@@ -150,8 +155,9 @@ def test_validate_secrets_names_the_missing_reference(tmp_path: Path) -> None:
 
 
 def test_env_values_are_typed_yaml() -> None:
-    layer = loader.env_layer({"HOMELAB__TERRAFORM__PARALLELISM": "5", "HOMELAB__OPTIONS__VELERO": "true",
-                              "UNRELATED": "x"})
+    layer = loader.env_layer(
+        {"HOMELAB__TERRAFORM__PARALLELISM": "5", "HOMELAB__OPTIONS__VELERO": "true", "UNRELATED": "x"}
+    )
     assert layer == {"terraform": {"parallelism": 5}, "options": {"velero": True}}
 
 

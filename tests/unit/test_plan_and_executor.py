@@ -49,8 +49,10 @@ def test_secret_values_are_masked_in_plans_and_errors(tmp_path: Path) -> None:
     token_file.chmod(0o600)
     token = SecretLocation(file=str(token_file)).resolve()
     assert isinstance(token, Secret) and str(token) == "<redacted>"
-    plan = Plan("join", [Run(("k3s", "agent", "--token-file", "/dev/stdin"), stdin=token),
-                         WriteFile("/etc/token", token, 0o600)])
+    plan = Plan(
+        "join",
+        [Run(("k3s", "agent", "--token-file", "/dev/stdin"), stdin=token), WriteFile("/etc/token", token, 0o600)],
+    )
     text = "\n".join(plan.lines())
     assert "K10-very-secret-token" not in text
     ctx = MockContext(run=Result(exited=1, stderr="bad token K10-very-secret-token"))
@@ -82,5 +84,7 @@ def test_concurrent_groups_run_in_parallel(tmp_path: Path) -> None:
 
     plan = Plan("sleepers", [Run(("sleep", "0.5"), host="local", why=str(i)) for i in range(3)])
     start = time.monotonic()
-    Executor(Context(), out=lambda _: None).execute_concurrently(plan, key=lambda a: a.why if isinstance(a, Run) else "")
+    Executor(Context(), out=lambda _: None).execute_concurrently(
+        plan, key=lambda a: a.why if isinstance(a, Run) else ""
+    )
     assert time.monotonic() - start < 1.2

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import LOOPBACK_CONFIG
 from invoke import MockContext, Result
 
+from helpers import LOOPBACK_CONFIG
 from homelab import lima, vms
 from homelab.config import loader
 from homelab.errors import UsageError
@@ -40,7 +40,10 @@ def test_mac_addresses_are_stable_and_distinct() -> None:
 
 
 def test_power_plan_skips_vms_already_in_state(cfg) -> None:
-    states = {"k3s-server": vms.VmState("k3s-server", "Running"), "k3s-worker-1": vms.VmState("k3s-worker-1", "Stopped")}
+    states = {
+        "k3s-server": vms.VmState("k3s-server", "Running"),
+        "k3s-worker-1": vms.VmState("k3s-worker-1", "Stopped"),
+    }
     plan = vms.power_plan(cfg.nodes, states, "limactl", "Running")
     assert [a.argv for a in plan.changes()] == [("limactl", "start", "--tty=false", "k3s-worker-1")]
     text = "\n".join(plan.lines())
@@ -65,12 +68,15 @@ def test_vm_stop_task_runs_exact_limactl_commands(tmp_path: Path, monkeypatch) -
     monkeypatch.setenv("HOMELAB__STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
     listing = "\n".join(json.dumps({"name": n, "status": "Running"}) for n in ("k3s-server", "k3s-worker-1"))
-    ctx = MockContext(run={
-        f"{fake} list --json": Result(listing),
-        f"{fake} stop --tty=false k3s-server": Result(exited=0),
-        f"{fake} stop --tty=false k3s-worker-1": Result(exited=0),
-    })
+    ctx = MockContext(
+        run={
+            f"{fake} list --json": Result(listing),
+            f"{fake} stop --tty=false k3s-server": Result(exited=0),
+            f"{fake} stop --tty=false k3s-worker-1": Result(exited=0),
+        }
+    )
     vm.stop(ctx, name=[])
     ran = sorted(call.args[0] for call in ctx.run.call_args_list)
-    assert ran == sorted([f"{fake} list --json", f"{fake} stop --tty=false k3s-server",
-                          f"{fake} stop --tty=false k3s-worker-1"])
+    assert ran == sorted(
+        [f"{fake} list --json", f"{fake} stop --tty=false k3s-server", f"{fake} stop --tty=false k3s-worker-1"]
+    )

@@ -19,6 +19,7 @@ SIZE_PATTERN = re.compile(r"^[1-9][0-9]*(MiB|GiB|TiB)$")
 K3S_VERSION_PATTERN = re.compile(r"^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$")
 NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 Target = Literal["lima", "sandbox", "k3d", "existing"]
+Arch = Literal["aarch64", "x86_64"]
 
 
 def _size(value: str) -> str:
@@ -131,9 +132,9 @@ class Lima(Strict):
     """Settings shared by every Lima VM (rendered into ``lima/`` templates)."""
 
     vm_type: Literal["vz", "qemu"] = "vz"
-    arch: Literal["aarch64", "x86_64"] = "aarch64"
-    images: dict[Literal["aarch64", "x86_64"], str] = Field(
-        default_factory=lambda: {
+    arch: Arch = "aarch64"
+    images: dict[Arch, str] = Field(
+        default_factory=lambda: {  # type: ignore[arg-type]
             "aarch64": "https://cloud-images.ubuntu.com/releases/24.04/release/ubuntu-24.04-server-cloudimg-arm64.img",
             "x86_64": "https://cloud-images.ubuntu.com/releases/24.04/release/ubuntu-24.04-server-cloudimg-amd64.img",
         }

@@ -9,21 +9,28 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, overload
 
-from invoke import task as invoke_task
 from invoke.exceptions import Exit
+from invoke.tasks import Task
+from invoke.tasks import task as invoke_task
 
 from ..errors import EXIT_INTERRUPTED, HomelabError, UsageError
 from ..secrets_ref import REDACTOR
 
-F = TypeVar("F", bound=Callable[..., Any])
+Body = Callable[..., Any]
+
+
+@overload
+def task(body: Body, /) -> Task[Body]: ...
+@overload
+def task(**kwargs: Any) -> Callable[[Body], Task[Body]]: ...
 
 
 def task(*args: Any, **kwargs: Any) -> Any:
     """Like ``invoke.task`` (same keyword arguments), with the toolkit's error handling."""
 
-    def decorate(body: F) -> Any:
+    def decorate(body: Body) -> Task[Body]:
         @functools.wraps(body)
         def wrapper(c: Any, *a: Any, **kw: Any) -> Any:
             try:
@@ -33,7 +40,8 @@ def task(*args: Any, **kwargs: Any) -> Any:
             except KeyboardInterrupt:
                 raise Exit("interrupted; re-run the same command to continue", code=EXIT_INTERRUPTED) from None
 
-        return invoke_task(**kwargs)(wrapper)
+        made: Task[Body] = invoke_task(**kwargs)(wrapper)
+        return made
 
     if len(args) == 1 and callable(args[0]) and not kwargs:
         return decorate(args[0])  # bare @task

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from invoke import Collection
+from invoke.collection import Collection
 
 from ._task import task
 
@@ -39,7 +39,6 @@ def validate(c: Any, secrets: bool = False, target: str | None = None) -> None:
 def show(c: Any, origins: bool = False, target: str | None = None) -> None:
     """Print the effective config; secrets appear only as references."""
     from ..config.show import render
-
     from ..session import Session
 
     s = Session(c, {"target": target})

@@ -18,7 +18,9 @@ TARGET = "Cluster target: lima (the Mac's VMs), sandbox (local API server), k3d,
         "from": "Start at this layer (the ones before it are assumed done).",
     }
 )
-def up(c: Any, target: str | None = None, dry_run: bool = False, only: str | None = None, from_: str | None = None) -> None:
+def up(
+    c: Any, target: str | None = None, dry_run: bool = False, only: str | None = None, from_: str | None = None
+) -> None:
     """Bring the homelab up: every layer in dependency order, each a plan that may be empty."""
     from ..layers import select
 
@@ -32,11 +34,15 @@ def up(c: Any, target: str | None = None, dry_run: bool = False, only: str | Non
         t0 = time.monotonic()
         changed = layer.hook("up")(c, dry_run, overrides)
         changed_any = changed_any or bool(changed)
-        print(f"[{i}/{len(chosen)}] {layer.name}: {'changed' if changed else 'up to date'} ({time.monotonic() - t0:.1f}s)")
+        print(
+            f"[{i}/{len(chosen)}] {layer.name}: {'changed' if changed else 'up to date'} ({time.monotonic() - t0:.1f}s)"
+        )
     if dry_run:
         print("dry run: nothing was changed")
     elif not changed_any:
-        print(f"up: nothing to do; target {s.cfg.target} already matches the config ({time.monotonic() - started:.1f}s)")
+        print(
+            f"up: nothing to do; target {s.cfg.target} already matches the config ({time.monotonic() - started:.1f}s)"
+        )
     else:
         print(f"up: target {s.cfg.target} converged ({time.monotonic() - started:.1f}s)")
 
@@ -55,7 +61,9 @@ def down(c: Any, target: str | None = None, yes: bool = False, dry_run: bool = F
     overrides = {"target": target}
     s = session(c, dry_run, **overrides)
     chosen = list(reversed(select(s.cfg.target)))
-    if not dry_run and not confirm(f"Tear down {', '.join(layer.name for layer in chosen)} of target {s.cfg.target}?", yes):
+    if not dry_run and not confirm(
+        f"Tear down {', '.join(layer.name for layer in chosen)} of target {s.cfg.target}?", yes
+    ):
         print("nothing torn down")
         return
     for layer in chosen:
@@ -71,7 +79,7 @@ def status(c: Any, target: str | None = None) -> None:
     from ..layers import select
 
     overrides = {"target": target}
-    s = session(c, **overrides)
+    s = session(c, False, **overrides)
     healthy = True
     for layer in select(s.cfg.target):
         ok, summary = layer.hook("status")(c, overrides)

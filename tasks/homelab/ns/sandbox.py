@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from invoke import Collection
+from invoke.collection import Collection
 
 from ._task import session, task
 

@@ -6,7 +6,7 @@ import json
 import os
 from typing import Any
 
-from invoke import Collection
+from invoke.collection import Collection
 
 from ._task import confirm, session, task
 
@@ -87,13 +87,15 @@ def apply_vms(c: Any, names: list[str], dry_run: bool, overrides: dict[str, Any]
     planned = s.executor.run(ws.plan(targets), check=False)
     if planned.exited not in (0, 2):
         raise CommandFailed("local", "terraform plan", planned.exited, planned.stderr)
-    changed = planned.exited == 2
+    changed: bool = planned.exited == 2
     if changed:
         s.executor.execute(Plan("create or replace VMs", [ws.apply(targets, s.cfg.terraform.parallelism)]))
     else:
         print("VMs: nothing to do; every VM matches the config")
     outputs = json.loads(s.executor.run(ws.output(), check=False).stdout or "{}")
-    write_local(s.state_dir / "inventory.json", (json.dumps(vms.inventory(s.cfg, outputs), indent=2) + "\n").encode(), 0o644)
+    write_local(
+        s.state_dir / "inventory.json", (json.dumps(vms.inventory(s.cfg, outputs), indent=2) + "\n").encode(), 0o644
+    )
     _pin_new_host_keys(s, limactl, [n for n in _selected(s, names) if n.name in outputs])
     return changed
 
@@ -131,7 +133,9 @@ def _destroy(c: Any, names: list[str], yes: bool, dry_run: bool, overrides: dict
     s = session(c, dry_run, **(overrides or {}))
     nodes = _selected(s, names)
     ws = _workspace(s)
-    destroy_plan = Plan("delete VMs " + ", ".join(n.name for n in nodes), [ws.destroy([n.name for n in nodes] if names else [])])
+    destroy_plan = Plan(
+        "delete VMs " + ", ".join(n.name for n in nodes), [ws.destroy([n.name for n in nodes] if names else [])]
+    )
     if dry_run:
         s.executor.execute(destroy_plan)
         return
@@ -164,7 +168,9 @@ def _power(c: Any, names: list[str], want: str, dry_run: bool) -> None:
     limactl = require("limactl")
     states = vms.parse_limactl_list(s.executor.run(Run((limactl, "list", "--json"))).stdout)
     plan_ = vms.power_plan(_selected(s, names), states, limactl, want)
-    s.executor.execute_concurrently(plan_, key=lambda action: action.argv[-1] if isinstance(action, Run) else action.host)
+    s.executor.execute_concurrently(
+        plan_, key=lambda action: action.argv[-1] if isinstance(action, Run) else action.host
+    )
 
 
 @task(iterable=["name"], help={"name": NAMES, "dry_run": DRY_RUN})
@@ -193,8 +199,15 @@ def status(c: Any, json: bool = False) -> None:
     listing = s.executor.run(Run((limactl, "list", "--json")), check=False).stdout if limactl else ""
     states = vms.parse_limactl_list(listing)
     rows = [
-        {"name": n.name, "state": states[n.name].status if n.name in states else "absent", "ip": n.ip,
-         "cpus": n.cpus, "memory": n.memory, "role": n.role, "provider": n.provider}
+        {
+            "name": n.name,
+            "state": states[n.name].status if n.name in states else "absent",
+            "ip": n.ip,
+            "cpus": n.cpus,
+            "memory": n.memory,
+            "role": n.role,
+            "provider": n.provider,
+        }
         for n in s.cfg.nodes
     ]
     if json:
@@ -223,8 +236,21 @@ def shell(c: Any, name: str) -> None:
         os.execv(limactl, [limactl, "shell", node.name])
     ep = s.endpoint(node)
     ssh = require("ssh")
-    os.execv(ssh, [ssh, "-o", f"UserKnownHostsFile={s.known_hosts.path}", "-o", "StrictHostKeyChecking=yes",
-                   "-i", os.path.expanduser(ep.key_file), "-p", str(ep.port), f"{ep.user}@{ep.host}"])
+    os.execv(
+        ssh,
+        [
+            ssh,
+            "-o",
+            f"UserKnownHostsFile={s.known_hosts.path}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-i",
+            os.path.expanduser(ep.key_file),
+            "-p",
+            str(ep.port),
+            f"{ep.user}@{ep.host}",
+        ],
+    )
 
 
 @task(

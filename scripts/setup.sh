@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Set up a fresh machine for the toolkit: system packages, the Python venv with
+# the toolkit installed (editable), and the pinned binaries (built once, cached).
+#
+# Linux (Debian/Ubuntu): installs what is missing with apt-get (as root or via sudo).
+# macOS: expects Homebrew's lima, socket_vmnet, terraform or opentofu, kubectl,
+# kubeseal and restic (`brew install ...`); only the venv and cache are set up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+APT_PACKAGES=(openssh-server openssh-client sqlite3 cron age iproute2 util-linux procps git ca-certificates)
+
+install_system_packages() {
+    command -v apt-get >/dev/null 2>&1 || { say "no apt-get: skipping system packages"; return; }
+    local missing=() pkg
+    for pkg in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [[ ${#missing[@]} -eq 0 ]] && { say "system packages: present"; return; }
+    local sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    say "installing ${missing[*]}"
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_python() {
+    command -v python3 >/dev/null 2>&1 || die "python3 (>= 3.11) is required"
+    python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "python3 >= 3.11 is required"
+    [[ -x .venv/bin/python ]] || python3 -m venv .venv
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[test,lint]'
+    say "python: .venv ready ($(.venv/bin/python --version))"
+}
+
+if [[ $(uname -s) == Linux ]]; then
+    install_system_packages
+fi
+install_python
+if command -v go >/dev/null 2>&1 || [[ -x /usr/local/go/bin/go ]]; then
+    PATH="$PATH:/usr/local/go/bin" bash scripts/get-binaries.sh all >/dev/null
+else
+    say "Go is not installed: the sandbox binaries cannot be built (install Go >= 1.25 and re-run)"
+fi
+say "done. Next: .venv/bin/inv up --target sandbox"
