@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 say() { printf '[setup] %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
-APT_PACKAGES=(openssh-server openssh-client sqlite3 cron age iproute2 util-linux procps git ca-certificates)
+APT_PACKAGES=(openssh-server openssh-client sudo sqlite3 cron age iproute2 util-linux procps git ca-certificates)
 
 install_system_packages() {
     command -v apt-get >/dev/null 2>&1 || { say "no apt-get: skipping system packages"; return; }

@@ -61,12 +61,19 @@ def start_sshd(ip: str, directory: Path, client_key: Path, extra: str = "") -> S
         "LogLevel ERROR\n" + extra
     )
     process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.DEVNULL)
+    wait_listening(ip, port, process)
+    return SshHost(ip, port, directory, client_key, process)
+
+
+def wait_listening(ip: str, port: int, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
             socket.create_connection((ip, port), timeout=0.5).close()
-            return SshHost(ip, port, directory, client_key, process)
+            return
         except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(f"sshd for {ip}:{port} exited with {process.returncode}") from None
             time.sleep(0.05)
     process.kill()
     raise RuntimeError(f"sshd on {ip}:{port} did not start")

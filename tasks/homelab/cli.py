@@ -10,12 +10,12 @@ from invoke.collection import Collection
 from invoke.program import Program
 
 from . import __version__
-from .ns import config, root, sandbox, vm
+from .ns import config, k3s, root, sandbox, vm
 
 
 def build_namespace() -> Collection:
     namespace = Collection(root.up, root.down, root.status)
-    for module in (config, vm, sandbox):
+    for module in (config, vm, k3s, sandbox):
         namespace.add_collection(module.ns)
     return namespace
 

@@ -197,6 +197,37 @@ class Kube:
                 f"Scale the app up, or relax/delete that PDB for the maintenance, then re-run"
             ) from None
 
+    def cordon(self, node: str, unschedulable: bool = True) -> None:
+        from kubernetes.client import CoreV1Api
+
+        CoreV1Api(self.api).patch_node(node, {"spec": {"unschedulable": unschedulable or None}})
+
+    def drain(self, node: str, timeout: float, progress: Callable[[str], None] | None = None) -> None:
+        """Evict every pod on ``node`` (not DaemonSet or mirror pods), honouring PDBs.
+
+        Blocked evictions are retried until ``timeout``; then the error names each
+        blocking PodDisruptionBudget and how to proceed.
+        """
+        deadline = time.monotonic() + timeout
+        blocked: dict[str, str] = {}
+        while True:
+            pods = [p for p in self.list_objects("v1", "Pod", field_selector=f"spec.nodeName={node}") if _evictable(p)]
+            if not pods:
+                return
+            blocked = {}
+            for pod in pods:
+                meta = pod["metadata"]
+                try:
+                    self.evict(meta["name"], meta["namespace"])
+                except KubeError as err:
+                    blocked[f"{meta['namespace']}/{meta['name']}"] = str(err)
+            if time.monotonic() > deadline:
+                detail = "; ".join(blocked.values()) or f"{len(pods)} pods still terminating"
+                raise KubeError(f"drain of {node} did not finish in {timeout:.0f}s: {detail}")
+            if progress and blocked:
+                progress(f"  drain {node}: {len(blocked)} pod(s) blocked by a PodDisruptionBudget, retrying")
+            time.sleep(1.0)
+
     def pdbs_covering(self, pod: str, namespace: str) -> list[str]:
         """Names of the PDBs whose selector matches the pod's labels."""
         live = self.get("v1", "Pod", pod, namespace) or {}
@@ -264,6 +295,15 @@ class Kube:
             conditions = (node.get("status") or {}).get("conditions") or []
             nodes[node["metadata"]["name"]] = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
         return nodes
+
+
+def _evictable(pod: dict[str, Any]) -> bool:
+    meta = pod["metadata"]
+    if "kubernetes.io/config.mirror" in (meta.get("annotations") or {}):
+        return False
+    if any(owner.get("kind") == "DaemonSet" for owner in meta.get("ownerReferences") or []):
+        return False
+    return (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
 
 
 def _strip_volatile(obj: dict[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,7 @@ class Layer:
 
 LAYERS: tuple[Layer, ...] = (
     Layer("vm", "vm", frozenset({"lima"})),
+    Layer("k3s", "k3s", frozenset({"lima"})),
     Layer("sandbox", "sandbox", frozenset({"sandbox"})),
 )
 

@@ -51,18 +51,21 @@ class WriteFile:
     """Create or replace a file with exact content and mode."""
 
     path: str
-    content: str | Secret
+    content: str | bytes | Secret
     mode: int = 0o644
     host: str = LOCAL
     why: str = ""
     sudo: bool = False
 
     def display(self) -> str:
-        size = len(self.content.reveal() if isinstance(self.content, Secret) else self.content)
         kind = "secret, " if isinstance(self.content, Secret) else ""
-        return REDACTOR.redact(f"[{self.host}] write {self.path} ({kind}mode {self.mode:04o}, {size} bytes)")
+        return REDACTOR.redact(
+            f"[{self.host}] write {self.path} ({kind}mode {self.mode:04o}, {len(self.data())} bytes)"
+        )
 
     def data(self) -> bytes:
+        if isinstance(self.content, bytes):
+            return self.content
         text = self.content.reveal() if isinstance(self.content, Secret) else self.content
         return text.encode()
 

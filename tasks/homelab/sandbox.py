@@ -22,6 +22,7 @@ import yaml
 
 from .config.schema import HomelabConfig, Node
 from .errors import HomelabError
+from .kubeconfig import merge_kubeconfig, remove_context
 from .tools import require
 
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
@@ -101,50 +102,6 @@ def node_object(node: Node) -> dict[str, Any]:
     if taints:
         obj["spec"] = {"taints": taints}
     return obj
-
-
-def merge_kubeconfig(target: Path, source: dict[str, Any], context: str) -> None:
-    """Put ``source``'s only context into ``target`` as ``context``; keep all others. Mode 0600."""
-    from .executor import write_local
-
-    cluster = source["clusters"][0]["cluster"]
-    user = source["users"][0]["user"]
-    current: dict[str, Any] = {}
-    if target.is_file():
-        current = yaml.safe_load(target.read_text()) or {}
-    merged = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "preferences": current.get("preferences", {}),
-        "current-context": current.get("current-context") or context,
-        "clusters": [c for c in current.get("clusters", []) if c["name"] != context]
-        + [{"name": context, "cluster": cluster}],
-        "users": [u for u in current.get("users", []) if u["name"] != context] + [{"name": context, "user": user}],
-        "contexts": [c for c in current.get("contexts", []) if c["name"] != context]
-        + [{"name": context, "context": {"cluster": context, "user": context}}],
-    }
-    write_local(target, yaml.safe_dump(merged, sort_keys=False).encode(), 0o600)
-
-
-def remove_context(target: Path, context: str) -> bool:
-    """Drop ``context`` (and its cluster and user) from ``target``; others stay."""
-    from .executor import write_local
-
-    if not target.is_file():
-        return False
-    current = yaml.safe_load(target.read_text()) or {}
-    names = [c["name"] for c in current.get("contexts", [])]
-    if context not in names:
-        return False
-    for key in ("clusters", "users", "contexts"):
-        current[key] = [item for item in current.get(key, []) if item["name"] != context]
-    if current.get("current-context") == context:
-        current["current-context"] = current["contexts"][0]["name"] if current["contexts"] else ""
-    if not current["contexts"]:
-        target.unlink()
-        return True
-    write_local(target, yaml.safe_dump(current, sort_keys=False).encode(), 0o600)
-    return True
 
 
 def recorded_pids(paths: SandboxPaths) -> list[int]:

@@ -51,7 +51,7 @@ class Session:
             name=node.name,
             host=node.ip,
             port=node.ssh_port or self.cfg.ssh.port,
-            user=self.cfg.ssh.user,
+            user=node.ssh_user or self.cfg.ssh.user,
             key_file=self.cfg.ssh.private_key,
         )
 

@@ -124,6 +124,7 @@ class Node(Strict):
     memory: Size = "4GiB"
     disk: Size = "40GiB"
     ssh_port: Port | None = None
+    ssh_user: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     taints: list[str] = Field(default_factory=list)
 
@@ -151,16 +152,21 @@ class Terraform(Strict):
 
 
 class K3s(Strict):
-    """K3S on the nodes."""
+    """K3S on the nodes. Options are written to /etc/rancher/k3s/config.yaml, not passed as flags."""
 
     version: K3sVersion = "v1.33.5+k3s1"
     datastore: Literal["sqlite", "etcd"] = "sqlite"
     flannel_backend: Literal["vxlan", "host-gw", "wireguard-native", "none"] = "vxlan"
     install_method: Literal["script", "airgap"] = "script"
+    installer_url: str = "https://get.k3s.io"
+    installer_file: str | None = None
     airgap_binary: str | None = None
     airgap_images: str | None = None
     token: SecretRef = SecretRef(file="~/.config/homelab/k3s-token")
-    extra_server_args: dict[str, str] = Field(default_factory=dict)
+    api_endpoint: str | None = None
+    extra_server_config: dict[str, str] = Field(default_factory=dict)
+    min_free_disk: Size = "5GiB"
+    drain_timeout: int = Field(default=300, ge=5)
 
 
 class IpPool(Strict):

@@ -1,0 +1,394 @@
+"""k3s.* over SSH against three real sshd test nodes and the sandbox API server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from k3s_nodes import TestNode, start_node
+
+from helpers import FAKES, LOOPBACK_CONFIG, CliResult, run_cli
+from homelab import sandbox
+from homelab.kube import Kube
+from homelab.session import Session
+from sshd import keygen
+
+pytestmark = pytest.mark.integration
+
+NODES = [("k3s-server", "127.0.0.11"), ("k3s-worker-1", "127.0.0.12"), ("k3s-worker-2", "127.0.0.13")]
+
+
+def embedded_kubeconfig(session: Session) -> tuple[dict[str, Any], str]:
+    """The sandbox's kubeconfig with certificates inlined, as k3s writes k3s.yaml."""
+    paths = sandbox.paths_for(session.cfg, session.state_dir)
+    source = yaml.safe_load(paths.kubeconfig.read_text())
+    cluster, user = source["clusters"][0]["cluster"], source["users"][0]["user"]
+
+    def data(path: str) -> str:
+        return base64.b64encode(Path(path).read_bytes()).decode()
+
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "default",
+        "clusters": [
+            {
+                "name": "default",
+                "cluster": {
+                    "server": "https://127.0.0.1:6443",
+                    "certificate-authority-data": data(cluster["certificate-authority"]),
+                },
+            }
+        ],
+        "users": [
+            {
+                "name": "default",
+                "user": {
+                    "client-certificate-data": data(user["client-certificate"]),
+                    "client-key-data": data(user["client-key"]),
+                },
+            }
+        ],
+        "contexts": [{"name": "default", "context": {"cluster": "default", "user": "default"}}],
+    }
+    return doc, cluster["server"]
+
+
+class Lab:
+    """Three test nodes, a config pointing at them, and helpers to run the CLI."""
+
+    def __init__(self, tmp: Path, sandbox_session: Session, nodes: list[TestNode], key: Path) -> None:
+        self.tmp, self.nodes, self.key = tmp, {n.name: n for n in nodes}, key
+        _, server_url = embedded_kubeconfig(sandbox_session)
+        data = yaml.safe_load(LOOPBACK_CONFIG.read_text())
+        data["target"] = "lima"
+        data["state_dir"] = str(tmp / "state")
+        data["ssh"] = {"user": "root", "private_key": str(key), "public_key": f"{key}.pub"}
+        for entry, node in zip(data["nodes"], nodes, strict=True):
+            entry.update({"provider": "ssh", "ssh_port": node.port})
+        data["k3s"] = {
+            "installer_file": str(FAKES / "k3s-install.sh"),
+            "token": {"file": str(tmp / "k3s-token")},
+            "api_endpoint": server_url,
+            "drain_timeout": 8,
+            "min_free_disk": "1GiB",
+        }
+        self.data = data
+        self.save()
+        known = "".join(
+            f"[{n.ip}]:{n.port} {(n.root / 'host_ed25519.pub').read_text().split()[0]} "
+            f"{(n.root / 'host_ed25519.pub').read_text().split()[1]}\n"
+            for n in nodes
+        )
+        (tmp / "state").mkdir()
+        (tmp / "state" / "known_hosts").write_text(known)
+        (tmp / "state" / "known_hosts").chmod(0o600)
+
+    @property
+    def config(self) -> Path:
+        return self.tmp / "homelab.yaml"
+
+    def save(self) -> None:
+        self.config.write_text(yaml.safe_dump(self.data))
+
+    def cli(self, *args: str) -> CliResult:
+        return run_cli(list(args), {"HOMELAB_CONFIG": str(self.config)})
+
+    def token(self) -> str:
+        return (self.tmp / "k3s-token").read_text().strip()
+
+    def touched(self) -> bool:
+        return any(n.installer_log() or n.path("/etc/rancher/k3s/config.yaml").exists() for n in self.nodes.values())
+
+
+@pytest.fixture
+def lab(tmp_path: Path, sandbox_session: Session, kube: Kube) -> Iterator[Lab]:
+    key = tmp_path / "client_ed25519"
+    keygen(key)
+    k3s_yaml, _ = embedded_kubeconfig(sandbox_session)
+    nodes = []
+    for name, ip in NODES:
+        node = start_node(name, ip, tmp_path / name, key)
+        (node.root / "lib" / "fake-k3s.yaml").write_text(yaml.safe_dump(k3s_yaml))
+        nodes.append(node)
+    yield Lab(tmp_path, sandbox_session, nodes, key)
+    for node in nodes:
+        node.stop()
+        kube.cordon(node.name, unschedulable=False)
+
+
+class ProcessWatcher:
+    """Samples every local process's argv while a command runs."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+            self.seen.update(out.splitlines())
+            time.sleep(0.05)
+
+    def __enter__(self) -> ProcessWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_install_configures_each_node_joins_agents_in_parallel_and_hides_the_token(lab: Lab) -> None:
+    for node in lab.nodes.values():
+        (node.root / "lib" / "fake-install-seconds").write_text("2")
+    with ProcessWatcher() as watcher:
+        result = lab.cli("k3s.install")
+    assert result.code == 0, result.output
+
+    token = lab.token()
+    assert len(token) == 64
+    assert (lab.tmp / "k3s-token").stat().st_mode & 0o777 == 0o600
+    assert token not in result.output
+    assert not [line for line in watcher.seen if token in line]
+
+    server = yaml.safe_load(lab.nodes["k3s-server"].path("/etc/rancher/k3s/config.yaml").read_text())
+    assert server == {
+        "node-name": "k3s-server",
+        "node-ip": "127.0.0.11",
+        "token-file": "/etc/rancher/k3s/token",
+        "write-kubeconfig-mode": "0600",
+        "flannel-backend": "vxlan",
+        "tls-san": ["127.0.0.11", "k3s-server"],
+        "disable": ["traefik", "servicelb"],
+    }
+    for name, ip in NODES[1:]:
+        agent = yaml.safe_load(lab.nodes[name].path("/etc/rancher/k3s/config.yaml").read_text())
+        assert agent == {
+            "node-name": name,
+            "node-ip": ip,
+            "token-file": "/etc/rancher/k3s/token",
+            "server": "https://127.0.0.11:6443",
+        }
+    for node in lab.nodes.values():
+        token_file = node.path("/etc/rancher/k3s/token")
+        assert token_file.read_text().strip() == token
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        [record] = node.installer_log()
+        assert record["version"] == "v1.33.5+k3s1" and record["node"] == node.name
+        assert "K3S_TOKEN" not in record["env"]
+
+    server_log = lab.nodes["k3s-server"].installer_log()[0]
+    w1, w2 = lab.nodes["k3s-worker-1"].installer_log()[0], lab.nodes["k3s-worker-2"].installer_log()[0]
+    assert server_log["exec"] == "server" and w1["exec"] == w2["exec"] == "agent"
+    assert server_log["end"] <= min(w1["start"], w2["start"]), "agents joined before the server was installed"
+    assert w1["start"] < w2["end"] and w2["start"] < w1["end"], "agents were installed one after the other"
+    one_agent = max(w1["end"] - w1["start"], w2["end"] - w2["start"])
+    both_agents = max(w1["end"], w2["end"]) - min(w1["start"], w2["start"])
+    assert both_agents < 1.5 * one_agent, f"two agents took {both_agents:.1f}s, one takes {one_agent:.1f}s"
+
+    again = lab.cli("k3s.install")
+    assert again.code == 0 and "k3s: nothing to do" in again.stdout, again.output
+    assert [len(n.installer_log()) for n in lab.nodes.values()] == [1, 1, 1]
+
+
+def test_changed_option_rewrites_config_and_restarts_only_that_node(lab: Lab) -> None:
+    assert lab.cli("k3s.install").code == 0
+    lab.data["nodes"][1]["labels"] = {"storage": "fast"}
+    lab.save()
+    result = lab.cli("k3s.install")
+    assert result.code == 0, result.output
+    agent = yaml.safe_load(lab.nodes["k3s-worker-1"].path("/etc/rancher/k3s/config.yaml").read_text())
+    assert agent["node-label"] == ["storage=fast"]
+    restarts = {
+        n.name: (n.root / "lib" / "systemctl.log").read_text() if (n.root / "lib" / "systemctl.log").exists() else ""
+        for n in lab.nodes.values()
+    }
+    assert restarts == {"k3s-server": "", "k3s-worker-1": "restart k3s-agent\n", "k3s-worker-2": ""}
+
+
+def test_version_change_upgrades_server_first_then_workers_one_by_one(lab: Lab) -> None:
+    assert lab.cli("k3s.install").code == 0
+    lab.data["k3s"]["version"] = "v1.34.1+k3s1"
+    lab.save()
+    result = lab.cli("k3s.upgrade")
+    assert result.code == 0, result.output
+    upgrades = sorted((n.installer_log()[-1] for n in lab.nodes.values()), key=lambda r: r["start"])
+    assert [r["node"] for r in upgrades] == ["k3s-server", "k3s-worker-1", "k3s-worker-2"]
+    assert all(r["version"] == "v1.34.1+k3s1" for r in upgrades)
+    assert upgrades[0]["end"] <= upgrades[1]["start"] and upgrades[1]["end"] <= upgrades[2]["start"]
+    status = lab.cli("k3s.status")
+    assert status.code == 0 and status.stdout.count("v1.34.1+k3s1") == 3, status.output
+    assert "nothing to do" in lab.cli("k3s.upgrade").stdout
+
+
+def test_upgrade_blocked_by_a_pdb_names_it_and_touches_nothing(lab: Lab, kube: Kube, namespace: str) -> None:
+    assert lab.cli("k3s.install").code == 0
+    app = {"app": "vault"}
+    kube.apply(
+        [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "vault", "namespace": namespace},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": app},
+                    "template": {
+                        "metadata": {"labels": app},
+                        "spec": {
+                            "nodeSelector": {"kubernetes.io/hostname": "k3s-server"},
+                            "containers": [{"name": "vault", "image": "vaultwarden/server:1.34.3"}],
+                        },
+                    },
+                },
+            },
+            {
+                "apiVersion": "policy/v1",
+                "kind": "PodDisruptionBudget",
+                "metadata": {"name": "vault-pdb", "namespace": namespace},
+                "spec": {"minAvailable": 1, "selector": {"matchLabels": app}},
+            },
+        ]
+    )
+    kube.wait_deployments([(namespace, "vault")], timeout=60)
+    kube.wait_for(
+        "PDB",
+        lambda: (
+            None
+            if (kube.get("policy/v1", "PodDisruptionBudget", "vault-pdb", namespace) or {})
+            .get("status", {})
+            .get("currentHealthy")
+            == 1
+            else "pending"
+        ),
+        timeout=60,
+    )
+    lab.data["k3s"]["version"] = "v1.34.1+k3s1"
+    lab.save()
+    result = lab.cli("k3s.upgrade")
+    assert result.code == 1
+    assert f"PodDisruptionBudget {namespace}/vault-pdb" in result.stderr
+    assert "re-run" in result.stderr
+    assert [len(n.installer_log()) for n in lab.nodes.values()] == [1, 1, 1]
+    assert not (kube.get("v1", "Node", "k3s-server") or {}).get("spec", {}).get("unschedulable")
+
+
+def test_merged_kubeconfig_keeps_other_contexts_and_is_private(lab: Lab) -> None:
+    assert lab.cli("k3s.install").code == 0
+    target = lab.tmp / "kubeconfig"
+    other = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "work",
+        "clusters": [{"name": "work", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "work", "user": {"token": "x"}}],
+        "contexts": [{"name": "work", "context": {"cluster": "work", "user": "work"}}],
+    }
+    target.write_text(yaml.safe_dump(other))
+    result = lab.cli("k3s.kubeconfig", "--path", str(target))
+    assert result.code == 0, result.output
+    merged = yaml.safe_load(target.read_text())
+    assert sorted(c["name"] for c in merged["contexts"]) == ["itest", "work"]
+    assert merged["current-context"] == "work"
+    homelab = next(c for c in merged["clusters"] if c["name"] == "itest")
+    assert homelab["cluster"]["server"] == lab.data["k3s"]["api_endpoint"]
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert Kube(target, "itest").ready()
+
+
+@pytest.mark.parametrize("fault", ["unreachable", "changed_host_key", "sudo_password", "no_memory_cgroup"])
+def test_preflight_failure_is_clear_and_no_node_is_touched(lab: Lab, fault: str) -> None:
+    expected = {
+        "unreachable": "k3s-worker-2: cannot reach",
+        "changed_host_key": "k3s-worker-1: host key for",
+        "sudo_password": "k3s-worker-2: sudo needs a password",
+        "no_memory_cgroup": "k3s-worker-1: the memory cgroup controller is off",
+    }[fault]
+    if fault == "unreachable":
+        lab.nodes["k3s-worker-2"].stop()
+    elif fault == "changed_host_key":
+        other = lab.tmp / "other_host"
+        keygen(other)
+        known = lab.tmp / "state" / "known_hosts"
+        lines = known.read_text().splitlines()
+        lines[1] = " ".join([lines[1].split()[0], *Path(f"{other}.pub").read_text().split()[:2]])
+        known.write_text("\n".join(lines) + "\n")
+    elif fault == "sudo_password":
+        subprocess.run(["useradd", "--create-home", "hlnosudo"], capture_output=True)
+        subprocess.run(["usermod", "-p", "*", "hlnosudo"], check=True)  # no password, but not locked for sshd
+        ssh_dir = Path("/home/hlnosudo/.ssh")
+        ssh_dir.mkdir(exist_ok=True)
+        (ssh_dir / "authorized_keys").write_text(Path(f"{lab.key}.pub").read_text())
+        subprocess.run(["chown", "-R", "hlnosudo:", str(ssh_dir)], check=True)
+        lab.data["nodes"][2]["ssh_user"] = "hlnosudo"
+        lab.save()
+    else:
+        node = lab.nodes["k3s-worker-1"]
+        node.stop()
+        lab.nodes["k3s-worker-1"] = start_node(
+            "k3s-worker-1", "127.0.0.12", lab.tmp / "w1b", lab.key, hide_memory_cgroup=True
+        )
+        new = lab.nodes["k3s-worker-1"]
+        lab.data["nodes"][1]["ssh_port"] = new.port
+        lab.save()
+        pub = (new.root / "host_ed25519.pub").read_text().split()
+        with (lab.tmp / "state" / "known_hosts").open("a") as known:
+            known.write(f"[{new.ip}]:{new.port} {pub[0]} {pub[1]}\n")
+    known_before = (lab.tmp / "state" / "known_hosts").read_bytes()
+    result = lab.cli("k3s.install")
+    assert result.code == 1, result.output
+    assert "preflight failed; no node was changed" in result.stderr or "host key" in result.stderr
+    assert expected in result.stderr, result.stderr
+    assert not lab.touched()
+    assert (lab.tmp / "state" / "known_hosts").read_bytes() == known_before
+
+
+def test_snapshot_saves_a_consistent_sqlite_copy_and_the_token(lab: Lab) -> None:
+    assert lab.cli("k3s.install").code == 0
+    result = lab.cli("k3s.snapshot")
+    assert result.code == 0, result.output
+    [snapshot] = (lab.tmp / "state" / "snapshots").iterdir()
+    db = snapshot / "datastore"
+    assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert sqlite3.connect(db).execute("SELECT name FROM kine").fetchall() == [("/registry/ns/default",)]
+    assert (snapshot / "token").read_text().strip() == lab.token()
+    assert {p.stat().st_mode & 0o777 for p in snapshot.iterdir()} == {0o600}
+    manifest = json.loads((snapshot / "manifest.json").read_text())
+    assert set(manifest["files"]) == {"datastore", "token"}
+
+
+def test_up_dry_run_for_lima_plans_vms_and_k3s_without_secrets(lab: Lab) -> None:
+    token = "0123456789abcdef" * 4
+    (lab.tmp / "k3s-token").write_text(token + "\n")
+    (lab.tmp / "k3s-token").chmod(0o600)
+    for entry in lab.data["nodes"]:
+        entry["provider"] = "lima"
+    lab.save()
+    env = {
+        "HOMELAB_CONFIG": str(lab.config),
+        "PATH": f"{FAKES}:{os.environ['PATH']}",
+        "FAKE_LIMA_STATE": str(lab.tmp / "lima"),
+        "FAKE_RECORD": str(lab.tmp / "record.jsonl"),
+    }
+    result = run_cli(["up", "--target", "lima", "--dry-run"], env)
+    assert result.code == 0, result.output
+    out = result.stdout
+    assert out.index("[1/2] vm") < out.index("[2/2] k3s")
+    assert "k3s-server.yaml" in out and "apply -input=false" in out
+    assert "write /etc/rancher/k3s/token (secret, mode 0600" in out
+    assert "INSTALL_K3S_VERSION=v1.33.5+k3s1" in out
+    assert token not in result.output
+    assert not lab.touched()
+    assert not (lab.tmp / "record.jsonl").exists()
