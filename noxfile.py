@@ -30,13 +30,14 @@ def binaries(session: nox.Session, *targets: str) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff, mypy, yamllint, terraform fmt/validate, and limactl validate on every rendered template."""
+    """ruff, mypy, yamllint, terraform fmt/validate, k8s/ render check, limactl validate on every template."""
     install(session, "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
     session.run("yamllint", "--strict", *[d for d in YAML_DIRS if (ROOT / d).is_dir()])
     terraform_check(session)
+    session.run("inv", "gitops.render", "--check", env={"HOMELAB_CONFIG": str(ROOT / "config" / "homelab.yaml")})
     binaries(session, "lima")
     session.run("python", "scripts/validate_lima_templates.py", "config/homelab.yaml", "tests/configs/loopback.yaml")
 
@@ -65,7 +66,7 @@ def tests(session: nox.Session) -> None:
 def integration(session: nox.Session) -> None:
     """Integration tests against real parts: sandbox API server, sshd, terraform, limactl."""
     install(session, "test")
-    binaries(session, "sandbox", "lima")
+    binaries(session, "sandbox", "crds", "lima", "amtool")
     session.run("pytest", "tests/integration", *session.posargs)
 
 

@@ -6,7 +6,7 @@
 # cached by version under $HOMELAB_CACHE_DIR (default ~/.cache/homelab). A warm
 # cache makes this a no-op that only prints where the binaries are.
 #
-# Usage: scripts/get-binaries.sh [all|sandbox|lima|restic|kubeseal|tofu|crds]...
+# Usage: scripts/get-binaries.sh [all|sandbox|crds|lima|restic|kubeseal|amtool|tofu]...
 #        (default: all). Prints the bin directory to put on PATH as its last line.
 set -euo pipefail
 
@@ -17,6 +17,16 @@ LIMA_VERSION="${LIMA_VERSION:-1.2.1}"
 RESTIC_VERSION="${RESTIC_VERSION:-0.18.1}"
 SEALED_SECRETS_VERSION="${SEALED_SECRETS_VERSION:-0.27.1}"
 TOFU_VERSION="${TOFU_VERSION:-1.10.6}"
+ALERTMANAGER_VERSION="${ALERTMANAGER_VERSION:-0.28.1}"
+# Component CRDs, shipped inside the components' own Go modules (module@version:dir).
+CRD_SOURCES=(
+    "argocd github.com/argoproj/argo-cd/v3@v3.1.8 manifests/crds"
+    "cert-manager github.com/cert-manager/cert-manager@v1.18.2 deploy/crds"
+    "metallb go.universe.tf/metallb@v0.15.2 config/crd/bases"
+    "prometheus-operator github.com/prometheus-operator/prometheus-operator@v0.85.0 example/prometheus-operator-crd"
+    "sealed-secrets github.com/bitnami-labs/sealed-secrets@v0.27.1 helm/sealed-secrets/crds"
+    "velero github.com/vmware-tanzu/velero@v1.16.2 config/crd/v1/bases"
+)
 
 CACHE_DIR="${HOMELAB_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/homelab}"
 BIN_DIR="$CACHE_DIR/bin"
@@ -138,6 +148,29 @@ build_tofu() {
         "-X github.com/opentofu/opentofu/version.dev=no"
 }
 
+build_amtool() {
+    go_build_pinned amtool github.com/prometheus/alertmanager "$ALERTMANAGER_VERSION" \
+        github.com/prometheus/alertmanager/cmd/amtool "$BIN_DIR/amtool"
+}
+
+# fetch_crds: copy each component's CRD files out of the module cache into
+# $CACHE_DIR/crds/<component>-<version>/ (the tests install them into the sandbox).
+fetch_crds() {
+    local entry name module dir src out
+    for entry in "${CRD_SOURCES[@]}"; do
+        read -r name module dir <<<"$entry"
+        out="$CACHE_DIR/crds/$name-${module##*@}"
+        [[ -d "$out" ]] && continue
+        src=$(cd "$WORK_DIR" && go mod download -json "$module" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+        [[ -d "$src/$dir" ]] || die "no CRDs at $module/$dir"
+        mkdir -p "$out.tmp"
+        find "$src/$dir" -maxdepth 1 -name '*.yaml' ! -name 'kustomization.yaml' -exec cp {} "$out.tmp/" \;
+        chmod -R u+w "$out.tmp"
+        mv "$out.tmp" "$out"
+    done
+    echo "$CACHE_DIR/crds" >"$STAMP_DIR/crds-dir"
+}
+
 want_sandbox() {
     timed kubernetes "$K8S_VERSION" build_kubernetes
     timed etcd "$ETCD_VERSION" build_etcd
@@ -146,6 +179,8 @@ want_sandbox() {
 want_lima() { timed limactl "$LIMA_VERSION" build_lima; }
 want_restic() { timed restic "$RESTIC_VERSION" build_restic; }
 want_kubeseal() { timed kubeseal "$SEALED_SECRETS_VERSION" build_kubeseal; }
+want_amtool() { timed amtool "$ALERTMANAGER_VERSION" build_amtool; }
+want_crds() { timed crds "$(printf '%s' "${CRD_SOURCES[*]}" | sha256sum | cut -c1-12)" fetch_crds; }
 want_tofu() {
     if command -v terraform >/dev/null 2>&1 || command -v tofu >/dev/null 2>&1; then
         say "terraform/tofu: found on PATH, nothing to build"
@@ -158,9 +193,9 @@ targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(all)
 for t in "${targets[@]}"; do
     case "$t" in
-    all) want_sandbox; want_lima; want_restic; want_kubeseal; want_tofu ;;
-    sandbox | lima | restic | kubeseal | tofu) "want_$t" ;;
-    *) die "unknown target '$t' (use all, sandbox, lima, restic, kubeseal or tofu)" ;;
+    all) want_sandbox; want_crds; want_lima; want_restic; want_kubeseal; want_amtool; want_tofu ;;
+    sandbox | crds | lima | restic | kubeseal | amtool | tofu) "want_$t" ;;
+    *) die "unknown target '$t' (use all, sandbox, crds, lima, restic, kubeseal, amtool or tofu)" ;;
     esac
 done
 echo "$BIN_DIR"

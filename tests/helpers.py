@@ -44,3 +44,15 @@ def run_cli(args: list[str], env: Mapping[str, str] | None = None, timeout: floa
         stdin=subprocess.DEVNULL,
     )
     return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+def loopback_data() -> dict:
+    """The reference homelab with the loopback test overrides on top (addresses, names, state)."""
+    import yaml
+
+    from homelab.config.loader import Layer, merge_layers
+
+    reference = yaml.safe_load((REPO / "config" / "homelab.yaml").read_text())
+    loopback = yaml.safe_load(LOOPBACK_CONFIG.read_text())
+    merged, _ = merge_layers([Layer("reference", reference), Layer("loopback", loopback)])
+    return merged

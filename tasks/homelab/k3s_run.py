@@ -10,15 +10,11 @@ from typing import Any
 import yaml
 
 from . import k3s, preflight
+from .cluster import kubeconfig_path
 from .errors import HomelabError
 from .kube import Kube
 from .kubeconfig import merge_kubeconfig
 from .plan import Plan, Run
-
-
-def kubeconfig_path(session: Any) -> Path:
-    path: Path = session.state_dir / "kubeconfig"
-    return path
 
 
 def observe(session: Any) -> dict[str, k3s.Observed]:

@@ -40,11 +40,22 @@ def object_ref(obj: dict[str, Any]) -> str:
     return f"{obj.get('kind', '?')} {ns}{meta.get('name', '?')}"
 
 
+class _ManifestLoader(yaml.SafeLoader):
+    """SafeLoader reading ``=`` as the string it is in Kubernetes (YAML 1.1 calls it a 'value' tag)."""
+
+
+def _value_as_string(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    return str(loader.construct_scalar(node))  # type: ignore[arg-type]
+
+
+_ManifestLoader.add_constructor("tag:yaml.org,2002:value", _value_as_string)
+
+
 def load_manifests(texts: Iterable[str]) -> list[dict[str, Any]]:
     """Objects from YAML streams; empty documents are skipped, Lists unpacked."""
     objects: list[dict[str, Any]] = []
     for text in texts:
-        for doc in yaml.safe_load_all(text):
+        for doc in yaml.load_all(text, Loader=_ManifestLoader):
             if not doc:
                 continue
             if doc.get("kind", "").endswith("List") and "items" in doc:

@@ -104,6 +104,48 @@ def node_object(node: Node) -> dict[str, Any]:
     return obj
 
 
+def local_path_storage_class() -> dict[str, Any]:
+    """The StorageClass K3S ships, so rendered PVCs name the same class on both targets."""
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": "local-path", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "rancher.io/local-path",
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "Immediate",
+    }
+
+
+def bind_pending_claims(kube: Any) -> int:
+    """Stand in for local-path-provisioner: one pre-bound PersistentVolume per Pending claim."""
+    volumes = []
+    for claim in kube.list_objects("v1", "PersistentVolumeClaim"):
+        if (claim.get("status") or {}).get("phase") != "Pending":
+            continue
+        meta, spec = claim["metadata"], claim["spec"]
+        volumes.append(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {
+                    "name": f"sandbox-{meta['namespace']}-{meta['name']}"[:253],
+                    "labels": {"homelab.dev/sandbox-volume": "true"},
+                },
+                "spec": {
+                    "capacity": {"storage": spec["resources"]["requests"]["storage"]},
+                    "accessModes": spec["accessModes"],
+                    "storageClassName": spec.get("storageClassName") or "local-path",
+                    "persistentVolumeReclaimPolicy": "Delete",
+                    "hostPath": {"path": f"/var/lib/homelab-sandbox/{meta['namespace']}/{meta['name']}"},
+                    "claimRef": {"namespace": meta["namespace"], "name": meta["name"]},
+                },
+            }
+        )
+    if volumes:
+        kube.apply(volumes)
+    return len(volumes)
+
+
 def recorded_pids(paths: SandboxPaths) -> list[int]:
     pid_dir = paths.cluster_dir / "pids"
     pids = []
@@ -203,7 +245,8 @@ def ensure_up(session: Any, kube_version: str = "v1.35.4", timeout: float = 180.
                 why="restart the stopped sandbox",
             )
         )
-    node_objects = [node_object(n) for n in session.cfg.nodes]
+    node_objects: list[dict[str, Any]] = [node_object(n) for n in session.cfg.nodes]
+    node_objects.append(local_path_storage_class())
     if session.dry_run:
         session.executor.execute(plan)
         print(

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from invoke import Context
 
-from helpers import LOOPBACK_CONFIG
+from helpers import loopback_data
 from homelab import sandbox
 from homelab.kube import Kube
 from homelab.session import Session
@@ -20,7 +20,7 @@ from homelab.session import Session
 def sandbox_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     """A running sandbox built from the loopback config, state in a temp dir."""
     base = tmp_path_factory.mktemp("sandbox")
-    data = yaml.safe_load(LOOPBACK_CONFIG.read_text())
+    data = loopback_data()
     data["state_dir"] = str(base / "state")
     config = base / "homelab.yaml"
     config.write_text(yaml.safe_dump(data))

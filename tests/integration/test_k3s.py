@@ -17,7 +17,7 @@ import pytest
 import yaml
 from k3s_nodes import TestNode, start_node
 
-from helpers import FAKES, LOOPBACK_CONFIG, CliResult, run_cli
+from helpers import FAKES, CliResult, loopback_data, run_cli
 from homelab import sandbox
 from homelab.kube import Kube
 from homelab.session import Session
@@ -70,7 +70,7 @@ class Lab:
     def __init__(self, tmp: Path, sandbox_session: Session, nodes: list[TestNode], key: Path) -> None:
         self.tmp, self.nodes, self.key = tmp, {n.name: n for n in nodes}, key
         _, server_url = embedded_kubeconfig(sandbox_session)
-        data = yaml.safe_load(LOOPBACK_CONFIG.read_text())
+        data = loopback_data()
         data["target"] = "lima"
         data["state_dir"] = str(tmp / "state")
         data["ssh"] = {"user": "root", "private_key": str(key), "public_key": f"{key}.pub"}

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from helpers import LOOPBACK_CONFIG, run_cli
+from helpers import loopback_data, run_cli
 from homelab.kube import Kube, KubeError
 from homelab.session import Session
 
@@ -152,7 +152,7 @@ def listening(port: int) -> bool:
 
 
 def test_cli_up_twice_is_one_cluster_and_down_leaves_nothing(tmp_path: Path) -> None:
-    data = yaml.safe_load(LOOPBACK_CONFIG.read_text())
+    data = loopback_data()
     data["name"] = "cli"
     config = tmp_path / "homelab.yaml"
     config.write_text(yaml.safe_dump(data))

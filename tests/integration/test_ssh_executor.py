@@ -10,7 +10,7 @@ import pytest
 import yaml
 from invoke import Context
 
-from helpers import LOOPBACK_CONFIG
+from helpers import loopback_data
 from homelab.errors import HostKeyError
 from homelab.plan import Plan, Run, WriteFile
 from homelab.session import Session
@@ -28,7 +28,7 @@ def node(tmp_path: Path) -> Iterator[SshHost]:
 
 
 def make_session(tmp_path: Path, host: SshHost) -> Session:
-    data = yaml.safe_load(LOOPBACK_CONFIG.read_text())
+    data = loopback_data()
     data["state_dir"] = str(tmp_path / "state")
     data["ssh"] = {"user": "root", "private_key": str(host.client_key), "public_key": f"{host.client_key}.pub"}
     data["nodes"][0]["ssh_port"] = host.port

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import FAKES, LOOPBACK_CONFIG, run_cli
+from helpers import FAKES, loopback_data, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ def lima_env(tmp_path: Path) -> dict[str, str]:
     key = tmp_path / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     config = tmp_path / "homelab.yaml"
-    data = yaml.safe_load(LOOPBACK_CONFIG.read_text())
+    data = loopback_data()
     data["target"] = "lima"
     data["terraform"] = {"binary": "terraform" if shutil.which("terraform") else "tofu"}
     config.write_text(yaml.safe_dump(data))

@@ -18,7 +18,25 @@ def semantic_problems(cfg: HomelabConfig) -> list[Problem]:
         *_node_problems(cfg),
         *_pool_problems(cfg),
         *_backup_problems(cfg),
+        *_lm_studio_problems(cfg),
     ]
+
+
+def _lm_studio_problems(cfg: HomelabConfig) -> list[Problem]:
+    try:
+        address = ipaddress.IPv4Address(cfg.lm_studio.host)
+    except ValueError:
+        return [
+            Problem("lm_studio.host", f"{cfg.lm_studio.host!r} must be the host's IPv4 address on the node network")
+        ]
+    if address.is_loopback:
+        return [
+            Problem(
+                "lm_studio.host",
+                f"'{address}' is loopback; pods cannot reach the host there, use its node-network address",
+            )
+        ]
+    return []
 
 
 def _node_problems(cfg: HomelabConfig) -> list[Problem]:

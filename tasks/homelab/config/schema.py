@@ -211,6 +211,8 @@ class GitOps(Strict):
     revision: str = "main"
     path: str = "k8s"
     repo_credentials: SecretRef | None = None
+    argocd_version: str = "v3.1.8"
+    install_manifest: str = "https://raw.githubusercontent.com/argoproj/argo-cd/{version}/manifests/install.yaml"
 
 
 class Telegram(Strict):
@@ -250,8 +252,12 @@ class App(Strict):
     memory_limit: Size = "512MiB"
     env: dict[str, str] = Field(default_factory=dict)
     secrets: dict[str, SecretRef] = Field(default_factory=dict)
-    egress: list[str] = Field(default_factory=list)
+    egress: list[Literal["internet", "lm-studio"]] = Field(default_factory=list)
     sqlite_databases: list[str] = Field(default_factory=list)
+    mount_path: str = "/data"
+    non_root: bool = True
+    run_as_user: int = Field(default=1000, ge=0)
+    quiesce: list[str] = Field(default_factory=list)
 
 
 class Retention(Strict):
@@ -294,6 +300,7 @@ class HomelabConfig(Strict):
     name: DnsName = "homelab"
     target: Target = "lima"
     kube_context: str | None = None
+    kubeconfig: str | None = None
     domain: str = "home.example.com"
     state_dir: str = ".homelab"
     host: Host = Host()

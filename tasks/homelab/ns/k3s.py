@@ -60,14 +60,13 @@ def status(c: Any) -> None:
     """Every node: installed K3S version and readiness in the cluster."""
     from invoke.exceptions import Exit
 
-    from .. import k3s_run
+    from .. import cluster, k3s_run
     from ..errors import HomelabError
-    from ..kube import Kube
 
     with session(c) as s:
         observed = k3s_run.observe(s)
         try:
-            ready = Kube(k3s_run.kubeconfig_path(s), s.cfg.context_name()).ready_nodes()
+            ready = cluster.connect(s).ready_nodes()
         except HomelabError as err:
             ready, note = {}, f" (cluster not reachable: {err})"
         else:

@@ -1,0 +1,1 @@
+"""Rendering the k8s/ tree from the config: platform components, apps, the ArgoCD root."""

@@ -1,0 +1,222 @@
+"""The rendered platform and apps, applied to a sandbox with the components' real CRDs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from invoke import Context
+
+from helpers import REPO, loopback_data, run_cli
+from homelab import cluster, sandbox
+from homelab.kube import Kube, KubeError
+from homelab.ns.gitops import apply_direct
+from homelab.render import tree
+from homelab.session import Session
+from homelab.tools import find
+
+pytestmark = pytest.mark.integration
+
+
+def write_config(directory: Path, data: dict[str, Any]) -> Path:
+    path = directory / "homelab.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Session, Path]]:
+    """A sandbox of its own with everything rendered from the reference catalog applied."""
+    base = tmp_path_factory.mktemp("platform")
+    data = loopback_data()
+    data["name"] = "platform"
+    data["state_dir"] = str(base / "state")
+    config = write_config(base, data)
+    session = Session(Context(), config_path=config, out=lambda _: None)
+    sandbox.ensure_up(session)
+    apply_direct(session)
+    yield session, config
+    sandbox.tear_down(session)
+
+
+@pytest.fixture(scope="module")
+def kube(platform: tuple[Session, Path]) -> Kube:
+    return cluster.connect(platform[0])
+
+
+def test_render_is_deterministic_and_check_finds_stale_and_changed_files(tmp_path: Path) -> None:
+    cfg = Session(Context(), config_path=write_config(tmp_path, loopback_data()), out=lambda _: None).cfg
+    first, second = tree.render(cfg), tree.render(cfg)
+    assert {p: first.text(p) for p in first.files} == {p: second.text(p) for p in second.files}
+    root = tmp_path / "k8s"
+    assert not tree.write(first, root).clean
+    assert tree.drift(first, root).clean
+    (root / "apps" / "plex" / "app.yaml").write_text(tree.HEADER + "edited: true\n")
+    (root / "apps" / "gone").mkdir()
+    (root / "apps" / "gone" / "app.yaml").write_text(tree.HEADER)
+    (root / "apps" / "plex" / "sealed-secret.yaml").write_text("kind: SealedSecret\n")
+    found = tree.drift(first, root)
+    assert found.changed == ["apps/plex/app.yaml"] and found.stale == ["apps/gone/app.yaml"]
+    tree.write(first, root)
+    assert (root / "apps" / "plex" / "sealed-secret.yaml").exists(), "files the renderer does not own are kept"
+    assert tree.drift(first, root).clean
+
+
+def test_committed_k8s_tree_matches_the_reference_config() -> None:
+    result = run_cli(["gitops.render", "--check"], {"HOMELAB_CONFIG": str(REPO / "config" / "homelab.yaml")})
+    assert result.code == 0, result.output
+
+
+def test_every_object_applies_with_the_real_crds_and_a_second_apply_changes_nothing(
+    platform: tuple[Session, Path], kube: Kube
+) -> None:
+    objects = tree.objects_in_apply_order(tree.render(platform[0].cfg))
+    kinds = {o["kind"] for o in objects}
+    assert {"Application", "IPAddressPool", "L2Advertisement", "ClusterIssuer", "Certificate"} <= kinds
+    again = kube.apply(objects)
+    assert [a.ref for a in again if a.changed] == []
+
+
+def test_every_app_is_available_with_requests_and_limits(platform: tuple[Session, Path], kube: Kube) -> None:
+    session, config = platform
+    result = run_cli(["apps.status"], {"HOMELAB_CONFIG": str(config)})
+    assert result.code == 0, result.output
+    for name in session.cfg.apps:
+        deployment = kube.get("apps/v1", "Deployment", name, name)
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            resources = container["resources"]
+            assert set(resources["requests"]) == {"cpu", "memory"}, name
+            assert set(resources["limits"]) == {"cpu", "memory"}, name
+            assert container["readinessProbe"] and container["livenessProbe"], name
+
+
+def test_critical_apps_pdbs_are_enforced_by_the_eviction_api(platform: tuple[Session, Path], kube: Kube) -> None:
+    critical = {n: a for n, a in platform[0].cfg.apps.items() if a.critical}
+    assert set(critical) == {"homepage", "vaultwarden"}
+    for name, app in critical.items():
+        kube.wait_for(
+            f"{name} PDB",
+            lambda n=name, r=app.replicas: (
+                None
+                if (kube.get("policy/v1", "PodDisruptionBudget", n, n) or {}).get("status", {}).get("currentHealthy")
+                == r
+                else "computing"
+            ),
+            timeout=60,
+        )
+        pods = kube.list_objects("v1", "Pod", name, label_selector=f"app.kubernetes.io/name={name}")
+        blocked = []
+        for pod in pods:
+            try:
+                kube.evict(pod["metadata"]["name"], name)
+            except KubeError as err:
+                blocked.append(str(err))
+        assert len(blocked) == len(pods) - (app.replicas - 1), (name, blocked)
+        assert f"PodDisruptionBudget {name}/{name}" in blocked[0]
+        kube.wait_deployments([(name, name)], timeout=60)
+
+
+def test_each_app_namespace_denies_by_default_and_allows_only_what_is_declared(
+    platform: tuple[Session, Path], kube: Kube
+) -> None:
+    cfg = platform[0].cfg
+    for name, app in cfg.apps.items():
+        policies = {
+            p["metadata"]["name"]: p["spec"] for p in kube.list_objects("networking.k8s.io/v1", "NetworkPolicy", name)
+        }
+        expected = {"default-deny", "allow-ingress-controller", "allow-prometheus", "allow-dns"}
+        expected |= {f"allow-{e}" for e in app.egress}
+        assert set(policies) == expected, name
+        assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+        ingress_from = policies["allow-ingress-controller"]["ingress"][0]
+        assert ingress_from["from"][0]["namespaceSelector"]["matchLabels"] == {
+            "kubernetes.io/metadata.name": "ingress-nginx"
+        }
+        assert ingress_from["ports"] == [{"port": app.port, "protocol": "TCP"}]
+    lm = {
+        p["metadata"]["name"]: p["spec"]
+        for p in kube.list_objects("networking.k8s.io/v1", "NetworkPolicy", "open-webui")
+    }
+    assert lm["allow-lm-studio"]["egress"][0] == {
+        "to": [{"ipBlock": {"cidr": f"{cfg.lm_studio.host}/32"}}],
+        "ports": [{"port": cfg.lm_studio.port, "protocol": "TCP"}],
+    }
+
+
+def test_alertmanager_config_is_valid_and_routes_to_telegram(
+    platform: tuple[Session, Path], kube: Kube, tmp_path: Path
+) -> None:
+    amtool = find("amtool")
+    assert amtool, "amtool missing: scripts/get-binaries.sh amtool"
+    app = kube.get("argoproj.io/v1alpha1", "Application", "kube-prometheus-stack", "argocd")
+    values = app["spec"]["source"]["helm"]["valuesObject"]
+    config = values["alertmanager"]["config"]
+    assert values["alertmanager"]["alertmanagerSpec"]["secrets"] == ["alertmanager-telegram"]
+    telegram = config["receivers"][1]["telegram_configs"][0]
+    assert isinstance(telegram["chat_id"], int) and telegram["chat_id"] == platform[0].cfg.monitoring.telegram.chat_id
+    assert telegram["bot_token_file"].startswith("/etc/alertmanager/secrets/alertmanager-telegram/")
+    path = tmp_path / "alertmanager.yaml"
+    path.write_text(yaml.safe_dump(config))
+    check = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    routes = {}
+    for labels in ("severity=critical", "severity=warning", "alertname=Watchdog"):
+        out = subprocess.run(
+            [amtool, "config", "routes", "test", f"--config.file={path}", labels], capture_output=True, text=True
+        )
+        routes[labels] = out.stdout.strip()
+    assert routes == {
+        "severity=critical": "telegram-critical",
+        "severity=warning": "telegram",
+        "alertname=Watchdog": "null",
+    }
+    assert values["kubeScheduler"] == {"enabled": False} and values["kubeControllerManager"] == {"enabled": False}
+
+
+def test_metallb_pool_equals_the_config(platform: tuple[Session, Path], kube: Kube) -> None:
+    session, config = platform
+    pool = kube.get("metallb.io/v1beta1", "IPAddressPool", "homelab-pool", "metallb-system")
+    assert pool["spec"]["addresses"] == [f"{session.cfg.metallb.pool.start}-{session.cfg.metallb.pool.end}"]
+    result = run_cli(["net.status"], {"HOMELAB_CONFIG": str(config)})
+    assert result.code == 0 and "matches config" in result.stdout, result.output
+
+
+def test_diff_is_empty_after_apply_and_names_a_changed_field(platform: tuple[Session, Path], tmp_path: Path) -> None:
+    _, config = platform
+    clean = run_cli(["gitops.diff"], {"HOMELAB_CONFIG": str(config)})
+    assert clean.code == 0 and "no differences" in clean.stdout, clean.output
+    data = yaml.safe_load(config.read_text())
+    data["apps"]["plex"]["memory_limit"] = "6GiB"
+    changed = run_cli(["gitops.diff"], {"HOMELAB_CONFIG": str(write_config(tmp_path, data))})
+    assert changed.code == 1
+    assert "Deployment plex/plex: spec.template.spec.containers[0].resources.limits.memory" in changed.stdout
+
+
+def test_a_ninth_app_is_one_config_entry(platform: tuple[Session, Path], kube: Kube, tmp_path: Path) -> None:
+    session, config = platform
+    data = yaml.safe_load(config.read_text())
+    data["apps"]["whoami"] = {"image": "traefik/whoami:v1.11", "port": 80, "hostname": "whoami", "storage": "1GiB"}
+    result = run_cli(["gitops.apply"], {"HOMELAB_CONFIG": str(write_config(tmp_path, data))})
+    assert result.code == 0, result.output
+    assert kube.deployment_waiting("whoami", "whoami") is None
+    assert (
+        kube.get("networking.k8s.io/v1", "Ingress", "whoami", "whoami")["spec"]["rules"][0]["host"]
+        == f"whoami.{session.cfg.domain}"
+    )
+    assert kube.get("argoproj.io/v1alpha1", "Application", "app-whoami", "argocd") is not None
+    rendered = tree.render(Session(Context(), config_path=tmp_path / "homelab.yaml", out=lambda _: None).cfg)
+    assert "apps/whoami/app.yaml" in rendered.files
+
+
+def test_dry_run_apply_changes_nothing(platform: tuple[Session, Path], tmp_path: Path) -> None:
+    _, config = platform
+    data = yaml.safe_load(config.read_text())
+    data["apps"]["dryrun"] = {"image": "traefik/whoami:v1.11", "port": 80, "hostname": "dry"}
+    result = run_cli(["gitops.apply", "--dry-run"], {"HOMELAB_CONFIG": str(write_config(tmp_path, data))})
+    assert result.code == 0 and "apply Deployment dryrun/dryrun" in result.stdout
+    assert shutil.which("kubectl") or True
