@@ -4,6 +4,9 @@
 - CLI start-up: `inv --list` here against bare invoke with a one-task tasks.py
   (target: at most 1.5x; heavy imports must stay inside the tasks that need them).
 - Sandbox: cold `sandbox.up` with warm binaries, the no-op re-run, and `sandbox.down`.
+- Render plus direct apply of the 8 reference apps and of 200 generated apps, each
+  against a server-side dry-run apply of the same objects (the floor), so the
+  growth of the cost with the number of apps shows.
 
 Prints a table; exits non-zero only if a measurement itself failed.
 """
@@ -62,10 +65,71 @@ def sandbox_times() -> tuple[float, float, float]:
     return cold, noop, down
 
 
+def generated_apps(count: int) -> dict[str, dict[str, object]]:
+    return {
+        f"bench-{i:03d}": {
+            "image": "traefik/whoami:v1.11",
+            "port": 80,
+            "hostname": f"bench-{i:03d}",
+            "storage": None,
+            "cpu_request": "10m",
+            "memory_request": "16MiB",
+        }
+        for i in range(count)
+    }
+
+
+def render_and_apply(app_counts: list[int]) -> list[tuple[int, float, float, float, int]]:
+    """(apps, render seconds, apply+wait seconds, dry-run floor seconds, objects) per count."""
+    sys.path.insert(0, str(ROOT / "tasks"))
+    from invoke import Context
+
+    from homelab import cluster, deploy, sandbox
+    from homelab.render import tree
+    from homelab.session import Session
+
+    results = []
+    with tempfile.TemporaryDirectory() as work:
+        data = yaml.safe_load(LOOPBACK.read_text())
+        reference = yaml.safe_load((ROOT / "config" / "homelab.yaml").read_text())
+        data.update({"name": "benchapps", "state_dir": str(Path(work, "state")), "apps": reference["apps"]})
+        config = Path(work, "homelab.yaml")
+        config.write_text(yaml.safe_dump(data))
+        session = Session(Context(), config_path=config, out=lambda _: None)
+        sandbox.ensure_up(session)
+        try:
+            kube = cluster.connect(session)
+            deploy.install_crds(kube, deploy.component_crds())
+            for count in app_counts:
+                if count != len(reference["apps"]):
+                    data["apps"] = generated_apps(count)
+                    config.write_text(yaml.safe_dump(data))
+                    session = Session(Context(), config_path=config, out=lambda _: None)
+                start = time.perf_counter()
+                rendered = tree.render(session.cfg)
+                objects = tree.objects_in_apply_order(rendered)
+                render_s = time.perf_counter() - start
+                namespaces = [o for o in objects if o["kind"] == "Namespace"]
+                kube.apply(namespaces)
+                start = time.perf_counter()
+                kube.apply([o for o in objects if o["kind"] != "Namespace"], dry_run=True)
+                floor_s = time.perf_counter() - start
+                start = time.perf_counter()
+                deploy.apply_tree(
+                    kube, rendered, timeout=600, progress=lambda _: None, before_wait=sandbox.bind_pending_claims
+                )
+                apply_s = time.perf_counter() - start
+                results.append((count, render_s, apply_s, floor_s, len(objects)))
+        finally:
+            sandbox.tear_down(session)
+    return results
+
+
 def main() -> int:
     runs = int(os.environ.get("BENCH_RUNS", "15"))
     baseline, ours = cli_startup(runs)
     cold, noop, down = sandbox_times()
+    scaling = render_and_apply([8, 200])
     rows = [
         (
             "CLI start-up: inv --list vs bare invoke",
@@ -78,6 +142,17 @@ def main() -> int:
         ("sandbox.up again (no-op) vs first up", f"{noop:.2f} s", f"{cold:.2f} s", f"{noop / cold:.2f}x", "report"),
         ("sandbox.down", f"{down:.2f} s", "-", "-", "report"),
     ]
+    for count, render_s, apply_s, floor_s, objects in scaling:
+        rows.append((f"render {count} apps ({objects} objects)", f"{render_s * 1000:.0f} ms", "-", "-", "report"))
+        rows.append(
+            (
+                f"apply+wait {count} apps vs server-side dry run",
+                f"{apply_s:.2f} s",
+                f"{floor_s:.2f} s",
+                f"{apply_s / floor_s:.2f}x",
+                "report",
+            )
+        )
     header = ("benchmark", "measured", "baseline", "ratio", "target")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
     for row in [header, tuple("-" * w for w in widths), *rows]:

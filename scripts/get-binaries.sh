@@ -167,6 +167,11 @@ fetch_crds() {
         find "$src/$dir" -maxdepth 1 -name '*.yaml' ! -name 'kustomization.yaml' -exec cp {} "$out.tmp/" \;
         chmod -R u+w "$out.tmp"
         mv "$out.tmp" "$out"
+        if [[ $name == argocd ]]; then  # ArgoCD's own install manifest, for gitops.bootstrap tests
+            mkdir -p "$CACHE_DIR/manifests"
+            cp "$src/manifests/install.yaml" "$CACHE_DIR/manifests/argocd-install-${module##*@}.yaml"
+            chmod u+w "$CACHE_DIR/manifests/argocd-install-${module##*@}.yaml"
+        fi
     done
     echo "$CACHE_DIR/crds" >"$STAMP_DIR/crds-dir"
 }
@@ -180,7 +185,7 @@ want_lima() { timed limactl "$LIMA_VERSION" build_lima; }
 want_restic() { timed restic "$RESTIC_VERSION" build_restic; }
 want_kubeseal() { timed kubeseal "$SEALED_SECRETS_VERSION" build_kubeseal; }
 want_amtool() { timed amtool "$ALERTMANAGER_VERSION" build_amtool; }
-want_crds() { timed crds "$(printf '%s' "${CRD_SOURCES[*]}" | sha256sum | cut -c1-12)" fetch_crds; }
+want_crds() { timed crds "$(printf '%s' "${CRD_SOURCES[*]}" "install-v2" | sha256sum | cut -c1-12)" fetch_crds; }
 want_tofu() {
     if command -v terraform >/dev/null 2>&1 || command -v tofu >/dev/null 2>&1; then
         say "terraform/tofu: found on PATH, nothing to build"

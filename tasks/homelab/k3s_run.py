@@ -65,20 +65,27 @@ def upgrade_order(session: Any, names: list[str]) -> list[str]:
     return [n for n in order if n in names]
 
 
-def roll(session: Any, names: list[str], version: str) -> None:
-    """Upgrade nodes one at a time: cordon, drain (PDBs respected), install, wait Ready, uncordon."""
+def roll(session: Any, names: list[str], version: str, allow_downtime: bool = False) -> None:
+    """Upgrade nodes one at a time: cordon, drain (PDBs respected), install, wait Ready, uncordon.
+
+    ``allow_downtime`` lifts the PDBs of single-replica critical apps for each
+    node's drain and restores them once the node is back.
+    """
     kube = Kube(kubeconfig_path(session), session.cfg.context_name())
     for name in upgrade_order(session, names):
         node = session.node(name)
         print(f"==> upgrade {name} to k3s {version}", flush=True)
         kube.cordon(name)
+        lifted: list[Any] = []
         try:
-            kube.drain(name, session.cfg.k3s.drain_timeout, progress=print)
+            lifted = kube.drain(name, session.cfg.k3s.drain_timeout, progress=print, allow_downtime=allow_downtime)
         except HomelabError as err:
             kube.cordon(name, unschedulable=False)
+            kube.restore_pdbs(lifted)
             raise HomelabError(
                 f"{err}. {name} was uncordoned and not upgraded; nodes after it were not touched. "
-                "Scale the blocking app to 2+ replicas or relax its PDB, then re-run inv k3s.upgrade"
+                "Scale the blocking app to 2+ replicas, or accept a short outage of single-replica apps with "
+                "inv k3s.upgrade --allow-downtime, then re-run"
             ) from None
         steps = Plan(
             f"upgrade {name}", [*k3s.installer_files(session.cfg, node), k3s.installer_run(session.cfg, node, version)]
@@ -93,9 +100,10 @@ def roll(session: Any, names: list[str], version: str) -> None:
 
         kube.wait_for(f"{name} to be Ready on {version}", pending, timeout=300, progress=print)
         kube.cordon(name, unschedulable=False)
+        kube.restore_pdbs(lifted)
 
 
-def upgrade(session: Any) -> bool:
+def upgrade(session: Any, allow_downtime: bool = False) -> bool:
     """Roll every node whose version differs from the config."""
     preflight.check(session)
     observed = observe(session)
@@ -118,7 +126,7 @@ def upgrade(session: Any) -> bool:
                 f"{session.cfg.k3s.version}, wait Ready, uncordon"
             )
         return False
-    roll(session, order, session.cfg.k3s.version)
+    roll(session, order, session.cfg.k3s.version, allow_downtime)
     return True
 
 

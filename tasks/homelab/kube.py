@@ -19,6 +19,7 @@ import yaml
 from .errors import HomelabError
 
 FIELD_MANAGER = "homelab"
+SINGLE_REPLICA_LABEL = "homelab.dev/single-replica-pdb"
 
 
 class KubeError(HomelabError):
@@ -213,12 +214,49 @@ class Kube:
 
         CoreV1Api(self.api).patch_node(node, {"spec": {"unschedulable": unschedulable or None}})
 
-    def drain(self, node: str, timeout: float, progress: Callable[[str], None] | None = None) -> None:
+    def drain(
+        self, node: str, timeout: float, progress: Callable[[str], None] | None = None, allow_downtime: bool = False
+    ) -> list[tuple[str, str, dict[str, Any]]]:
         """Evict every pod on ``node`` (not DaemonSet or mirror pods), honouring PDBs.
 
         Blocked evictions are retried until ``timeout``; then the error names each
-        blocking PodDisruptionBudget and how to proceed.
+        blocking PodDisruptionBudget and how to proceed. With ``allow_downtime``,
+        a PDB the renderer marked as guarding a single-replica app is lifted for
+        the drain; the lifted PDBs are returned so the caller can restore them.
         """
+        lifted: list[tuple[str, str, dict[str, Any]]] = []
+        if allow_downtime:
+            lifted = self._lift_single_replica_pdbs(node)
+        self._drain(node, timeout, progress)
+        return lifted
+
+    def _lift_single_replica_pdbs(self, node: str) -> list[tuple[str, str, dict[str, Any]]]:
+        lifted = []
+        pods = self.list_objects("v1", "Pod", field_selector=f"spec.nodeName={node}")
+        for namespace in sorted({p["metadata"]["namespace"] for p in pods}):
+            for pdb in self.list_objects(
+                "policy/v1", "PodDisruptionBudget", namespace, label_selector=f"{SINGLE_REPLICA_LABEL}=true"
+            ):
+                spec = pdb["spec"]
+                self.resource("policy/v1", "PodDisruptionBudget").patch(
+                    name=pdb["metadata"]["name"],
+                    namespace=namespace,
+                    content_type="application/merge-patch+json",
+                    body={"spec": {"minAvailable": 0}},
+                )
+                lifted.append((namespace, pdb["metadata"]["name"], spec))
+        return lifted
+
+    def restore_pdbs(self, lifted: list[tuple[str, str, dict[str, Any]]]) -> None:
+        for namespace, name, spec in lifted:
+            self.resource("policy/v1", "PodDisruptionBudget").patch(
+                name=name,
+                namespace=namespace,
+                content_type="application/merge-patch+json",
+                body={"spec": {"minAvailable": spec.get("minAvailable")}},
+            )
+
+    def _drain(self, node: str, timeout: float, progress: Callable[[str], None] | None) -> None:
         deadline = time.monotonic() + timeout
         blocked: dict[str, str] = {}
         while True:

@@ -220,3 +220,66 @@ def test_dry_run_apply_changes_nothing(platform: tuple[Session, Path], tmp_path:
     result = run_cli(["gitops.apply", "--dry-run"], {"HOMELAB_CONFIG": str(write_config(tmp_path, data))})
     assert result.code == 0 and "apply Deployment dryrun/dryrun" in result.stdout
     assert shutil.which("kubectl") or True
+
+
+def test_bootstrap_installs_argocd_and_the_root_application(
+    platform: tuple[Session, Path], kube: Kube, tmp_path: Path
+) -> None:
+    """ArgoCD's real install manifest on the sandbox; only its controller's health report is simulated."""
+    import threading
+
+    from homelab.paths import cache_dir
+
+    _, config = platform
+    data = yaml.safe_load(config.read_text())
+    manifest = cache_dir() / "manifests" / "argocd-install-v3.1.8.yaml"
+    assert manifest.is_file(), "scripts/get-binaries.sh crds provides it"
+    data["gitops"]["install_manifest"] = str(manifest)
+    env = {"HOMELAB_CONFIG": str(write_config(tmp_path, data))}
+
+    def report_root_healthy() -> None:  # what ArgoCD's application-controller would do
+        def root() -> str | None:
+            return None if kube.get("argoproj.io/v1alpha1", "Application", "root", "argocd") else "absent"
+
+        kube.wait_for("root", root, timeout=120)
+        kube.resource("argoproj.io/v1alpha1", "Application").patch(
+            name="root",
+            namespace="argocd",
+            content_type="application/merge-patch+json",
+            body={"status": {"health": {"status": "Healthy"}, "sync": {"status": "Synced", "revision": "abc123"}}},
+        )
+
+    reporter = threading.Thread(target=report_root_healthy)
+    reporter.start()
+    result = run_cli(["gitops.bootstrap", "--wait", "120"], env)
+    reporter.join()
+    assert result.code == 0, result.output
+    assert "ArgoCD bootstrapped" in result.stdout
+    for name in ("argocd-server", "argocd-repo-server", "argocd-redis"):
+        assert kube.deployment_waiting(name, "argocd") is None
+    root = kube.get("argoproj.io/v1alpha1", "Application", "root", "argocd")
+    assert root["spec"]["source"]["path"] == "k8s/argocd"
+    assert root["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+    status = run_cli(["gitops.status"], env)
+    assert "root" in status.stdout and "Synced" in status.stdout and "Healthy" in status.stdout
+    again = run_cli(["gitops.bootstrap", "--wait", "60"], env)
+    assert again.code == 0 and "nothing to do" in again.stdout, again.output
+    synced = run_cli(["gitops.sync", "root"], env)
+    assert synced.code == 0
+    assert kube.get("argoproj.io/v1alpha1", "Application", "root", "argocd")["operation"]["sync"]["prune"] is True
+    missing = run_cli(["gitops.sync", "nope"], env)
+    assert missing.code == 2 and "no ArgoCD Application named 'nope'" in missing.stderr
+
+
+def test_opt_in_longhorn_and_velero_render_and_apply(
+    platform: tuple[Session, Path], kube: Kube, tmp_path: Path
+) -> None:
+    _, config = platform
+    data = yaml.safe_load(config.read_text())
+    data["options"] = {"longhorn": True, "velero": True}
+    result = run_cli(["gitops.apply"], {"HOMELAB_CONFIG": str(write_config(tmp_path, data))})
+    assert result.code == 0, result.output
+    assert kube.get("velero.io/v1", "Schedule", "daily", "velero")["spec"]["template"]["includedNamespaces"]
+    assert kube.get("velero.io/v1", "BackupStorageLocation", "default", "velero") is not None
+    assert kube.get("storage.k8s.io/v1", "StorageClass", "longhorn-homelab")["provisioner"] == "driver.longhorn.io"
+    assert kube.get("argoproj.io/v1alpha1", "Application", "longhorn", "argocd") is not None

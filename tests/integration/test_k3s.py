@@ -385,10 +385,57 @@ def test_up_dry_run_for_lima_plans_vms_and_k3s_without_secrets(lab: Lab) -> None
     result = run_cli(["up", "--target", "lima", "--dry-run"], env)
     assert result.code == 0, result.output
     out = result.stdout
-    assert out.index("[1/2] vm") < out.index("[2/2] k3s")
+    assert out.index("[1/3] vm") < out.index("[2/3] k3s") < out.index("[3/3] gitops")
+    assert "install ArgoCD v3.1.8" in out
     assert "k3s-server.yaml" in out and "apply -input=false" in out
     assert "write /etc/rancher/k3s/token (secret, mode 0600" in out
     assert "INSTALL_K3S_VERSION=v1.33.5+k3s1" in out
     assert token not in result.output
     assert not lab.touched()
     assert not (lab.tmp / "record.jsonl").exists()
+
+
+def test_allow_downtime_lifts_a_single_replica_pdb_for_the_drain_and_restores_it(
+    lab: Lab, kube: Kube, namespace: str
+) -> None:
+    assert lab.cli("k3s.install").code == 0
+    app = {"app": "solo"}
+    kube.apply(
+        [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "solo", "namespace": namespace},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": app},
+                    "template": {
+                        "metadata": {"labels": app},
+                        "spec": {
+                            "nodeSelector": {"kubernetes.io/hostname": "k3s-worker-1"},
+                            "containers": [{"name": "solo", "image": "vaultwarden/server:1.34.3"}],
+                        },
+                    },
+                },
+            },
+            {
+                "apiVersion": "policy/v1",
+                "kind": "PodDisruptionBudget",
+                "metadata": {
+                    "name": "solo",
+                    "namespace": namespace,
+                    "labels": {"homelab.dev/single-replica-pdb": "true"},
+                },
+                "spec": {"minAvailable": 1, "selector": {"matchLabels": app}},
+            },
+        ]
+    )
+    kube.wait_deployments([(namespace, "solo")], timeout=60)
+    lab.data["k3s"]["version"] = "v1.34.1+k3s1"
+    lab.save()
+    blocked = lab.cli("k3s.upgrade")
+    assert blocked.code == 1 and f"{namespace}/solo" in blocked.stderr and "--allow-downtime" in blocked.stderr
+    result = lab.cli("k3s.upgrade", "--allow-downtime")
+    assert result.code == 0, result.output
+    assert all(n.installer_log()[-1]["version"] == "v1.34.1+k3s1" for n in lab.nodes.values())
+    assert kube.get("policy/v1", "PodDisruptionBudget", "solo", namespace)["spec"]["minAvailable"] == 1

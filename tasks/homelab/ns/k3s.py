@@ -34,13 +34,18 @@ def install(c: Any, dry_run: bool = False) -> None:
         print("k3s: converged" if changed else "k3s: nothing to do")
 
 
-@task(help={"dry_run": DRY_RUN})
-def upgrade(c: Any, dry_run: bool = False) -> None:
+@task(
+    help={
+        "dry_run": DRY_RUN,
+        "allow_downtime": "Lift the PDBs of single-replica critical apps during each node's drain (short outage).",
+    }
+)
+def upgrade(c: Any, dry_run: bool = False, allow_downtime: bool = False) -> None:
     """Rolling upgrade to k3s.version: server first; cordon, drain (PDBs respected), upgrade, uncordon."""
     from .. import k3s_run
 
     with session(c, dry_run) as s:
-        k3s_run.upgrade(s)
+        k3s_run.upgrade(s, allow_downtime)
 
 
 @task(help={"path": "Kubeconfig file to merge into (default: <state_dir>/kubeconfig); other contexts are kept."})

@@ -12,10 +12,10 @@ import ipaddress
 from typing import Any
 
 from ..config.schema import App, HomelabConfig
+from ..kube import SINGLE_REPLICA_LABEL as SINGLE_REPLICA
 
 PART_OF = "homelab"
 PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
-SINGLE_REPLICA = "homelab.dev/single-replica-pdb"
 
 Obj = dict[str, Any]
 
