@@ -33,24 +33,34 @@ def snapshot_steps(cfg: Any, stamp: str, remote: str) -> list[Run]:
     ]
 
 
-def take(session: Any) -> Path | None:
-    """Snapshot the server's datastore into ``<state_dir>/snapshots/<UTC time>/``."""
-    cfg = session.cfg
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    remote = f"/var/tmp/homelab-snapshot-{stamp}"
+def _plan(cfg: Any, stamp: str, remote: str) -> Plan:
     user = cfg.server.ssh_user or cfg.ssh.user
     steps = [
         *snapshot_steps(cfg, stamp, remote),
         Run(("chown", user, remote), host=cfg.server.name, sudo=True, why="let the SSH user download it"),
     ]
-    plan = Plan(f"snapshot the {cfg.k3s.datastore} datastore of {cfg.server.name}", list(steps))
+    return Plan(f"snapshot the {cfg.k3s.datastore} datastore of {cfg.server.name}", list(steps))
+
+
+def take(session: Any) -> Path | None:
+    """Snapshot the server's datastore into ``<state_dir>/snapshots/<UTC time>/``."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     target: Path = session.state_dir / "snapshots" / stamp
     if session.dry_run:
-        session.executor.execute(plan)
+        session.executor.execute(_plan(session.cfg, stamp, f"/var/tmp/homelab-snapshot-{stamp}"))
         print(f"  then: download to {target}/datastore, copy the cluster token beside it (0600), write manifest.json")
         return None
-    session.executor.execute(plan)
     target.mkdir(parents=True, mode=0o700)
+    fetch(session, target)
+    return target
+
+
+def fetch(session: Any, target: Path) -> None:
+    """Snapshot the datastore and download it, with the token and a manifest, into ``target``."""
+    cfg = session.cfg
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    remote = f"/var/tmp/homelab-snapshot-{stamp}"
+    session.executor.execute(_plan(cfg, stamp, remote))
     datastore = target / "datastore"
     try:
         session.connection(cfg.server.name).get(remote, str(datastore))
@@ -66,4 +76,3 @@ def take(session: Any) -> Path | None:
         "files": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (datastore, target / "token")},
     }
     write_local(target / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode(), 0o600)
-    return target

@@ -253,7 +253,7 @@ class App(Strict):
     env: dict[str, str] = Field(default_factory=dict)
     secrets: dict[str, SecretRef] = Field(default_factory=dict)
     egress: list[Literal["internet", "lm-studio"]] = Field(default_factory=list)
-    sqlite_databases: list[str] = Field(default_factory=list)
+    sqlite_databases: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$")]] = Field(default_factory=list)
     mount_path: str = "/data"
     non_root: bool = True
     run_as_user: int = Field(default=1000, ge=0)
@@ -273,8 +273,15 @@ class Backup(Strict):
     password: SecretRef = SecretRef(file="~/.config/homelab/restic-password")
     schedule: str = "0 3 * * *"
     retention: Retention = Retention()
+    keep_verified: int = Field(default=3, ge=1)
     notify_on_success: bool = False
+    notify_api: str = "https://api.telegram.org"
     deadman_url: str | None = None
+    max_age_hours: int = Field(default=26, ge=1)
+    verify_read_percent: int = Field(default=10, ge=1, le=100)
+    components: list[Literal["config", "cluster", "sealed-keys", "datastore", "volumes"]] = Field(
+        default_factory=lambda: ["config", "cluster", "sealed-keys", "datastore", "volumes"]  # type: ignore[arg-type]
+    )
 
 
 class Secrets(Strict):

@@ -1,0 +1,1 @@
+"""Backups with restic: the run, verification, retention, restore."""

@@ -1,0 +1,169 @@
+"""What one backup run collects, each component into its own folder of the staging area.
+
+Every collector either fills its folder or raises; the run records which
+components failed and marks the snapshot partial, so a missing piece is never
+mistaken for a good backup.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import HomelabError
+from ..executor import write_local
+
+# Kinds that are rebuilt by controllers, ephemeral, or secret in plain form.
+SKIPPED_KINDS = {
+    "Secret",
+    "Event",
+    "Lease",
+    "Endpoints",
+    "EndpointSlice",
+    "Pod",
+    "ReplicaSet",
+    "ControllerRevision",
+    "Node",
+    "CSINode",
+    "CSIStorageCapacity",
+    "VolumeAttachment",
+    "FlowSchema",
+    "PriorityLevelConfiguration",
+    "APIService",
+    "ComponentStatus",
+}
+SEALED_KEY_LABEL = "sealedsecrets.bitnami.com/sealed-secrets-key"
+# Runs on the node as: sh -c READ_VOLUME read-volume SRC OUT OWNER [DB...]; values are arguments, never code.
+READ_VOLUME = r"""
+set -e
+src=$1; out=$2; owner=$3; shift 3
+rm -rf "$out"; mkdir -p "$out/sqlite"
+: > "$out/exclude"
+for db in "$@"; do printf './%s\n./%s-wal\n./%s-shm\n' "$db" "$db" "$db" >> "$out/exclude"; done
+tar -C "$src" -X "$out/exclude" -cf "$out/files.tar" .
+for db in "$@"; do
+  if [ -f "$src/$db" ]; then sqlite3 "$src/$db" ".backup '$out/sqlite/$db'"; fi
+done
+chown -R "$owner" "$out"
+"""
+VOLATILE_METADATA = ("managedFields", "resourceVersion", "uid", "generation", "creationTimestamp")
+
+
+def applicable(session: Any) -> list[str]:
+    """The configured components that exist for this target (no nodes in the sandbox)."""
+    node_only = {"datastore", "volumes"}
+    wanted = list(session.cfg.backup.components)
+    if session.cfg.target in ("sandbox", "existing", "k3d"):
+        wanted = [c for c in wanted if c not in node_only]
+    return wanted
+
+
+def collect_config(session: Any, out: Path) -> None:
+    for path in session.loaded.files:
+        shutil.copy2(path, out / path.name)
+    inventory = session.state_dir / "inventory.json"
+    if inventory.is_file():
+        shutil.copy2(inventory, out / "inventory.json")
+
+
+def _clean(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = {k: v for k, v in obj.get("metadata", {}).items() if k not in VOLATILE_METADATA}
+    return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
+
+
+def collect_cluster(session: Any, out: Path, kube: Any) -> None:
+    """Every listable resource (preferred versions) as YAML, one file per kind; Secrets excluded."""
+    from kubernetes.client import ApisApi, CoreV1Api
+
+    group_versions = ["v1"]
+    for api_group in ApisApi(kube.api).get_api_versions(_request_timeout=10).groups:
+        if api_group.preferred_version is not None:
+            group_versions.append(api_group.preferred_version.group_version)
+    for group_version in group_versions:
+        if group_version == "v1":
+            listing = CoreV1Api(kube.api).get_api_resources(_request_timeout=10)
+        else:
+            group_name, version = group_version.split("/")
+            listing = _group_resources(kube, group_name, version)
+        for resource in listing.resources:
+            if "/" in resource.name or "list" not in (resource.verbs or []) or resource.kind in SKIPPED_KINDS:
+                continue
+            items = kube.resource(group_version, resource.kind).get(_request_timeout=15).to_dict().get("items", [])
+            if not items:
+                continue
+            docs = [_clean({**i, "apiVersion": group_version, "kind": resource.kind}) for i in items]
+            name = f"{resource.kind}.{group_version.replace('/', '_')}.yaml"
+            (out / name).write_text("---\n".join(yaml.safe_dump(d, sort_keys=True) for d in docs))
+
+
+def _group_resources(kube: Any, group: str, version: str) -> Any:
+    from kubernetes.client import CustomObjectsApi
+
+    return CustomObjectsApi(kube.api).get_api_resources(group, version, _request_timeout=10)
+
+
+def collect_sealed_keys(session: Any, out: Path, kube: Any) -> None:
+    """The Sealed Secrets controller's private keys (restic encrypts the repository)."""
+    ns = session.cfg.secrets.controller_namespace
+    keys = kube.list_objects("v1", "Secret", ns, label_selector=SEALED_KEY_LABEL)
+    docs = [_clean({**k, "apiVersion": "v1", "kind": "Secret"}) for k in keys]
+    text = "---\n".join(yaml.safe_dump(d, sort_keys=True) for d in docs)
+    write_local(out / "keys.yaml", text.encode(), 0o600)
+
+
+def collect_datastore(session: Any, out: Path) -> None:
+    from ..k3s_snapshot import fetch
+
+    fetch(session, out)
+
+
+def collect_volumes(session: Any, out: Path, kube: Any) -> None:
+    """Each app PVC's files, read on its node; SQLite databases through SQLite's online backup."""
+    from ..plan import Run
+
+    failures = []
+    for name, app in sorted(session.cfg.apps.items()):
+        if not app.storage:
+            continue
+        try:
+            node, path = volume_location(kube, name, f"{name}-data")
+        except HomelabError as err:
+            failures.append(str(err))
+            continue
+        remote = f"/var/tmp/homelab-volume-{name}"
+        user = session.node(node).ssh_user or session.cfg.ssh.user
+        argv = ("sh", "-c", READ_VOLUME, "read-volume", path, remote, user, *app.sqlite_databases)
+        try:
+            session.executor.run(Run(argv, host=node, sudo=True, why=f"read {name}'s volume"))
+            target = out / name
+            (target / "sqlite").mkdir(parents=True)
+            conn = session.connection(node)
+            conn.get(f"{remote}/files.tar", str(target / "files.tar"))
+            for db in app.sqlite_databases:
+                listing = session.executor.run(Run(("ls", f"{remote}/sqlite"), host=node)).stdout.split()
+                if db in listing:
+                    conn.get(f"{remote}/sqlite/{db}", str(target / "sqlite" / db))
+        except HomelabError as err:
+            failures.append(f"{name}: {err}")
+        finally:
+            session.executor.run(Run(("rm", "-rf", remote), host=node, sudo=True), check=False)
+    if failures:
+        raise HomelabError("; ".join(failures))
+
+
+def volume_location(kube: Any, namespace: str, claim: str) -> tuple[str, str]:
+    """The node and directory behind a PVC (local-path style: hostPath or local + node affinity)."""
+    pvc = kube.get("v1", "PersistentVolumeClaim", claim, namespace)
+    if pvc is None or not (pvc.get("spec") or {}).get("volumeName"):
+        raise HomelabError(f"{namespace}/{claim}: claim missing or not bound")
+    pv = kube.get("v1", "PersistentVolume", pvc["spec"]["volumeName"])
+    spec = (pv or {}).get("spec") or {}
+    path = (spec.get("hostPath") or spec.get("local") or {}).get("path")
+    terms = ((spec.get("nodeAffinity") or {}).get("required") or {}).get("nodeSelectorTerms") or []
+    nodes = [v for t in terms for e in t.get("matchExpressions") or [] for v in e.get("values") or []]
+    if not path or not nodes:
+        raise HomelabError(f"{namespace}/{claim}: volume {pvc['spec']['volumeName']} has no node-local path")
+    return nodes[0], path

@@ -1,0 +1,63 @@
+"""Retention that cannot delete the last good backups.
+
+Only complete runs count for the daily/weekly/monthly buckets; the newest
+``keep_verified`` verified runs are always kept; an empty listing, or a policy
+that would leave no complete run, is refused rather than applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from ..config.schema import Retention
+from ..errors import HomelabError
+from .restic import Snapshot
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    keep: list[Snapshot]
+    remove: list[Snapshot]
+
+
+def _day(snapshot: Snapshot) -> date:
+    """The snapshot's calendar day (restic prints RFC 3339 times; buckets need only the date)."""
+    return date.fromisoformat(snapshot.time[:10])
+
+
+def _buckets(snapshots: list[Snapshot], count: int, key: str) -> set[str]:
+    kept: set[str] = set()
+    seen: set[str] = set()
+    for snap in sorted(snapshots, key=lambda s: s.time, reverse=True):
+        when = _day(snap)
+        bucket = {
+            "day": when.strftime("%Y-%m-%d"),
+            "week": f"{when.isocalendar()[0]}-{when.isocalendar()[1]}",
+            "month": when.strftime("%Y-%m"),
+        }[key]
+        if bucket not in seen and len(seen) < count:
+            seen.add(bucket)
+            kept.add(snap.id)
+    return kept
+
+
+def plan(snapshots: list[Snapshot], verified: set[str], retention: Retention, keep_verified: int) -> PrunePlan:
+    if not snapshots:
+        raise HomelabError(
+            "prune refused: the repository lists no snapshots (a failing or empty listing is never pruned)"
+        )
+    complete = [s for s in snapshots if s.tag_value("status") == "complete"]
+    if not complete:
+        raise HomelabError("prune refused: no complete backup exists; nothing would be left to restore")
+    keep = {s.id for s in sorted((s for s in complete if s.id in verified), key=lambda s: s.time)[-keep_verified:]}
+    keep |= _buckets(complete, retention.daily, "day")
+    keep |= _buckets(complete, retention.weekly, "week")
+    keep |= _buckets(complete, retention.monthly, "month")
+    newest_complete = max(s.time for s in complete)
+    remove = [s for s in complete if s.id not in keep]
+    remove += [s for s in snapshots if s.tag_value("status") != "complete" and s.time < newest_complete]
+    kept = [s for s in snapshots if s not in remove]
+    if not any(s.tag_value("status") == "complete" for s in kept):
+        raise HomelabError("prune refused: the policy would delete every complete backup")
+    return PrunePlan(kept, remove)

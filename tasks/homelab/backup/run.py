@@ -1,0 +1,229 @@
+"""One cron-safe backup run: lock, collect, manifest last, one restic snapshot, report.
+
+Safety comes from the order. The lock is taken first, without waiting, so a
+second run exits at once and touches nothing. Components are staged locally;
+the manifest (a SHA-256 per file) is written after them; only then does restic
+store the whole staging folder as one snapshot, which restic writes atomically:
+a run killed at any point leaves either no snapshot or a complete one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import socket
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, HomelabError
+from ..executor import write_local
+from ..secrets_ref import REDACTOR
+from . import components
+from .restic import Restic
+
+MANIFEST = "manifest.json"
+
+
+class Locked(HomelabError):
+    exit_code = EXIT_LOCKED
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    snapshot: str | None = None
+    ok: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_PARTIAL if self.failed else EXIT_OK
+
+    def summary(self) -> str:
+        state = "partial" if self.failed else "ok"
+        text = (
+            f"backup {state}: run {self.run_id} snapshot {self.snapshot} in {self.seconds:.1f}s; "
+            f"components ok: {', '.join(self.ok) or 'none'}"
+        )
+        if self.failed:
+            text += "; FAILED: " + "; ".join(f"{k}: {v}" for k, v in self.failed.items())
+        return REDACTOR.redact(text)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold ``path`` locked for the run; raise ``Locked`` at once if another run holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise Locked(f"another backup.run holds {path} (pid {holder}); this run did nothing") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock, also when the process is killed
+
+
+def lock_path(session: Any) -> Path:
+    path: Path = session.state_dir / "backup.lock"
+    return path
+
+
+def staging_root(session: Any) -> Path:
+    path: Path = session.state_dir / "backup-staging"
+    return path
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_manifest(staging: Path, report: RunReport, started: float) -> None:
+    files = {str(p.relative_to(staging)): sha256(p) for p in sorted(staging.rglob("*")) if p.is_file()}
+    manifest = {
+        "run": report.run_id,
+        "started": started,
+        "finished": time.time(),
+        "status": "partial" if report.failed else "complete",
+        "components": {**{c: "ok" for c in report.ok}, **{c: f"failed: {e}" for c, e in report.failed.items()}},
+        "files": files,
+    }
+    write_local(staging / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode(), 0o600)
+
+
+def collect(session: Any, staging: Path, report: RunReport) -> None:
+    kube = None
+    for name in components.applicable(session):
+        out = staging / name
+        out.mkdir(parents=True, mode=0o700)
+        try:
+            if name in ("cluster", "sealed-keys", "volumes") and kube is None:
+                from .. import cluster
+
+                kube = cluster.connect(session)
+            if name == "config":
+                components.collect_config(session, out)
+            elif name == "cluster":
+                components.collect_cluster(session, out, kube)
+            elif name == "sealed-keys":
+                components.collect_sealed_keys(session, out, kube)
+            elif name == "datastore":
+                components.collect_datastore(session, out)
+            elif name == "volumes":
+                components.collect_volumes(session, out, kube)
+            report.ok.append(name)
+        except Exception as err:
+            report.failed[name] = REDACTOR.redact(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            shutil.rmtree(out, ignore_errors=True)
+
+
+def run(session: Any) -> RunReport:
+    """The whole run; raises for fatal errors, returns a report (maybe partial) otherwise."""
+    cfg = session.cfg
+    with exclusive_lock(lock_path(session)):
+        started = time.time()
+        run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started)) + f"-{os.getpid()}"
+        report = RunReport(run_id)
+        ping(cfg.backup.deadman_url, "start")
+        try:
+            restic = Restic(cfg.backup.repository, cfg.backup.password.location())
+            if not restic.exists():
+                restic.init()
+            root = staging_root(session)
+            shutil.rmtree(root, ignore_errors=True)  # leftovers of a killed run
+            staging = root / run_id
+            staging.mkdir(parents=True, mode=0o700)
+            collect(session, staging, report)
+            write_manifest(staging, report, started)
+            tags = ["homelab", f"run:{run_id}", f"status:{'partial' if report.failed else 'complete'}"]
+            report.snapshot = restic.backup(staging, tags, host=cfg.name)[:8]
+            shutil.rmtree(root, ignore_errors=True)
+        except HomelabError as err:
+            notify(session, f"backup FAILED on {socket.gethostname()}: {err}")
+            ping(cfg.backup.deadman_url, "fail")
+            raise
+        report.seconds = time.time() - started
+        write_metrics(session, report)
+        if report.failed:
+            notify(session, report.summary())
+            ping(cfg.backup.deadman_url, "fail")
+        else:
+            if cfg.backup.notify_on_success:
+                notify(session, report.summary())
+            ping(cfg.backup.deadman_url, "")
+        return report
+
+
+def metrics_path(session: Any) -> Path:
+    path: Path = session.state_dir / "backup.prom"
+    return path
+
+
+def write_metrics(session: Any, report: RunReport) -> None:
+    """A node-exporter textfile: Prometheus alerts when the last good backup is too old."""
+    path = metrics_path(session)
+    previous = read_metric(path, "homelab_backup_last_success_timestamp_seconds") or 0
+    last_success = time.time() if not report.failed else previous
+    lines = [
+        "# HELP homelab_backup_last_success_timestamp_seconds End of the last complete backup run.",
+        "# TYPE homelab_backup_last_success_timestamp_seconds gauge",
+        f"homelab_backup_last_success_timestamp_seconds {last_success:.0f}",
+        "# HELP homelab_backup_last_run_partial 1 when the last run missed a component.",
+        "# TYPE homelab_backup_last_run_partial gauge",
+        f"homelab_backup_last_run_partial {1 if report.failed else 0}",
+        f"homelab_backup_last_duration_seconds {report.seconds:.1f}",
+    ]
+    write_local(path, ("\n".join(lines) + "\n").encode(), 0o644)
+
+
+def read_metric(path: Path, name: str) -> float | None:
+    if not path.is_file():
+        return None
+    for line in path.read_text().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def notify(session: Any, text: str) -> None:
+    """Telegram message; failures to notify are reported on stderr, never fatal."""
+    telegram = session.cfg.monitoring.telegram
+    try:
+        token = telegram.bot_token.location().resolve().reveal()
+    except HomelabError:
+        print("notify: no Telegram bot token available; message not sent", flush=True)
+        return
+    url = f"{session.cfg.backup.notify_api}/bot{token}/sendMessage"
+    body = urllib.parse.urlencode({"chat_id": telegram.chat_id, "text": REDACTOR.redact(text)}).encode()
+    try:
+        with urllib.request.urlopen(url, data=body, timeout=10):  # noqa: S310 - https URL from config
+            pass
+    except OSError as err:
+        print(REDACTOR.redact(f"notify: Telegram message not sent: {err}"), flush=True)
+
+
+def ping(url: str | None, suffix: str) -> None:
+    """Dead-man's-switch ping (healthchecks-style: URL, URL/start, URL/fail); never fatal."""
+    if not url:
+        return
+    target = f"{url.rstrip('/')}/{suffix}" if suffix else url
+    with contextlib.suppress(OSError):
+        urllib.request.urlopen(target, timeout=10).close()  # noqa: S310 - URL from config

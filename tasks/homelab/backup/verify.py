@@ -1,0 +1,181 @@
+"""Checking a backup by opening it: repository check, manifest re-hash, every artifact read.
+
+A backup that was never restored is a hope. ``verify`` restores the snapshot
+to a scratch folder and proves each piece: hashes match the manifest written
+at backup time, SQLite files pass ``integrity_check``, YAML parses, and the
+saved Sealed Secrets keys decrypt every SealedSecret in the repository's k8s/.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import HomelabError
+from ..executor import write_local
+from ..paths import project_root
+from ..tools import find
+from .restic import Restic, Snapshot
+from .run import MANIFEST, sha256
+
+
+class VerifyFailed(HomelabError):
+    """The backup is damaged or incomplete; the message names what."""
+
+
+@dataclass
+class VerifyReport:
+    snapshot: str
+    checked: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def verified_path(session: Any) -> Path:
+    path: Path = session.state_dir / "backup-verified.json"
+    return path
+
+
+def load_verified(session: Any) -> dict[str, float]:
+    path = verified_path(session)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def record_verified(session: Any, snapshot: str) -> None:
+    verified = load_verified(session)
+    verified[snapshot] = time.time()
+    write_local(verified_path(session), (json.dumps(verified, indent=2) + "\n").encode(), 0o600)
+
+
+def choose(snapshots: list[Snapshot], wanted: str | None) -> Snapshot:
+    if wanted:
+        for snap in snapshots:
+            if snap.id.startswith(wanted):
+                return snap
+        raise HomelabError(f"no homelab snapshot {wanted!r}; see inv backup.list")
+    complete = [s for s in snapshots if s.tag_value("status") == "complete"]
+    if not complete:
+        raise HomelabError("no complete backup in the repository yet; run inv backup.run")
+    return complete[-1]
+
+
+def check_manifest(root: Path) -> tuple[list[str], list[str]]:
+    """(checked, problems) from comparing every file with the manifest."""
+    manifest_file = root / MANIFEST
+    if not manifest_file.is_file():
+        return [], ["manifest.json missing: this snapshot is not a complete backup"]
+    try:
+        manifest = json.loads(manifest_file.read_text())
+    except ValueError:
+        return [], ["manifest.json is damaged (not JSON)"]
+    problems = []
+    for rel, digest in manifest["files"].items():
+        path = root / rel
+        if not path.is_file():
+            problems.append(f"{rel}: listed in the manifest but missing")
+        elif sha256(path) != digest:
+            problems.append(f"{rel}: content does not match its SHA-256 in the manifest")
+    return [f"manifest: {len(manifest['files'])} files re-hashed"], problems
+
+
+def open_artifacts(root: Path) -> tuple[list[str], list[str]]:
+    checked, problems = [], []
+    for path in sorted(root.rglob("*")):
+        if not path.is_file():
+            continue
+        rel = str(path.relative_to(root))
+        if path.name == "datastore" or path.suffix in (".db", ".sqlite", ".sqlite3") or "/sqlite/" in f"/{rel}":
+            try:
+                result = sqlite3.connect(f"file:{path}?mode=ro", uri=True).execute("PRAGMA integrity_check").fetchone()
+            except sqlite3.DatabaseError as err:
+                problems.append(f"{rel}: not a readable SQLite database ({err})")
+                continue
+            if result != ("ok",):
+                problems.append(f"{rel}: SQLite integrity_check failed: {result}")
+            else:
+                checked.append(f"{rel}: SQLite integrity ok")
+        elif path.suffix == ".yaml":
+            try:
+                list(yaml.safe_load_all(path.read_text()))
+                checked.append(f"{rel}: YAML ok")
+            except yaml.YAMLError as err:
+                problems.append(f"{rel}: YAML does not parse ({err})")
+        elif path.suffix == ".tar":
+            done = subprocess.run(["tar", "-tf", str(path)], capture_output=True, text=True)
+            (checked if done.returncode == 0 else problems).append(
+                f"{rel}: tar {'ok' if done.returncode == 0 else 'damaged: ' + done.stderr.strip()}"
+            )
+    return checked, problems
+
+
+def sealed_secrets_in_repo() -> list[Path]:
+    found = []
+    for path in sorted((project_root() / "k8s").rglob("*.yaml")):
+        text = path.read_text()
+        if "kind: SealedSecret" in text:
+            found.append(path)
+    return found
+
+
+def check_sealed_keys(root: Path, sealed: list[Path] | None = None) -> tuple[list[str], list[str]]:
+    """Every SealedSecret in k8s/ must decrypt with the backed-up controller keys."""
+    sealed = sealed_secrets_in_repo() if sealed is None else sealed
+    if not sealed:
+        return ["sealed keys: no SealedSecret in k8s/ to decrypt"], []
+    keys = root / "sealed-keys" / "keys.yaml"
+    if not keys.is_file() or not keys.read_text().strip():
+        return [], [
+            f"sealed keys: no controller key in the backup, so {len(sealed)} SealedSecret(s) cannot be decrypted"
+        ]
+    kubeseal = find("kubeseal")
+    if kubeseal is None:
+        return [], ["sealed keys: kubeseal not installed (scripts/get-binaries.sh kubeseal)"]
+    problems = []
+    for path in sealed:
+        done = subprocess.run(
+            [kubeseal, "--recovery-unseal", "--recovery-private-key", str(keys), "-f", str(path)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            problems.append(
+                f"sealed keys: {path.name} does not decrypt with the backed-up keys "
+                "(key renewed since the last backup? run inv backup.run)"
+            )
+    return [f"sealed keys: {len(sealed) - len(problems)}/{len(sealed)} SealedSecrets decrypt"], problems
+
+
+def verify(session: Any, snapshot: str | None = None, sealed: list[Path] | None = None) -> VerifyReport:
+    cfg = session.cfg
+    restic = Restic(cfg.backup.repository, cfg.backup.password.location())
+    chosen = choose(restic.snapshots(), snapshot)
+    report = VerifyReport(chosen.id)
+    try:
+        restic.check(cfg.backup.verify_read_percent)
+        report.checked.append(f"repository: restic check with {cfg.backup.verify_read_percent}% of the data read")
+    except HomelabError as err:
+        report.problems.append(f"repository damaged: {err}")
+        return report
+    with tempfile.TemporaryDirectory(prefix="homelab-verify-") as scratch:
+        try:
+            restic.restore(chosen.id, Path(scratch))
+        except HomelabError as err:
+            report.problems.append(f"snapshot {chosen.id} does not restore: {err}")
+            return report
+        for step in (check_manifest, open_artifacts):
+            checked, problems = step(Path(scratch))
+            report.checked += checked
+            report.problems += problems
+        checked, problems = check_sealed_keys(Path(scratch), sealed)
+        report.checked += checked
+        report.problems += problems
+    if not report.problems:
+        record_verified(session, chosen.id)
+    return report

@@ -1,0 +1,139 @@
+"""Backups with restic, safe to run from cron: run, list, verify, prune, restore, drill, schedule.
+
+Exit codes: 0 ok, 1 fatal, 2 usage or config, 3 partial, 11 locked, 12 key or decrypt error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from invoke.collection import Collection
+
+from ._task import confirm, session, task
+
+
+@task(default=True)
+def run(c: Any) -> None:
+    """Take one backup run (cron-safe: locked, tagged, manifest last); one summary line."""
+    from invoke.exceptions import Exit
+
+    from ..backup import run as backup_run
+
+    with session(c) as s:
+        report = backup_run.run(s)
+    print(report.summary())
+    if report.exit_code:
+        raise Exit(code=report.exit_code)
+
+
+def _restic(s: Any) -> Any:
+    from ..backup.restic import Restic
+
+    return Restic(s.cfg.backup.repository, s.cfg.backup.password.location())
+
+
+@task(name="list")
+def list_(c: Any) -> None:
+    """Every backup run: time, snapshot, complete or partial, verified."""
+    from ..backup.verify import load_verified
+
+    s = session(c)
+    verified = load_verified(s)
+    snapshots = _restic(s).snapshots()
+    if not snapshots:
+        print("no backups yet")
+    for snap in snapshots:
+        mark = "verified" if snap.id in verified else ""
+        status = snap.tag_value("status") or "?"
+        print(f"{snap.time[:19]}  {snap.id}  {status:<9} {snap.tag_value('run') or ''}  {mark}")
+
+
+@task(help={"snapshot": "Snapshot id (default: the newest complete run)."})
+def verify(c: Any, snapshot: str | None = None) -> None:
+    """restic check, re-hash the manifest, open every artifact, decrypt SealedSecrets with the saved keys."""
+    from invoke.exceptions import Exit
+
+    from ..backup.verify import verify as run_verify
+
+    report = run_verify(session(c), snapshot)
+    for line in report.checked:
+        print(f"ok    {line}")
+    for line in report.problems:
+        print(f"FAIL  {line}")
+    if report.problems:
+        raise Exit(f"backup {report.snapshot} FAILED verification: {report.problems[0]}", code=1)
+    print(f"backup {report.snapshot} verified")
+
+
+@task(help={"dry_run": "Show what would be removed and remove nothing.", "yes": "Do not ask for confirmation."})
+def prune(c: Any, dry_run: bool = False, yes: bool = False) -> None:
+    """Apply the retention policy; refuses empty listings and never removes the last verified runs."""
+    from ..backup import prune as policy
+    from ..backup.verify import load_verified
+
+    s = session(c, dry_run)
+    restic = _restic(s)
+    found = policy.plan(restic.snapshots(), set(load_verified(s)), s.cfg.backup.retention, s.cfg.backup.keep_verified)
+    for snap in found.remove:
+        print(f"{'would remove' if dry_run else 'remove'} {snap.id} {snap.time[:19]} {snap.tag_value('status')}")
+    if not found.remove:
+        print(f"prune: nothing to do ({len(found.keep)} snapshots kept)")
+        return
+    if dry_run or not confirm(f"Remove {len(found.remove)} snapshots?", yes):
+        return
+    restic.forget([snap.id for snap in found.remove])
+    print(f"prune: removed {len(found.remove)}, kept {len(found.keep)}")
+
+
+@task(
+    iterable=["component"],
+    help={
+        "snapshot": "Snapshot id (default: the newest complete run).",
+        "component": "Only this component: config, cluster, sealed-keys, datastore, volumes (repeatable).",
+        "to": "Restore into this directory instead of the cluster and nodes.",
+        "yes": "Do not ask for confirmation.",
+    },
+)
+def restore(
+    c: Any, component: list[str], snapshot: str | None = None, to: str | None = None, yes: bool = False
+) -> None:
+    """Restore everything, or some components, into the cluster or a directory; asks unless --yes."""
+    from pathlib import Path
+
+    from ..backup import restore as restoring
+
+    with session(c) as s:
+        target = Path(to).expanduser() if to else None
+        if target is None and not confirm("Restore into the live cluster and nodes (objects are re-applied)?", yes):
+            print("nothing restored")
+            return
+        for line in restoring.restore(s, snapshot, component, target):
+            print(line)
+
+
+@task(help={"snapshot": "Snapshot id (default: the newest complete run)."})
+def drill(c: Any, snapshot: str | None = None) -> None:
+    """Restore the newest run into a scratch directory, verify it, and dry-run its objects against the cluster."""
+    from invoke.exceptions import Exit
+
+    from ..backup import restore as restoring
+
+    with session(c) as s:
+        lines, ok = restoring.drill(s, snapshot)
+    for line in lines:
+        print(line)
+    if not ok:
+        raise Exit("backup drill FAILED", code=1)
+    print("backup drill passed")
+
+
+@task(help={"remove": "Remove the scheduled job instead of installing it.", "dry_run": "Print the entry only."})
+def schedule(c: Any, remove: bool = False, dry_run: bool = False) -> None:
+    """Install (or remove) the cron entry (launchd job on macOS) that runs backup.run on backup.schedule."""
+    from ..backup import schedule as scheduling
+
+    s = session(c, dry_run)
+    print(scheduling.apply(s, remove, dry_run))
+
+
+ns = Collection("backup", run, list_, verify, prune, restore, drill, schedule)
