@@ -7,11 +7,18 @@ so three "machines" on one host do not see each other's files.
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import yaml
+
+from helpers import FAKES, CliResult, loopback_data, run_cli
+from homelab import sandbox
+from homelab.session import Session
 from sshd import SSHD, free_port, keygen, wait_listening
 
 NODE_DIRS = {"etc": "/etc/rancher", "lib": "/var/lib/rancher", "bin": "/usr/local/bin"}
@@ -69,3 +76,89 @@ def start_node(name: str, ip: str, root: Path, client_key: Path, hide_memory_cgr
     )
     wait_listening(ip, port, process)
     return TestNode(name, ip, port, root, process)
+
+
+NODES = [("k3s-server", "127.0.0.11"), ("k3s-worker-1", "127.0.0.12"), ("k3s-worker-2", "127.0.0.13")]
+
+
+def embedded_kubeconfig(session: Session) -> tuple[dict[str, Any], str]:
+    """The sandbox's kubeconfig with certificates inlined, as k3s writes k3s.yaml."""
+    paths = sandbox.paths_for(session.cfg, session.state_dir)
+    source = yaml.safe_load(paths.kubeconfig.read_text())
+    cluster, user = source["clusters"][0]["cluster"], source["users"][0]["user"]
+
+    def data(path: str) -> str:
+        return base64.b64encode(Path(path).read_bytes()).decode()
+
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "default",
+        "clusters": [
+            {
+                "name": "default",
+                "cluster": {
+                    "server": "https://127.0.0.1:6443",
+                    "certificate-authority-data": data(cluster["certificate-authority"]),
+                },
+            }
+        ],
+        "users": [
+            {
+                "name": "default",
+                "user": {
+                    "client-certificate-data": data(user["client-certificate"]),
+                    "client-key-data": data(user["client-key"]),
+                },
+            }
+        ],
+        "contexts": [{"name": "default", "context": {"cluster": "default", "user": "default"}}],
+    }
+    return doc, cluster["server"]
+
+
+class Lab:
+    """Three test nodes, a config pointing at them, and helpers to run the CLI."""
+
+    def __init__(self, tmp: Path, sandbox_session: Session, nodes: list[TestNode], key: Path) -> None:
+        self.tmp, self.nodes, self.key = tmp, {n.name: n for n in nodes}, key
+        _, server_url = embedded_kubeconfig(sandbox_session)
+        data = loopback_data()
+        data["target"] = "lima"
+        data["state_dir"] = str(tmp / "state")
+        data["ssh"] = {"user": "root", "private_key": str(key), "public_key": f"{key}.pub"}
+        for entry, node in zip(data["nodes"], nodes, strict=True):
+            entry.update({"provider": "ssh", "ssh_port": node.port})
+        data["k3s"] = {
+            "installer_file": str(FAKES / "k3s-install.sh"),
+            "token": {"file": str(tmp / "k3s-token")},
+            "api_endpoint": server_url,
+            "drain_timeout": 8,
+            "min_free_disk": "1GiB",
+        }
+        self.data = data
+        self.save()
+        known = "".join(
+            f"[{n.ip}]:{n.port} {(n.root / 'host_ed25519.pub').read_text().split()[0]} "
+            f"{(n.root / 'host_ed25519.pub').read_text().split()[1]}\n"
+            for n in nodes
+        )
+        (tmp / "state").mkdir()
+        (tmp / "state" / "known_hosts").write_text(known)
+        (tmp / "state" / "known_hosts").chmod(0o600)
+
+    @property
+    def config(self) -> Path:
+        return self.tmp / "homelab.yaml"
+
+    def save(self) -> None:
+        self.config.write_text(yaml.safe_dump(self.data))
+
+    def cli(self, *args: str) -> CliResult:
+        return run_cli(list(args), {"HOMELAB_CONFIG": str(self.config)})
+
+    def token(self) -> str:
+        return (self.tmp / "k3s-token").read_text().strip()
+
+    def touched(self) -> bool:
+        return any(n.installer_log() or n.path("/etc/rancher/k3s/config.yaml").exists() for n in self.nodes.values())

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 from invoke import Context
+from k3s_nodes import NODES, Lab, embedded_kubeconfig, start_node
 
 from helpers import loopback_data
 from homelab import sandbox
 from homelab.kube import Kube
 from homelab.session import Session
+from sshd import keygen
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +49,20 @@ def namespace(kube: Kube) -> Iterator[str]:
 
 def sandbox_config_path(session: Session) -> Path:
     return session.loaded.files[0]
+
+
+@pytest.fixture
+def lab(tmp_path: Path, sandbox_session: Session, kube: Kube) -> Iterator[Lab]:
+    """Three K3S test nodes (sshd in their own namespaces) whose k3s.yaml points at the sandbox."""
+    key = tmp_path / "client_ed25519"
+    keygen(key)
+    k3s_yaml, _ = embedded_kubeconfig(sandbox_session)
+    nodes = []
+    for name, ip in NODES:
+        node = start_node(name, ip, tmp_path / name, key)
+        (node.root / "lib" / "fake-k3s.yaml").write_text(yaml.safe_dump(k3s_yaml))
+        nodes.append(node)
+    yield Lab(tmp_path, sandbox_session, nodes, key)
+    for node in nodes:
+        node.stop()
+        kube.cordon(node.name, unschedulable=False)

@@ -77,9 +77,13 @@ class Restic:
         return done
 
     def error(self, verb: str, done: subprocess.CompletedProcess[str]) -> ResticError:
-        detail = REDACTOR.redact(
-            (done.stderr or done.stdout).strip().splitlines()[-1] if (done.stderr or done.stdout).strip() else ""
-        )
+        lines = (done.stderr + "\n" + done.stdout).strip().splitlines()
+        damage = [
+            line.strip()[:240]
+            for line in lines
+            if line.strip().startswith(("pack ", "error", "Load(", "snapshot ")) or "verification failed" in line
+        ]
+        detail = REDACTOR.redact(" | ".join(damage[:3]) if damage else (lines[-1] if lines else ""))
         if done.returncode == RESTIC_WRONG_PASSWORD:
             return ResticError(
                 f"restic: wrong password for {self.repository} (looked in {self.password.describe()})", done.returncode

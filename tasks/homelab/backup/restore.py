@@ -12,8 +12,9 @@ from typing import Any
 
 from ..errors import HomelabError, UsageError
 from ..kube import load_manifests
+from ..paths import resolve_in_project
 from .restic import Restic
-from .verify import check_manifest, check_sealed_keys, choose, open_artifacts
+from .verify import check_manifest, check_sealed_keys, choose, open_artifacts, sealed_secrets_in_repo
 
 # Runs on the node as: sh -c WRITE_VOLUME write-volume DEST STAGED; values are arguments, never code.
 WRITE_VOLUME = r"""
@@ -156,8 +157,8 @@ def drill(session: Any, snapshot: str | None) -> tuple[list[str], bool]:
     with tempfile.TemporaryDirectory(prefix="homelab-drill-") as scratch:
         folder = Path(scratch)
         restic.restore(chosen.id, folder)
-        for step in (check_manifest, open_artifacts, check_sealed_keys):
-            checked, found = step(folder)
+        sealed = sealed_secrets_in_repo(resolve_in_project(session.cfg.secrets.sealed_dir))
+        for checked, found in (check_manifest(folder), open_artifacts(folder), check_sealed_keys(folder, sealed)):
             lines += [f"ok    {c}" for c in checked]
             problems += found
         if (folder / "cluster").is_dir():

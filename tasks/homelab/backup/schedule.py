@@ -45,6 +45,7 @@ def apply(session: Any, remove: bool, dry_run: bool) -> str:
     if dry_run:
         return f"plan: {'remove' if remove else 'install'} crontab entry:\n  {line}"
     require("crontab")
+    session.state_dir.mkdir(parents=True, exist_ok=True)  # the entry appends its log there
     existing = [entry for entry in current_crontab().splitlines() if not entry.endswith(MARK)]
     wanted = existing if remove else [*existing, line]
     before = current_crontab()

@@ -21,7 +21,7 @@ import yaml
 
 from ..errors import HomelabError
 from ..executor import write_local
-from ..paths import project_root
+from ..paths import project_root, resolve_in_project
 from ..tools import find
 from .restic import Restic, Snapshot
 from .run import MANIFEST, sha256
@@ -115,18 +115,17 @@ def open_artifacts(root: Path) -> tuple[list[str], list[str]]:
     return checked, problems
 
 
-def sealed_secrets_in_repo() -> list[Path]:
+def sealed_secrets_in_repo(directory: Path | None = None) -> list[Path]:
     found = []
-    for path in sorted((project_root() / "k8s").rglob("*.yaml")):
+    for path in sorted((directory or project_root() / "k8s").rglob("*.yaml")):
         text = path.read_text()
         if "kind: SealedSecret" in text:
             found.append(path)
     return found
 
 
-def check_sealed_keys(root: Path, sealed: list[Path] | None = None) -> tuple[list[str], list[str]]:
-    """Every SealedSecret in k8s/ must decrypt with the backed-up controller keys."""
-    sealed = sealed_secrets_in_repo() if sealed is None else sealed
+def check_sealed_keys(root: Path, sealed: list[Path]) -> tuple[list[str], list[str]]:
+    """Every SealedSecret in the repository must decrypt with the backed-up controller keys."""
     if not sealed:
         return ["sealed keys: no SealedSecret in k8s/ to decrypt"], []
     keys = root / "sealed-keys" / "keys.yaml"
@@ -173,6 +172,8 @@ def verify(session: Any, snapshot: str | None = None, sealed: list[Path] | None 
             checked, problems = step(Path(scratch))
             report.checked += checked
             report.problems += problems
+        if sealed is None:
+            sealed = sealed_secrets_in_repo(resolve_in_project(cfg.secrets.sealed_dir))
         checked, problems = check_sealed_keys(Path(scratch), sealed)
         report.checked += checked
         report.problems += problems

@@ -292,6 +292,7 @@ class Secrets(Strict):
     chart_version: str = "2.17.3"
     plaintext_file: str = "config/secrets.local.yaml"
     cert_file: str | None = None
+    sealed_dir: str = "k8s/sealed"
 
 
 class Options(Strict):

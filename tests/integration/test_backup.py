@@ -1,0 +1,314 @@
+"""backup.* and secrets.* with real restic, the sandbox API server and real kubeseal."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from backup_support import BackupEnv, Receiver, kill_group, make_backup_env, sealing_key_secret, start_receiver
+
+from homelab import sandbox
+from homelab.kube import Kube
+from homelab.session import Session
+
+pytestmark = pytest.mark.integration
+KILL_POINTS = int(os.environ.get("BACKUP_KILL_POINTS", "50"))
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    found, server = start_receiver()
+    yield found
+    server.shutdown()
+
+
+@pytest.fixture
+def bk(tmp_path: Path, sandbox_session: Session, receiver: Receiver) -> BackupEnv:
+    receiver.requests.clear()
+    kubeconfig = sandbox.paths_for(sandbox_session.cfg, sandbox_session.state_dir).kubeconfig
+    return make_backup_env(tmp_path, kubeconfig, receiver)
+
+
+@pytest.fixture
+def sealing_key(kube: Kube) -> Iterator[str]:
+    secret, cert = sealing_key_secret("sealed-secrets-key-test1")
+    kube.apply([secret])
+    yield cert
+    kube.delete("v1", "Secret", "sealed-secrets-key-test1", "kube-system")
+    kube.delete("v1", "Secret", "sealed-secrets-key-test2", "kube-system")
+
+
+def snapshots(bk: BackupEnv) -> list[dict]:
+    done = bk.restic("snapshots", "--json")
+    return json.loads(done.stdout or "[]") or []
+
+
+def test_a_run_is_one_complete_tagged_snapshot_with_a_manifest_and_verifies(bk: BackupEnv) -> None:
+    result = bk.cli("backup.run")
+    assert result.code == 0, result.output
+    assert result.stdout.count("\n") == 1 and result.stdout.startswith("backup ok: run ")
+    [snap] = snapshots(bk)
+    assert "homelab" in snap["tags"] and "status:complete" in snap["tags"]
+    listing = bk.restic("ls", snap["id"]).stdout
+    assert (
+        "/manifest.json" in listing and "/cluster/Namespace.v1.yaml" in listing and "/sealed-keys/keys.yaml" in listing
+    )
+    assert "/cluster/Secret" not in listing
+    verify = bk.cli("backup.verify")
+    assert verify.code == 0 and "verified" in verify.stdout, verify.output
+    assert "verified" in bk.cli("backup.list").stdout
+    pings = bk.receiver.pings()
+    assert pings == ["/ping/start", "/ping"]
+    metric = (bk.state / "backup.prom").read_text()
+    assert "homelab_backup_last_run_partial 0" in metric
+    assert not (bk.state / "backup-staging").exists()
+
+
+def test_sigkill_at_random_points_never_leaves_a_partial_snapshot(bk: BackupEnv) -> None:
+    started = time.monotonic()
+    assert bk.cli("backup.run").code == 0
+    duration = time.monotonic() - started
+    rng = random.Random(20261125)
+    for _ in range(KILL_POINTS):
+        process = bk.start("backup.run")
+        time.sleep(rng.uniform(0, duration * 1.1))
+        kill_group(process)
+    for snap in snapshots(bk):
+        assert "status:complete" in snap["tags"]
+        assert "/manifest.json" in bk.restic("ls", snap["id"]).stdout, snap["id"]
+    after = bk.cli("backup.run")
+    assert after.code == 0, after.output
+    verify = bk.cli("backup.verify")
+    assert verify.code == 0, verify.output
+    check = bk.restic("check")
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_disk_full_fails_alerts_keeps_older_runs_and_recovers(bk: BackupEnv, tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(small)], check=True)
+    try:
+        bk.data["backup"]["repository"] = str(small / "repo")
+        bk.save()
+        first = bk.cli("backup.run")
+        assert first.code == 0, first.output
+        good = snapshots(bk)[0]["short_id"]
+        local = bk.config.with_name("homelab.local.yaml")
+        local.write_text("# " + os.urandom(8 * 1024 * 1024).hex() + "\n")
+        full = bk.cli("backup.run")
+        assert full.code == 1, full.output
+        assert "no space left on device" in full.stderr.lower()
+        assert any("FAILED" in m for m in bk.receiver.messages())
+        assert bk.receiver.pings()[-1] == "/ping/fail"
+        local.unlink()
+        older = bk.cli("backup.verify", "--snapshot", good)
+        assert older.code == 0, older.output
+        again = bk.cli("backup.run")
+        assert again.code == 0, again.output
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def flip_byte(path: Path, offset: int | None = None) -> None:
+    data = bytearray(path.read_bytes())
+    where = len(data) // 2 if offset is None else offset
+    data[where] ^= 0xFF
+    path.chmod(0o600)
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_byte_in_data_or_in_the_snapshot_record_fails_verify_naming_it(bk: BackupEnv) -> None:
+    assert bk.cli("backup.run").code == 0
+    pack = max((p for p in (bk.repo / "data").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    flip_byte(pack)
+    damaged = bk.cli("backup.verify")
+    assert damaged.code == 1
+    assert "repository damaged" in damaged.stderr and pack.name[:8] in damaged.stdout + damaged.stderr
+
+    other = make_backup_env(bk.tmp / "second", Path(bk.data["kubeconfig"]), bk.receiver)
+    assert other.cli("backup.run").code == 0
+    [record] = list((other.repo / "snapshots").iterdir())
+    flip_byte(record)
+    broken = other.cli("backup.verify")
+    assert broken.code != 0
+    assert record.name[:8] in broken.stdout + broken.stderr or "snapshot" in broken.stderr.lower()
+
+
+def test_overlapping_runs_second_exits_11_at_once_and_lock_survives_sigkill(bk: BackupEnv) -> None:
+    holder = bk.start("backup.run")
+    lock = bk.state / "backup.lock"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (lock.exists() and lock.read_text().strip()):
+        time.sleep(0.05)
+    started = time.monotonic()
+    second = bk.cli("backup.run")
+    assert second.code == 11, second.output
+    assert time.monotonic() - started < 1.5
+    assert "holds" in second.stderr
+    kill_group(holder)
+    before = sorted(p.name for p in bk.repo.rglob("*")) if bk.repo.exists() else []
+    after_kill = bk.cli("backup.run")
+    assert after_kill.code == 0, after_kill.output
+    assert sorted(p.name for p in bk.repo.rglob("*")) != before
+
+
+def test_forty_concurrent_starts_never_have_two_holders(tmp_path: Path) -> None:
+    script = (
+        "import os, sys, time\n"
+        "sys.path.insert(0, sys.argv[3])\n"
+        "from homelab.backup.run import exclusive_lock, Locked\n"
+        "try:\n"
+        "    with exclusive_lock(__import__('pathlib').Path(sys.argv[1])):\n"
+        "        fd = os.open(sys.argv[2], os.O_WRONLY | os.O_APPEND | os.O_CREAT)\n"
+        "        os.write(fd, f'in {time.monotonic()}\\n'.encode()); time.sleep(0.2)\n"
+        "        os.write(fd, f'out {time.monotonic()}\\n'.encode())\n"
+        "except Locked:\n"
+        "    sys.exit(11)\n"
+    )
+    tasks = str(Path(__file__).resolve().parents[2] / "tasks")
+    lock, log = tmp_path / "backup.lock", tmp_path / "holders.log"
+    processes = [subprocess.Popen([os.sys.executable, "-c", script, str(lock), str(log), tasks]) for _ in range(40)]
+    codes = [p.wait() for p in processes]
+    assert set(codes) <= {0, 11} and codes.count(0) >= 1
+    depth = 0
+    for line in log.read_text().splitlines():
+        depth += 1 if line.startswith("in") else -1
+        assert depth in (0, 1), "two holders at once"
+
+
+def test_an_unreachable_api_makes_the_run_partial_and_it_does_not_count(bk: BackupEnv) -> None:
+    assert bk.cli("backup.run").code == 0
+    dead = yaml.safe_load(Path(bk.data["kubeconfig"]).read_text())
+    dead["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:9"
+    (bk.tmp / "dead-kubeconfig").write_text(yaml.safe_dump(dead))
+    bk.data["kubeconfig"] = str(bk.tmp / "dead-kubeconfig")
+    bk.save()
+    partial = bk.cli("backup.run")
+    assert partial.code == 3, partial.output
+    assert "backup partial" in partial.stdout and "cluster" in partial.stdout
+    tags = [s["tags"] for s in snapshots(bk)]
+    assert sum("status:partial" in t for t in tags) == 1
+    assert "homelab_backup_last_run_partial 1" in (bk.state / "backup.prom").read_text()
+    assert any("partial" in m for m in bk.receiver.messages())
+    prune = bk.cli("backup.prune", "--dry-run")
+    assert prune.code == 0, prune.output
+    verify = bk.cli("backup.verify")  # picks the newest complete run, not the partial one
+    assert verify.code == 0, verify.output
+
+
+@pytest.mark.parametrize("fault", ["wrong", "missing"])
+def test_wrong_or_missing_password_exits_12_naming_where_and_writes_nothing(bk: BackupEnv, fault: str) -> None:
+    assert bk.cli("backup.run").code == 0
+    before = sorted(str(p) for p in bk.repo.rglob("*"))
+    if fault == "wrong":
+        (bk.tmp / "pw").write_text("not the password\n")
+    else:
+        (bk.tmp / "pw").unlink()
+    for command in (["backup.run"], ["backup.verify"], ["backup.list"]):
+        result = bk.cli(*command)
+        assert result.code == 12, (command, result.output)
+        assert str(bk.tmp / "pw") in result.stderr
+        assert "correct horse" not in result.output and "not the password" not in result.output
+    assert sorted(str(p) for p in bk.repo.rglob("*")) == before
+
+
+def test_sealed_keys_renewed_after_the_last_backup_fail_verify_until_backed_up(
+    bk: BackupEnv, kube: Kube, sealing_key: str
+) -> None:
+    (bk.tmp / "cert.pem").write_text(sealing_key)
+    (bk.tmp / "secrets.local.yaml").write_text(
+        yaml.safe_dump({"secrets": [{"name": "db", "namespace": "apps", "data": {"password": "s3cr3t-value-1"}}]})
+    )
+    sealed = bk.cli("secrets.seal")
+    assert sealed.code == 0, sealed.output
+    assert "s3cr3t-value-1" not in (bk.tmp / "sealed" / "apps-db.yaml").read_text()
+    assert bk.cli("backup.run").code == 0
+    assert bk.cli("backup.verify").code == 0
+    renewed, new_cert = sealing_key_secret("sealed-secrets-key-test2")
+    kube.apply([renewed])
+    (bk.tmp / "cert.pem").write_text(new_cert)
+    (bk.tmp / "secrets.local.yaml").write_text(
+        yaml.safe_dump({"secrets": [{"name": "db", "namespace": "apps", "data": {"password": "s3cr3t-value-2"}}]})
+    )
+    assert bk.cli("secrets.seal").code == 0
+    stale = bk.cli("backup.verify")
+    assert stale.code == 1 and "does not decrypt with the backed-up keys" in stale.stdout
+    assert bk.cli("secrets.backup-key").code == 0
+    fresh = bk.cli("backup.verify")
+    assert fresh.code == 0, fresh.output
+
+
+def test_prune_refuses_empty_listing_and_keeps_the_last_verified_runs(bk: BackupEnv) -> None:
+    empty = bk.cli("backup.prune", "--yes")
+    assert empty.code != 0
+    for _ in range(4):
+        assert bk.cli("backup.run").code == 0
+        assert bk.cli("backup.verify").code == 0
+    bk.data["backup"]["retention"] = {"daily": 0, "weekly": 0, "monthly": 0}
+    bk.save()
+    result = bk.cli("backup.prune", "--yes")
+    assert result.code == 0, result.output
+    assert len(snapshots(bk)) == 3
+
+
+def test_schedule_writes_a_cron_line_that_runs_under_crons_minimal_environment(bk: BackupEnv) -> None:
+    subprocess.run(["crontab", "-r"], capture_output=True)
+    installed = bk.cli("backup.schedule")
+    assert installed.code == 0, installed.output
+    [line] = [
+        entry
+        for entry in subprocess.run(["crontab", "-l"], capture_output=True, text=True).stdout.splitlines()
+        if entry.endswith("# homelab backup.run")
+    ]
+    assert line.startswith("0 3 * * * ")
+    command = line[len("0 3 * * * ") :]
+    minimal = {
+        "HOME": os.environ["HOME"],
+        "LOGNAME": "root",
+        "SHELL": "/bin/sh",
+        "PATH": "/usr/bin:/bin",
+        "TELEGRAM_BOT_TOKEN": bk.bot_token,
+    }
+    done = subprocess.run(["/bin/sh", "-c", command], env=minimal, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "backup ok" in (bk.state / "backup.log").read_text()
+    again = bk.cli("backup.schedule")
+    assert "nothing to do" in again.stdout
+    removed = bk.cli("backup.schedule", "--remove")
+    assert (
+        removed.code == 0
+        and "# homelab backup.run" not in subprocess.run(["crontab", "-l"], capture_output=True, text=True).stdout
+    )
+
+
+def test_round_trip_of_cluster_objects_and_drill(bk: BackupEnv, kube: Kube, namespace: str) -> None:
+    objects = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "keep-me", "namespace": namespace},
+            "data": {"answer": "42"},
+        }
+    ]
+    kube.apply(objects)
+    assert bk.cli("backup.run").code == 0
+    assert bk.cli("backup.drill").code == 0
+    kube.delete("v1", "Namespace", namespace)
+    kube.wait_for(
+        "namespace deletion",
+        lambda: None if kube.get("v1", "Namespace", namespace) is None else "terminating",
+        timeout=60,
+    )
+    restored = bk.cli("backup.restore", "--component", "cluster", "--yes")
+    assert restored.code == 0, restored.output
+    assert kube.get("v1", "ConfigMap", "keep-me", namespace)["data"] == {"answer": "42"}
+    to_dir = bk.cli("backup.restore", "--to", str(bk.tmp / "out"))
+    assert to_dir.code == 0 and (bk.tmp / "out" / "manifest.json").is_file()
