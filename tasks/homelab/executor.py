@@ -101,6 +101,8 @@ class Executor:
             kwargs["in_stream"] = False
         if action.env:
             kwargs["env"] = dict(action.env)
+        if action.timeout:
+            kwargs["timeout"] = action.timeout
         result = ctx.run(action.shell_line(), **kwargs)
         if check and result.exited != 0:
             raise CommandFailed(

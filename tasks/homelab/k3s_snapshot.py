@@ -1,7 +1,9 @@
 """Datastore snapshots with the token that makes them restorable.
 
-SQLite (K3S's default) is copied with SQLite's online backup, never ``cp``:
-the database runs in WAL mode and a file copy can be torn. Embedded etcd uses
+SQLite (K3S's default) is copied with ``VACUUM INTO``, never ``cp``: the
+database runs in WAL mode and a file copy can be torn, and kine writes so
+often that the incremental ``.backup`` would keep restarting. ``VACUUM INTO``
+reads one consistent snapshot in a single transaction. Embedded etcd uses
 ``k3s etcd-snapshot save``. Either way the cluster token is saved beside it,
 because a snapshot restored without its token is unusable.
 """
@@ -24,7 +26,7 @@ ETCD_SNAPSHOTS = "/var/lib/rancher/k3s/server/db/snapshots"
 def snapshot_steps(cfg: Any, stamp: str, remote: str) -> list[Run]:
     server = cfg.server.name
     if cfg.k3s.datastore == "sqlite":
-        return [Run(("sqlite3", STATE_DB, f".backup {remote}"), host=server, sudo=True, why="online backup")]
+        return [Run(("sqlite3", STATE_DB, f"VACUUM INTO '{remote}'"), host=server, sudo=True, why="online snapshot")]
     name = f"homelab-{stamp}"
     find = f"ls -t {ETCD_SNAPSHOTS}/{name}* | head -n1 | xargs -I{{}} cp {{}} {remote}"
     return [

@@ -28,6 +28,7 @@ class Run:
     stdin: Secret | None = None
     cwd: str | None = None
     env: tuple[tuple[str, str], ...] = ()
+    timeout: float | None = None
 
     def shell_line(self) -> str:
         """The argv quoted once, for the shell that invoke or fabric runs it in."""

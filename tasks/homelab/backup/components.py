@@ -1,5 +1,9 @@
 """What one backup run collects, each component into its own folder of the staging area.
 
+SQLite databases are copied with ``VACUUM INTO``: one read transaction, so the
+copy is consistent while the app keeps writing (the ``.backup`` command's
+incremental backup restarts on every foreign write and can run forever).
+
 Every collector either fills its folder or raises; the run records which
 components failed and marks the snapshot partial, so a missing piece is never
 mistaken for a good backup.
@@ -45,7 +49,7 @@ rm -rf "$out"; mkdir -p "$out/sqlite"
 for db in "$@"; do printf './%s\n./%s-wal\n./%s-shm\n' "$db" "$db" "$db" >> "$out/exclude"; done
 tar -C "$src" -X "$out/exclude" -cf "$out/files.tar" .
 for db in "$@"; do
-  if [ -f "$src/$db" ]; then sqlite3 "$src/$db" ".backup '$out/sqlite/$db'"; fi
+  if [ -f "$src/$db" ]; then sqlite3 "$src/$db" "VACUUM INTO '$out/sqlite/$db'"; fi
 done
 chown -R "$owner" "$out"
 """
@@ -137,7 +141,7 @@ def collect_volumes(session: Any, out: Path, kube: Any) -> None:
         user = session.node(node).ssh_user or session.cfg.ssh.user
         argv = ("sh", "-c", READ_VOLUME, "read-volume", path, remote, user, *app.sqlite_databases)
         try:
-            session.executor.run(Run(argv, host=node, sudo=True, why=f"read {name}'s volume"))
+            session.executor.run(Run(argv, host=node, sudo=True, why=f"read {name}'s volume", timeout=3600))
             target = out / name
             (target / "sqlite").mkdir(parents=True)
             conn = session.connection(node)

@@ -1,6 +1,7 @@
 """Retention that cannot delete the last good backups.
 
-Only complete runs count for the daily/weekly/monthly buckets; the newest
+Only complete runs count for the daily/weekly/monthly buckets (a partial run is
+kept only while it is the newest run of all); the newest
 ``keep_verified`` verified runs are always kept; an empty listing, or a policy
 that would leave no complete run, is refused rather than applied.
 """
@@ -56,7 +57,10 @@ def plan(snapshots: list[Snapshot], verified: set[str], retention: Retention, ke
     keep |= _buckets(complete, retention.monthly, "month")
     newest_complete = max(s.time for s in complete)
     remove = [s for s in complete if s.id not in keep]
-    remove += [s for s in snapshots if s.tag_value("status") != "complete" and s.time < newest_complete]
+    partial = sorted((s for s in snapshots if s.tag_value("status") != "complete"), key=lambda s: s.time)
+    # Partial runs never count; only the newest one is kept, and only while no complete run is newer.
+    keep_partial = partial[-1:] if partial and partial[-1].time > newest_complete else []
+    remove += [s for s in partial if s not in keep_partial]
     kept = [s for s in snapshots if s not in remove]
     if not any(s.tag_value("status") == "complete" for s in kept):
         raise HomelabError("prune refused: the policy would delete every complete backup")
