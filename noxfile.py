@@ -37,7 +37,9 @@ def lint(session: nox.Session) -> None:
     session.run("mypy")
     session.run("yamllint", "--strict", *[d for d in YAML_DIRS if (ROOT / d).is_dir()])
     terraform_check(session)
-    session.run("inv", "gitops.render", "--check", env={"HOMELAB_CONFIG": str(ROOT / "config" / "homelab.yaml")})
+    reference = {"HOMELAB_CONFIG": str(ROOT / "config" / "homelab.yaml")}
+    session.run("inv", "gitops.render", "--check", env=reference)
+    session.run("inv", "secrets.check", env=reference)
     binaries(session, "lima")
     session.run("python", "scripts/validate_lima_templates.py", "config/homelab.yaml", "tests/configs/loopback.yaml")
 
@@ -66,7 +68,7 @@ def tests(session: nox.Session) -> None:
 def integration(session: nox.Session) -> None:
     """Integration tests against real parts: sandbox API server, sshd, terraform, limactl."""
     install(session, "test")
-    binaries(session, "sandbox", "crds", "lima", "amtool")
+    binaries(session, "sandbox", "crds", "lima", "amtool", "restic", "kubeseal")
     session.run("pytest", "tests/integration", *session.posargs)
 
 
@@ -74,5 +76,5 @@ def integration(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks: ratios measured against a baseline in the same run, printed as a table."""
     install(session, "test")
-    binaries(session, "sandbox")
+    binaries(session, "sandbox", "crds", "restic")
     session.run("python", "benchmarks/run.py", *session.posargs)

@@ -4,6 +4,8 @@
 - CLI start-up: `inv --list` here against bare invoke with a one-task tasks.py
   (target: at most 1.5x; heavy imports must stay inside the tasks that need them).
 - Sandbox: cold `sandbox.up` with warm binaries, the no-op re-run, and `sandbox.down`.
+- backup.run against raw `restic backup` of the same data, and an unchanged
+  second run against the full one.
 - Render plus direct apply of the 8 reference apps and of 200 generated apps, each
   against a server-side dry-run apply of the same objects (the floor), so the
   growth of the cost with the number of apps shows.
@@ -125,11 +127,45 @@ def render_and_apply(app_counts: list[int]) -> list[tuple[int, float, float, flo
     return results
 
 
+def backup_times(megabytes: int = 64) -> tuple[float, float, float]:
+    """(backup.run full, raw restic backup of the same data, backup.run again unchanged)."""
+    sys.path.insert(0, str(ROOT / "tasks"))
+    from homelab.tools import require
+
+    restic = require("restic")
+    with tempfile.TemporaryDirectory() as work:
+        base = Path(work)
+        (base / "pw").write_text("bench-password\n")
+        (base / "pw").chmod(0o600)
+        data = yaml.safe_load(LOOPBACK.read_text())
+        data.update({"name": "benchbk", "state_dir": str(base / "state")})
+        data["backup"] = {
+            "repository": str(base / "repo"),
+            "password": {"file": str(base / "pw")},
+            "components": ["config"],
+        }
+        config = base / "homelab.yaml"
+        config.write_text(yaml.safe_dump(data))
+        # Stand-in for app data: incompressible bytes in the local override file (a YAML comment).
+        (base / "homelab.local.yaml").write_text("# " + os.urandom(megabytes * 512 * 1024).hex() + "\n")
+        env = {**os.environ, "HOMELAB_CONFIG": str(config)}
+        full = timed([INV, "backup.run"], ROOT, env)
+        again = timed([INV, "backup.run"], ROOT, env)
+        raw_env = {**os.environ, "RESTIC_REPOSITORY": str(base / "raw"), "RESTIC_PASSWORD_FILE": str(base / "pw")}
+        subprocess.run([restic, "init"], env=raw_env, capture_output=True, check=True)
+        (base / "same").mkdir()
+        for name in ("homelab.yaml", "homelab.local.yaml"):
+            (base / "same" / name).write_bytes((base / name).read_bytes())
+        raw = timed([restic, "backup", "--host", "bench", "."], base / "same", raw_env)
+    return full, raw, again
+
+
 def main() -> int:
     runs = int(os.environ.get("BENCH_RUNS", "15"))
     baseline, ours = cli_startup(runs)
     cold, noop, down = sandbox_times()
     scaling = render_and_apply([8, 200])
+    full, raw, again = backup_times()
     rows = [
         (
             "CLI start-up: inv --list vs bare invoke",
@@ -142,6 +178,12 @@ def main() -> int:
         ("sandbox.up again (no-op) vs first up", f"{noop:.2f} s", f"{cold:.2f} s", f"{noop / cold:.2f}x", "report"),
         ("sandbox.down", f"{down:.2f} s", "-", "-", "report"),
     ]
+    rows.append(
+        ("backup.run (64 MiB) vs raw restic backup", f"{full:.2f} s", f"{raw:.2f} s", f"{full / raw:.2f}x", "<= 1.2x")
+    )
+    rows.append(
+        ("backup.run unchanged vs full run", f"{again:.2f} s", f"{full:.2f} s", f"{again / full:.2f}x", "<= 0.10x")
+    )
     for count, render_s, apply_s, floor_s, objects in scaling:
         rows.append((f"render {count} apps ({objects} objects)", f"{render_s * 1000:.0f} ms", "-", "-", "report"))
         rows.append(

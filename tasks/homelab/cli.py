@@ -14,7 +14,7 @@ from .ns import apps, backup, config, gitops, k3s, net, root, sandbox, secrets, 
 
 
 def build_namespace() -> Collection:
-    namespace = Collection(root.up, root.down, root.status)
+    namespace = Collection(root.up, root.down, root.status, root.doctor)
     for module in (config, vm, k3s, sandbox, net, tls, gitops, apps, backup, secrets):
         namespace.add_collection(module.ns)
     return namespace

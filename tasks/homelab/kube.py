@@ -8,6 +8,7 @@ API server's own message.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -112,7 +113,11 @@ class Kube:
     @property
     def dynamic(self) -> Any:
         if self._dynamic is None:
-            self._dynamic = self._dynamic_factory(self.api)  # type: ignore[no-untyped-call]
+            # The client's default discovery cache is a file in /tmp keyed by the server URL; a
+            # re-created sandbox on a reused port would read another cluster's API list from it.
+            self._cache_dir = tempfile.TemporaryDirectory(prefix="homelab-discovery-")
+            cache = str(Path(self._cache_dir.name) / "discovery.json")
+            self._dynamic = self._dynamic_factory(self.api, cache_file=cache)  # type: ignore[no-untyped-call]
         return self._dynamic
 
     def resource(self, api_version: str, kind: str) -> Any:
@@ -140,7 +145,12 @@ class Kube:
     def list_objects(
         self, api_version: str, kind: str, namespace: str | None = None, **selectors: str
     ) -> list[dict[str, Any]]:
-        found = self.resource(api_version, kind).get(namespace=namespace, **selectors).to_dict()
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            found = self.resource(api_version, kind).get(namespace=namespace, **selectors).to_dict()
+        except ApiException as err:
+            raise KubeError(f"list {kind}: {api_message(err)}") from None
         return list(found.get("items", []))
 
     def apply_one(self, obj: dict[str, Any], dry_run: bool = False) -> Applied:

@@ -51,13 +51,17 @@ def require(tool: str) -> str:
     return found
 
 
+VERSION_ARGS = {"kubectl": ("version", "--client"), "restic": ("version",), "kubeseal": ("--version",)}
+
+
 def version(tool: str, *args: str) -> str:
-    """First line of ``tool --version`` (or the given args); empty when absent."""
+    """First line of the tool's version output; empty when absent."""
     path = find(tool)
     if path is None:
         return ""
+    argv = args or VERSION_ARGS.get(tool, ("--version",))
     try:
-        done = subprocess.run([path, *(args or ("--version",))], capture_output=True, text=True, timeout=20)
+        done = subprocess.run([path, *argv], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):
         return ""
     text = (done.stdout or done.stderr).strip()

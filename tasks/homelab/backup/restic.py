@@ -83,7 +83,9 @@ class Restic:
             for line in lines
             if line.strip().startswith(("pack ", "error", "Load(", "snapshot ")) or "verification failed" in line
         ]
-        detail = REDACTOR.redact(" | ".join(damage[:3]) if damage else (lines[-1] if lines else ""))
+        plain = [line for line in done.stderr.strip().splitlines() if not line.startswith("{")]
+        last = plain[-1] if plain else (lines[-1] if lines else "")
+        detail = REDACTOR.redact(" | ".join(damage[:3]) if damage else last)
         if done.returncode == RESTIC_WRONG_PASSWORD:
             return ResticError(
                 f"restic: wrong password for {self.repository} (looked in {self.password.describe()})", done.returncode

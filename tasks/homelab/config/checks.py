@@ -103,7 +103,7 @@ def secret_refs(cfg: HomelabConfig) -> list[tuple[str, SecretRef]]:
     def walk(value: object, path: str) -> None:
         if isinstance(value, SecretRef):
             found.append((path, value))
-        elif hasattr(value, "model_fields"):
+        elif hasattr(type(value), "model_fields"):
             for name in type(value).model_fields:
                 walk(getattr(value, name), f"{path}.{name}" if path else name)
         elif isinstance(value, dict):

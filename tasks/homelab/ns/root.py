@@ -87,3 +87,18 @@ def status(c: Any, target: str | None = None) -> None:
         print(f"{layer.name:<10} {'ok' if ok else 'FAIL':<5} {summary}")
     if not healthy:
         raise Exit(code=1)
+
+
+@task(help={"json": "Print JSON (for cron and monitoring).", "target": TARGET})
+def doctor(c: Any, json: bool = False, target: str | None = None) -> None:
+    """Check every layer (tools, config, host network, nodes, K3S, ArgoCD, certificates, tunnel, backups)."""
+    from invoke.exceptions import Exit
+
+    from ..doctor import render, run_checks
+
+    with session(c, False, target=target) as s:
+        checks = run_checks(s)
+    print(render(checks, json))
+    failed = [check for check in checks if check.status == "fail"]
+    if failed:
+        raise Exit(code=1)

@@ -1,0 +1,197 @@
+"""inv doctor: every check passes on a healthy part and fails on a broken one (real parts; only
+the macOS host network is simulated, since it cannot exist here)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from invoke import Context
+from k3s_nodes import Lab
+
+from helpers import loopback_data, run_cli
+from homelab import deploy, doctor, sandbox
+from homelab.kube import Kube
+from homelab.session import Session
+
+pytestmark = pytest.mark.integration
+
+
+def session_for(tmp: Path, data: dict) -> Session:
+    config = tmp / "doctor.yaml"
+    config.write_text(yaml.safe_dump(data))
+    return Session(Context(), config_path=config, out=lambda _: None)
+
+
+@pytest.fixture
+def on_sandbox(tmp_path: Path, sandbox_session: Session) -> Session:
+    data = loopback_data()
+    data.update(
+        {
+            "name": "itest",
+            "state_dir": str(tmp_path / "state"),
+            "kubeconfig": str(sandbox.paths_for(sandbox_session.cfg, sandbox_session.state_dir).kubeconfig),
+        }
+    )
+    return session_for(tmp_path, data)
+
+
+def by_name(checks: list[doctor.Check]) -> dict[str, doctor.Check]:
+    return {c.name: c for c in checks}
+
+
+def test_tools_present_and_missing(on_sandbox: Session, tmp_path: Path) -> None:
+    assert {c.status for c in doctor.check_tools(on_sandbox)} == {"ok"}
+    result = run_cli(
+        ["doctor", "--json"],
+        {
+            "HOMELAB_CONFIG": str(on_sandbox.loaded.files[0]),
+            "PATH": "/usr/bin:/bin",
+            "HOMELAB_CACHE_DIR": str(tmp_path / "empty"),
+        },
+    )
+    assert result.code == 1
+    checks = {c["name"]: c for c in json.loads(result.stdout)}
+    assert checks["tool kwokctl"]["status"] == "fail" and "get-binaries.sh" in checks["tool kwokctl"]["fix"]
+
+
+def test_config_check_passes_with_secrets_and_warns_without(on_sandbox: Session, tmp_path: Path) -> None:
+    checks = by_name(doctor.run_checks(on_sandbox))
+    assert checks["config"].status == "warn" and "secret reference" in checks["config"].detail
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nodes: [{name: a, role: server, ip: 300.1.1.1}]\n")
+    result = run_cli(["doctor"], {"HOMELAB_CONFIG": str(bad)})
+    assert result.code == 2 and "nodes[0].ip" in result.stderr
+
+
+def test_host_network_checks_on_simulated_macos_facts(tmp_path: Path) -> None:
+    data = loopback_data()
+    data.update({"target": "lima", "state_dir": str(tmp_path / "state")})
+    s = session_for(tmp_path, data)
+    good = doctor.HostFacts(True, False, {n.name: [n.ip] for n in s.cfg.nodes})
+    assert {c.status for c in doctor.check_host_network(s, good)} == {"ok"}
+    broken = doctor.HostFacts(False, True, {"k3s-server": ["127.0.0.99"]})
+    checks = by_name(doctor.check_host_network(s, broken))
+    assert checks["socket_vmnet"].status == "fail"
+    assert checks["bootpd firewall"].status == "fail" and "unblockapp" in checks["bootpd firewall"].fix
+    assert checks["vm k3s-server address"].status == "fail" and "127.0.0.99" in checks["vm k3s-server address"].detail
+    assert checks["vm k3s-worker-1 address"].status == "fail"
+
+
+def test_node_and_k3s_checks_against_real_nodes(lab: Lab) -> None:
+    assert lab.cli("k3s.install").code == 0
+    s = Session(Context(), config_path=lab.config, out=lambda _: None)
+    with s:
+        nodes = by_name(doctor.check_nodes(s))
+        assert {c.status for c in nodes.values()} == {"ok"}
+        kube = Kube(s.state_dir / "kubeconfig", s.cfg.context_name())
+        assert {c.status for c in doctor.check_k3s(s, kube)} == {"ok"}
+    lab.data["k3s"]["version"] = "v1.34.1+k3s1"
+    lab.nodes["k3s-worker-2"].stop()
+    lab.save()
+    s = Session(Context(), config_path=lab.config, out=lambda _: None)
+    with s:
+        nodes = by_name(doctor.check_nodes(s))
+        assert nodes["node k3s-worker-2 ssh"].status == "fail"
+        assert nodes["node k3s-server sudo"].status == "ok"
+        versions = by_name(doctor.check_k3s(s, None))
+        assert versions["k3s versions"].status == "fail"
+
+
+def test_cluster_check_fails_on_an_unreachable_api(on_sandbox: Session, tmp_path: Path) -> None:
+    assert by_name(doctor.run_checks(on_sandbox))["cluster"].status == "ok"
+    dead = yaml.safe_load(Path(on_sandbox.cfg.kubeconfig).read_text())
+    dead["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:9"
+    (tmp_path / "dead").write_text(yaml.safe_dump(dead))
+    data = yaml.safe_load(on_sandbox.loaded.files[0].read_text())
+    data["kubeconfig"] = str(tmp_path / "dead")
+    checks = by_name(doctor.run_checks(session_for(tmp_path, data)))
+    assert checks["cluster"].status == "fail"
+
+
+def test_argocd_certificates_and_tunnel(kube: Kube, on_sandbox: Session, namespace: str) -> None:
+    deploy.install_crds(
+        kube,
+        [
+            c
+            for c in deploy.component_crds()
+            if c["metadata"]["name"] in ("applications.argoproj.io", "certificates.cert-manager.io")
+        ],
+    )
+    kube.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "argocd"}}])
+    app = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "doc", "namespace": "argocd"},
+        "spec": {
+            "project": "default",
+            "destination": {"server": "https://kubernetes.default.svc"},
+            "source": {"repoURL": "https://example.invalid/r.git", "path": "k8s"},
+        },
+    }
+    kube.apply([app])
+    status = kube.resource("argoproj.io/v1alpha1", "Application")
+    status.patch(
+        name="doc",
+        namespace="argocd",
+        content_type="application/merge-patch+json",
+        body={"status": {"sync": {"status": "Synced"}, "health": {"status": "Healthy"}}},
+    )
+    assert doctor.check_argocd(kube)[0].status == "ok"
+    status.patch(
+        name="doc",
+        namespace="argocd",
+        content_type="application/merge-patch+json",
+        body={"status": {"health": {"status": "Degraded"}}},
+    )
+    assert doctor.check_argocd(kube)[0].status == "fail"
+    kube.delete("argoproj.io/v1alpha1", "Application", "doc", "argocd")
+
+    cert = {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": {"name": "w", "namespace": namespace},
+        "spec": {"secretName": "w", "dnsNames": ["a.test"], "issuerRef": {"name": "x", "kind": "ClusterIssuer"}},
+    }
+    kube.apply([cert])
+    certificates = kube.resource("cert-manager.io/v1", "Certificate")
+    for days, expected in ((60, "ok"), (5, "fail")):
+        not_after = (datetime.now(UTC) + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        certificates.status.patch(
+            name="w",
+            namespace=namespace,
+            content_type="application/merge-patch+json",
+            body={"status": {"notAfter": not_after}},
+        )
+        [check] = [c for c in doctor.check_certificates(kube) if c.name.endswith(f"{namespace}/w")]
+        assert check.status == expected, (days, check)
+
+    assert doctor.check_tunnel(on_sandbox, kube)[0].status == "fail"
+
+
+def test_backup_checks(on_sandbox: Session, kube: Kube) -> None:
+    from backup_support import sealing_key_secret
+
+    state = on_sandbox.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    checks = by_name(doctor.check_backups(on_sandbox, kube))
+    assert checks["backup age"].status == "fail" and checks["backup verify"].status == "fail"
+    now = time.time()
+    (state / "backup.prom").write_text(f"homelab_backup_last_success_timestamp_seconds {now - 27 * 3600:.0f}\n")
+    (state / "backup-verified.json").write_text(json.dumps({"abc": now - 3600}))
+    checks = by_name(doctor.check_backups(on_sandbox, kube, now=now))
+    assert checks["backup age"].status == "fail" and checks["backup verify"].status == "ok"
+    secret, _ = sealing_key_secret("sealed-secrets-key-doctor")
+    kube.apply([secret])
+    try:
+        checks = by_name(doctor.check_backups(on_sandbox, kube, now=now))
+        assert checks["sealed secrets key"].status == "fail"
+        (state / "backup.prom").write_text(f"homelab_backup_last_success_timestamp_seconds {now + 60:.0f}\n")
+        checks = by_name(doctor.check_backups(on_sandbox, kube, now=now + 120))
+        assert checks["backup age"].status == "ok" and checks["sealed secrets key"].status == "ok"
+    finally:
+        kube.delete("v1", "Secret", "sealed-secrets-key-doctor", "kube-system")
