@@ -8,6 +8,8 @@ import stat
 from collections import Counter
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from ..errors import Problem
 from .schema import HomelabConfig, SecretRef
 
@@ -103,7 +105,7 @@ def secret_refs(cfg: HomelabConfig) -> list[tuple[str, SecretRef]]:
     def walk(value: object, path: str) -> None:
         if isinstance(value, SecretRef):
             found.append((path, value))
-        elif hasattr(type(value), "model_fields"):
+        elif isinstance(value, BaseModel):
             for name in type(value).model_fields:
                 walk(getattr(value, name), f"{path}.{name}" if path else name)
         elif isinstance(value, dict):
