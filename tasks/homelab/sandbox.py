@@ -146,6 +146,22 @@ def bind_pending_claims(kube: Any) -> int:
     return len(volumes)
 
 
+CREATED_MARKER = "homelab-created"
+
+
+def discard_half_made(paths: SandboxPaths, kwokctl: str, env: tuple[tuple[str, str], ...]) -> None:
+    """Remove what an interrupted ``kwokctl create`` left behind, processes included."""
+    import subprocess
+
+    pids = recorded_pids(paths)
+    subprocess.run([kwokctl, "--name", paths.cluster, "delete", "cluster"], env={**os.environ, **dict(env)},
+                   capture_output=True)
+    survivors = reap(pids)
+    if survivors:
+        raise HomelabError(f"processes {survivors} of a half-created sandbox did not exit; kill them and re-run")
+    remove_tree(paths.cluster_dir)
+
+
 def recorded_pids(paths: SandboxPaths) -> list[int]:
     pid_dir = paths.cluster_dir / "pids"
     pids = []
@@ -215,7 +231,10 @@ def ensure_up(session: Any, kube_version: str = "v1.35.4", timeout: float = 180.
     scratch_kubeconfig = str(paths.workdir / "kwokctl-kubeconfig.yaml")
     config_file = paths.workdir / "kwokctl.yaml"
     plan = Plan(f"sandbox cluster {paths.cluster}")
-    exists = (paths.cluster_dir / "kwok.yaml").is_file()
+    marker = paths.cluster_dir / CREATED_MARKER
+    if paths.cluster_dir.is_dir() and not marker.is_file() and not session.dry_run:
+        discard_half_made(paths, kwokctl, env)  # an interrupted create: start over
+    exists = marker.is_file()
     if not exists:
         plan.add(
             WriteFile(str(config_file), kwokctl_config(kube_version), 0o644, why="pin local binaries"),
@@ -257,6 +276,7 @@ def ensure_up(session: Any, kube_version: str = "v1.35.4", timeout: float = 180.
     changed = not plan.empty
     if changed:
         session.executor.execute(plan)
+        marker.touch()
     source = yaml.safe_load(paths.kwok_kubeconfig.read_text())
     before = paths.kubeconfig.read_bytes() if paths.kubeconfig.is_file() else b""
     merge_kubeconfig(paths.kubeconfig, source, paths.context)

@@ -41,7 +41,7 @@ def sandbox_status(c: Any) -> tuple[bool, str, dict[str, bool]]:
 
     s = session(c)
     paths = sandbox.paths_for(s.cfg, s.state_dir)
-    if not (paths.cluster_dir / "kwok.yaml").is_file():
+    if not (paths.cluster_dir / sandbox.CREATED_MARKER).is_file():
         return False, "not created (inv sandbox.up)", {}
     kube = Kube(paths.kubeconfig, paths.context)
     if not kube.ready(timeout=3):

@@ -1,0 +1,114 @@
+"""`inv up` on the sandbox, killed at step boundaries and mid-step, converges when re-run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from invoke import Context
+
+from helpers import REPO, inv_binary, loopback_data, run_cli
+from homelab import cluster, deploy
+from homelab.render import tree
+from homelab.session import Session
+
+pytestmark = pytest.mark.integration
+
+KILL_AFTER = [
+    ("create cluster", 1.0),  # mid-step: kwokctl is starting the control plane
+    ("[1/2] sandbox: changed", 0.0),  # boundary between the layers
+    ("[2/2] gitops", 0.5),  # mid-step: CRDs being installed
+    ("applied ", 0.0),  # mid-step: waiting for deployments
+]
+
+
+def config_in(tmp: Path) -> dict[str, str]:
+    data = loopback_data()
+    data.update({"name": "upkill", "state_dir": str(tmp / "state")})
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "homelab.yaml").write_text(yaml.safe_dump(data))
+    return {"HOMELAB_CONFIG": str(tmp / "homelab.yaml")}
+
+
+def live_state(env: dict[str, str]) -> dict[str, Any]:
+    """Every rendered object as it lives in the cluster (spec or data), plus the nodes' readiness."""
+    session = Session(Context(), config_path=Path(env["HOMELAB_CONFIG"]), out=lambda _: None)
+    kube = cluster.connect(session)
+    state: dict[str, Any] = {}
+    for obj in tree.objects_in_apply_order(tree.render(session.cfg)):
+        meta = obj["metadata"]
+        live = kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+        assert live is not None, f"{obj['kind']} {meta['name']} missing"
+        # Only the fields the toolkit sets: cluster-assigned ones (clusterIP, uid) differ between clusters.
+        body = project(live, obj)
+        state[f"{obj['kind']} {meta.get('namespace', '')}/{meta['name']}"] = body
+    state["nodes"] = kube.ready_nodes()
+    assert deploy.diff_tree(kube, tree.render(session.cfg)) == []
+    return state
+
+
+def project(live: Any, wanted: Any) -> Any:
+    """``live`` reduced to the shape of ``wanted``."""
+    if isinstance(wanted, dict) and isinstance(live, dict):
+        return {k: project(live.get(k), v) for k, v in wanted.items()}
+    if isinstance(wanted, list) and isinstance(live, list) and len(wanted) == len(live):
+        return [project(a, b) for a, b in zip(live, wanted, strict=True)]
+    return live
+
+
+def kill_when(env: dict[str, str], marker: str, delay: float) -> str:
+    full = {**{k: v for k, v in os.environ.items() if not k.startswith("HOMELAB")}, **env}
+    process = subprocess.Popen(
+        [inv_binary(), "up", "--target", "sandbox"],
+        cwd=REPO,
+        env=full,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    seen = ""
+    assert process.stdout is not None
+    for line in process.stdout:
+        seen += line
+        if marker in line:
+            time.sleep(delay)
+            break
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return seen
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The state an uninterrupted `inv up` reaches."""
+    env = config_in(tmp_path_factory.mktemp("baseline"))
+    try:
+        assert run_cli(["up", "--target", "sandbox"], env).code == 0
+        yield live_state(env)
+    finally:
+        run_cli(["sandbox.down"], env)
+
+
+@pytest.mark.parametrize(("marker", "delay"), KILL_AFTER, ids=[m.strip("[] ") for m, _ in KILL_AFTER])
+def test_killed_up_converges_to_the_uninterrupted_state(
+    tmp_path: Path, baseline: dict[str, Any], marker: str, delay: float
+) -> None:
+    interrupted_env = config_in(tmp_path / "interrupted")
+    try:
+        seen = kill_when(interrupted_env, marker, delay)
+        assert marker in seen, seen
+        rerun = run_cli(["up", "--target", "sandbox"], interrupted_env)
+        assert rerun.code == 0, rerun.output
+        assert live_state(interrupted_env) == baseline
+        again = run_cli(["up", "--target", "sandbox"], interrupted_env)
+        assert "nothing to do" in again.stdout, again.output
+    finally:
+        run_cli(["sandbox.down"], interrupted_env)
