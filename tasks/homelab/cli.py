@@ -10,12 +10,12 @@ from invoke.collection import Collection
 from invoke.program import Program
 
 from . import __version__
-from .ns import apps, backup, config, gitops, k3s, net, root, sandbox, secrets, tls, vm
+from .ns import apps, backup, config, gitops, k3d, k3s, net, root, sandbox, secrets, tls, vm
 
 
 def build_namespace() -> Collection:
     namespace = Collection(root.up, root.down, root.status, root.doctor)
-    for module in (config, vm, k3s, sandbox, net, tls, gitops, apps, backup, secrets):
+    for module in (config, vm, k3s, sandbox, k3d, net, tls, gitops, apps, backup, secrets):
         namespace.add_collection(module.ns)
     return namespace
 

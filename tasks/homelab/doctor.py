@@ -41,7 +41,7 @@ def warn(name: str, detail: str, fix: str) -> Check:
 TOOLS_BY_TARGET = {
     "lima": ["limactl", "kubectl", "kubeseal", "restic"],
     "sandbox": ["kwokctl", "kube-apiserver", "etcd", "kubectl", "kubeseal", "restic"],
-    "k3d": ["kubectl", "kubeseal", "restic"],
+    "k3d": ["k3d", "docker", "kubectl", "kubeseal", "restic"],
     "existing": ["kubectl", "kubeseal", "restic"],
 }
 

@@ -33,6 +33,7 @@ LAYERS: tuple[Layer, ...] = (
     Layer("vm", "vm", frozenset({"lima"})),
     Layer("k3s", "k3s", frozenset({"lima"})),
     Layer("sandbox", "sandbox", frozenset({"sandbox"})),
+    Layer("k3d", "k3d", frozenset({"k3d"})),
     Layer("gitops", "gitops", frozenset({"lima", "sandbox", "k3d", "existing"})),
 )
 

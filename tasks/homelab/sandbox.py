@@ -154,8 +154,9 @@ def discard_half_made(paths: SandboxPaths, kwokctl: str, env: tuple[tuple[str, s
     import subprocess
 
     pids = recorded_pids(paths)
-    subprocess.run([kwokctl, "--name", paths.cluster, "delete", "cluster"], env={**os.environ, **dict(env)},
-                   capture_output=True)
+    subprocess.run(
+        [kwokctl, "--name", paths.cluster, "delete", "cluster"], env={**os.environ, **dict(env)}, capture_output=True
+    )
     survivors = reap(pids)
     if survivors:
         raise HomelabError(f"processes {survivors} of a half-created sandbox did not exit; kill them and re-run")

@@ -333,3 +333,30 @@ def test_allow_downtime_lifts_a_single_replica_pdb_for_the_drain_and_restores_it
     assert result.code == 0, result.output
     assert all(n.installer_log()[-1]["version"] == "v1.34.1+k3s1" for n in lab.nodes.values())
     assert kube.get("policy/v1", "PodDisruptionBudget", "solo", namespace)["spec"]["minAvailable"] == 1
+
+
+def test_airgap_install_uploads_the_supplied_binary_and_images(lab: Lab) -> None:
+    binary, images = lab.tmp / "k3s-binary", lab.tmp / "images.tar"
+    binary.write_bytes(b"\x7fELF" + bytes(range(256)) * 64)
+    images.write_bytes(bytes(reversed(range(256))) * 128)
+    lab.data["k3s"].update({"install_method": "airgap", "airgap_binary": str(binary), "airgap_images": str(images)})
+    lab.save()
+    result = lab.cli("k3s.install")
+    assert result.code == 0, result.output
+    for node in lab.nodes.values():
+        [record] = node.installer_log()
+        assert "INSTALL_K3S_SKIP_DOWNLOAD=true" in record["env"]
+        uploaded = node.path("/var/lib/rancher/k3s/agent/images/k3s-airgap-images.tar")
+        assert uploaded.read_bytes() == images.read_bytes()
+
+
+def test_uninstall_asks_then_removes_agents_before_the_server(lab: Lab) -> None:
+    assert lab.cli("k3s.install").code == 0
+    refused = lab.cli("k3s.uninstall")
+    assert refused.code == 2 and "--yes" in refused.stderr
+    assert all(n.path("/etc/rancher/k3s/config.yaml").exists() for n in lab.nodes.values())
+    removed = lab.cli("k3s.uninstall", "--yes")
+    assert removed.code == 0, removed.output
+    assert not any(n.path("/etc/rancher/k3s/config.yaml").exists() for n in lab.nodes.values())
+    out = removed.stdout
+    assert out.index("uninstall k3s agents") < out.index("uninstall k3s server")
