@@ -6,6 +6,8 @@
 - Sandbox: cold `sandbox.up` with warm binaries, the no-op re-run, and `sandbox.down`.
 - backup.run against raw `restic backup` of the same data, and an unchanged
   second run against the full one.
+- `inv up` on the sandbox: first run, and the no-op re-run against a server-side
+  dry-run apply of the same objects (the floor); N parallel node steps against one.
 - Render plus direct apply of the 8 reference apps and of 200 generated apps, each
   against a server-side dry-run apply of the same objects (the floor), so the
   growth of the cost with the number of apps shows.
@@ -160,12 +162,65 @@ def backup_times(megabytes: int = 64) -> tuple[float, float, float]:
     return full, raw, again
 
 
+def up_times() -> tuple[float, float, float]:
+    """(first `inv up --target sandbox`, no-op re-run, the floor: a server-side dry-run apply of the same
+    CRDs and objects, one request each, measured in-process)."""
+    sys.path.insert(0, str(ROOT / "tasks"))
+    from invoke import Context
+
+    from homelab import cluster, deploy
+    from homelab.render import tree
+    from homelab.session import Session
+
+    with tempfile.TemporaryDirectory() as work:
+        data = yaml.safe_load(LOOPBACK.read_text())
+        reference = yaml.safe_load((ROOT / "config" / "homelab.yaml").read_text())
+        data.update({"name": "benchup", "state_dir": str(Path(work, "state")), "apps": reference["apps"]})
+        config = Path(work, "homelab.yaml")
+        config.write_text(yaml.safe_dump(data))
+        env = {**os.environ, "HOMELAB_CONFIG": str(config)}
+        try:
+            first = timed([INV, "up", "--target", "sandbox"], ROOT, env)
+            noop = timed([INV, "up", "--target", "sandbox"], ROOT, env)
+            session = Session(Context(), config_path=config, out=lambda _: None)
+            kube = cluster.connect(session)
+            start = time.perf_counter()
+            objects = deploy.component_crds() + tree.objects_in_apply_order(tree.render(session.cfg))
+            for obj in objects:
+                kube.apply_one(obj, dry_run=True, before=None)
+            floor = time.perf_counter() - start
+        finally:
+            timed([INV, "sandbox.down"], ROOT, env)
+    return first, noop, floor
+
+
+def parallel_steps(count: int = 3, seconds: float = 0.5) -> tuple[float, float]:
+    """Executor: ``count`` node steps run concurrently against one step alone."""
+    sys.path.insert(0, str(ROOT / "tasks"))
+    from invoke import Context
+
+    from homelab.executor import Executor
+    from homelab.plan import Plan, Run
+
+    executor = Executor(Context(), out=lambda _: None)
+
+    def run(n: int) -> float:
+        plan = Plan("steps", [Run(("sleep", str(seconds)), host="local", why=str(i)) for i in range(n)])
+        start = time.perf_counter()
+        executor.execute_concurrently(plan, key=lambda a: a.why if isinstance(a, Run) else "")
+        return time.perf_counter() - start
+
+    return run(count), run(1)
+
+
 def main() -> int:
     runs = int(os.environ.get("BENCH_RUNS", "15"))
     baseline, ours = cli_startup(runs)
     cold, noop, down = sandbox_times()
     scaling = render_and_apply([8, 200])
     full, raw, again = backup_times()
+    first_up, noop_up, floor = up_times()
+    many, one = parallel_steps()
     rows = [
         (
             "CLI start-up: inv --list vs bare invoke",
@@ -184,6 +239,17 @@ def main() -> int:
     rows.append(
         ("backup.run unchanged vs full run", f"{again:.2f} s", f"{full:.2f} s", f"{again / full:.2f}x", "<= 0.10x")
     )
+    rows.append(("inv up --target sandbox, first run", f"{first_up:.2f} s", "-", "-", "report"))
+    rows.append(
+        (
+            "inv up again (no-op) vs server-side dry run",
+            f"{noop_up:.2f} s",
+            f"{floor:.2f} s",
+            f"{noop_up / floor:.2f}x",
+            "<= 1.2x",
+        )
+    )
+    rows.append(("3 parallel node steps vs 1", f"{many:.2f} s", f"{one:.2f} s", f"{many / one:.2f}x", "~1x"))
     for count, render_s, apply_s, floor_s, objects in scaling:
         rows.append((f"render {count} apps ({objects} objects)", f"{render_s * 1000:.0f} ms", "-", "-", "report"))
         rows.append(

@@ -51,22 +51,28 @@ def _untemplated(crd: Obj) -> Obj:
 
 
 def wait_established(kube: Kube, names: list[str], timeout: float = 60) -> None:
+    """Wait (one LIST per poll) until every named CRD is Established."""
+
     def pending() -> str | None:
+        live = {
+            c["metadata"]["name"]: c for c in kube.list_objects("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+        }
         for name in names:
-            crd = kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name) or {}
-            conditions = (crd.get("status") or {}).get("conditions") or []
+            conditions = ((live.get(name) or {}).get("status") or {}).get("conditions") or []
             if not any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
                 return f"{name} not Established"
         return None
 
     kube.wait_for("CRDs", pending, timeout)
-    kube.dynamic.resources.invalidate_cache()
 
 
 def install_crds(kube: Kube, crds: list[Obj]) -> bool:
     applied = kube.apply(crds)
+    changed = any(a.changed for a in applied)
     wait_established(kube, [c["metadata"]["name"] for c in crds])
-    return any(a.changed for a in applied)
+    if changed:
+        kube.dynamic.resources.invalidate_cache()  # new kinds are served now
+    return changed
 
 
 def apply_tree(

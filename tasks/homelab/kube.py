@@ -42,11 +42,14 @@ def object_ref(obj: dict[str, Any]) -> str:
     return f"{obj.get('kind', '?')} {ns}{meta.get('name', '?')}"
 
 
-class _ManifestLoader(yaml.SafeLoader):
+_FastSafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: CRDs are large
+
+
+class _ManifestLoader(_FastSafeLoader):  # type: ignore[misc]
     """SafeLoader reading ``=`` as the string it is in Kubernetes (YAML 1.1 calls it a 'value' tag)."""
 
 
-def _value_as_string(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+def _value_as_string(loader: Any, node: yaml.Node) -> str:
     return str(loader.construct_scalar(node))  # type: ignore[arg-type]
 
 
@@ -153,11 +156,16 @@ class Kube:
             raise KubeError(f"list {kind}: {api_message(err)}") from None
         return list(found.get("items", []))
 
-    def apply_one(self, obj: dict[str, Any], dry_run: bool = False) -> Applied:
+    def apply_one(
+        self, obj: dict[str, Any], dry_run: bool = False, before: dict[str, Any] | bool | None = True
+    ) -> Applied:
+        """Server-side apply one object; ``before`` is its live state if already known (True: look it up)."""
         resource = self.resource(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
         namespace = meta.get("namespace") if resource.namespaced else None
-        before = self.get(obj["apiVersion"], obj["kind"], meta["name"], namespace)
+        if before is True:
+            before = self.get(obj["apiVersion"], obj["kind"], meta["name"], namespace)
+        live = before if isinstance(before, dict) else None
         kwargs: dict[str, Any] = {"dry_run": "All"} if dry_run else {}
         result = resource.server_side_apply(
             body=obj,
@@ -168,20 +176,43 @@ class Kube:
             **kwargs,
         ).to_dict()
         version = result["metadata"].get("resourceVersion", "")
-        changed = before is None or before["metadata"].get("resourceVersion") != version
-        if dry_run and before is not None:
-            changed = _strip_volatile(before) != _strip_volatile(result)
+        changed = live is None or live["metadata"].get("resourceVersion") != version
+        if dry_run and live is not None:
+            changed = _strip_volatile(live) != _strip_volatile(result)
         return Applied(object_ref(obj), changed, version)
 
+    def live_index(self, objects: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+        """Live objects of every kind in ``objects``, one LIST per kind, keyed by (apiVersion, kind, ns, name)."""
+        index: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        for api_version, kind in sorted({(o["apiVersion"], o["kind"]) for o in objects}):
+            try:
+                items = self.list_objects(api_version, kind)
+            except KubeError:
+                continue  # not served yet (its CRD comes in this very apply): every object is new
+            for item in items:
+                meta = item["metadata"]
+                index[(api_version, kind, meta.get("namespace") or "", meta["name"])] = item
+        return index
+
     def apply(self, objects: list[dict[str, Any]], dry_run: bool = False) -> list[Applied]:
-        """Apply every object; failures are collected and raised together at the end."""
+        """Apply every object; failures are collected and raised together at the end.
+
+        Objects whose live state already holds every field we set are not sent
+        again: a no-op re-run costs one LIST per kind instead of a request per object.
+        """
         from kubernetes.client.exceptions import ApiException
 
+        index = self.live_index(objects)
         results: list[Applied] = []
         failures: list[str] = []
         for obj in objects:
+            meta = obj["metadata"]
+            live = index.get((obj["apiVersion"], obj["kind"], meta.get("namespace") or "", meta["name"]))
+            if live is not None and holds(live, obj):
+                results.append(Applied(object_ref(obj), False, live["metadata"].get("resourceVersion", "")))
+                continue
             try:
-                results.append(self.apply_one(obj, dry_run))
+                results.append(self.apply_one(obj, dry_run, before=live if live is not None else None))
             except ApiException as err:
                 failures.append(f"{object_ref(obj)}: {api_message(err)}")
             except KubeError as err:
@@ -323,30 +354,23 @@ class Kube:
 
     def deployment_waiting(self, name: str, namespace: str) -> str | None:
         """None when the Deployment is rolled out and Available, else why not."""
-        dep = self.get("apps/v1", "Deployment", name, namespace)
-        if dep is None:
-            return "not created yet"
-        status = dep.get("status") or {}
-        want = (dep.get("spec") or {}).get("replicas", 1)
-        if status.get("observedGeneration", 0) < dep["metadata"].get("generation", 0):
-            return "rollout not observed yet"
-        if status.get("updatedReplicas", 0) < want:
-            return f"{status.get('updatedReplicas', 0)}/{want} replicas updated"
-        if status.get("availableReplicas", 0) < want:
-            return f"{status.get('availableReplicas', 0)}/{want} replicas available"
+        return deployment_waiting(self.get("apps/v1", "Deployment", name, namespace))
+
+    def deployments_pending(self, names: list[tuple[str, str]]) -> str | None:
+        """One LIST for all Deployments; None when every named one is rolled out and Available."""
+        live = {
+            (d["metadata"]["namespace"], d["metadata"]["name"]): d for d in self.list_objects("apps/v1", "Deployment")
+        }
+        for namespace, name in names:
+            why = deployment_waiting(live.get((namespace, name)))
+            if why:
+                return f"{namespace}/{name} {why}"
         return None
 
     def wait_deployments(
         self, names: list[tuple[str, str]], timeout: float = 180.0, progress: Callable[[str], None] | None = None
     ) -> None:
-        def pending() -> str | None:
-            for namespace, name in names:
-                why = self.deployment_waiting(name, namespace)
-                if why:
-                    return f"{namespace}/{name} {why}"
-            return None
-
-        self.wait_for("deployments", pending, timeout, progress=progress)
+        self.wait_for("deployments", lambda: self.deployments_pending(names), timeout, progress=progress)
 
     def ready_nodes(self) -> dict[str, bool]:
         nodes = {}
@@ -354,6 +378,36 @@ class Kube:
             conditions = (node.get("status") or {}).get("conditions") or []
             nodes[node["metadata"]["name"]] = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
         return nodes
+
+
+def deployment_waiting(dep: dict[str, Any] | None) -> str | None:
+    """None when ``dep`` is rolled out and Available, else what it is waiting for."""
+    if dep is None:
+        return "not created yet"
+    status = dep.get("status") or {}
+    want = (dep.get("spec") or {}).get("replicas", 1)
+    if status.get("observedGeneration", 0) < dep["metadata"].get("generation", 0):
+        return "rollout not observed yet"
+    if status.get("updatedReplicas", 0) < want:
+        return f"{status.get('updatedReplicas', 0)}/{want} replicas updated"
+    if status.get("availableReplicas", 0) < want:
+        return f"{status.get('availableReplicas', 0)}/{want} replicas available"
+    return None
+
+
+def holds(live: Any, wanted: Any) -> bool:
+    """True when every field of ``wanted`` has the same value in ``live`` (apiVersion/kind aside)."""
+    if isinstance(wanted, dict):
+        if not isinstance(live, dict):
+            return False
+        return all(key in ("apiVersion", "kind") or holds(live.get(key), value) for key, value in wanted.items())
+    if isinstance(wanted, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(wanted)
+            and all(holds(a, b) for a, b in zip(live, wanted, strict=True))
+        )
+    return bool(live == wanted)
 
 
 def _evictable(pod: dict[str, Any]) -> bool:
