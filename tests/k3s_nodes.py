@@ -162,3 +162,13 @@ class Lab:
 
     def touched(self) -> bool:
         return any(n.installer_log() or n.path("/etc/rancher/k3s/config.yaml").exists() for n in self.nodes.values())
+
+    def pin_wrong_key(self, index: int) -> Path:
+        """Replace node ``index``'s pinned host key by another key; returns the known_hosts path."""
+        other = self.tmp / f"other_host_{index}"
+        keygen(other)
+        known = self.tmp / "state" / "known_hosts"
+        lines = known.read_text().splitlines()
+        lines[index] = " ".join([lines[index].split()[0], *Path(f"{other}.pub").read_text().split()[:2]])
+        known.write_text("\n".join(lines) + "\n")
+        return known

@@ -35,6 +35,8 @@ LAYERS: tuple[Layer, ...] = (
     Layer("sandbox", "sandbox", frozenset({"sandbox"})),
     Layer("k3d", "k3d", frozenset({"k3d"})),
     Layer("gitops", "gitops", frozenset({"lima", "sandbox", "k3d", "existing"})),
+    # The sandbox is disposable: its `inv up` never edits the user's crontab.
+    Layer("backup", "backup", frozenset({"lima", "k3d", "existing"})),
 )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from backup_support import Receiver, start_receiver
 from invoke import Context
 from k3s_nodes import NODES, Lab, embedded_kubeconfig, start_node
 
@@ -66,3 +67,11 @@ def lab(tmp_path: Path, sandbox_session: Session, kube: Kube) -> Iterator[Lab]:
     for node in nodes:
         node.stop()
         kube.cordon(node.name, unschedulable=False)
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    """A local HTTP server standing in for Telegram and the dead-man's switch."""
+    found, server = start_receiver()
+    yield found
+    server.shutdown()

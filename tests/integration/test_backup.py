@@ -12,21 +12,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from backup_support import BackupEnv, Receiver, kill_group, make_backup_env, sealing_key_secret, start_receiver
+from backup_support import BackupEnv, Receiver, kill_group, make_backup_env, sealing_key_secret
 
+from helpers import run_cli
 from homelab import sandbox
 from homelab.kube import Kube
 from homelab.session import Session
 
 pytestmark = pytest.mark.integration
 KILL_POINTS = int(os.environ.get("BACKUP_KILL_POINTS", "50"))
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    found, server = start_receiver()
-    yield found
-    server.shutdown()
 
 
 @pytest.fixture
@@ -359,3 +353,46 @@ def test_round_trip_of_objects_a_sealed_secret_and_its_key_then_drill(
     assert base64.b64decode(secret["data"]["password"]).decode() == "round-trip-value"
     to_dir = bk.cli("backup.restore", "--to", str(bk.tmp / "out"))
     assert to_dir.code == 0 and (bk.tmp / "out" / "manifest.json").is_file()
+
+
+def test_fetch_cert_pins_the_controller_certificate_and_rotate_reseals(
+    bk: BackupEnv, kube: Kube, sealing_key: str
+) -> None:
+    from homelab.tools import require
+
+    first = bk.cli("secrets.fetch-cert")
+    assert first.code == 0 and "pinned" in first.stdout, first.output
+    assert (bk.tmp / "cert.pem").read_text() == sealing_key
+    assert "nothing to do" in bk.cli("secrets.fetch-cert").stdout
+    (bk.tmp / "secrets.local.yaml").write_text(
+        yaml.safe_dump({"secrets": [{"name": "api", "namespace": "apps", "data": {"token": "old-value-123"}}]})
+    )
+    assert bk.cli("secrets.seal").code == 0
+    rotated = run_cli(
+        ["secrets.rotate", "--name", "api", "--key", "token", "--value-env", "NEW_TOKEN"],
+        {**bk.env(), "NEW_TOKEN": "new-value-456"},
+    )
+    assert rotated.code == 0, rotated.output
+    assert "new-value-456" not in rotated.output
+    assert (bk.tmp / "secrets.local.yaml").stat().st_mode & 0o777 == 0o600
+    [key] = kube.list_objects(
+        "v1", "Secret", "kube-system", label_selector="sealedsecrets.bitnami.com/sealed-secrets-key"
+    )
+    (bk.tmp / "key.yaml").write_text(yaml.safe_dump({**key, "apiVersion": "v1", "kind": "Secret"}))
+    unsealed = subprocess.run(
+        [
+            require("kubeseal"),
+            "--recovery-unseal",
+            "--recovery-private-key",
+            str(bk.tmp / "key.yaml"),
+            "-f",
+            str(bk.tmp / "sealed" / "apps-api.yaml"),
+            "-o",
+            "yaml",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    import base64
+
+    assert base64.b64decode(yaml.safe_load(unsealed.stdout)["data"]["token"]).decode() == "new-value-456"

@@ -11,19 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from backup_support import Receiver, start_receiver
+from backup_support import Receiver
 from k3s_nodes import Lab
 
 from homelab.kube import Kube
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    found, server = start_receiver()
-    yield found
-    server.shutdown()
 
 
 @pytest.fixture
@@ -173,14 +166,7 @@ def test_datastore_restore_without_the_matching_token_is_refused_before_anything
 def test_a_changed_host_key_is_refused_alerted_and_known_hosts_kept(
     lab: Lab, app: tuple[str, Path], receiver: Receiver
 ) -> None:
-    from sshd import keygen
-
-    other = lab.tmp / "other_host"
-    keygen(other)
-    known = lab.tmp / "state" / "known_hosts"
-    lines = known.read_text().splitlines()
-    lines[1] = " ".join([lines[1].split()[0], *Path(f"{other}.pub").read_text().split()[:2]])
-    known.write_text("\n".join(lines) + "\n")
+    known = lab.pin_wrong_key(1)
     before = known.read_bytes()
     marker = lab.nodes["k3s-worker-1"].root / "lib" / "installer-log.jsonl"
     marker_before = marker.read_text()

@@ -16,9 +16,39 @@ from k3s_nodes import NODES, Lab, start_node
 
 from helpers import FAKES, run_cli
 from homelab.kube import Kube
-from sshd import keygen
 
 pytestmark = pytest.mark.integration
+
+
+def pinned_app_with_pdb(
+    kube: Kube, namespace: str, name: str, node: str, pdb_name: str | None = None, pdb_labels: dict | None = None
+) -> None:
+    """A one-replica Deployment pinned to ``node`` and a PDB that forbids evicting it."""
+    app = {"app": name}
+    pod = {
+        "nodeSelector": {"kubernetes.io/hostname": node},
+        "containers": [{"name": name, "image": "vaultwarden/server:1.34.3"}],
+    }
+    kube.apply(
+        [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": app},
+                    "template": {"metadata": {"labels": app}, "spec": pod},
+                },
+            },
+            {
+                "apiVersion": "policy/v1",
+                "kind": "PodDisruptionBudget",
+                "metadata": {"name": pdb_name or name, "namespace": namespace, "labels": pdb_labels or {}},
+                "spec": {"minAvailable": 1, "selector": {"matchLabels": app}},
+            },
+        ]
+    )
 
 
 class ProcessWatcher:
@@ -129,33 +159,7 @@ def test_version_change_upgrades_server_first_then_workers_one_by_one(lab: Lab) 
 
 def test_upgrade_blocked_by_a_pdb_names_it_and_touches_nothing(lab: Lab, kube: Kube, namespace: str) -> None:
     assert lab.cli("k3s.install").code == 0
-    app = {"app": "vault"}
-    kube.apply(
-        [
-            {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": {"name": "vault", "namespace": namespace},
-                "spec": {
-                    "replicas": 1,
-                    "selector": {"matchLabels": app},
-                    "template": {
-                        "metadata": {"labels": app},
-                        "spec": {
-                            "nodeSelector": {"kubernetes.io/hostname": "k3s-server"},
-                            "containers": [{"name": "vault", "image": "vaultwarden/server:1.34.3"}],
-                        },
-                    },
-                },
-            },
-            {
-                "apiVersion": "policy/v1",
-                "kind": "PodDisruptionBudget",
-                "metadata": {"name": "vault-pdb", "namespace": namespace},
-                "spec": {"minAvailable": 1, "selector": {"matchLabels": app}},
-            },
-        ]
-    )
+    pinned_app_with_pdb(kube, namespace, "vault", "k3s-server", pdb_name="vault-pdb")
     kube.wait_deployments([(namespace, "vault")], timeout=60)
     kube.wait_for(
         "PDB",
@@ -213,12 +217,7 @@ def test_preflight_failure_is_clear_and_no_node_is_touched(lab: Lab, fault: str)
     if fault == "unreachable":
         lab.nodes["k3s-worker-2"].stop()
     elif fault == "changed_host_key":
-        other = lab.tmp / "other_host"
-        keygen(other)
-        known = lab.tmp / "state" / "known_hosts"
-        lines = known.read_text().splitlines()
-        lines[1] = " ".join([lines[1].split()[0], *Path(f"{other}.pub").read_text().split()[:2]])
-        known.write_text("\n".join(lines) + "\n")
+        lab.pin_wrong_key(1)
     elif fault == "sudo_password":
         subprocess.run(["useradd", "--create-home", "hlnosudo"], capture_output=True)
         subprocess.run(["usermod", "-p", "*", "hlnosudo"], check=True)  # no password, but not locked for sshd
@@ -279,7 +278,8 @@ def test_up_dry_run_for_lima_plans_vms_and_k3s_without_secrets(lab: Lab) -> None
     result = run_cli(["up", "--target", "lima", "--dry-run"], env)
     assert result.code == 0, result.output
     out = result.stdout
-    assert out.index("[1/3] vm") < out.index("[2/3] k3s") < out.index("[3/3] gitops")
+    assert out.index("[1/4] vm") < out.index("[2/4] k3s") < out.index("[3/4] gitops") < out.index("[4/4] backup")
+    assert "install crontab entry" in out
     assert "install ArgoCD v3.1.8" in out
     assert "k3s-server.yaml" in out and "apply -input=false" in out
     assert "write /etc/rancher/k3s/token (secret, mode 0600" in out
@@ -293,37 +293,7 @@ def test_allow_downtime_lifts_a_single_replica_pdb_for_the_drain_and_restores_it
     lab: Lab, kube: Kube, namespace: str
 ) -> None:
     assert lab.cli("k3s.install").code == 0
-    app = {"app": "solo"}
-    kube.apply(
-        [
-            {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": {"name": "solo", "namespace": namespace},
-                "spec": {
-                    "replicas": 1,
-                    "selector": {"matchLabels": app},
-                    "template": {
-                        "metadata": {"labels": app},
-                        "spec": {
-                            "nodeSelector": {"kubernetes.io/hostname": "k3s-worker-1"},
-                            "containers": [{"name": "solo", "image": "vaultwarden/server:1.34.3"}],
-                        },
-                    },
-                },
-            },
-            {
-                "apiVersion": "policy/v1",
-                "kind": "PodDisruptionBudget",
-                "metadata": {
-                    "name": "solo",
-                    "namespace": namespace,
-                    "labels": {"homelab.dev/single-replica-pdb": "true"},
-                },
-                "spec": {"minAvailable": 1, "selector": {"matchLabels": app}},
-            },
-        ]
-    )
+    pinned_app_with_pdb(kube, namespace, "solo", "k3s-worker-1", pdb_labels={"homelab.dev/single-replica-pdb": "true"})
     kube.wait_deployments([(namespace, "solo")], timeout=60)
     lab.data["k3s"]["version"] = "v1.34.1+k3s1"
     lab.save()

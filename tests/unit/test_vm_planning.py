@@ -51,8 +51,8 @@ def test_power_plan_skips_vms_already_in_state(cfg) -> None:
 
 
 def test_layers_follow_target_and_narrowing() -> None:
-    assert [layer.name for layer in select("lima")] == ["vm", "k3s", "gitops"]
-    assert [layer.name for layer in select("lima", start="k3s")] == ["k3s", "gitops"]
+    assert [layer.name for layer in select("lima")] == ["vm", "k3s", "gitops", "backup"]
+    assert [layer.name for layer in select("lima", start="k3s")] == ["k3s", "gitops", "backup"]
     assert [layer.name for layer in select("sandbox")] == ["sandbox", "gitops"]
     assert select("lima", only="sandbox") == []
     with pytest.raises(UsageError, match="--only 'vms' is not a layer"):

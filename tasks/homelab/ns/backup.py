@@ -136,4 +136,30 @@ def schedule(c: Any, remove: bool = False, dry_run: bool = False) -> None:
     print(scheduling.apply(s, remove, dry_run))
 
 
+def layer_up(c: Any, dry_run: bool, overrides: dict[str, Any]) -> bool:
+    from ..backup import schedule as scheduling
+
+    text = scheduling.apply(session(c, dry_run, **overrides), False, dry_run)
+    print(f"  {text}")
+    return "installed" in text
+
+
+def layer_down(c: Any, dry_run: bool, overrides: dict[str, Any]) -> None:
+    print("  backup: the repository and the schedule are kept (inv backup.schedule --remove removes the entry)")
+
+
+def layer_status(c: Any, overrides: dict[str, Any]) -> tuple[bool, str]:
+    from ..backup.run import metrics_path, read_metric
+    from ..backup.schedule import MARK, current_crontab
+
+    s = session(c, **overrides)
+    scheduled = any(line.endswith(MARK) for line in current_crontab().splitlines())
+    last = read_metric(metrics_path(s), "homelab_backup_last_success_timestamp_seconds")
+    import time
+
+    age = f"last good backup {(time.time() - last) / 3600:.1f} h ago" if last else "no backup yet"
+    fresh = bool(last) and time.time() - (last or 0) < s.cfg.backup.max_age_hours * 3600
+    return scheduled and fresh, f"{'scheduled' if scheduled else 'not scheduled'}, {age}"
+
+
 ns = Collection("backup", run, list_, verify, prune, restore, drill, schedule)
