@@ -11,6 +11,7 @@ mistaken for a good backup.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -66,11 +67,23 @@ def applicable(session: Any) -> list[str]:
 
 
 def collect_config(session: Any, out: Path) -> None:
+    """Config files, the inventory, and local K3S snapshots (each holds a datastore and its token)."""
     for path in session.loaded.files:
         shutil.copy2(path, out / path.name)
     inventory = session.state_dir / "inventory.json"
     if inventory.is_file():
         shutil.copy2(inventory, out / "inventory.json")
+    snapshots = session.state_dir / "snapshots"
+    if snapshots.is_dir():
+        # Hard links: no copy of large snapshots, and restic sees the same size and mtime as last run.
+        shutil.copytree(snapshots, out / "snapshots", copy_function=_link_or_copy)
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def _clean(obj: dict[str, Any]) -> dict[str, Any]:

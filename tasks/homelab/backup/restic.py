@@ -52,7 +52,7 @@ class Restic:
         self.password = password
         self.binary = require("restic")
 
-    def _env(self) -> dict[str, str]:
+    def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RESTIC_")}
         env["RESTIC_REPOSITORY"] = self.repository
         env["RESTIC_CACHE_DIR"] = env.get("HOMELAB_RESTIC_CACHE", str(Path.home() / ".cache" / "restic"))
@@ -66,7 +66,7 @@ class Restic:
 
     def run(self, *args: str, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
         try:
-            env = self._env()
+            env = self.env()
         except SecretError as err:
             raise SecretError(f"restic repository password: {err}") from None
         done = subprocess.run(
@@ -96,23 +96,38 @@ class Restic:
             )
         return ResticError(f"restic {verb} failed (exit {done.returncode}): {detail}", done.returncode)
 
-    def exists(self) -> bool:
-        done = self.run("cat", "config", check=False)
-        if done.returncode == 0:
-            return True
-        if done.returncode == RESTIC_WRONG_PASSWORD:
-            raise self.error("cat", done)
-        return False
-
     def init(self) -> None:
         self.run("init")
 
+    def backup_creating(self, directory: Path, tags: list[str], host: str) -> str:
+        """``backup``, creating the repository first if it does not exist yet."""
+        try:
+            return self.backup(directory, tags, host)
+        except ResticError as err:
+            if err.restic_code != RESTIC_NO_REPOSITORY:
+                raise
+        self.init()
+        return self.backup(directory, tags, host)
+
     def backup(self, directory: Path, tags: list[str], host: str) -> str:
-        """Back up ``directory``'s contents; returns the new snapshot id."""
-        args = ["backup", "--json", "--host", host, *[a for t in tags for a in ("--tag", t)], "."]
+        """Back up ``directory``'s contents; returns the new snapshot id.
+
+        Files are matched to the previous snapshot by path, size and mtime only:
+        the staging copy has a new inode and ctime every run.
+        """
+        args = [
+            "backup",
+            "--json",
+            "--host",
+            host,
+            "--ignore-inode",
+            "--ignore-ctime",
+            *[a for t in tags for a in ("--tag", t)],
+            ".",
+        ]
         done = subprocess.run(
             [self.binary, *args],
-            env=self._env(),
+            env=self.env(),
             capture_output=True,
             text=True,
             cwd=directory,

@@ -96,8 +96,28 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_manifest(staging: Path, report: RunReport, started: float) -> None:
-    files = {str(p.relative_to(staging)): sha256(p) for p in sorted(staging.rglob("*")) if p.is_file()}
+def hashes(staging: Path, cache_file: Path) -> dict[str, str]:
+    """SHA-256 of every staged file; unchanged files (same size, mtime, inode) reuse last run's digest."""
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (FileNotFoundError, ValueError):
+        cache = {}
+    result, fresh = {}, {}
+    for path in sorted(staging.rglob("*")):
+        if not path.is_file():
+            continue
+        rel = str(path.relative_to(staging))
+        st = path.stat()
+        key = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+        digest = cache.get(rel, {}).get(key) or sha256(path)
+        result[rel] = digest
+        fresh[rel] = {key: digest}
+    write_local(cache_file, json.dumps(fresh).encode(), 0o600)
+    return result
+
+
+def write_manifest(staging: Path, report: RunReport, started: float, cache_file: Path) -> None:
+    files = hashes(staging, cache_file)
     manifest = {
         "run": report.run_id,
         "started": started,
@@ -145,16 +165,16 @@ def run(session: Any) -> RunReport:
         ping(cfg.backup.deadman_url, "start")
         try:
             restic = Restic(cfg.backup.repository, cfg.backup.password.location())
-            if not restic.exists():
-                restic.init()
+            restic.env()  # a missing or unreadable password fails here, before any work
             root = staging_root(session)
             shutil.rmtree(root, ignore_errors=True)  # leftovers of a killed run
-            staging = root / run_id
+            # A stable path lets restic find the previous snapshot and skip unchanged files.
+            staging = root / "current"
             staging.mkdir(parents=True, mode=0o700)
             collect(session, staging, report)
-            write_manifest(staging, report, started)
+            write_manifest(staging, report, started, session.state_dir / "backup-hashes.json")
             tags = ["homelab", f"run:{run_id}", f"status:{'partial' if report.failed else 'complete'}"]
-            report.snapshot = restic.backup(staging, tags, host=cfg.name)[:8]
+            report.snapshot = restic.backup_creating(staging, tags, host=cfg.name)[:8]
             shutil.rmtree(root, ignore_errors=True)
         except HomelabError as err:
             notify(session, f"backup FAILED on {socket.gethostname()}: {err}")
