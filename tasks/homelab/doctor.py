@@ -12,6 +12,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from .errors import HomelabError
@@ -68,6 +69,7 @@ class HostFacts:
     socket_vmnet_running: bool
     bootpd_blocked: bool
     vm_addresses: dict[str, list[str]]
+    socket_vmnet_installed: bool = True
 
 
 def macos_host_facts(session: Any) -> HostFacts:
@@ -88,7 +90,8 @@ def macos_host_facts(session: Any) -> HostFacts:
             text=True,
         ).stdout
         addresses[node.name] = [part.split("/")[0] for part in out.split() if part.count(".") == 3 and "/" in part]
-    return HostFacts(running, "is blocked" in firewall, addresses)
+    installed = Path(session.cfg.host.socket_vmnet_path).is_file()
+    return HostFacts(running, "is blocked" in firewall, addresses, installed)
 
 
 def check_host_network(session: Any, facts: HostFacts | None) -> list[Check]:
@@ -96,7 +99,11 @@ def check_host_network(session: Any, facts: HostFacts | None) -> list[Check]:
         if platform.system() != "Darwin" or session.cfg.target != "lima":
             return [ok("host network", f"not a macOS Lima host ({platform.system()}, target {session.cfg.target})")]
         facts = macos_host_facts(session)
+    binary = Path(session.cfg.host.socket_vmnet_path)
     checks = [
+        ok("tool socket_vmnet", str(binary))
+        if facts.socket_vmnet_installed
+        else fail("tool socket_vmnet", f"{binary} not found", "brew install socket_vmnet (see Lima's network docs)"),
         ok("socket_vmnet", "running")
         if facts.socket_vmnet_running
         else fail("socket_vmnet", "not running", "sudo brew services start socket_vmnet"),

@@ -57,5 +57,19 @@ def bootstrap(session: Any, wait: int) -> bool:
             return None if health == "Healthy" else f"root Application health {health}"
 
         kube.wait_for("the root Application", root_health, timeout=wait, progress=print)
+
+        def children_pending() -> str | None:
+            # ArgoCD reports an Application healthy without looking at its children, so
+            # every Application (platform, apps, monitoring) is waited for in its own right.
+            pending = []
+            for app in kube.list_objects("argoproj.io/v1alpha1", "Application", ARGOCD_NAMESPACE):
+                st = app.get("status") or {}
+                sync = (st.get("sync") or {}).get("status", "Unknown")
+                health = (st.get("health") or {}).get("status", "Unknown")
+                if sync != "Synced" or health != "Healthy":
+                    pending.append(f"{app['metadata']['name']} {sync}/{health}")
+            return ", ".join(pending[:4]) + (f" (+{len(pending) - 4} more)" if len(pending) > 4 else "") or None
+
+        kube.wait_for("every Application to be Synced and Healthy", children_pending, timeout=wait, progress=print)
     print("gitops: ArgoCD bootstrapped" if changed else "gitops: ArgoCD already bootstrapped; nothing to do")
     return changed

@@ -74,8 +74,11 @@ def test_host_network_checks_on_simulated_macos_facts(tmp_path: Path) -> None:
     s = session_for(tmp_path, data)
     good = doctor.HostFacts(True, False, {n.name: [n.ip] for n in s.cfg.nodes})
     assert {c.status for c in doctor.check_host_network(s, good)} == {"ok"}
-    broken = doctor.HostFacts(False, True, {"k3s-server": ["127.0.0.99"]})
+    broken = doctor.HostFacts(False, True, {"k3s-server": ["127.0.0.99"]}, socket_vmnet_installed=False)
     checks = by_name(doctor.check_host_network(s, broken))
+    assert (
+        checks["tool socket_vmnet"].status == "fail" and "brew install socket_vmnet" in checks["tool socket_vmnet"].fix
+    )
     assert checks["socket_vmnet"].status == "fail"
     assert checks["bootpd firewall"].status == "fail" and "unblockapp" in checks["bootpd firewall"].fix
     assert checks["vm k3s-server address"].status == "fail" and "127.0.0.99" in checks["vm k3s-server address"].detail
@@ -171,6 +174,30 @@ def test_argocd_certificates_and_tunnel(kube: Kube, on_sandbox: Session, namespa
         assert check.status == expected, (days, check)
 
     assert doctor.check_tunnel(on_sandbox, kube)[0].status == "fail"
+    tunnel = {"app": "cloudflared"}
+    kube.apply(
+        [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "cloudflared"}},
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "cloudflared", "namespace": "cloudflared"},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": tunnel},
+                    "template": {
+                        "metadata": {"labels": tunnel},
+                        "spec": {"containers": [{"name": "c", "image": "cloudflare/cloudflared"}]},
+                    },
+                },
+            },
+        ]
+    )
+    try:
+        kube.wait_deployments([("cloudflared", "cloudflared")], timeout=60)
+        assert doctor.check_tunnel(on_sandbox, kube)[0].status == "ok"
+    finally:
+        kube.delete("v1", "Namespace", "cloudflared")
 
 
 def test_backup_checks(on_sandbox: Session, kube: Kube) -> None:

@@ -242,12 +242,13 @@ def test_bootstrap_installs_argocd_and_the_root_application(
             return None if kube.get("argoproj.io/v1alpha1", "Application", "root", "argocd") else "absent"
 
         kube.wait_for("root", root, timeout=120)
-        kube.resource("argoproj.io/v1alpha1", "Application").patch(
-            name="root",
-            namespace="argocd",
-            content_type="application/merge-patch+json",
-            body={"status": {"health": {"status": "Healthy"}, "sync": {"status": "Synced", "revision": "abc123"}}},
-        )
+        for app in kube.list_objects("argoproj.io/v1alpha1", "Application", "argocd"):
+            kube.resource("argoproj.io/v1alpha1", "Application").patch(
+                name=app["metadata"]["name"],
+                namespace="argocd",
+                content_type="application/merge-patch+json",
+                body={"status": {"health": {"status": "Healthy"}, "sync": {"status": "Synced", "revision": "abc123"}}},
+            )
 
     reporter = threading.Thread(target=report_root_healthy)
     reporter.start()
