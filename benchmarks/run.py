@@ -69,6 +69,16 @@ def sandbox_times() -> tuple[float, float, float]:
     return cold, noop, down
 
 
+def reference_config(work: Path, name: str) -> tuple[Path, dict, dict]:
+    """The loopback test config with the reference catalog's apps, written into ``work``."""
+    data = yaml.safe_load(LOOPBACK.read_text())
+    reference = yaml.safe_load((ROOT / "config" / "homelab.yaml").read_text())
+    data.update({"name": name, "state_dir": str(work / "state"), "apps": reference["apps"]})
+    config = work / "homelab.yaml"
+    config.write_text(yaml.safe_dump(data))
+    return config, data, reference
+
+
 def generated_apps(count: int) -> dict[str, dict[str, object]]:
     return {
         f"bench-{i:03d}": {
@@ -94,11 +104,7 @@ def render_and_apply(app_counts: list[int]) -> list[tuple[int, float, float, flo
 
     results = []
     with tempfile.TemporaryDirectory() as work:
-        data = yaml.safe_load(LOOPBACK.read_text())
-        reference = yaml.safe_load((ROOT / "config" / "homelab.yaml").read_text())
-        data.update({"name": "benchapps", "state_dir": str(Path(work, "state")), "apps": reference["apps"]})
-        config = Path(work, "homelab.yaml")
-        config.write_text(yaml.safe_dump(data))
+        config, data, reference = reference_config(Path(work), "benchapps")
         session = Session(Context(), config_path=config, out=lambda _: None)
         sandbox.ensure_up(session)
         try:
@@ -177,11 +183,7 @@ def up_times() -> tuple[float, float, float]:
     from homelab.session import Session
 
     with tempfile.TemporaryDirectory() as work:
-        data = yaml.safe_load(LOOPBACK.read_text())
-        reference = yaml.safe_load((ROOT / "config" / "homelab.yaml").read_text())
-        data.update({"name": "benchup", "state_dir": str(Path(work, "state")), "apps": reference["apps"]})
-        config = Path(work, "homelab.yaml")
-        config.write_text(yaml.safe_dump(data))
+        config, _, _ = reference_config(Path(work), "benchup")
         env = {**os.environ, "HOMELAB_CONFIG": str(config)}
         try:
             first = timed([INV, "up", "--target", "sandbox"], ROOT, env)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -37,6 +38,33 @@ def sealing_key(kube: Kube) -> Iterator[str]:
     yield cert
     kube.delete("v1", "Secret", "sealed-secrets-key-test1", "kube-system")
     kube.delete("v1", "Secret", "sealed-secrets-key-test2", "kube-system")
+
+
+def unseal_with_live_key(kube: Kube, scratch: Path, sealed: dict) -> dict:
+    """Decrypt ``sealed`` offline with the controller key in the cluster, using the real kubeseal."""
+    from homelab.tools import require
+
+    [key] = kube.list_objects(
+        "v1", "Secret", "kube-system", label_selector="sealedsecrets.bitnami.com/sealed-secrets-key"
+    )
+    (scratch / "unseal-key.yaml").write_text(yaml.safe_dump({**key, "apiVersion": "v1", "kind": "Secret"}))
+    (scratch / "unseal-in.yaml").write_text(yaml.safe_dump(sealed))
+    done = subprocess.run(
+        [
+            require("kubeseal"),
+            "--recovery-unseal",
+            "--recovery-private-key",
+            str(scratch / "unseal-key.yaml"),
+            "-f",
+            str(scratch / "unseal-in.yaml"),
+            "-o",
+            "yaml",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(yaml.safe_load(done.stdout))
 
 
 def snapshots(bk: BackupEnv) -> list[dict]:
@@ -287,7 +315,6 @@ def test_round_trip_of_objects_a_sealed_secret_and_its_key_then_drill(
     bk: BackupEnv, kube: Kube, namespace: str, sealing_key: str
 ) -> None:
     from homelab import deploy
-    from homelab.tools import require
 
     deploy.install_crds(
         kube, [c for c in deploy.component_crds() if c["metadata"]["name"] == "sealedsecrets.bitnami.com"]
@@ -325,31 +352,7 @@ def test_round_trip_of_objects_a_sealed_secret_and_its_key_then_drill(
     assert kube.get("v1", "ConfigMap", "keep-me", namespace)["data"] == {"answer": "42"}
     back = kube.get("bitnami.com/v1alpha1", "SealedSecret", "db", namespace)
     assert back["spec"]["encryptedData"] == sealed["spec"]["encryptedData"]
-    [key] = kube.list_objects(
-        "v1", "Secret", "kube-system", label_selector="sealedsecrets.bitnami.com/sealed-secrets-key"
-    )
-    (bk.tmp / "restored-key.yaml").write_text(yaml.safe_dump({**key, "apiVersion": "v1", "kind": "Secret"}))
-    (bk.tmp / "restored-sealed.yaml").write_text(
-        yaml.safe_dump({**back, "apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret"})
-    )
-    unsealed = subprocess.run(
-        [
-            require("kubeseal"),
-            "--recovery-unseal",
-            "--recovery-private-key",
-            str(bk.tmp / "restored-key.yaml"),
-            "-f",
-            str(bk.tmp / "restored-sealed.yaml"),
-            "-o",
-            "yaml",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert unsealed.returncode == 0, unsealed.stderr
-    import base64
-
-    secret = yaml.safe_load(unsealed.stdout)
+    secret = unseal_with_live_key(kube, bk.tmp, {**back, "apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret"})
     assert base64.b64decode(secret["data"]["password"]).decode() == "round-trip-value"
     to_dir = bk.cli("backup.restore", "--to", str(bk.tmp / "out"))
     assert to_dir.code == 0 and (bk.tmp / "out" / "manifest.json").is_file()
@@ -358,7 +361,6 @@ def test_round_trip_of_objects_a_sealed_secret_and_its_key_then_drill(
 def test_fetch_cert_pins_the_controller_certificate_and_rotate_reseals(
     bk: BackupEnv, kube: Kube, sealing_key: str
 ) -> None:
-    from homelab.tools import require
 
     first = bk.cli("secrets.fetch-cert")
     assert first.code == 0 and "pinned" in first.stdout, first.output
@@ -375,24 +377,6 @@ def test_fetch_cert_pins_the_controller_certificate_and_rotate_reseals(
     assert rotated.code == 0, rotated.output
     assert "new-value-456" not in rotated.output
     assert (bk.tmp / "secrets.local.yaml").stat().st_mode & 0o777 == 0o600
-    [key] = kube.list_objects(
-        "v1", "Secret", "kube-system", label_selector="sealedsecrets.bitnami.com/sealed-secrets-key"
-    )
-    (bk.tmp / "key.yaml").write_text(yaml.safe_dump({**key, "apiVersion": "v1", "kind": "Secret"}))
-    unsealed = subprocess.run(
-        [
-            require("kubeseal"),
-            "--recovery-unseal",
-            "--recovery-private-key",
-            str(bk.tmp / "key.yaml"),
-            "-f",
-            str(bk.tmp / "sealed" / "apps-api.yaml"),
-            "-o",
-            "yaml",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    import base64
-
-    assert base64.b64decode(yaml.safe_load(unsealed.stdout)["data"]["token"]).decode() == "new-value-456"
+    sealed = yaml.safe_load((bk.tmp / "sealed" / "apps-api.yaml").read_text())
+    secret = unseal_with_live_key(kube, bk.tmp, sealed)
+    assert base64.b64decode(secret["data"]["token"]).decode() == "new-value-456"
