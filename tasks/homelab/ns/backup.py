@@ -1,6 +1,7 @@
 """Backups with restic, safe to run from cron: run, list, verify, prune, restore, drill, schedule.
 
-Exit codes: 0 ok, 1 fatal, 2 usage or config, 3 partial, 11 locked, 12 key or decrypt error.
+Exit codes: 0 ok, 1 fatal, 2 usage or config, 3 partial, 11 locked, 12 key or decrypt error
+(wrong or missing restic password; Sealed Secrets keys that do not decrypt the repository's secrets).
 """
 
 from __future__ import annotations
@@ -61,7 +62,11 @@ def verify(c: Any, snapshot: str | None = None) -> None:
     for line in report.problems:
         print(f"FAIL  {line}")
     if report.problems:
-        raise Exit(f"backup {report.snapshot} FAILED verification: {report.problems[0]}", code=1)
+        from ..errors import EXIT_KEY
+
+        key_trouble = any(p.startswith("sealed keys:") for p in report.problems)
+        first = next((p for p in report.problems if p.startswith("sealed keys:")), report.problems[0])
+        raise Exit(f"backup {report.snapshot} FAILED verification: {first}", code=EXIT_KEY if key_trouble else 1)
     print(f"backup {report.snapshot} verified")
 
 

@@ -29,12 +29,12 @@ def fetch_cert(c: Any, target: str | None = None) -> None:
 def seal(c: Any, name: list[str], dry_run: bool = False) -> None:
     """Seal secrets from the git-ignored plaintext file into SealedSecret manifests (strict scope)."""
     from .. import sealing
-    from ..errors import HomelabError
+    from ..errors import SecretError
 
     s = session(c, dry_run)
     cert = sealing.cert_path(s)
     if not cert.is_file():
-        raise HomelabError(f"no pinned certificate at {cert}; run inv secrets.fetch-cert (or set secrets.cert_file)")
+        raise SecretError(f"no pinned certificate at {cert}; run inv secrets.fetch-cert (or set secrets.cert_file)")
     for secret in sealing.read_plaintext(s):
         if name and secret.name not in name:
             continue
