@@ -15,6 +15,17 @@ import yaml
 from ..config.schema import HomelabConfig
 from . import apps, platform
 
+
+class _ReviewableDumper(yaml.SafeDumper):
+    """Multi-line strings (embedded config files) as literal blocks a person can read in a diff."""
+
+
+def _str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|" if "\n" in data else None)
+
+
+_ReviewableDumper.add_representer(str, _str)
+
 HEADER = "# Rendered by `inv gitops.render` from config/homelab.yaml; do not edit by hand.\n"
 Obj = dict[str, Any]
 
@@ -27,7 +38,7 @@ class Rendered:
     notes: list[str] = field(default_factory=list)
 
     def text(self, path: str) -> str:
-        docs = [yaml.safe_dump(obj, sort_keys=False, width=120) for obj in self.files[path]]
+        docs = [yaml.dump(obj, Dumper=_ReviewableDumper, sort_keys=False, width=120) for obj in self.files[path]]
         return HEADER + "---\n".join(docs)
 
 
