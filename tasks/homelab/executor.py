@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import shlex
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -140,7 +139,3 @@ def write_local(path: Path, data: bytes, mode: int) -> None:
         os.close(fd)
     os.chmod(tmp, mode)
     os.replace(tmp, path)
-
-
-def display_argv(argv: Iterable[str]) -> str:
-    return REDACTOR.redact(shlex.join(argv))

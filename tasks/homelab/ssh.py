@@ -1,6 +1,6 @@
 """SSH to nodes with verified host keys, through fabric.
 
-fabric's Connection trusts unknown hosts by default (AutoAddPolicy) and reads the
+fabric's Connection trusts unknown hosts by default (paramiko's auto-add policy) and reads the
 user's own known_hosts. Here each Connection gets a fresh paramiko client with
 RejectPolicy and only the toolkit's pinned known_hosts file, so an unknown or
 changed key stops the connection before any command runs. Keys are pinned when
@@ -13,7 +13,7 @@ import base64
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import HostKeyError, UnreachableHost
 
@@ -154,8 +154,3 @@ def connect(endpoint: Endpoint, known_hosts: KnownHosts, timeout: float = 10.0) 
     except OSError as err:
         raise UnreachableHost(f"{endpoint.name}: cannot reach {endpoint.known_hosts_name}: {err}") from None
     return conn
-
-
-def close_all(connections: dict[str, Any]) -> None:
-    for conn in connections.values():
-        conn.close()
