@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .kube import Kube, KubeError, load_manifests
+from .kube import Kube, KubeError, load_manifests, strip_volatile
 from .paths import cache_dir
 from .render.tree import Rendered, objects_in_apply_order
 
@@ -128,16 +128,6 @@ def diff_tree(kube: Kube, rendered: Rendered) -> list[str]:
             force_conflicts=True,
             dry_run="All",
         ).to_dict()
-        for field in diff_paths(_comparable(live), _comparable(dry)):
+        for field in diff_paths(strip_volatile(live), strip_volatile(dry)):
             lines.append(f"{ref}: {field}")
     return lines
-
-
-def _comparable(obj: Obj) -> Obj:
-    clean = {k: v for k, v in obj.items() if k != "status"}
-    clean["metadata"] = {
-        k: v
-        for k, v in obj.get("metadata", {}).items()
-        if k not in ("managedFields", "resourceVersion", "generation", "creationTimestamp", "uid")
-    }
-    return clean

@@ -178,7 +178,7 @@ class Kube:
         version = result["metadata"].get("resourceVersion", "")
         changed = live is None or live["metadata"].get("resourceVersion") != version
         if dry_run and live is not None:
-            changed = _strip_volatile(live) != _strip_volatile(result)
+            changed = strip_volatile(live) != strip_volatile(result)
         return Applied(object_ref(obj), changed, version)
 
     def live_index(self, objects: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], dict[str, Any]]:
@@ -419,13 +419,10 @@ def _evictable(pod: dict[str, Any]) -> bool:
     return (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
 
 
-def _strip_volatile(obj: dict[str, Any]) -> dict[str, Any]:
-    clean = dict(obj)
-    meta = {
-        k: v
-        for k, v in clean.get("metadata", {}).items()
-        if k not in ("managedFields", "resourceVersion", "generation")
-    }
-    clean["metadata"] = meta
-    clean.pop("status", None)
-    return clean
+VOLATILE_METADATA = ("managedFields", "resourceVersion", "uid", "generation", "creationTimestamp")
+
+
+def strip_volatile(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` without status and the metadata the API server sets (for comparing and exporting)."""
+    meta = {k: v for k, v in obj.get("metadata", {}).items() if k not in VOLATILE_METADATA}
+    return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}

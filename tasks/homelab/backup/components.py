@@ -20,6 +20,7 @@ import yaml
 
 from ..errors import HomelabError
 from ..executor import write_local
+from ..kube import strip_volatile
 
 # Kinds that are rebuilt by controllers, ephemeral, or secret in plain form.
 SKIPPED_KINDS = {
@@ -54,7 +55,6 @@ for db in "$@"; do
 done
 chown -R "$owner" "$out"
 """
-VOLATILE_METADATA = ("managedFields", "resourceVersion", "uid", "generation", "creationTimestamp")
 
 
 def applicable(session: Any) -> list[str]:
@@ -86,11 +86,6 @@ def _link_or_copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
-def _clean(obj: dict[str, Any]) -> dict[str, Any]:
-    meta = {k: v for k, v in obj.get("metadata", {}).items() if k not in VOLATILE_METADATA}
-    return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
-
-
 def collect_cluster(session: Any, out: Path, kube: Any) -> None:
     """Every listable resource (preferred versions) as YAML, one file per kind; Secrets excluded."""
     from kubernetes.client import ApisApi, CoreV1Api
@@ -111,7 +106,7 @@ def collect_cluster(session: Any, out: Path, kube: Any) -> None:
             items = kube.resource(group_version, resource.kind).get(_request_timeout=15).to_dict().get("items", [])
             if not items:
                 continue
-            docs = [_clean({**i, "apiVersion": group_version, "kind": resource.kind}) for i in items]
+            docs = [strip_volatile({**i, "apiVersion": group_version, "kind": resource.kind}) for i in items]
             name = f"{resource.kind}.{group_version.replace('/', '_')}.yaml"
             (out / name).write_text("---\n".join(yaml.safe_dump(d, sort_keys=True) for d in docs))
 
@@ -126,7 +121,7 @@ def collect_sealed_keys(session: Any, out: Path, kube: Any) -> None:
     """The Sealed Secrets controller's private keys (restic encrypts the repository)."""
     ns = session.cfg.secrets.controller_namespace
     keys = kube.list_objects("v1", "Secret", ns, label_selector=SEALED_KEY_LABEL)
-    docs = [_clean({**k, "apiVersion": "v1", "kind": "Secret"}) for k in keys]
+    docs = [strip_volatile({**k, "apiVersion": "v1", "kind": "Secret"}) for k in keys]
     text = "---\n".join(yaml.safe_dump(d, sort_keys=True) for d in docs)
     write_local(out / "keys.yaml", text.encode(), 0o600)
 
