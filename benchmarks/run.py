@@ -99,9 +99,10 @@ def render_and_apply(app_counts: list[int]) -> list[tuple[int, float, float, flo
     sys.path.insert(0, str(ROOT / "tasks"))
     from invoke import Context
 
-    from homelab import cluster, deploy, sandbox
-    from homelab.render import tree
-    from homelab.session import Session
+    from homelab.core import cluster
+    from homelab.core.session import Session
+    from homelab.gitops import deploy, tree
+    from homelab.sandbox import cluster as sandbox
 
     results = []
     with tempfile.TemporaryDirectory() as work:
@@ -139,7 +140,7 @@ def render_and_apply(app_counts: list[int]) -> list[tuple[int, float, float, flo
 def backup_times(megabytes: int = 3072) -> tuple[float, float, float]:
     """(backup.run full, raw restic backup of the same data, backup.run again unchanged)."""
     sys.path.insert(0, str(ROOT / "tasks"))
-    from homelab.tools import require
+    from homelab.core.tools import require
 
     restic = require("restic")
     with tempfile.TemporaryDirectory() as work:
@@ -181,9 +182,9 @@ def up_times() -> tuple[float, float, float]:
     sys.path.insert(0, str(ROOT / "tasks"))
     from invoke import Context
 
-    from homelab import cluster, deploy
-    from homelab.render import tree
-    from homelab.session import Session
+    from homelab.core import cluster
+    from homelab.core.session import Session
+    from homelab.gitops import deploy, tree
 
     with tempfile.TemporaryDirectory() as work:
         config, _, _ = reference_config(Path(work), "benchup")
@@ -208,8 +209,8 @@ def parallel_steps(count: int = 3, seconds: float = 0.5) -> tuple[float, float]:
     sys.path.insert(0, str(ROOT / "tasks"))
     from invoke import Context
 
-    from homelab.executor import Executor
-    from homelab.plan import Plan, Run
+    from homelab.core.executor import Executor
+    from homelab.core.plan import Plan, Run
 
     executor = Executor(Context(), out=lambda _: None)
 

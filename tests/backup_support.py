@@ -105,7 +105,7 @@ class BackupEnv:
         )
 
     def restic(self, *args: str) -> subprocess.CompletedProcess[str]:
-        from homelab.tools import require
+        from homelab.core.tools import require
 
         env = {**os.environ, "RESTIC_REPOSITORY": str(self.repo), "RESTIC_PASSWORD_FILE": str(self.tmp / "pw")}
         return subprocess.run([require("restic"), *args], env=env, capture_output=True, text=True)

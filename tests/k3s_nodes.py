@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 
 from helpers import FAKES, CliResult, loopback_data, run_cli
-from homelab import sandbox
-from homelab.session import Session
+from homelab.core.session import Session
+from homelab.sandbox import cluster as sandbox
 from sshd import SSHD, free_port, keygen, wait_listening
 
 NODE_DIRS = {"etc": "/etc/rancher", "lib": "/var/lib/rancher", "bin": "/usr/local/bin"}

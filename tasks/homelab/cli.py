@@ -9,8 +9,19 @@ from __future__ import annotations
 from invoke.collection import Collection
 from invoke.program import Program
 
-from . import __version__
-from .ns import apps, backup, config, gitops, k3d, k3s, net, root, sandbox, secrets, tls, vm
+from homelab import __version__
+from homelab.apps import tasks as apps
+from homelab.backup import tasks as backup
+from homelab.config import tasks as config
+from homelab.gitops import tasks as gitops
+from homelab.k3d import tasks as k3d
+from homelab.k3s import tasks as k3s
+from homelab.net import tasks as net
+from homelab.root import tasks as root
+from homelab.sandbox import tasks as sandbox
+from homelab.secrets import tasks as secrets
+from homelab.tls import tasks as tls
+from homelab.vm import tasks as vm
 
 
 def build_namespace() -> Collection:

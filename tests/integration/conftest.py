@@ -13,9 +13,9 @@ from invoke import Context
 from k3s_nodes import NODES, Lab, embedded_kubeconfig, start_node
 
 from helpers import loopback_data
-from homelab import sandbox
-from homelab.kube import Kube
-from homelab.session import Session
+from homelab.core.kube import Kube
+from homelab.core.session import Session
+from homelab.sandbox import cluster as sandbox
 from sshd import keygen
 
 

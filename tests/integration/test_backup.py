@@ -16,9 +16,9 @@ import yaml
 from backup_support import BackupEnv, Receiver, kill_group, make_backup_env, sealing_key_secret
 
 from helpers import run_cli
-from homelab import sandbox
-from homelab.kube import Kube
-from homelab.session import Session
+from homelab.core.kube import Kube
+from homelab.core.session import Session
+from homelab.sandbox import cluster as sandbox
 
 pytestmark = pytest.mark.integration
 KILL_POINTS = int(os.environ.get("BACKUP_KILL_POINTS", "50"))
@@ -42,7 +42,7 @@ def sealing_key(kube: Kube) -> Iterator[str]:
 
 def unseal_with_live_key(kube: Kube, scratch: Path, sealed: dict) -> dict:
     """Decrypt ``sealed`` offline with the controller key in the cluster, using the real kubeseal."""
-    from homelab.tools import require
+    from homelab.core.tools import require
 
     [key] = kube.list_objects(
         "v1", "Secret", "kube-system", label_selector="sealedsecrets.bitnami.com/sealed-secrets-key"
@@ -315,7 +315,7 @@ def test_schedule_writes_a_cron_line_that_runs_under_crons_minimal_environment(b
 def test_round_trip_of_objects_a_sealed_secret_and_its_key_then_drill(
     bk: BackupEnv, kube: Kube, namespace: str, sealing_key: str
 ) -> None:
-    from homelab import deploy
+    from homelab.gitops import deploy
 
     deploy.install_crds(
         kube, [c for c in deploy.component_crds() if c["metadata"]["name"] == "sealedsecrets.bitnami.com"]

@@ -14,7 +14,7 @@ import yaml
 from backup_support import Receiver
 from k3s_nodes import Lab
 
-from homelab.kube import Kube
+from homelab.core.kube import Kube
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,11 @@ from invoke import Context
 from k3s_nodes import Lab
 
 from helpers import loopback_data, run_cli
-from homelab import deploy, doctor, sandbox
-from homelab.kube import Kube
-from homelab.session import Session
+from homelab.core.kube import Kube
+from homelab.core.session import Session
+from homelab.gitops import deploy
+from homelab.root import doctor
+from homelab.sandbox import cluster as sandbox
 
 pytestmark = pytest.mark.integration
 

@@ -13,12 +13,13 @@ import yaml
 from invoke import Context
 
 from helpers import REPO, loopback_data, run_cli
-from homelab import cluster, sandbox
-from homelab.kube import Kube, KubeError
-from homelab.ns.gitops import apply_direct
-from homelab.render import tree
-from homelab.session import Session
-from homelab.tools import find
+from homelab.core import cluster
+from homelab.core.kube import Kube, KubeError
+from homelab.core.session import Session
+from homelab.core.tools import find
+from homelab.gitops import tree
+from homelab.gitops.tasks import apply_direct
+from homelab.sandbox import cluster as sandbox
 
 pytestmark = pytest.mark.integration
 
@@ -235,7 +236,7 @@ def test_bootstrap_installs_argocd_and_the_root_application(
     """ArgoCD's real install manifest on the sandbox; only its controller's health report is simulated."""
     import threading
 
-    from homelab.paths import cache_dir
+    from homelab.core.paths import cache_dir
 
     _, config = platform
     data = yaml.safe_load(config.read_text())

@@ -15,7 +15,7 @@ import yaml
 from k3s_nodes import NODES, Lab, start_node
 
 from helpers import FAKES, run_cli
-from homelab.kube import Kube
+from homelab.core.kube import Kube
 
 pytestmark = pytest.mark.integration
 

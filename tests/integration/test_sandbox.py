@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from helpers import loopback_data, run_cli
-from homelab.kube import Kube, KubeError
-from homelab.session import Session
+from homelab.core.kube import Kube, KubeError
+from homelab.core.session import Session
 
 pytestmark = pytest.mark.integration
 

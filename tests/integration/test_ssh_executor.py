@@ -11,10 +11,10 @@ import yaml
 from invoke import Context
 
 from helpers import loopback_data
-from homelab.errors import HostKeyError
-from homelab.plan import Plan, Run, WriteFile
-from homelab.session import Session
-from homelab.vms import host_key_from_pub
+from homelab.core.errors import HostKeyError
+from homelab.core.plan import Plan, Run, WriteFile
+from homelab.core.session import Session
+from homelab.vm.plan import host_key_from_pub
 from sshd import SshHost, start_sshd
 
 pytestmark = pytest.mark.integration
@@ -77,7 +77,7 @@ def test_changed_host_key_is_refused_and_known_hosts_unchanged(tmp_path: Path, n
 
 
 def test_adopt_pins_only_the_expected_fingerprint(tmp_path: Path, node: SshHost) -> None:
-    from homelab.ssh import fingerprint, scan_host_key
+    from homelab.core.ssh import fingerprint, scan_host_key
 
     with make_session(tmp_path, node) as s:
         endpoint = s.endpoint(s.node("k3s-server"))

@@ -15,9 +15,9 @@ import yaml
 from invoke import Context
 
 from helpers import REPO, inv_binary, loopback_data, run_cli
-from homelab import cluster, deploy
-from homelab.render import tree
-from homelab.session import Session
+from homelab.core import cluster
+from homelab.core.session import Session
+from homelab.gitops import deploy, tree
 
 pytestmark = pytest.mark.integration
 

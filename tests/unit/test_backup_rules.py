@@ -12,8 +12,8 @@ from homelab.backup import prune
 from homelab.backup.restic import Snapshot
 from homelab.backup.verify import check_manifest
 from homelab.config.schema import Retention
-from homelab.errors import HomelabError
-from homelab.sealing import scan
+from homelab.core.errors import HomelabError
+from homelab.secrets.sealing import scan
 
 
 def snap(i: int, day: str, status: str = "complete") -> Snapshot:

@@ -11,7 +11,7 @@ import yaml
 
 from helpers import FAKES, LOOPBACK_CONFIG, REPO, run_cli
 from homelab.config import loader
-from homelab.errors import ConfigError
+from homelab.core.errors import ConfigError
 
 BAD = sorted((REPO / "tests" / "configs" / "bad").glob("*.yaml"))
 

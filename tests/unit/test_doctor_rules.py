@@ -5,13 +5,14 @@ from __future__ import annotations
 from invoke import Context
 
 from helpers import loopback_data
-from homelab import doctor, preflight
+from homelab.k3s import preflight
+from homelab.root import doctor
 
 
 def test_node_checks_fail_on_sudo_password_and_low_disk(tmp_path, monkeypatch) -> None:
     import yaml
 
-    from homelab.session import Session
+    from homelab.core.session import Session
 
     data = loopback_data()
     data.update({"target": "lima", "state_dir": str(tmp_path / "state")})

@@ -6,10 +6,11 @@ import pytest
 import yaml
 
 from helpers import LOOPBACK_CONFIG
-from homelab import k3s, preflight
 from homelab.config import loader
-from homelab.plan import Run, WriteFile
-from homelab.secrets_ref import Secret
+from homelab.core.plan import Run, WriteFile
+from homelab.core.secret_refs import Secret
+from homelab.k3s import plan as k3s
+from homelab.k3s import preflight
 
 TOKEN = Secret("t" * 64, "test")
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from invoke import Context, MockContext, Result
 
-from homelab.errors import CommandFailed
-from homelab.executor import Executor
-from homelab.plan import Note, Plan, Run, WriteFile
-from homelab.secrets_ref import REDACTOR, Secret, SecretLocation
+from homelab.core.errors import CommandFailed
+from homelab.core.executor import Executor
+from homelab.core.plan import Note, Plan, Run, WriteFile
+from homelab.core.secret_refs import REDACTOR, Secret, SecretLocation
 
 
 def test_argv_is_quoted_once_at_the_edge() -> None:
@@ -63,7 +63,7 @@ def test_secret_values_are_masked_in_plans_and_errors(tmp_path: Path) -> None:
 
 
 def test_secret_file_readable_by_others_is_refused(tmp_path: Path) -> None:
-    from homelab.errors import SecretError
+    from homelab.core.errors import SecretError
 
     token_file = tmp_path / "token"
     token_file.write_text("value-value")

@@ -6,8 +6,9 @@ import pytest
 import yaml
 
 from helpers import loopback_data
+from homelab.apps import render as apps
 from homelab.config.loader import validate
-from homelab.render import apps, platform, tree
+from homelab.gitops import platform, tree
 
 
 @pytest.fixture

@@ -33,8 +33,8 @@ def test_every_namespace_the_design_names_is_listed() -> None:
 def test_k3d_cluster_is_created_like_the_reference_homelab(monkeypatch) -> None:
     from invoke import Context
 
-    from homelab import k3d
-    from homelab.session import Session
+    from homelab.core.session import Session
+    from homelab.k3d import cluster as k3d
 
     monkeypatch.setenv("HOMELAB__TARGET", "k3d")
     s = Session(Context(), config_path=LOOPBACK_CONFIG, out=lambda _: None)

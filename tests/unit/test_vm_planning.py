@@ -10,10 +10,11 @@ import yaml
 from invoke import MockContext, Result
 
 from helpers import LOOPBACK_CONFIG
-from homelab import lima, vms
 from homelab.config import loader
-from homelab.errors import UsageError
-from homelab.layers import select
+from homelab.core.errors import UsageError
+from homelab.root.layers import select
+from homelab.vm import lima
+from homelab.vm import plan as vms
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def test_layers_follow_target_and_narrowing() -> None:
 
 
 def test_vm_stop_task_runs_exact_limactl_commands(tmp_path: Path, monkeypatch) -> None:
-    from homelab.ns import vm
+    from homelab.vm import tasks as vm
 
     fake = tmp_path / "limactl"
     fake.write_text("#!/bin/sh\n")

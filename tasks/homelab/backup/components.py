@@ -18,9 +18,9 @@ from typing import Any
 
 import yaml
 
-from ..errors import HomelabError
-from ..executor import write_local
-from ..kube import strip_volatile
+from homelab.core.errors import HomelabError
+from homelab.core.executor import write_local
+from homelab.core.kube import strip_volatile
 
 # Kinds that are rebuilt by controllers, ephemeral, or secret in plain form.
 SKIPPED_KINDS = {
@@ -127,14 +127,14 @@ def collect_sealed_keys(session: Any, out: Path, kube: Any) -> None:
 
 
 def collect_datastore(session: Any, out: Path) -> None:
-    from ..k3s_snapshot import fetch
+    from homelab.k3s.snapshot import fetch
 
     fetch(session, out)
 
 
 def collect_volumes(session: Any, out: Path, kube: Any) -> None:
     """Each app PVC's files, read on its node; SQLite databases through SQLite's online backup."""
-    from ..plan import Run
+    from homelab.core.plan import Run
 
     failures = []
     for name, app in sorted(session.cfg.apps.items()):

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from ..config.schema import Retention
-from ..errors import HomelabError
-from .restic import Snapshot
+from homelab.backup.restic import Snapshot
+from homelab.config.schema import Retention
+from homelab.core.errors import HomelabError
 
 
 @dataclass(frozen=True)

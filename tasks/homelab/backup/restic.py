@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import EXIT_KEY, HomelabError, SecretError
-from ..secrets_ref import REDACTOR, SecretLocation
-from ..tools import require
+from homelab.core.errors import EXIT_KEY, HomelabError, SecretError
+from homelab.core.secret_refs import REDACTOR, SecretLocation
+from homelab.core.tools import require
 
 RESTIC_WRONG_PASSWORD = 12
 RESTIC_NO_REPOSITORY = 10

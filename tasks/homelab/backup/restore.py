@@ -10,11 +10,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import HomelabError, UsageError
-from ..kube import load_manifests
-from ..paths import resolve_in_project
-from .restic import Restic
-from .verify import check_manifest, check_sealed_keys, choose, open_artifacts, sealed_secrets_in_repo
+from homelab.backup.restic import Restic
+from homelab.backup.verify import check_manifest, check_sealed_keys, choose, open_artifacts, sealed_secrets_in_repo
+from homelab.core.errors import HomelabError, UsageError
+from homelab.core.kube import load_manifests
+from homelab.core.paths import resolve_in_project
 
 # Runs on the node as: sh -c WRITE_VOLUME write-volume DEST STAGED; values are arguments, never code.
 WRITE_VOLUME = r"""
@@ -77,7 +77,7 @@ def restore(session: Any, snapshot: str | None, components: list[str], target: P
         if "datastore" in wanted:
             check_token(session, folder)
         if "cluster" in wanted or "sealed-keys" in wanted:
-            from .. import cluster
+            from homelab.core import cluster
 
             kube = cluster.connect(session)
             if "sealed-keys" in wanted:
@@ -98,9 +98,9 @@ def restore(session: Any, snapshot: str | None, components: list[str], target: P
 
 
 def restore_volumes(session: Any, folder: Path) -> list[str]:
-    from .. import cluster
-    from ..plan import Run
-    from .components import volume_location
+    from homelab.backup.components import volume_location
+    from homelab.core import cluster
+    from homelab.core.plan import Run
 
     kube = cluster.connect(session)
     lines = []
@@ -121,8 +121,8 @@ def restore_volumes(session: Any, folder: Path) -> list[str]:
 
 
 def restore_datastore(session: Any, folder: Path) -> str:
-    from ..k3s_snapshot import STATE_DB
-    from ..plan import Plan, Run
+    from homelab.core.plan import Plan, Run
+    from homelab.k3s.snapshot import STATE_DB
 
     server = session.cfg.server
     remote = "/var/tmp/homelab-restore-state.db"
@@ -162,7 +162,7 @@ def drill(session: Any, snapshot: str | None) -> tuple[list[str], bool]:
             lines += [f"ok    {c}" for c in checked]
             problems += found
         if (folder / "cluster").is_dir():
-            from .. import cluster
+            from homelab.core import cluster
 
             try:
                 applied = cluster.connect(session).apply(cluster_objects(folder / "cluster"), dry_run=True)

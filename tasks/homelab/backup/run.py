@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, HomelabError
-from ..executor import write_local
-from ..secrets_ref import REDACTOR
-from . import components
-from .restic import Restic
+from homelab.backup import components
+from homelab.backup.restic import Restic
+from homelab.core.errors import EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, HomelabError
+from homelab.core.executor import write_local
+from homelab.core.secret_refs import REDACTOR
 
 MANIFEST = "manifest.json"
 
@@ -136,7 +136,7 @@ def collect(session: Any, staging: Path, report: RunReport) -> None:
         out.mkdir(parents=True, mode=0o700)
         try:
             if name in ("cluster", "sealed-keys", "volumes") and kube is None:
-                from .. import cluster
+                from homelab.core import cluster
 
                 kube = cluster.connect(session)
             if name == "config":

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import HomelabError
-from ..paths import project_root
-from ..tools import cached_bin_dir
+from homelab.core.errors import HomelabError
+from homelab.core.paths import project_root
+from homelab.core.tools import cached_bin_dir
 
 MARK = "# homelab backup.run"
 
@@ -39,7 +39,7 @@ def current_crontab() -> str:
 
 
 def apply(session: Any, remove: bool, dry_run: bool) -> str:
-    from ..tools import require
+    from homelab.core.tools import require
 
     line = cron_line(session)
     if dry_run:

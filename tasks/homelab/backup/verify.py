@@ -19,12 +19,12 @@ from typing import Any
 
 import yaml
 
-from ..errors import HomelabError
-from ..executor import write_local
-from ..paths import project_root, resolve_in_project
-from ..tools import find
-from .restic import Restic, Snapshot
-from .run import MANIFEST, sha256
+from homelab.backup.restic import Restic, Snapshot
+from homelab.backup.run import MANIFEST, sha256
+from homelab.core.errors import HomelabError
+from homelab.core.executor import write_local
+from homelab.core.paths import project_root, resolve_in_project
+from homelab.core.tools import find
 
 
 class VerifyFailed(HomelabError):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from ..errors import Problem
-from .schema import HomelabConfig, SecretRef
+from homelab.config.schema import HomelabConfig, SecretRef
+from homelab.core.errors import Problem
 
 
 def semantic_problems(cfg: HomelabConfig) -> list[Problem]:

@@ -17,10 +17,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ..errors import ConfigError, Problem
-from ..paths import project_root
-from .checks import semantic_problems
-from .schema import HomelabConfig
+from homelab.config.checks import semantic_problems
+from homelab.config.schema import HomelabConfig
+from homelab.core.errors import ConfigError, Problem
+from homelab.core.paths import project_root
 
 ENV_PREFIX = "HOMELAB__"
 DEFAULT_LAYER = "default"

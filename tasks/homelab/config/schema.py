@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from ..secrets_ref import SecretLocation
+from homelab.core.secret_refs import SecretLocation
 
 SIZE_PATTERN = re.compile(r"^[1-9][0-9]*(MiB|GiB|TiB)$")
 K3S_VERSION_PATTERN = re.compile(r"^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$")

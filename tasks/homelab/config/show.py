@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from .loader import LoadedConfig
+from homelab.config.loader import LoadedConfig
 
 
 def flatten(value: Any, path: str = "") -> list[tuple[str, Any]]:

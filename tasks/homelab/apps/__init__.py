@@ -1,0 +1,1 @@
+"""apps.*: the hardened app manifests and their status."""

@@ -1,0 +1,170 @@
+"""Backups with restic, safe to run from cron: run, list, verify, prune, restore, drill, schedule.
+
+Exit codes: 0 ok, 1 fatal, 2 usage or config, 3 partial, 11 locked, 12 key or decrypt error
+(wrong or missing restic password; Sealed Secrets keys that do not decrypt the repository's secrets).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from invoke.collection import Collection
+
+from homelab.core.tasks import confirm, session, task
+
+
+@task(default=True)
+def run(c: Any) -> None:
+    """Take one backup run (cron-safe: locked, tagged, manifest last); one summary line."""
+    from invoke.exceptions import Exit
+
+    from homelab.backup import run as backup_run
+
+    with session(c) as s:
+        report = backup_run.run(s)
+    print(report.summary())
+    if report.exit_code:
+        raise Exit(code=report.exit_code)
+
+
+def _restic(s: Any) -> Any:
+    from homelab.backup.restic import Restic
+
+    return Restic(s.cfg.backup.repository, s.cfg.backup.password.location())
+
+
+@task(name="list")
+def list_(c: Any) -> None:
+    """Every backup run: time, snapshot, complete or partial, verified."""
+    from homelab.backup.verify import load_verified
+
+    s = session(c)
+    verified = load_verified(s)
+    snapshots = _restic(s).snapshots()
+    if not snapshots:
+        print("no backups yet")
+    for snap in snapshots:
+        mark = "verified" if snap.id in verified else ""
+        status = snap.tag_value("status") or "?"
+        print(f"{snap.time[:19]}  {snap.id}  {status:<9} {snap.tag_value('run') or ''}  {mark}")
+
+
+@task(help={"snapshot": "Snapshot id (default: the newest complete run)."})
+def verify(c: Any, snapshot: str | None = None) -> None:
+    """restic check, re-hash the manifest, open every artifact, decrypt SealedSecrets with the saved keys."""
+    from invoke.exceptions import Exit
+
+    from homelab.backup.verify import verify as run_verify
+
+    report = run_verify(session(c), snapshot)
+    for line in report.checked:
+        print(f"ok    {line}")
+    for line in report.problems:
+        print(f"FAIL  {line}")
+    if report.problems:
+        from homelab.core.errors import EXIT_KEY
+
+        key_trouble = any(p.startswith("sealed keys:") for p in report.problems)
+        first = next((p for p in report.problems if p.startswith("sealed keys:")), report.problems[0])
+        raise Exit(f"backup {report.snapshot} FAILED verification: {first}", code=EXIT_KEY if key_trouble else 1)
+    print(f"backup {report.snapshot} verified")
+
+
+@task(help={"dry_run": "Show what would be removed and remove nothing.", "yes": "Do not ask for confirmation."})
+def prune(c: Any, dry_run: bool = False, yes: bool = False) -> None:
+    """Apply the retention policy; refuses empty listings and never removes the last verified runs."""
+    from homelab.backup import prune as policy
+    from homelab.backup.verify import load_verified
+
+    s = session(c, dry_run)
+    restic = _restic(s)
+    found = policy.plan(restic.snapshots(), set(load_verified(s)), s.cfg.backup.retention, s.cfg.backup.keep_verified)
+    for snap in found.remove:
+        print(f"{'would remove' if dry_run else 'remove'} {snap.id} {snap.time[:19]} {snap.tag_value('status')}")
+    if not found.remove:
+        print(f"prune: nothing to do ({len(found.keep)} snapshots kept)")
+        return
+    if dry_run or not confirm(f"Remove {len(found.remove)} snapshots?", yes):
+        return
+    restic.forget([snap.id for snap in found.remove])
+    print(f"prune: removed {len(found.remove)}, kept {len(found.keep)}")
+
+
+@task(
+    iterable=["component"],
+    help={
+        "snapshot": "Snapshot id (default: the newest complete run).",
+        "component": "Only this component: config, cluster, sealed-keys, datastore, volumes (repeatable).",
+        "to": "Restore into this directory instead of the cluster and nodes.",
+        "yes": "Do not ask for confirmation.",
+    },
+)
+def restore(
+    c: Any, component: list[str], snapshot: str | None = None, to: str | None = None, yes: bool = False
+) -> None:
+    """Restore everything, or some components, into the cluster or a directory; asks unless --yes."""
+    from pathlib import Path
+
+    from homelab.backup import restore as restoring
+
+    with session(c) as s:
+        target = Path(to).expanduser() if to else None
+        if target is None and not confirm("Restore into the live cluster and nodes (objects are re-applied)?", yes):
+            print("nothing restored")
+            return
+        for line in restoring.restore(s, snapshot, component, target):
+            print(line)
+
+
+@task(help={"snapshot": "Snapshot id (default: the newest complete run)."})
+def drill(c: Any, snapshot: str | None = None) -> None:
+    """Restore the newest run into a scratch directory, verify it, and dry-run its objects against the cluster."""
+    from invoke.exceptions import Exit
+
+    from homelab.backup import restore as restoring
+
+    with session(c) as s:
+        lines, ok = restoring.drill(s, snapshot)
+    for line in lines:
+        print(line)
+    if not ok:
+        raise Exit("backup drill FAILED", code=1)
+    print("backup drill passed")
+
+
+@task(help={"remove": "Remove the scheduled job instead of installing it.", "dry_run": "Print the entry only."})
+def schedule(c: Any, remove: bool = False, dry_run: bool = False) -> None:
+    """Install (or remove) the cron entry (launchd job on macOS) that runs backup.run on backup.schedule."""
+    from homelab.backup import schedule as scheduling
+
+    s = session(c, dry_run)
+    print(scheduling.apply(s, remove, dry_run))
+
+
+def layer_up(c: Any, dry_run: bool, overrides: dict[str, Any]) -> bool:
+    from homelab.backup import schedule as scheduling
+
+    text = scheduling.apply(session(c, dry_run, **overrides), False, dry_run)
+    print(f"  {text}")
+    return "installed" in text
+
+
+def layer_down(c: Any, dry_run: bool, overrides: dict[str, Any]) -> None:
+    print("  backup: the repository and the schedule are kept (inv backup.schedule --remove removes the entry)")
+
+
+def layer_status(c: Any, overrides: dict[str, Any]) -> tuple[bool, str]:
+    from homelab.backup.run import metrics_path, read_metric
+    from homelab.backup.schedule import MARK, current_crontab
+
+    s = session(c, **overrides)
+    scheduled = any(line.endswith(MARK) for line in current_crontab().splitlines())
+    last = read_metric(metrics_path(s), "homelab_backup_last_success_timestamp_seconds")
+    import time
+
+    age = f"last good backup {(time.time() - last) / 3600:.1f} h ago" if last else "no backup yet"
+    fresh = bool(last) and time.time() - (last or 0) < s.cfg.backup.max_age_hours * 3600
+    return scheduled and fresh, f"{'scheduled' if scheduled else 'not scheduled'}, {age}"
+
+
+ns = Collection("backup", run, list_, verify, prune, restore, drill, schedule)

@@ -1,0 +1,129 @@
+"""Secret references and the redactor that keeps their values out of any output.
+
+The config never holds a secret value, only where to find it: a file, an
+environment variable or a macOS keychain item. Values are resolved at the
+moment of use and registered with the redactor, so any text the toolkit prints
+(plans, logs, error messages) has them masked, even if a command echoes them.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from homelab.core.errors import SecretError
+
+MASK = "<redacted>"
+
+
+class Redactor:
+    """Remembers every resolved secret value and masks it in text."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._lock = threading.Lock()
+
+    def register(self, value: str) -> None:
+        """Mask this value (and each of its lines) from now on."""
+        candidates = {value, *value.splitlines()}
+        with self._lock:
+            self._values.update(v for v in candidates if len(v.strip()) >= 4)
+
+    def redact(self, text: str) -> str:
+        """Return ``text`` with every registered value replaced by the mask."""
+        with self._lock:
+            values = sorted(self._values, key=len, reverse=True)
+        for value in values:
+            text = text.replace(value, MASK)
+        return text
+
+
+REDACTOR = Redactor()
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A resolved secret value that refuses to print itself."""
+
+    value: str
+    source: str
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __repr__(self) -> str:
+        return f"Secret({self.source})"
+
+    def reveal(self) -> str:
+        """The plaintext, for the one place that must hand it on."""
+        return self.value
+
+
+@dataclass(frozen=True)
+class SecretLocation:
+    """Where a secret lives; the config's ``{file|env|keychain}`` mapping."""
+
+    file: str | None = None
+    env: str | None = None
+    keychain: str | None = None
+
+    def describe(self) -> str:
+        if self.file:
+            return f"file {self.file}"
+        if self.env:
+            return f"environment variable {self.env}"
+        return f"macOS keychain item {self.keychain}"
+
+    def exists(self) -> bool:
+        """True when resolving would find something (without reading it)."""
+        if self.file:
+            return Path(self.file).expanduser().is_file()
+        if self.env:
+            return bool(os.environ.get(self.env))
+        return True  # keychain lookups can only be tried, on macOS
+
+    def resolve(self) -> Secret:
+        """Read the value now; raise ``SecretError`` naming where it was looked for."""
+        value = self._read()
+        value = value.rstrip("\n")
+        if not value:
+            raise SecretError(f"secret in {self.describe()} is empty")
+        REDACTOR.register(value)
+        return Secret(value, self.describe())
+
+    def _read(self) -> str:
+        if self.file:
+            path = Path(self.file).expanduser()
+            try:
+                mode = path.stat().st_mode
+            except FileNotFoundError:
+                raise SecretError(f"secret file {path} does not exist") from None
+            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise SecretError(f"secret file {path} is readable by others; run: chmod 600 {path}")
+            return path.read_text()
+        if self.env:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise SecretError(f"environment variable {self.env} is not set")
+            return value
+        return _read_keychain(self.keychain or "")
+
+
+def _read_keychain(item: str) -> str:
+    """Read a generic password from the macOS keychain with `security`."""
+    try:
+        done = subprocess.run(
+            ["security", "find-generic-password", "-s", item, "-w"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise SecretError(f"keychain item {item}: the `security` tool exists only on macOS") from None
+    if done.returncode != 0:
+        raise SecretError(f"keychain item {item} was not found (security exit {done.returncode})")
+    return done.stdout

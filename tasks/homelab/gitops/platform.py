@@ -1,0 +1,434 @@
+"""The platform under the apps: each component is an ArgoCD Application pinned to
+a chart version with values from the config, plus plain manifests of its own
+(pools, issuers, the tunnel) that ArgoCD syncs after the chart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from homelab.apps.render import lm_studio_cidr, meta, namespace
+from homelab.config.schema import HomelabConfig
+
+Obj = dict[str, Any]
+ARGOCD_NAMESPACE = "argocd"
+IN_CLUSTER = "https://kubernetes.default.svc"
+CLOUDFLARED_IMAGE = "cloudflare/cloudflared:2025.9.0"
+
+# component -> (helm repository, chart, namespace)
+CHARTS = {
+    "metallb": ("https://metallb.github.io/metallb", "metallb", "metallb-system"),
+    "ingress-nginx": ("https://kubernetes.github.io/ingress-nginx", "ingress-nginx", "ingress-nginx"),
+    "cert-manager": ("https://charts.jetstack.io", "cert-manager", "cert-manager"),
+    "argocd": ("https://argoproj.github.io/argo-helm", "argo-cd", ARGOCD_NAMESPACE),
+    "kube-prometheus-stack": (
+        "https://prometheus-community.github.io/helm-charts",
+        "kube-prometheus-stack",
+        "monitoring",
+    ),
+    "sealed-secrets": ("https://bitnami-labs.github.io/sealed-secrets", "sealed-secrets", "kube-system"),
+    "longhorn": ("https://charts.longhorn.io", "longhorn", "longhorn-system"),
+    "velero": ("https://vmware-tanzu.github.io/helm-charts", "velero", "velero"),
+}
+
+
+def sync_policy() -> Obj:
+    return {
+        "automated": {"prune": True, "selfHeal": True},
+        "syncOptions": ["CreateNamespace=true", "ServerSideApply=true"],
+    }
+
+
+def application(name: str, source: Obj, dest_namespace: str, wave: int) -> Obj:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {
+            **meta(name, ARGOCD_NAMESPACE),
+            "annotations": {"argocd.argoproj.io/sync-wave": str(wave)},
+            "finalizers": ["resources-finalizer.argocd.argoproj.io"],
+        },
+        "spec": {
+            "project": "default",
+            "source": source,
+            "destination": {"server": IN_CLUSTER, "namespace": dest_namespace},
+            "syncPolicy": sync_policy(),
+        },
+    }
+
+
+def chart_app(component: str, version: str, values: Obj, wave: int) -> Obj:
+    repo, chart, ns = CHARTS[component]
+    source = {"repoURL": repo, "chart": chart, "targetRevision": version, "helm": {"valuesObject": values}}
+    return application(component, source, ns, wave)
+
+
+def git_app(cfg: HomelabConfig, name: str, path: str, dest_namespace: str, wave: int) -> Obj:
+    source = {
+        "repoURL": cfg.gitops.repo_url,
+        "targetRevision": cfg.gitops.revision,
+        "path": f"{cfg.gitops.path}/{path}",
+    }
+    return application(name, source, dest_namespace, wave)
+
+
+def root_application(cfg: HomelabConfig) -> Obj:
+    return git_app(cfg, "root", "argocd", ARGOCD_NAMESPACE, 0)
+
+
+def metallb(cfg: HomelabConfig) -> list[Obj]:
+    pool = cfg.metallb.pool
+    return [
+        {
+            "apiVersion": "metallb.io/v1beta1",
+            "kind": "IPAddressPool",
+            "metadata": meta("homelab-pool", "metallb-system"),
+            "spec": {"addresses": [f"{pool.start}-{pool.end}"], "autoAssign": True},
+        },
+        {
+            "apiVersion": "metallb.io/v1beta1",
+            "kind": "L2Advertisement",
+            "metadata": meta("homelab-l2", "metallb-system"),
+            "spec": {"ipAddressPools": ["homelab-pool"]},
+        },
+    ]
+
+
+def ingress_values(cfg: HomelabConfig) -> Obj:
+    return {
+        "controller": {
+            "service": {"annotations": {"metallb.io/loadBalancerIPs": cfg.ingress.load_balancer_ip}},
+            "extraArgs": {"default-ssl-certificate": "ingress-nginx/wildcard-tls"},
+            "metrics": {"enabled": True, "serviceMonitor": {"enabled": True}},
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        }
+    }
+
+
+def cert_manager(cfg: HomelabConfig) -> list[Obj]:
+    issuers = []
+    for name, server in (
+        ("letsencrypt-staging", "https://acme-staging-v02.api.letsencrypt.org/directory"),
+        ("letsencrypt-prod", "https://acme-v02.api.letsencrypt.org/directory"),
+    ):
+        issuers.append(
+            {
+                "apiVersion": "cert-manager.io/v1",
+                "kind": "ClusterIssuer",
+                "metadata": meta(name),
+                "spec": {
+                    "acme": {
+                        "email": cfg.tls.email,
+                        "server": server,
+                        "privateKeySecretRef": {"name": f"{name}-account"},
+                        "solvers": [
+                            {
+                                "dns01": {
+                                    "cloudflare": {
+                                        "apiTokenSecretRef": {"name": "cloudflare-api-token", "key": "api-token"}
+                                    }
+                                },
+                                "selector": {"dnsZones": [cfg.domain]},
+                            }
+                        ],
+                    }
+                },
+            }
+        )
+    certificate = {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": meta("wildcard", "ingress-nginx"),
+        "spec": {
+            "secretName": "wildcard-tls",
+            "dnsNames": [cfg.domain, f"*.{cfg.domain}"],
+            "issuerRef": {"kind": "ClusterIssuer", "name": cfg.tls.issuer},
+        },
+    }
+    return [namespace("ingress-nginx"), *issuers, certificate]
+
+
+def cloudflared(cfg: HomelabConfig) -> list[Obj]:
+    rules = [
+        {
+            "hostname": f"{app.hostname}.{cfg.domain}",
+            "service": "https://ingress-nginx-controller.ingress-nginx.svc:443",
+            "originRequest": {"originServerName": f"{app.hostname}.{cfg.domain}"},
+        }
+        for _, app in sorted(cfg.apps.items())
+    ]
+    rules.append({"service": "http_status:404"})
+    config = {
+        "tunnel": cfg.cloudflare.tunnel_name,
+        "credentials-file": "/etc/cloudflared/creds/credentials.json",
+        "metrics": "0.0.0.0:2000",
+        "no-autoupdate": True,
+        "ingress": rules,
+    }
+    ns = "cloudflared"
+    pod = {
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [
+            {
+                "name": "cloudflared",
+                "image": CLOUDFLARED_IMAGE,
+                "args": ["tunnel", "--config", "/etc/cloudflared/config/config.yaml", "run"],
+                "ports": [{"name": "metrics", "containerPort": 2000}],
+                "livenessProbe": {"httpGet": {"path": "/ready", "port": "metrics"}, "periodSeconds": 10},
+                "readinessProbe": {"httpGet": {"path": "/ready", "port": "metrics"}, "periodSeconds": 10},
+                "resources": {
+                    "requests": {"cpu": "20m", "memory": "64Mi"},
+                    "limits": {"cpu": "500m", "memory": "256Mi"},
+                },
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "volumeMounts": [
+                    {"name": "config", "mountPath": "/etc/cloudflared/config", "readOnly": True},
+                    {"name": "creds", "mountPath": "/etc/cloudflared/creds", "readOnly": True},
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": "config", "configMap": {"name": "cloudflared"}},
+            {"name": "creds", "secret": {"secretName": "cloudflared-credentials"}},
+        ],
+    }
+    selector = {"matchLabels": {"app.kubernetes.io/name": "cloudflared"}}
+    return [
+        namespace(ns),
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": meta("cloudflared", ns),
+            "data": {"config.yaml": yaml.safe_dump(config, sort_keys=False)},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": meta("cloudflared", ns),
+            "spec": {
+                "replicas": 2,
+                "selector": selector,
+                "template": {
+                    "metadata": {
+                        "labels": {"app.kubernetes.io/name": "cloudflared", "app.kubernetes.io/part-of": "homelab"}
+                    },
+                    "spec": pod,
+                },
+            },
+        },
+        # Outbound only: nothing may connect in; it may reach DNS, Cloudflare and the ingress controller.
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": meta("outbound-only", ns),
+            "spec": {
+                "podSelector": {},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [
+                    {
+                        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+                        "ports": [{"port": 2000, "protocol": "TCP"}],
+                    }
+                ],
+                "egress": [{}],
+            },
+        },
+    ]
+
+
+def alertmanager_config(cfg: HomelabConfig) -> Obj:
+    """Alertmanager's own config: Telegram, bot token from a mounted secret file, critical route."""
+    telegram = {
+        "bot_token_file": "/etc/alertmanager/secrets/alertmanager-telegram/bot-token",
+        "chat_id": cfg.monitoring.telegram.chat_id,
+        "parse_mode": "HTML",
+        "send_resolved": True,
+    }
+    return {
+        "route": {
+            "receiver": "telegram",
+            "group_by": ["alertname", "namespace"],
+            "group_wait": "30s",
+            "group_interval": "5m",
+            "repeat_interval": "12h",
+            "routes": [
+                {"receiver": "null", "matchers": ['alertname = "Watchdog"']},
+                {
+                    "receiver": "telegram-critical",
+                    "matchers": ['severity = "critical"'],
+                    "repeat_interval": "1h",
+                    "continue": False,
+                },
+            ],
+        },
+        "receivers": [
+            {"name": "null"},
+            {"name": "telegram", "telegram_configs": [telegram]},
+            {
+                "name": "telegram-critical",
+                "telegram_configs": [{**telegram, "message": ('{{ template "telegram.default.message" . }}')}],
+            },
+        ],
+        "inhibit_rules": [
+            {
+                "source_matchers": ['severity = "critical"'],
+                "target_matchers": ['severity = "warning"'],
+                "equal": ["alertname", "namespace"],
+            }
+        ],
+    }
+
+
+def monitoring_values(cfg: HomelabConfig) -> Obj:
+    mon = cfg.monitoring
+    return {
+        # K3S runs these inside one process and does not expose them where the
+        # chart looks, so their "down" alerts would always fire: off.
+        "kubeControllerManager": {"enabled": False},
+        "kubeScheduler": {"enabled": False},
+        "kubeProxy": {"enabled": False},
+        "kubeEtcd": {"enabled": cfg.k3s.datastore == "etcd"},
+        "prometheus": {
+            "prometheusSpec": {
+                "retention": mon.retention,
+                "resources": {"requests": {"cpu": "200m", "memory": "1Gi"}, "limits": {"memory": "3Gi"}},
+                "storageSpec": {
+                    "volumeClaimTemplate": {
+                        "spec": {
+                            "storageClassName": "local-path",
+                            "accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": mon.storage.replace("iB", "i")}},
+                        }
+                    }
+                },
+                "serviceMonitorSelectorNilUsesHelmValues": False,
+            }
+        },
+        "grafana": {
+            "ingress": {
+                "enabled": True,
+                "ingressClassName": "nginx",
+                "hosts": [f"{mon.grafana_hostname}.{cfg.domain}"],
+                "tls": [{"hosts": [f"{mon.grafana_hostname}.{cfg.domain}"]}],
+            },
+            "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        },
+        "alertmanager": {
+            "config": alertmanager_config(cfg),
+            "alertmanagerSpec": {
+                "secrets": ["alertmanager-telegram"],
+                "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+            },
+        },
+    }
+
+
+def lm_studio(cfg: HomelabConfig) -> list[Obj]:
+    """LM Studio on the Mac, as a selectorless Service with a fixed endpoint."""
+    ns = "lm-studio"
+    return [
+        namespace(ns),
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta("lm-studio", ns),
+            "spec": {"ports": [{"name": "http", "port": cfg.lm_studio.port, "protocol": "TCP"}]},
+        },
+        {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": meta("lm-studio-host", ns, extra={"kubernetes.io/service-name": "lm-studio"}),
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": cfg.lm_studio.port, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [lm_studio_cidr(cfg).split("/")[0]]}],
+        },
+    ]
+
+
+def longhorn(cfg: HomelabConfig) -> list[Obj]:
+    return [
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": meta("longhorn-homelab"),
+            "provisioner": "driver.longhorn.io",
+            "allowVolumeExpansion": True,
+            "reclaimPolicy": "Retain",
+            "parameters": {"numberOfReplicas": "2", "dataLocality": "best-effort"},
+        }
+    ]
+
+
+def velero(cfg: HomelabConfig) -> list[Obj]:
+    return [
+        namespace("velero"),
+        {
+            "apiVersion": "velero.io/v1",
+            "kind": "BackupStorageLocation",
+            "metadata": meta("default", "velero"),
+            "spec": {
+                "provider": "aws",
+                "default": True,
+                "objectStorage": {"bucket": f"{cfg.name}-velero"},
+                "config": {"region": "us-east-1", "s3ForcePathStyle": "true"},
+            },
+        },
+        {
+            "apiVersion": "velero.io/v1",
+            "kind": "Schedule",
+            "metadata": meta("daily", "velero"),
+            "spec": {
+                "schedule": "0 2 * * *",
+                "template": {"ttl": "720h0m0s", "includedNamespaces": sorted(cfg.apps), "storageLocation": "default"},
+            },
+        },
+    ]
+
+
+def platform(cfg: HomelabConfig) -> dict[str, tuple[Obj | None, list[Obj]]]:
+    """Component -> (chart Application or None, its own manifests), in dependency order."""
+    parts: dict[str, tuple[Obj | None, list[Obj]]] = {
+        "sealed-secrets": (
+            chart_app(
+                "sealed-secrets", cfg.secrets.chart_version, {"fullnameOverride": cfg.secrets.controller_name}, -5
+            ),
+            [],
+        ),
+        "argocd": (
+            chart_app("argocd", cfg.gitops.chart_version, {"configs": {"params": {"server.insecure": True}}}, -4),
+            [namespace(ARGOCD_NAMESPACE)],
+        ),
+    }
+    if cfg.metallb.enabled:
+        parts["metallb"] = (
+            chart_app("metallb", cfg.metallb.chart_version, {}, -3),
+            [namespace("metallb-system"), *metallb(cfg)],
+        )
+    parts["cert-manager"] = (
+        chart_app("cert-manager", cfg.tls.chart_version, {"crds": {"enabled": True}}, -3),
+        [namespace("cert-manager"), *cert_manager(cfg)],
+    )
+    if cfg.ingress.enabled:
+        parts["ingress-nginx"] = (chart_app("ingress-nginx", cfg.ingress.chart_version, ingress_values(cfg), -2), [])
+    if cfg.cloudflare.tunnel_enabled:
+        parts["cloudflared"] = (None, cloudflared(cfg))
+    if cfg.monitoring.enabled:
+        parts["kube-prometheus-stack"] = (
+            chart_app("kube-prometheus-stack", cfg.monitoring.chart_version, monitoring_values(cfg), -2),
+            [namespace("monitoring")],
+        )
+    parts["lm-studio"] = (None, lm_studio(cfg))
+    if cfg.options.longhorn:
+        parts["longhorn"] = (
+            chart_app("longhorn", "1.9.1", {"defaultSettings": {"defaultReplicaCount": 2}}, -3),
+            longhorn(cfg),
+        )
+    if cfg.options.velero:
+        parts["velero"] = (chart_app("velero", "10.1.0", {"snapshotsEnabled": False}, -1), velero(cfg))
+    return parts

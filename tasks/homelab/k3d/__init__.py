@@ -1,0 +1,1 @@
+"""k3d.*: a real K3S in Docker, for machines with a Docker engine."""

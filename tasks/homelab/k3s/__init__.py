@@ -1,0 +1,1 @@
+"""k3s.*: K3S over SSH: preflight, install, join, upgrade, snapshots, kubeconfig."""

@@ -1,0 +1,219 @@
+"""K3S planning: each node's config.yaml, what a node has now, and what to do about it.
+
+Every option goes into /etc/rancher/k3s/config.yaml (re-running the installer
+with other flags is what breaks nodes); the cluster token goes into a 0600
+token file uploaded over SFTP and referenced by ``token-file``, so it is never
+in an argument list, a log line or a plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from homelab.config.schema import HomelabConfig, Node
+from homelab.core.errors import HomelabError
+from homelab.core.plan import Note, Plan, Run, WriteFile
+from homelab.core.secret_refs import Secret, SecretLocation
+
+CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
+TOKEN_PATH = "/etc/rancher/k3s/token"  # noqa: S105 - a path, not a secret
+INSTALLER_PATH = "/var/tmp/homelab-k3s-install.sh"
+KUBECONFIG_PATH = "/etc/rancher/k3s/k3s.yaml"
+AIRGAP_BINARY = "/usr/local/bin/k3s"
+AIRGAP_IMAGES = "/var/lib/rancher/k3s/agent/images/k3s-airgap-images.tar"
+SIZE_UNITS = {"MiB": 1024, "GiB": 1024**2, "TiB": 1024**3}
+
+
+def size_kib(size: str) -> int:
+    for unit, factor in SIZE_UNITS.items():
+        if size.endswith(unit):
+            return int(size[: -len(unit)]) * factor
+    raise ValueError(size)
+
+
+def api_endpoint(cfg: HomelabConfig) -> str:
+    return cfg.k3s.api_endpoint or f"https://{cfg.server.ip}:6443"
+
+
+def node_config(cfg: HomelabConfig, node: Node) -> str:
+    """The exact text of a node's /etc/rancher/k3s/config.yaml."""
+    data: dict[str, object] = {
+        "node-name": node.name,
+        "node-ip": node.ip,
+        "token-file": TOKEN_PATH,
+    }
+    if node.labels:
+        data["node-label"] = [f"{k}={v}" for k, v in sorted(node.labels.items())]
+    if node.taints:
+        data["node-taint"] = list(node.taints)
+    if node.role == "server":
+        disable = []
+        if cfg.ingress.enabled:
+            disable.append("traefik")
+        if cfg.metallb.enabled:
+            disable.append("servicelb")
+        data.update(
+            {
+                "write-kubeconfig-mode": "0600",
+                "flannel-backend": cfg.k3s.flannel_backend,
+                "tls-san": [node.ip, node.name],
+                "disable": disable,
+            }
+        )
+        if cfg.k3s.datastore == "etcd":
+            data["cluster-init"] = True
+        data.update(cfg.k3s.extra_server_config)
+    else:
+        data["server"] = f"https://{cfg.server.ip}:6443"
+    header = "# Written by homelab (inv k3s.install) from config/homelab.yaml; edits are overwritten.\n"
+    return header + yaml.safe_dump(data, sort_keys=True)
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What a node has now."""
+
+    version: str | None
+    config_sha: str | None
+    token_sha: str | None
+
+    @property
+    def installed(self) -> bool:
+        return self.version is not None
+
+
+PROBE = (
+    'v=$(k3s --version 2>/dev/null | head -n1 | cut -d" " -f3); echo "version=$v"; '
+    f'for f in config:{CONFIG_PATH} token:{TOKEN_PATH}; do p="${{f#*:}}"; '
+    'if [ -f "$p" ]; then echo "${f%%:*}=$(sha256sum < "$p" | cut -d" " -f1)"; else echo "${f%%:*}="; fi; done'
+)
+
+
+def probe(node: Node) -> Run:
+    """One read-only command that reports the installed version and file digests."""
+    return Run(("sh", "-c", PROBE), host=node.name, sudo=True, why="observe k3s")
+
+
+def parse_probe(text: str) -> Observed:
+    values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    return Observed(values.get("version") or None, values.get("config") or None, values.get("token") or None)
+
+
+@dataclass
+class NodePlans:
+    """What k3s.install will do, split by how it must be sequenced."""
+
+    install: dict[str, Plan] = field(default_factory=dict)
+    reconfigure: dict[str, Plan] = field(default_factory=dict)
+    upgrade: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.install or self.reconfigure or self.upgrade)
+
+
+def installer_run(cfg: HomelabConfig, node: Node, version: str) -> Run:
+    """Run the official installer with the version pinned; options come from config.yaml."""
+    env = [f"INSTALL_K3S_VERSION={version}", f"INSTALL_K3S_EXEC={node.role}"]
+    if cfg.k3s.install_method == "airgap":
+        env.append("INSTALL_K3S_SKIP_DOWNLOAD=true")
+    return Run(("env", *env, "sh", INSTALLER_PATH), host=node.name, sudo=True, why=f"install k3s {version}")
+
+
+def installer_files(cfg: HomelabConfig, node: Node) -> list[Run | WriteFile]:
+    """Get the installer (and, air-gapped, the binary and images) onto the node."""
+    steps: list[Run | WriteFile] = []
+    if cfg.k3s.installer_file:
+        text = Path(cfg.k3s.installer_file).expanduser().read_text()
+        steps.append(WriteFile(INSTALLER_PATH, text, 0o700, host=node.name, sudo=True, why="k3s installer"))
+    else:
+        steps.append(
+            Run(
+                ("curl", "-sfL", "-o", INSTALLER_PATH, cfg.k3s.installer_url),
+                host=node.name,
+                sudo=True,
+                why="download the k3s installer",
+            )
+        )
+    if cfg.k3s.install_method == "airgap":
+        for local, remote in ((cfg.k3s.airgap_binary, AIRGAP_BINARY), (cfg.k3s.airgap_images, AIRGAP_IMAGES)):
+            if not local:
+                raise HomelabError("k3s.install_method airgap needs k3s.airgap_binary and k3s.airgap_images")
+            data = Path(local).expanduser().read_bytes()
+            steps.append(WriteFile(remote, data, 0o755, host=node.name, sudo=True, why="air-gapped k3s"))
+    return steps
+
+
+def plan_nodes(cfg: HomelabConfig, observed: dict[str, Observed], token: Secret) -> NodePlans:
+    """Compare each node's desired state with what it has; nodes in config order."""
+    plans = NodePlans()
+    token_sha = digest(token.reveal() + "\n")
+    for node in cfg.nodes:
+        have = observed[node.name]
+        config_text = node_config(cfg, node)
+        writes: list[Run | WriteFile] = []
+        if have.token_sha != token_sha:
+            writes.append(
+                WriteFile(
+                    TOKEN_PATH,
+                    Secret(token.reveal() + "\n", token.source),
+                    0o600,
+                    host=node.name,
+                    sudo=True,
+                    why="cluster token",
+                )
+            )
+        if have.config_sha != digest(config_text):
+            writes.append(WriteFile(CONFIG_PATH, config_text, 0o600, host=node.name, sudo=True, why="k3s options"))
+        if not have.installed:
+            steps: list[Run | WriteFile | Note] = [*writes, *installer_files(cfg, node)]
+            steps.append(installer_run(cfg, node, cfg.k3s.version))
+            plans.install[node.name] = Plan(f"install k3s {cfg.k3s.version} on {node.name} ({node.role})", steps)
+            continue
+        if have.version != cfg.k3s.version:
+            plans.upgrade.append(node.name)
+        if writes:
+            service = "k3s" if node.role == "server" else "k3s-agent"
+            restart = Run(("systemctl", "restart", service), host=node.name, sudo=True, why="apply new options")
+            plans.reconfigure[node.name] = Plan(f"reconfigure k3s on {node.name}", [*writes, restart])  # type: ignore[list-item]
+        if have.version == cfg.k3s.version and not writes:
+            plans.notes.append(f"{node.name}: k3s {have.version} with the configured options; nothing to do")
+    return plans
+
+
+def ensure_token(location: SecretLocation, dry_run: bool) -> Secret:
+    """The cluster token: read it, or generate it once into its 0600 file."""
+    if location.exists() or not location.file:
+        return location.resolve()
+    path = Path(location.file).expanduser()
+    if dry_run:
+        placeholder = Secret("generated-on-first-install", location.describe())
+        print(f"  [local] would generate the cluster token into {path} (mode 0600)")
+        return placeholder
+    from homelab.core.executor import write_local
+
+    write_local(path, (secrets.token_hex(32) + "\n").encode(), 0o600)
+    print(f"  [local] generated the cluster token into {path} (mode 0600)")
+    return location.resolve()
+
+
+def summarize(plans: NodePlans) -> Plan:
+    """All node plans as one plan, for --dry-run and for 'nothing to do'."""
+    whole = Plan("k3s")
+    for plan in [*plans.install.values(), *plans.reconfigure.values()]:
+        whole.add(Note(plan.title)).extend(plan.actions)
+    for name in plans.upgrade:
+        whole.add(Note(f"{name}: upgrade to the configured version (cordon, drain, install, wait Ready, uncordon)"))
+    for text in plans.notes:
+        whole.add(Note(text))
+    return whole

@@ -1,0 +1,122 @@
+"""Node preflight: everything that must hold on every node before any node is touched.
+
+Reachable with a pinned host key, sudo without a password prompt, unique
+hostnames, the memory cgroup controller, K3S's ports free, and enough disk.
+One read-only command per node; problems are collected for all nodes and
+reported together, one line each.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from homelab.config.schema import HomelabConfig, Node
+from homelab.core.errors import HomelabError
+from homelab.core.plan import Run
+from homelab.k3s.plan import size_kib
+
+SERVER_PORTS = (6443, 10250)
+AGENT_PORTS = (10250,)
+
+SCRIPT = r"""
+echo "hostname=$(hostname)"
+if sudo -n true 2>/dev/null; then echo "sudo=ok"; else echo "sudo=$(sudo -n true 2>&1 | head -n1)"; fi
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+  if grep -qw memory /sys/fs/cgroup/cgroup.controllers; then echo "cgroup_memory=yes"; else echo "cgroup_memory=no"; fi
+else
+  awk '$1=="memory" && $4=="1" {f=1} END {print "cgroup_memory=" (f ? "yes" : "no")}' /proc/cgroups
+fi
+echo "listening=$(ss -Hltn 2>/dev/null | awk '{print $4}' | tr '\n' ' ')"
+echo "disk_kib=$(df -Pk /var/lib | awk 'NR==2 {print $4}')"
+if command -v k3s >/dev/null 2>&1; then echo "k3s=yes"; else echo "k3s=no"; fi
+"""
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What preflight learned about one node."""
+
+    hostname: str
+    sudo: str
+    memory_cgroup: bool
+    listening: tuple[str, ...]
+    disk_kib: int
+    has_k3s: bool
+
+
+def parse(text: str) -> Facts:
+    values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    return Facts(
+        hostname=values.get("hostname", "").strip(),
+        sudo=values.get("sudo", "").strip(),
+        memory_cgroup=values.get("cgroup_memory") == "yes",
+        listening=tuple(values.get("listening", "").split()),
+        disk_kib=int(values.get("disk_kib") or 0),
+        has_k3s=values.get("k3s") == "yes",
+    )
+
+
+def port_taken(listening: tuple[str, ...], node: Node, port: int) -> bool:
+    for address in listening:
+        host, _, bound = address.rpartition(":")
+        if bound == str(port) and host.strip("[]") in ("*", "0.0.0.0", "::", node.ip):  # noqa: S104 - matching, not binding
+            return True
+    return False
+
+
+def problems_for(cfg: HomelabConfig, facts: dict[str, Facts | Exception]) -> list[str]:
+    """One line per failing check per node; empty when every node is fit."""
+    lines: list[str] = []
+    names: dict[str, list[str]] = {}
+    for node in cfg.nodes:
+        fact = facts[node.name]
+        if isinstance(fact, Exception):
+            text = str(fact)
+            lines.append(text if text.startswith(f"{node.name}:") else f"{node.name}: {text}")
+            continue
+        names.setdefault(fact.hostname, []).append(node.name)
+        if fact.sudo != "ok":
+            lines.append(f"{node.name}: sudo needs a password ({fact.sudo}); allow NOPASSWD sudo for {cfg.ssh.user}")
+        if not fact.memory_cgroup:
+            lines.append(
+                f"{node.name}: the memory cgroup controller is off; add cgroup_enable=memory cgroup_memory=1 "
+                "to the kernel command line (Raspberry Pi: /boot/firmware/cmdline.txt) and reboot"
+            )
+        if not fact.has_k3s:
+            for port in SERVER_PORTS if node.role == "server" else AGENT_PORTS:
+                if port_taken(fact.listening, node, port):
+                    lines.append(f"{node.name}: port {port} is already in use; stop what listens there")
+        need = size_kib(cfg.k3s.min_free_disk)
+        if fact.disk_kib < need:
+            lines.append(
+                f"{node.name}: only {fact.disk_kib // 1024} MiB free under /var/lib; need {cfg.k3s.min_free_disk}"
+            )
+    for hostname, nodes in names.items():
+        if len(nodes) > 1:
+            lines.append(f"{', '.join(nodes)}: the same hostname {hostname!r}; K3S needs unique hostnames")
+    return lines
+
+
+def gather(session: Any, nodes: list[Node]) -> dict[str, Facts | Exception]:
+    """Run the preflight script on every node at once; errors are kept per node."""
+
+    def one(node: Node) -> Facts | Exception:
+        try:
+            result = session.executor.run(Run(("sh", "-c", SCRIPT), host=node.name, why="preflight"))
+            return parse(result.stdout)
+        except HomelabError as err:
+            return err
+
+    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+        return dict(zip([n.name for n in nodes], pool.map(one, nodes), strict=True))
+
+
+def check(session: Any) -> dict[str, Facts]:
+    """Raise one error listing every node's problems, or return the facts."""
+    facts = gather(session, session.cfg.nodes)
+    lines = problems_for(session.cfg, facts)
+    if lines:
+        raise HomelabError("preflight failed; no node was changed:\n  " + "\n  ".join(lines))
+    return {name: fact for name, fact in facts.items() if isinstance(fact, Facts)}

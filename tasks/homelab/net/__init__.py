@@ -1,0 +1,1 @@
+"""net.*: MetalLB, the ingress controller and the Cloudflare Tunnel."""

@@ -1,0 +1,41 @@
+"""Networking: the MetalLB pool, LoadBalancer addresses handed out, and the Cloudflare tunnel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from invoke.collection import Collection
+
+from homelab.core.tasks import session, task
+
+
+@task(help={"target": "Cluster target (default from config)."})
+def status(c: Any, target: str | None = None) -> None:
+    """MetalLB pool (config vs cluster), LoadBalancer IPs, tunnel replicas; exit 1 on a mismatch."""
+    from invoke.exceptions import Exit
+
+    from homelab.core import cluster
+
+    s = session(c, target=target)
+    kube = cluster.connect(s)
+    want = f"{s.cfg.metallb.pool.start}-{s.cfg.metallb.pool.end}"
+    pool = kube.get("metallb.io/v1beta1", "IPAddressPool", "homelab-pool", "metallb-system")
+    have = ",".join((pool or {}).get("spec", {}).get("addresses", [])) or "missing"
+    ok = have == want
+    print(f"metallb pool: {have} ({'matches config' if ok else 'config says ' + want})")
+    for svc in kube.list_objects("v1", "Service"):
+        if (svc.get("spec") or {}).get("type") == "LoadBalancer":
+            ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+            ips = ",".join(i.get("ip", "?") for i in ingress) or "pending"
+            print(f"loadbalancer {svc['metadata']['namespace']}/{svc['metadata']['name']}: {ips}")
+    if s.cfg.cloudflare.tunnel_enabled:
+        waiting = kube.deployment_waiting("cloudflared", "cloudflared")
+        print(
+            f"tunnel {s.cfg.cloudflare.tunnel_name}: {'connected replicas Available' if waiting is None else waiting}"
+        )
+        ok = ok and waiting is None
+    if not ok:
+        raise Exit(code=1)
+
+
+ns = Collection("net", status)

@@ -1,1 +1,0 @@
-"""Invoke namespaces, one module each; ``root`` assembles them."""

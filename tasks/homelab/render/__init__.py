@@ -1,1 +1,0 @@
-"""Rendering the k8s/ tree from the config: platform components, apps, the ArgoCD root."""

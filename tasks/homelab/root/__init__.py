@@ -1,0 +1,1 @@
+"""The root tasks: up, down, status and doctor across every layer."""

@@ -1,0 +1,337 @@
+"""One doctor across every layer: each check says ok, warn or fail, with a one-line fix.
+
+Checks only read. Each is a small function returning a ``Check``; a check that
+cannot run because a layer below it is down reports that instead of crashing.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from homelab.core.errors import HomelabError
+from homelab.core.tools import find, version
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok, warn, fail
+    detail: str
+    fix: str = ""
+
+
+def ok(name: str, detail: str) -> Check:
+    return Check(name, "ok", detail)
+
+
+def fail(name: str, detail: str, fix: str) -> Check:
+    return Check(name, "fail", detail, fix)
+
+
+def warn(name: str, detail: str, fix: str) -> Check:
+    return Check(name, "warn", detail, fix)
+
+
+TOOLS_BY_TARGET = {
+    "lima": ["limactl", "kubectl", "kubeseal", "restic"],
+    "sandbox": ["kwokctl", "kube-apiserver", "etcd", "kubectl", "kubeseal", "restic"],
+    "k3d": ["k3d", "docker", "kubectl", "kubeseal", "restic"],
+    "existing": ["kubectl", "kubeseal", "restic"],
+}
+
+
+def check_tools(session: Any) -> list[Check]:
+    from homelab.core.tools import INSTALL_HINTS
+
+    checks = []
+    needed = list(TOOLS_BY_TARGET[session.cfg.target])
+    if session.cfg.target == "lima":
+        needed.append(session.cfg.terraform.binary)
+    for tool in needed:
+        if find(tool):
+            checks.append(ok(f"tool {tool}", version(tool) or "present"))
+        else:
+            checks.append(fail(f"tool {tool}", "not installed", INSTALL_HINTS.get(tool, f"install {tool}")))
+    return checks
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the macOS host network looks like; gathered by commands, or given by tests."""
+
+    socket_vmnet_running: bool
+    bootpd_blocked: bool
+    vm_addresses: dict[str, list[str]]
+    socket_vmnet_installed: bool = True
+
+
+def macos_host_facts(session: Any) -> HostFacts:
+    running = subprocess.run(["pgrep", "-x", "socket_vmnet"], capture_output=True).returncode == 0
+    firewall = subprocess.run(
+        ["/usr/libexec/ApplicationFirewall/socketfilterfw", "--getappblocked", "/usr/libexec/bootpd"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    addresses: dict[str, list[str]] = {}
+    limactl = find("limactl")
+    for node in session.cfg.nodes:
+        if node.provider != "lima" or limactl is None:
+            continue
+        out = subprocess.run(
+            [limactl, "shell", node.name, "ip", "-4", "-o", "addr", "show", session.cfg.lima.interface],
+            capture_output=True,
+            text=True,
+        ).stdout
+        addresses[node.name] = [part.split("/")[0] for part in out.split() if part.count(".") == 3 and "/" in part]
+    installed = Path(session.cfg.host.socket_vmnet_path).is_file()
+    return HostFacts(running, "is blocked" in firewall, addresses, installed)
+
+
+def check_host_network(session: Any, facts: HostFacts | None) -> list[Check]:
+    if facts is None:
+        if platform.system() != "Darwin" or session.cfg.target != "lima":
+            return [ok("host network", f"not a macOS Lima host ({platform.system()}, target {session.cfg.target})")]
+        facts = macos_host_facts(session)
+    binary = Path(session.cfg.host.socket_vmnet_path)
+    checks = [
+        ok("tool socket_vmnet", str(binary))
+        if facts.socket_vmnet_installed
+        else fail("tool socket_vmnet", f"{binary} not found", "brew install socket_vmnet (see Lima's network docs)"),
+        ok("socket_vmnet", "running")
+        if facts.socket_vmnet_running
+        else fail("socket_vmnet", "not running", "sudo brew services start socket_vmnet"),
+        fail(
+            "bootpd firewall",
+            "the application firewall blocks bootpd, so VMs lose their DHCP address",
+            "sudo /usr/libexec/ApplicationFirewall/socketfilterfw --add /usr/libexec/bootpd && "
+            "sudo /usr/libexec/ApplicationFirewall/socketfilterfw --unblockapp /usr/libexec/bootpd",
+        )
+        if facts.bootpd_blocked
+        else ok("bootpd firewall", "bootpd allowed"),
+    ]
+    for node in session.cfg.nodes:
+        if node.provider != "lima":
+            continue
+        have = facts.vm_addresses.get(node.name, [])
+        checks.append(
+            ok(f"vm {node.name} address", node.ip)
+            if node.ip in have
+            else fail(
+                f"vm {node.name} address",
+                f"holds {', '.join(have) or 'no address'}, config says {node.ip}",
+                f"inv vm.stop --name {node.name} && inv vm.start --name {node.name}",
+            )
+        )
+    return checks
+
+
+def check_nodes(session: Any) -> list[Check]:
+    from homelab.k3s import preflight
+    from homelab.k3s.plan import size_kib
+
+    if session.cfg.target != "lima":
+        return []
+    checks = []
+    facts = preflight.gather(session, session.cfg.nodes)
+    for node in session.cfg.nodes:
+        fact = facts[node.name]
+        if isinstance(fact, Exception):
+            checks.append(fail(f"node {node.name} ssh", str(fact), "inv vm.start, or inv vm.adopt for a rebuilt host"))
+            continue
+        checks.append(ok(f"node {node.name} ssh", "reachable, host key pinned"))
+        checks.append(
+            ok(f"node {node.name} sudo", "passwordless")
+            if fact.sudo == "ok"
+            else fail(f"node {node.name} sudo", fact.sudo, f"allow NOPASSWD sudo for the SSH user on {node.name}")
+        )
+        need = size_kib(session.cfg.k3s.min_free_disk)
+        checks.append(
+            ok(f"node {node.name} disk", f"{fact.disk_kib // 1024} MiB free")
+            if fact.disk_kib >= need
+            else fail(f"node {node.name} disk", f"{fact.disk_kib // 1024} MiB free", "free space under /var/lib")
+        )
+    return checks
+
+
+def check_k3s(session: Any, kube: Any) -> list[Check]:
+    from homelab.k3s import run as k3s_run
+
+    if session.cfg.target != "lima":
+        return []
+    try:
+        observed = k3s_run.observe(session)
+    except HomelabError as err:
+        return [fail("k3s versions", str(err), "fix node access first (see the node checks)")]
+    versions = {name: o.version for name, o in observed.items()}
+    skew = {n: v for n, v in versions.items() if v != session.cfg.k3s.version}
+    checks = [
+        ok("k3s versions", f"all on {session.cfg.k3s.version}")
+        if not skew
+        else fail(
+            "k3s versions",
+            ", ".join(f"{n} {v or 'not installed'}" for n, v in skew.items()),
+            "inv k3s.install (or inv k3s.upgrade)",
+        )
+    ]
+    if kube is not None:
+        ready = kube.ready_nodes()
+        missing = [n.name for n in session.cfg.nodes if not ready.get(n.name)]
+        checks.append(
+            ok("k3s nodes", "all Ready")
+            if not missing
+            else fail("k3s nodes", f"not Ready: {', '.join(missing)}", "inv k3s.status; check the node")
+        )
+    return checks
+
+
+def check_argocd(kube: Any) -> list[Check]:
+    try:
+        apps = kube.list_objects("argoproj.io/v1alpha1", "Application", "argocd")
+    except HomelabError:
+        return [warn("argocd", "ArgoCD is not installed", "inv gitops.bootstrap (not used on the sandbox)")]
+    bad = []
+    for app in apps:
+        st = app.get("status") or {}
+        sync = (st.get("sync") or {}).get("status", "Unknown")
+        health = (st.get("health") or {}).get("status", "Unknown")
+        if sync != "Synced" or health != "Healthy":
+            bad.append(f"{app['metadata']['name']} {sync}/{health}")
+    if not apps:
+        return [warn("argocd", "no Applications", "inv gitops.bootstrap")]
+    return [
+        ok("argocd", f"{len(apps)} Applications synced and healthy")
+        if not bad
+        else fail("argocd", "; ".join(bad[:5]), "inv gitops.status, then inv gitops.sync APP")
+    ]
+
+
+def check_certificates(kube: Any, days: int = 14) -> list[Check]:
+    from homelab.tls.tasks import days_left
+
+    try:
+        certs = kube.list_objects("cert-manager.io/v1", "Certificate")
+    except HomelabError:
+        return [warn("certificates", "cert-manager is not installed", "inv up")]
+    checks = []
+    for cert in certs:
+        name = f"certificate {cert['metadata']['namespace']}/{cert['metadata']['name']}"
+        st = cert.get("status") or {}
+        left = days_left(st.get("notAfter"))
+        if left is None:
+            checks.append(fail(name, "not issued", "kubectl describe certificate; check the Cloudflare token scope"))
+        elif left < days:
+            checks.append(fail(name, f"expires in {left} days", "check cert-manager's logs and the DNS-01 solver"))
+        else:
+            checks.append(ok(name, f"expires in {left} days"))
+    return checks or [warn("certificates", "none found", "inv gitops.render and sync")]
+
+
+def check_tunnel(session: Any, kube: Any) -> list[Check]:
+    if not session.cfg.cloudflare.tunnel_enabled:
+        return []
+    waiting = kube.deployment_waiting("cloudflared", "cloudflared")
+    return [
+        ok("tunnel", "cloudflared replicas Available")
+        if waiting is None
+        else fail("tunnel", f"cloudflared {waiting}", "check the tunnel credentials secret and cloudflared's logs")
+    ]
+
+
+def check_backups(session: Any, kube: Any, now: float | None = None) -> list[Check]:
+    from homelab.backup.run import metrics_path, read_metric
+    from homelab.backup.verify import load_verified
+
+    now = now or time.time()
+    last = read_metric(metrics_path(session), "homelab_backup_last_success_timestamp_seconds")
+    max_age = session.cfg.backup.max_age_hours
+    checks = []
+    if not last:
+        checks.append(fail("backup age", "no complete backup recorded", "inv backup.run; inv backup.schedule"))
+    elif now - last > max_age * 3600:
+        checks.append(
+            fail(
+                "backup age",
+                f"last good backup {(now - last) / 3600:.0f} h ago (limit {max_age} h)",
+                "check <state_dir>/backup.log and the cron entry (inv backup.schedule)",
+            )
+        )
+    else:
+        checks.append(ok("backup age", f"last good backup {(now - last) / 3600:.1f} h ago"))
+    verified = load_verified(session)
+    checks.append(
+        ok("backup verify", f"last verified {(now - max(verified.values())) / 3600:.1f} h ago")
+        if verified
+        else fail("backup verify", "no backup was ever verified", "inv backup.verify")
+    )
+    if kube is not None and last:
+        keys = kube.list_objects(
+            "v1",
+            "Secret",
+            session.cfg.secrets.controller_namespace,
+            label_selector="sealedsecrets.bitnami.com/sealed-secrets-key",
+        )
+        if keys:
+            newest = max(
+                datetime.fromisoformat(str(k["metadata"]["creationTimestamp"]).replace("Z", "+00:00")) for k in keys
+            )
+            if newest.timestamp() > last:
+                checks.append(fail("sealed secrets key", "renewed after the last backup", "inv secrets.backup-key"))
+            else:
+                checks.append(ok("sealed secrets key", "backed up after its latest renewal"))
+    return checks
+
+
+def run_checks(session: Any, host_facts: HostFacts | None = None) -> list[Check]:
+    from homelab.config.checks import missing_secret_problems
+    from homelab.core import cluster
+
+    checks = check_tools(session)
+    secret_problems = missing_secret_problems(session.cfg)
+    checks.append(
+        ok("config", "valid")
+        if not secret_problems
+        else warn(
+            "config",
+            f"{len(secret_problems)} secret reference(s) missing: {secret_problems[0]}",
+            "inv config.validate --secrets",
+        )
+    )
+    checks += check_host_network(session, host_facts)
+    checks += check_nodes(session)
+    kube = None
+    try:
+        kube = cluster.connect(session)
+        if not kube.ready(timeout=5):
+            raise HomelabError("the API server does not answer")
+        checks.append(ok("cluster", f"API server answers ({session.cfg.context_name()})"))
+    except HomelabError as err:
+        checks.append(fail("cluster", str(err), "inv up"))
+        kube = None
+    checks += check_k3s(session, kube)
+    if kube is not None:
+        if session.cfg.target == "sandbox":
+            checks.append(ok("argocd, certificates", "not checked on the sandbox: no controllers run there"))
+        else:
+            checks += check_argocd(kube) + check_certificates(kube)
+        checks += check_tunnel(session, kube)
+    checks += check_backups(session, kube)
+    return checks
+
+
+def render(checks: list[Check], as_json: bool) -> str:
+    if as_json:
+        return json.dumps([asdict(c) for c in checks], indent=2)
+    lines = []
+    for c in checks:
+        line = f"{c.status.upper():<5} {c.name:<32} {c.detail}"
+        if c.fix:
+            line += f"\n      fix: {c.fix}"
+        lines.append(line)
+    return "\n".join(lines)

@@ -1,0 +1,104 @@
+"""The whole homelab: ``up``, ``down`` and ``status`` compose every layer in order."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from homelab.core.tasks import confirm, session, task
+
+TARGET = "Cluster target: lima (the Mac's VMs), sandbox (local API server), k3d, or existing (a kubeconfig context)."
+
+
+@task(
+    help={
+        "target": TARGET,
+        "dry_run": "Print the plan of every layer and change nothing.",
+        "only": "Run just this layer.",
+        "from": "Start at this layer (the ones before it are assumed done).",
+    }
+)
+def up(
+    c: Any, target: str | None = None, dry_run: bool = False, only: str | None = None, from_: str | None = None
+) -> None:
+    """Bring the homelab up: every layer in dependency order, each a plan that may be empty."""
+    from homelab.root.layers import select
+
+    overrides = {"target": target}
+    s = session(c, dry_run, **overrides)
+    chosen = select(s.cfg.target, only, from_)
+    changed_any = False
+    started = time.monotonic()
+    for i, layer in enumerate(chosen, 1):
+        print(f"[{i}/{len(chosen)}] {layer.name}", flush=True)
+        t0 = time.monotonic()
+        changed = layer.hook("up")(c, dry_run, overrides)
+        changed_any = changed_any or bool(changed)
+        print(
+            f"[{i}/{len(chosen)}] {layer.name}: {'changed' if changed else 'up to date'} ({time.monotonic() - t0:.1f}s)"
+        )
+    if dry_run:
+        print("dry run: nothing was changed")
+    elif not changed_any:
+        print(
+            f"up: nothing to do; target {s.cfg.target} already matches the config ({time.monotonic() - started:.1f}s)"
+        )
+    else:
+        print(f"up: target {s.cfg.target} converged ({time.monotonic() - started:.1f}s)")
+
+
+@task(
+    help={
+        "target": TARGET,
+        "yes": "Do not ask for confirmation.",
+        "dry_run": "Print what would be torn down and change nothing.",
+    }
+)
+def down(c: Any, target: str | None = None, yes: bool = False, dry_run: bool = False) -> None:
+    """Tear the homelab down in reverse layer order (backups are never touched); asks unless --yes."""
+    from homelab.root.layers import select
+
+    overrides = {"target": target}
+    s = session(c, dry_run, **overrides)
+    chosen = list(reversed(select(s.cfg.target)))
+    if not dry_run and not confirm(
+        f"Tear down {', '.join(layer.name for layer in chosen)} of target {s.cfg.target}?", yes
+    ):
+        print("nothing torn down")
+        return
+    for layer in chosen:
+        print(f"--> {layer.name}", flush=True)
+        layer.hook("down")(c, dry_run, overrides)
+
+
+@task(help={"target": TARGET})
+def status(c: Any, target: str | None = None) -> None:
+    """One line per layer: ok or not, and what it found."""
+    from invoke.exceptions import Exit
+
+    from homelab.root.layers import select
+
+    overrides = {"target": target}
+    s = session(c, False, **overrides)
+    healthy = True
+    for layer in select(s.cfg.target):
+        ok, summary = layer.hook("status")(c, overrides)
+        healthy = healthy and ok
+        print(f"{layer.name:<10} {'ok' if ok else 'FAIL':<5} {summary}")
+    if not healthy:
+        raise Exit(code=1)
+
+
+@task(help={"json": "Print JSON (for cron and monitoring).", "target": TARGET})
+def doctor(c: Any, json: bool = False, target: str | None = None) -> None:
+    """Check every layer (tools, config, host network, nodes, K3S, ArgoCD, certificates, tunnel, backups)."""
+    from invoke.exceptions import Exit
+
+    from homelab.root.doctor import render, run_checks
+
+    with session(c, False, target=target) as s:
+        checks = run_checks(s)
+    print(render(checks, json))
+    failed = [check for check in checks if check.status == "fail"]
+    if failed:
+        raise Exit(code=1)

@@ -1,0 +1,1 @@
+"""secrets.*: Sealed Secrets sealing, the controller key, and the repository scan."""

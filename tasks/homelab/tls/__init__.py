@@ -1,0 +1,1 @@
+"""tls.*: cert-manager and the wildcard certificate."""

@@ -1,0 +1,1 @@
+"""vm.*: Lima VMs whose lifecycle Terraform drives."""

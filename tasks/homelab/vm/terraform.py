@@ -1,0 +1,110 @@
+"""Drive the ``terraform/`` module with terraform or tofu, in the state directory.
+
+The module's files are copied into ``<state_dir>/terraform`` so that state,
+plans and ``.terraform`` never land in the checkout. Inputs go in a JSON var
+file; every command is an argv with ``-chdir``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from homelab.config.schema import HomelabConfig
+from homelab.core.paths import project_root
+from homelab.core.plan import Run, WriteFile
+from homelab.vm.lima import lima_nodes, spec_hash
+
+MODULE_DIR = Path("terraform")
+VAR_FILE = "homelab.auto.tfvars.json"
+ENV = (("CHECKPOINT_DISABLE", "1"), ("TF_IN_AUTOMATION", "1"))
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where one homelab's Terraform state lives and which binary runs it."""
+
+    directory: Path
+    binary: str
+
+    def run(self, *args: str, why: str = "") -> Run:
+        return Run((self.binary, f"-chdir={self.directory}", *args), why=why, env=ENV)
+
+    def init(self) -> Run:
+        return self.run("init", "-input=false", "-no-color", why="prepare the module")
+
+    def plan(self, targets: list[str]) -> Run:
+        return self.run("plan", "-input=false", "-no-color", "-detailed-exitcode", *_target_args(targets))
+
+    def apply(self, targets: list[str], parallelism: int) -> Run:
+        return self.run(
+            "apply",
+            "-input=false",
+            "-no-color",
+            "-auto-approve",
+            f"-parallelism={parallelism}",
+            *_target_args(targets),
+            why="create or replace VMs whose spec changed",
+        )
+
+    def destroy(self, targets: list[str]) -> Run:
+        return self.run(
+            "destroy", "-input=false", "-no-color", "-auto-approve", *_target_args(targets), why="delete VMs"
+        )
+
+    def output(self) -> Run:
+        return self.run("output", "-no-color", "-json", "vms")
+
+
+def _target_args(names: list[str]) -> list[str]:
+    return [f'-target=terraform_data.vm["{name}"]' for name in names]
+
+
+def module_files(ws: Workspace) -> list[WriteFile]:
+    """Copy the module into the workspace (only changed files are rewritten)."""
+    files = []
+    for source in sorted((project_root() / MODULE_DIR).glob("*.tf")):
+        target = ws.directory / source.name
+        text = source.read_text()
+        if not target.is_file() or target.read_text() != text:
+            files.append(WriteFile(str(target), text, 0o644, why="terraform module"))
+    return files
+
+
+def variables(cfg: HomelabConfig, templates: dict[str, Path], rendered: dict[str, str], limactl: str) -> dict[str, Any]:
+    return {
+        "limactl": limactl,
+        "vms": {
+            node.name: {
+                "template": str(templates[node.name]),
+                "spec_hash": spec_hash(rendered[node.name]),
+                "ip": node.ip,
+                "role": node.role,
+                "cpus": node.cpus,
+                "memory": node.memory,
+                "disk": node.disk,
+            }
+            for node in lima_nodes(cfg)
+        },
+    }
+
+
+def var_file(ws: Workspace, values: dict[str, Any]) -> list[WriteFile]:
+    text = json.dumps(values, indent=2, sort_keys=True) + "\n"
+    target = ws.directory / VAR_FILE
+    if target.is_file() and target.read_text() == text:
+        return []
+    return [WriteFile(str(target), text, 0o644, why="inputs for the VM module")]
+
+
+def choose_binary(preferred: str) -> str:
+    """The configured binary, or the other one if only that is installed."""
+    from homelab.core.tools import find, require
+
+    if find(preferred):
+        return require(preferred)
+    other = "tofu" if preferred == "terraform" else "terraform"
+    return shutil.which(other) or require(preferred)
