@@ -167,6 +167,7 @@ class K3s(Strict):
     extra_server_config: dict[str, str] = Field(default_factory=dict)
     min_free_disk: Size = "5GiB"
     drain_timeout: int = Field(default=300, ge=5)
+    ready_timeout: int = Field(default=300, ge=5)  # seconds an upgraded node may take to be Ready again
 
 
 class IpPool(Strict):

@@ -1,8 +1,10 @@
-"""The one executor: runs a plan's actions locally or on nodes, or only shows them.
+"""The one executor: runs a plan's actions locally, on nodes or in the cluster, or only shows them.
 
 Every host is an invoke ``Context``: the task's own context for ``local`` and a
 fabric ``Connection`` (itself a Context) for a node, so the same code runs in
-both places and unit tests can pass invoke's ``MockContext``.
+both places and unit tests can pass invoke's ``MockContext``. Kubernetes actions
+go to one lazily opened client. Under ``--dry-run`` nothing but ``observe`` (a
+read-only command) runs: every action is printed instead.
 """
 
 from __future__ import annotations
@@ -15,7 +17,24 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from homelab.core.errors import CommandFailed, HomelabError
-from homelab.core.plan import LOCAL, Note, Plan, Run, WriteFile
+from homelab.core.plan import (
+    LOCAL,
+    Action,
+    Apply,
+    Cordon,
+    Delete,
+    Download,
+    Drain,
+    LiftPdbs,
+    Note,
+    Patch,
+    Plan,
+    RestorePdbs,
+    Run,
+    Upload,
+    Wait,
+    WriteFile,
+)
 from homelab.core.secret_refs import REDACTOR
 
 
@@ -36,11 +55,22 @@ class Executor:
         connect: Callable[[str], Any] | None = None,
         dry_run: bool = False,
         out: Output = _print,
+        kube: Callable[[], Any] | None = None,
     ) -> None:
         self.local = local
         self.connect = connect
         self.dry_run = dry_run
         self.out = out
+        self._kube_factory = kube
+        self._kube: Any = None
+
+    def kube(self) -> Any:
+        """The cluster client, opened on first use (a plan without Kubernetes actions never needs one)."""
+        if self._kube is None:
+            if self._kube_factory is None:
+                raise HomelabError("no cluster configured for this task's Kubernetes actions")
+            self._kube = self._kube_factory()
+        return self._kube
 
     def execute(self, plan: Plan) -> list[Any]:
         """Run ``plan`` in order; print it instead when dry-running."""
@@ -51,7 +81,7 @@ class Executor:
         self.out(REDACTOR.redact(f"==> {plan.title}"))
         return [self.apply(action) for action in plan.actions]
 
-    def execute_concurrently(self, plan: Plan, key: Callable[[Run | WriteFile | Note], str] | None = None) -> None:
+    def execute_concurrently(self, plan: Plan, key: Callable[[Action], str] | None = None) -> None:
         """Run groups of ``plan`` at the same time; order is kept within a group.
 
         Groups are hosts by default, so each node works through its own steps
@@ -61,7 +91,7 @@ class Executor:
             self.execute(plan)
             return
         group_of = key or (lambda action: action.host)
-        groups: dict[str, list[Run | WriteFile | Note]] = {}
+        groups: dict[str, list[Action]] = {}
         for action in plan.actions:
             groups.setdefault(group_of(action), []).append(action)
         self.out(REDACTOR.redact(f"==> {plan.title}"))
@@ -71,17 +101,48 @@ class Executor:
         if errors:
             raise HomelabError("; ".join(errors))
 
-    def _run_actions(self, actions: Iterable[Run | WriteFile | Note]) -> None:
+    def _run_actions(self, actions: Iterable[Action]) -> None:
         for action in actions:
             self.apply(action)
 
-    def apply(self, action: Run | WriteFile | Note) -> Any:
+    def apply(self, action: Action) -> Any:
+        """Carry out one action (printed first); under ``--dry-run`` only print it."""
         self.out("  " + action.display())
-        if isinstance(action, Note):
+        if self.dry_run or isinstance(action, Note):
             return None
         if isinstance(action, WriteFile):
             return self._write(action)
-        return self.run(action)
+        if isinstance(action, Run):
+            return self.run(action)
+        if isinstance(action, Upload):
+            return self._upload(action)
+        if isinstance(action, Download):
+            return self._download(action)
+        if isinstance(action, Wait):
+            from homelab.core.kube.waits import wait_for
+
+            return wait_for(action.what, action.check, action.timeout, action.interval, progress=self.out)
+        return self._kube_action(action)
+
+    def _kube_action(self, action: Apply | Delete | Patch | Cordon | Drain | LiftPdbs | RestorePdbs) -> Any:
+        kube = self.kube()
+        if isinstance(action, Apply):
+            return kube.apply(list(action.objects))
+        if isinstance(action, Delete):
+            return kube.delete(action.api_version, action.kind, action.name, action.namespace)
+        if isinstance(action, Patch):
+            return kube.merge_patch(action.api_version, action.kind, action.name, action.namespace, action.body)
+        if isinstance(action, Cordon):
+            return kube.cordon(action.node, unschedulable=not action.uncordon)
+        if isinstance(action, Drain):
+            return kube.drain(action.node, action.timeout, progress=self.out)
+        if isinstance(action, LiftPdbs):
+            return kube.lift_single_replica_pdbs(action.node)
+        return kube.restore_lifted_pdbs()
+
+    def observe(self, action: Run, check: bool = True) -> Any:
+        """Run a read-only command (a probe, a listing); it runs under ``--dry-run`` too."""
+        return self._run(action, check)
 
     def context_for(self, host: str) -> Any:
         if host == LOCAL:
@@ -91,7 +152,19 @@ class Executor:
         return self.connect(host)
 
     def run(self, action: Run, check: bool = True) -> Any:
-        """Run one command; a failure raises ``CommandFailed`` with redacted output."""
+        """Run one changing command; a failure raises ``CommandFailed`` with redacted output.
+
+        Under ``--dry-run`` the command is printed and not run (the result is an
+        empty success): only ``observe`` runs commands then.
+        """
+        if self.dry_run:
+            from invoke.runners import Result
+
+            self.out("  " + action.display())
+            return Result(stdout="", stderr="", exited=0)
+        return self._run(action, check)
+
+    def _run(self, action: Run, check: bool) -> Any:
         ctx = self.context_for(action.host)
         kwargs: dict[str, Any] = {"hide": True, "warn": True, "pty": False}
         if action.stdin is not None:
@@ -116,16 +189,52 @@ class Executor:
         if action.host == LOCAL and not action.sudo:
             write_local(Path(action.path), action.data(), action.mode)
             return
-        ctx = self.context_for(action.host)
-        tmp = self.run(Run(("mktemp",), host=action.host)).stdout.strip()
-        ctx.put(io.BytesIO(action.data()), remote=tmp)
-        install = Run(
-            ("install", "-D", "-m", f"{action.mode:04o}", tmp, action.path), host=action.host, sudo=action.sudo
-        )
+        self._put(action.host, io.BytesIO(action.data()), action.path, action.mode, action.sudo)
+
+    def _put(self, host: str, source: Any, path: str, mode: int, sudo: bool) -> None:
+        """Upload to a temp file, then ``install`` it: the target never exists half-written."""
+        ctx = self.context_for(host)
+        tmp = self._run(Run(("mktemp",), host=host), True).stdout.strip()
         try:
-            self.run(install)
+            if host == LOCAL:
+                Path(tmp).write_bytes(source.read() if hasattr(source, "read") else Path(source).read_bytes())
+            else:
+                ctx.put(source, remote=tmp)
+            self._run(Run(("install", "-D", "-m", f"{mode:04o}", tmp, path), host=host, sudo=sudo), True)
         finally:
-            self.run(Run(("rm", "-f", tmp), host=action.host), check=False)
+            self._run(Run(("rm", "-f", tmp), host=host), False)
+
+    def _upload(self, action: Upload) -> None:
+        self._put(action.host, action.local, action.remote, action.mode, action.sudo)
+
+    def _download(self, action: Download) -> None:
+        """Fetch into a 0600 temp file beside the target, then rename it into place.
+
+        A root-only file (``sudo``) is first copied to a 0600 temp file owned by
+        the SSH user, so it is never readable by anyone else on the way.
+        """
+        target = Path(action.local)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.homelab-tmp")
+        source, staged = action.remote, None
+        if action.sudo and action.host != LOCAL:
+            user = str(self.context_for(action.host).user)
+            staged = self._run(Run(("mktemp",), host=action.host), True).stdout.strip()
+            copy = ("install", "-m", "0600", "-o", user, action.remote, staged)
+            self._run(Run(copy, host=action.host, sudo=True), True)
+            source = staged
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as sink:
+                if action.host == LOCAL:
+                    sink.write(Path(source).read_bytes())
+                else:
+                    self.context_for(action.host).get(source, local=sink)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+            if staged:
+                self._run(Run(("rm", "-f", staged), host=action.host), False)
 
 
 def write_local(path: Path, data: bytes, mode: int) -> None:

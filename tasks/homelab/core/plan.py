@@ -2,19 +2,33 @@
 
 Planning functions return a ``Plan``; they never touch disk or network. The same
 plan is printed for ``--dry-run`` and executed otherwise, so what the user
-reviews is exactly what runs. Display text is always passed through the
-redactor, and secret contents are shown only as their size.
+reviews is exactly what runs. Every side effect the toolkit takes is one of the
+actions below: commands (``Run``: limactl, terraform, restic, kubeseal, crontab),
+files (``WriteFile``, ``Upload``, ``Download``), Kubernetes writes (``Apply``,
+``Delete``, ``Patch``, ``Cordon``, ``Drain``, ``LiftPdbs``, ``RestorePdbs``) and
+waits (``Wait``). Display text is always passed through the redactor, and secret
+contents are shown only as their size.
 """
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from homelab.core.secret_refs import REDACTOR, Secret
 
 LOCAL = "local"
+CLUSTER = "cluster"
+Obj = dict[str, Any]
+
+
+def object_ref(obj: Obj) -> str:
+    """``Kind namespace/name``: how plans and errors name one Kubernetes object."""
+    meta = obj.get("metadata", {})
+    ns = f"{meta['namespace']}/" if meta.get("namespace") else ""
+    return f"{obj.get('kind', '?')} {ns}{meta.get('name', '?')}"
 
 
 @dataclass(frozen=True)
@@ -82,7 +96,145 @@ class Note:
         return REDACTOR.redact(f"[{self.host}] {self.text}")
 
 
-Action = Run | WriteFile | Note
+@dataclass(frozen=True)
+class Upload:
+    """Copy a local file to a host over SFTP (atomically: a temp file, then ``install``)."""
+
+    local: str
+    remote: str
+    host: str
+    mode: int = 0o600
+    sudo: bool = False
+    why: str = ""
+
+    def display(self) -> str:
+        return REDACTOR.redact(f"[{self.host}] upload {self.local} -> {self.remote} (mode {self.mode:04o})")
+
+
+@dataclass(frozen=True)
+class Download:
+    """Copy a file from a host to a local path over SFTP; the local copy is written 0600."""
+
+    remote: str
+    local: str
+    host: str
+    sudo: bool = False
+    why: str = ""
+
+    def display(self) -> str:
+        return REDACTOR.redact(f"[{self.host}] download {self.remote} -> {self.local} (mode 0600)")
+
+
+@dataclass(frozen=True, eq=False)
+class Apply:
+    """Server-side apply of whole objects under the toolkit's field manager."""
+
+    objects: tuple[Obj, ...]
+    why: str = ""
+    host: str = CLUSTER
+
+    def display(self) -> str:
+        refs = [object_ref(o) for o in self.objects]
+        shown = ", ".join(refs[:6]) + (f", ... ({len(refs)} objects)" if len(refs) > 6 else "")
+        return REDACTOR.redact(f"[{self.host}] apply {shown}")
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Delete one object (absent already counts as done)."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str | None = None
+    host: str = CLUSTER
+
+    def display(self) -> str:
+        ns = f"{self.namespace}/" if self.namespace else ""
+        return f"[{self.host}] delete {self.kind} {ns}{self.name}"
+
+
+@dataclass(frozen=True, eq=False)
+class Patch:
+    """A JSON merge patch of one object (e.g. scale a Deployment, ask Argo CD to sync)."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str | None
+    body: Obj
+    why: str = ""
+    host: str = CLUSTER
+
+    def display(self) -> str:
+        ns = f"{self.namespace}/" if self.namespace else ""
+        return REDACTOR.redact(f"[{self.host}] patch {self.kind} {ns}{self.name}: {self.why or self.body}")
+
+
+@dataclass(frozen=True)
+class Cordon:
+    """Mark a node unschedulable (``uncordon=True``: schedulable again)."""
+
+    node: str
+    uncordon: bool = False
+    host: str = CLUSTER
+
+    def display(self) -> str:
+        return f"[{self.host}] {'uncordon' if self.uncordon else 'cordon'} node {self.node}"
+
+
+@dataclass(frozen=True)
+class Drain:
+    """Evict every pod on a node through the eviction API, honouring PodDisruptionBudgets."""
+
+    node: str
+    timeout: float
+    host: str = CLUSTER
+
+    def display(self) -> str:
+        return f"[{self.host}] drain node {self.node} (evictions honour PDBs; timeout {self.timeout:.0f}s)"
+
+
+@dataclass(frozen=True)
+class LiftPdbs:
+    """Lift the single-replica PDBs guarding pods on a node; the old value is kept on the PDB itself."""
+
+    node: str
+    host: str = CLUSTER
+
+    def display(self) -> str:
+        return f"[{self.host}] lift single-replica PodDisruptionBudgets of pods on {self.node} (allowed downtime)"
+
+
+@dataclass(frozen=True)
+class RestorePdbs:
+    """Restore every PDB this toolkit lifted (read back from the PDBs' own annotation)."""
+
+    host: str = CLUSTER
+
+    def display(self) -> str:
+        return f"[{self.host}] restore lifted PodDisruptionBudgets"
+
+
+@dataclass(frozen=True, eq=False)
+class Wait:
+    """Poll ``check`` (None when done, else what it waits for) until ``timeout``.
+
+    ``check`` only observes. Under ``--dry-run`` a wait is printed, not run.
+    """
+
+    what: str
+    check: Callable[[], str | None] = field(repr=False)
+    timeout: float = 120.0
+    interval: float = 0.5
+    host: str = CLUSTER
+
+    def display(self) -> str:
+        return REDACTOR.redact(f"[{self.host}] wait for {self.what} (up to {self.timeout:.0f}s)")
+
+
+KubeAction = Apply | Delete | Patch | Cordon | Drain | LiftPdbs | RestorePdbs
+Action = Run | WriteFile | Upload | Download | KubeAction | Wait | Note
 
 
 @dataclass
@@ -100,8 +252,9 @@ class Plan:
         self.actions.extend(actions)
         return self
 
-    def changes(self) -> list[Run | WriteFile]:
-        return [a for a in self.actions if not isinstance(a, Note)]
+    def changes(self) -> list[Action]:
+        """The actions that change something (notes and waits only report or observe)."""
+        return [a for a in self.actions if not isinstance(a, Note | Wait)]
 
     @property
     def empty(self) -> bool:

@@ -37,7 +37,13 @@ class Session:
         self.known_hosts = KnownHosts(self.state_dir / "known_hosts")
         self.dry_run = dry_run
         self._connections: dict[str, Any] = {}
-        self.executor = Executor(ctx, self.connection, dry_run=dry_run, out=out)
+        self.executor = Executor(ctx, self.connection, dry_run=dry_run, out=out, kube=self.kube)
+
+    def kube(self) -> Any:
+        """A client for this homelab's cluster (its kubeconfig and context, never the current one)."""
+        from homelab.core import cluster
+
+        return cluster.connect(self)
 
     def node(self, name: str) -> Node:
         for node in self.cfg.nodes:

@@ -17,7 +17,7 @@ import yaml
 
 from homelab.config.schema import HomelabConfig, Node
 from homelab.core.errors import HomelabError
-from homelab.core.plan import Note, Plan, Run, WriteFile
+from homelab.core.plan import Action, Note, Plan, Run, WriteFile
 from homelab.core.secret_refs import Secret, SecretLocation
 
 CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
@@ -176,7 +176,7 @@ def plan_nodes(cfg: HomelabConfig, observed: dict[str, Observed], token: Secret)
         if have.config_sha != digest(config_text):
             writes.append(WriteFile(CONFIG_PATH, config_text, 0o600, host=node.name, sudo=True, why="k3s options"))
         if not have.installed:
-            steps: list[Run | WriteFile | Note] = [*writes, *installer_files(cfg, node)]
+            steps: list[Action] = [*writes, *installer_files(cfg, node)]
             steps.append(installer_run(cfg, node, cfg.k3s.version))
             plans.install[node.name] = Plan(f"install k3s {cfg.k3s.version} on {node.name} ({node.role})", steps)
             continue

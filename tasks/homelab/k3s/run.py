@@ -11,16 +11,15 @@ import yaml
 
 from homelab.core.cluster import kubeconfig_path
 from homelab.core.errors import HomelabError
-from homelab.core.kube import Kube
 from homelab.core.kubeconfig import merge_kubeconfig
-from homelab.core.plan import Plan, Run
+from homelab.core.plan import Action, Cordon, Drain, LiftPdbs, Plan, RestorePdbs, Run, Wait
 from homelab.k3s import plan as k3s
 from homelab.k3s import preflight
 
 
 def observe(session: Any) -> dict[str, k3s.Observed]:
     def one(node: Any) -> k3s.Observed:
-        return k3s.parse_probe(session.executor.run(k3s.probe(node)).stdout)
+        return k3s.parse_probe(session.executor.observe(k3s.probe(node)).stdout)
 
     with ThreadPoolExecutor(max_workers=max(1, len(session.cfg.nodes))) as pool:
         return dict(zip([n.name for n in session.cfg.nodes], pool.map(one, session.cfg.nodes), strict=True))
@@ -66,42 +65,54 @@ def upgrade_order(session: Any, names: list[str]) -> list[str]:
     return [n for n in order if n in names]
 
 
+def node_upgrade(session: Any, name: str, version: str, allow_downtime: bool = False) -> Plan:
+    """One node's upgrade as a plan: cordon, (lift), drain, install, wait Ready, uncordon, restore."""
+    node = session.node(name)
+
+    def pending() -> str | None:
+        observed = k3s.parse_probe(session.executor.observe(k3s.probe(node)).stdout)
+        if observed.version != version:
+            return f"k3s reports {observed.version}"
+        return None if session.executor.kube().ready_nodes().get(name) else "node not Ready"
+
+    lift: list[Action] = [LiftPdbs(name)] if allow_downtime else []
+    return Plan(
+        f"upgrade {name} to k3s {version}",
+        [
+            Cordon(name),
+            *lift,
+            Drain(name, session.cfg.k3s.drain_timeout),
+            *k3s.installer_files(session.cfg, node),
+            k3s.installer_run(session.cfg, node, version),
+            Wait(f"{name} to be Ready on {version}", pending, timeout=session.cfg.k3s.ready_timeout),
+            *put_back(name),
+        ],
+    )
+
+
+def put_back(name: str) -> list[Action]:
+    """What every exit path of a node's upgrade ends with: schedulable again, PDBs as they were."""
+    return [Cordon(name, uncordon=True), RestorePdbs()]
+
+
 def roll(session: Any, names: list[str], version: str, allow_downtime: bool = False) -> None:
-    """Upgrade nodes one at a time: cordon, drain (PDBs respected), install, wait Ready, uncordon.
+    """Upgrade nodes one at a time; on any failure put the node back and stop before the next.
 
     ``allow_downtime`` lifts the PDBs of single-replica critical apps for each
-    node's drain and restores them once the node is back.
+    node's drain; they are restored once the node is back, or when it fails.
     """
-    kube = Kube(kubeconfig_path(session), session.cfg.context_name())
     for name in upgrade_order(session, names):
-        node = session.node(name)
-        print(f"==> upgrade {name} to k3s {version}", flush=True)
-        kube.cordon(name)
-        lifted: list[Any] = []
         try:
-            lifted = kube.drain(name, session.cfg.k3s.drain_timeout, progress=print, allow_downtime=allow_downtime)
-        except HomelabError as err:
-            kube.cordon(name, unschedulable=False)
-            kube.restore_pdbs(lifted)
+            session.executor.execute(node_upgrade(session, name, version, allow_downtime))
+        except (HomelabError, KeyboardInterrupt) as err:
+            session.executor.execute(Plan(f"put {name} back after the failed upgrade", put_back(name)))
+            if isinstance(err, KeyboardInterrupt):
+                raise
             raise HomelabError(
-                f"{err}. {name} was uncordoned and not upgraded; nodes after it were not touched. "
-                "Scale the blocking app to 2+ replicas, or accept a short outage of single-replica apps with "
-                "inv k3s.upgrade --allow-downtime, then re-run"
+                f"{err}. {name} was uncordoned and its lifted PDBs restored; nodes after it were not touched. "
+                "If a PodDisruptionBudget blocked the drain: scale the app to 2+ replicas, or accept a short "
+                "outage of single-replica apps with inv k3s.upgrade --allow-downtime; then re-run"
             ) from None
-        steps = Plan(
-            f"upgrade {name}", [*k3s.installer_files(session.cfg, node), k3s.installer_run(session.cfg, node, version)]
-        )
-        session.executor.execute(steps)
-
-        def pending(node_name: str = name, node: Any = node) -> str | None:
-            observed = k3s.parse_probe(session.executor.run(k3s.probe(node)).stdout)
-            if observed.version != version:
-                return f"k3s reports {observed.version}"
-            return None if kube.ready_nodes().get(node_name) else "node not Ready"
-
-        kube.wait_for(f"{name} to be Ready on {version}", pending, timeout=300, progress=print)
-        kube.cordon(name, unschedulable=False)
-        kube.restore_pdbs(lifted)
 
 
 def upgrade(session: Any, allow_downtime: bool = False) -> bool:
@@ -117,24 +128,16 @@ def upgrade(session: Any, allow_downtime: bool = False) -> bool:
     if missing:
         raise HomelabError(f"k3s is not installed on {', '.join(missing)}; run inv k3s.install first")
     if not behind:
-        print(f"k3s: every node runs {session.cfg.k3s.version}; nothing to do")
+        session.executor.out(f"k3s: every node runs {session.cfg.k3s.version}; nothing to do")
         return False
-    order = upgrade_order(session, behind)
-    if session.dry_run:
-        for name in order:
-            print(
-                f"  [{name}] cordon, drain (timeout {session.cfg.k3s.drain_timeout}s), install "
-                f"{session.cfg.k3s.version}, wait Ready, uncordon"
-            )
-        return False
-    roll(session, order, session.cfg.k3s.version, allow_downtime)
-    return True
+    roll(session, upgrade_order(session, behind), session.cfg.k3s.version, allow_downtime)
+    return not session.dry_run
 
 
 def fetch_kubeconfig(session: Any, target: Path | None = None) -> Path:
     """Merge the server's k3s.yaml into the target kubeconfig as the homelab's context."""
     server = session.cfg.server
-    text = session.executor.run(Run(("cat", k3s.KUBECONFIG_PATH), host=server.name, sudo=True)).stdout
+    text = session.executor.observe(Run(("cat", k3s.KUBECONFIG_PATH), host=server.name, sudo=True)).stdout
     source = yaml.safe_load(text)
     path = target or kubeconfig_path(session)
     merge_kubeconfig(path, source, session.cfg.context_name(), server=k3s.api_endpoint(session.cfg))

@@ -139,6 +139,17 @@ class KubeClient:
             raise KubeError(f"list {kind}: {api_message(err)}") from None
         return list(found.get("items", []))
 
+    def merge_patch(self, api_version: str, kind: str, name: str, namespace: str | None, body: dict[str, Any]) -> None:
+        """A JSON merge patch (``None`` removes a key): for small operational changes, not for desired state."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.resource(api_version, kind).patch(
+                name=name, namespace=namespace, content_type="application/merge-patch+json", body=body
+            )
+        except ApiException as err:
+            raise KubeError(f"patch {kind} {name}: {api_message(err)}") from None
+
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         from kubernetes.client.exceptions import ApiException
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from homelab.core.kube.client import KubeClient, KubeError, api_message
 
 SINGLE_REPLICA_LABEL = "homelab.dev/single-replica-pdb"
+LIFTED_ANNOTATION = "homelab.dev/lifted-min-available"
 
 
 class NodeMaintenance(KubeClient):
@@ -37,47 +39,58 @@ class NodeMaintenance(KubeClient):
 
         CoreV1Api(self.api).patch_node(node, {"spec": {"unschedulable": unschedulable or None}})
 
-    def drain(
-        self, node: str, timeout: float, progress: Callable[[str], None] | None = None, allow_downtime: bool = False
-    ) -> list[tuple[str, str, dict[str, Any]]]:
+    def drain(self, node: str, timeout: float, progress: Callable[[str], None] | None = None) -> None:
         """Evict every pod on ``node`` (not DaemonSet or mirror pods), honouring PDBs.
 
         Blocked evictions are retried until ``timeout``; then the error names each
-        blocking PodDisruptionBudget and how to proceed. With ``allow_downtime``,
-        a PDB the renderer marked as guarding a single-replica app is lifted for
-        the drain; the lifted PDBs are returned so the caller can restore them.
+        blocking PodDisruptionBudget and how to proceed.
         """
-        lifted: list[tuple[str, str, dict[str, Any]]] = []
-        if allow_downtime:
-            lifted = self._lift_single_replica_pdbs(node)
         self._drain(node, timeout, progress)
-        return lifted
 
-    def _lift_single_replica_pdbs(self, node: str) -> list[tuple[str, str, dict[str, Any]]]:
+    def lift_single_replica_pdbs(self, node: str) -> list[str]:
+        """Set ``minAvailable: 0`` on the single-replica PDBs guarding pods on ``node``.
+
+        The old value is kept in an annotation on the PDB itself, in the same
+        patch, so whoever restores (this run, or a re-run after a crash) finds it
+        there and nothing is lost between the lift and the restore.
+        """
         lifted = []
         pods = self.list_objects("v1", "Pod", field_selector=f"spec.nodeName={node}")
         for namespace in sorted({p["metadata"]["namespace"] for p in pods}):
             for pdb in self.list_objects(
                 "policy/v1", "PodDisruptionBudget", namespace, label_selector=f"{SINGLE_REPLICA_LABEL}=true"
             ):
-                spec = pdb["spec"]
-                self.resource("policy/v1", "PodDisruptionBudget").patch(
-                    name=pdb["metadata"]["name"],
-                    namespace=namespace,
-                    content_type="application/merge-patch+json",
-                    body={"spec": {"minAvailable": 0}},
-                )
-                lifted.append((namespace, pdb["metadata"]["name"], spec))
+                annotations = pdb["metadata"].get("annotations") or {}
+                name = pdb["metadata"]["name"]
+                if LIFTED_ANNOTATION not in annotations:
+                    kept = json.dumps(pdb["spec"].get("minAvailable"))
+                    self.merge_patch(
+                        "policy/v1",
+                        "PodDisruptionBudget",
+                        name,
+                        namespace,
+                        {"metadata": {"annotations": {LIFTED_ANNOTATION: kept}}, "spec": {"minAvailable": 0}},
+                    )
+                lifted.append(f"{namespace}/{name}")
         return lifted
 
-    def restore_pdbs(self, lifted: list[tuple[str, str, dict[str, Any]]]) -> None:
-        for namespace, name, spec in lifted:
-            self.resource("policy/v1", "PodDisruptionBudget").patch(
-                name=name,
-                namespace=namespace,
-                content_type="application/merge-patch+json",
-                body={"spec": {"minAvailable": spec.get("minAvailable")}},
+    def restore_lifted_pdbs(self) -> list[str]:
+        """Put back every PDB value a lift kept in its annotation; returns the PDBs restored."""
+        restored = []
+        for pdb in self.list_objects("policy/v1", "PodDisruptionBudget", label_selector=f"{SINGLE_REPLICA_LABEL}=true"):
+            meta = pdb["metadata"]
+            kept = (meta.get("annotations") or {}).get(LIFTED_ANNOTATION)
+            if kept is None:
+                continue
+            self.merge_patch(
+                "policy/v1",
+                "PodDisruptionBudget",
+                meta["name"],
+                meta["namespace"],
+                {"metadata": {"annotations": {LIFTED_ANNOTATION: None}}, "spec": {"minAvailable": json.loads(kept)}},
             )
+            restored.append(f"{meta['namespace']}/{meta['name']}")
+        return restored
 
     def _drain(self, node: str, timeout: float, progress: Callable[[str], None] | None) -> None:
         deadline = time.monotonic() + timeout

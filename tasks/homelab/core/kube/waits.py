@@ -9,6 +9,28 @@ from typing import Any
 from homelab.core.kube.client import KubeClient, KubeError
 
 
+def wait_for(
+    what: str,
+    check: Callable[[], str | None],
+    timeout: float = 120.0,
+    interval: float = 0.5,
+    progress: Callable[[str], None] | None = None,
+) -> None:
+    """Poll ``check`` (None when done, else what it is waiting for) until ``timeout``; then name what is missing."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        waiting = check()
+        if waiting is None:
+            return
+        if progress and waiting != last:
+            progress(f"  waiting for {what}: {waiting}")
+            last = waiting
+        if time.monotonic() > deadline:
+            raise KubeError(f"timed out after {timeout:.0f}s waiting for {what}: {waiting}")
+        time.sleep(interval)
+
+
 class Waits(KubeClient):
     """Polling waits for rollouts and nodes."""
 
@@ -21,18 +43,7 @@ class Waits(KubeClient):
         progress: Callable[[str], None] | None = None,
     ) -> None:
         """Poll ``check`` (None when done, else what it is waiting for) until ``timeout``."""
-        deadline = time.monotonic() + timeout
-        last = ""
-        while True:
-            waiting = check()
-            if waiting is None:
-                return
-            if progress and waiting != last:
-                progress(f"  waiting for {what}: {waiting}")
-                last = waiting
-            if time.monotonic() > deadline:
-                raise KubeError(f"timed out after {timeout:.0f}s waiting for {what}: {waiting}")
-            time.sleep(interval)
+        wait_for(what, check, timeout, interval, progress)
 
     def deployment_waiting(self, name: str, namespace: str) -> str | None:
         """None when the Deployment is rolled out and Available, else why not."""
