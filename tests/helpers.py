@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+import urllib.parse
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tasks"))
 LOOPBACK_CONFIG = REPO / "tests" / "configs" / "loopback.yaml"
+REFERENCE_CONFIG = REPO / "config" / "homelab.yaml"
 FAKES = REPO / "tests" / "fakes"
+NO_NETWORK = REPO / "scripts" / "no_network.py"
+# Written into objects by the loopback config (an EndpointSlice for LM Studio), never contacted.
+NEVER_CONTACTED = ipaddress.ip_network("192.0.2.0/24")
 
 
 @dataclass
@@ -30,12 +36,69 @@ def inv_binary() -> str:
     return str(Path(sys.executable).parent / "inv")
 
 
-def run_cli(args: list[str], env: Mapping[str, str] | None = None, timeout: float = 300) -> CliResult:
-    """Run ``inv ARGS`` from the repo root in a clean environment plus ``env``."""
+def without_network(argv: list[str]) -> list[str]:
+    """``argv`` run in an empty network namespace (loopback only), so any other address is unreachable."""
+    return [sys.executable, str(NO_NETWORK), *argv]
+
+
+def may_reach_beyond_loopback(env: Mapping[str, str]) -> bool:
+    """Whether ``inv`` run with ``env`` loads a config that names any machine but this one.
+
+    True for the reference config (its nodes are 192.168.105.x) and every config derived
+    from it or from the schema's defaults, and for a config that does not load: if a
+    validator let it through by mistake, the run must fail rather than send traffic.
+    """
+    from homelab.config import loader
+    from homelab.core.errors import ConfigError
+
+    path = REPO / env.get("HOMELAB_CONFIG", REFERENCE_CONFIG)
+    try:
+        config = loader.load(path, environ=env).config
+    except (ConfigError, OSError):
+        return True
+    return any(
+        not (network.network_address.is_loopback or network.subnet_of(NEVER_CONTACTED))
+        for network in addresses_in(config.model_dump(mode="json"))
+    )
+
+
+def addresses_in(value: object) -> Iterator[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Every IP address or network written in ``value``: alone, as a CIDR, or as a URL's host."""
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from addresses_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from addresses_in(item)
+    elif isinstance(value, str):
+        for text in (value, urllib.parse.urlsplit(value).hostname or ""):
+            try:
+                yield ipaddress.ip_interface(text).network
+            except ValueError:
+                continue
+
+
+def run_cli(
+    args: list[str],
+    env: Mapping[str, str] | None = None,
+    timeout: float = 300,
+    isolated_network: bool | None = None,
+) -> CliResult:
+    """Run ``inv ARGS`` from the repo root in a clean environment plus ``env``.
+
+    With ``isolated_network`` it runs in an empty network namespace (see ``without_network``).
+    Left unset, that is decided by the config: any config that names an address beyond
+    loopback is isolated, so forgetting the flag cannot send traffic to a real machine.
+    A run that talks to a sandbox or sshd this test started outside cannot be isolated,
+    and its config names only loopback addresses.
+    """
     base = {k: v for k, v in os.environ.items() if not k.startswith("HOMELAB")}
     base.update(env or {})
+    if isolated_network is None:
+        isolated_network = may_reach_beyond_loopback(base)
+    argv = [inv_binary(), *args]
     done = subprocess.run(
-        [inv_binary(), *args],
+        without_network(argv) if isolated_network else argv,
         cwd=REPO,
         env=base,
         capture_output=True,
