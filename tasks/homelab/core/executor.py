@@ -42,7 +42,7 @@ class Output(Protocol):
     def __call__(self, text: str) -> None: ...
 
 
-def _print(text: str) -> None:
+def print_line(text: str) -> None:
     print(text, flush=True)
 
 
@@ -54,7 +54,7 @@ class Executor:
         local: Any,
         connect: Callable[[str], Any] | None = None,
         dry_run: bool = False,
-        out: Output = _print,
+        out: Output = print_line,
         kube: Callable[[], Any] | None = None,
     ) -> None:
         self.local = local

@@ -15,7 +15,7 @@ from typing import Any
 from homelab.config.loader import LoadedConfig, load
 from homelab.config.schema import HomelabConfig, Node
 from homelab.core.errors import UsageError
-from homelab.core.executor import Executor, Output, _print
+from homelab.core.executor import Executor, Output, print_line
 from homelab.core.paths import resolve_in_project
 from homelab.core.ssh import Endpoint, KnownHosts, connect
 
@@ -29,7 +29,7 @@ class Session:
         overrides: Mapping[str, Any] | None = None,
         dry_run: bool = False,
         config_path: Path | None = None,
-        out: Output = _print,
+        out: Output = print_line,
     ) -> None:
         self.loaded: LoadedConfig = load(config_path, {k: v for k, v in (overrides or {}).items() if v is not None})
         self.cfg: HomelabConfig = self.loaded.config
