@@ -282,36 +282,6 @@ def test_prune_refuses_empty_listing_and_keeps_the_last_verified_runs(bk: Backup
     assert len(snapshots(bk)) == 3
 
 
-def test_schedule_writes_a_cron_line_that_runs_under_crons_minimal_environment(bk: BackupEnv) -> None:
-    subprocess.run(["crontab", "-r"], capture_output=True)
-    installed = bk.cli("backup.schedule")
-    assert installed.code == 0, installed.output
-    [line] = [
-        entry
-        for entry in subprocess.run(["crontab", "-l"], capture_output=True, text=True).stdout.splitlines()
-        if entry.endswith("# homelab backup.run")
-    ]
-    assert line.startswith("0 3 * * * ")
-    command = line[len("0 3 * * * ") :]
-    minimal = {
-        "HOME": os.environ["HOME"],
-        "LOGNAME": "root",
-        "SHELL": "/bin/sh",
-        "PATH": "/usr/bin:/bin",
-        "TELEGRAM_BOT_TOKEN": bk.bot_token,
-    }
-    done = subprocess.run(["/bin/sh", "-c", command], env=minimal, capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "backup ok" in (bk.state / "backup.log").read_text()
-    again = bk.cli("backup.schedule")
-    assert "nothing to do" in again.stdout
-    removed = bk.cli("backup.schedule", "--remove")
-    assert (
-        removed.code == 0
-        and "# homelab backup.run" not in subprocess.run(["crontab", "-l"], capture_output=True, text=True).stdout
-    )
-
-
 def test_round_trip_of_objects_a_sealed_secret_and_its_key_then_drill(
     bk: BackupEnv, kube: Kube, namespace: str, sealing_key: str
 ) -> None:

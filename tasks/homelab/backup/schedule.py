@@ -1,21 +1,30 @@
-"""The cron entry (or macOS launchd job) that runs backup.run unattended.
+"""The cron entry that runs backup.run unattended, planned against the user's own crontab.
 
 Cron starts jobs with almost no environment, so the entry names the working
 directory, PATH (with the toolkit's binary cache) and the config explicitly,
 and appends to a log in the state directory.
+
+The crontab is the user's, not ours: every other line is kept as it was. Reading
+it is an observation (``crontab -l`` runs under ``--dry-run`` too); the only
+write is one ``crontab -`` with the whole new table on stdin. A ``crontab -l``
+that fails for any reason but "no crontab for USER" aborts the plan, because
+reading the failure as an empty table would overwrite every other entry.
 """
 
 from __future__ import annotations
 
 import shlex
-import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from homelab.core.errors import HomelabError
+from homelab.core.executor import Executor
 from homelab.core.paths import project_root
-from homelab.core.tools import cached_bin_dir
+from homelab.core.plan import Note, Plan, Run
+from homelab.core.secret_refs import Secret
+from homelab.core.tools import cached_bin_dir, require
 
 MARK = "# homelab backup.run"
 
@@ -33,26 +42,81 @@ def cron_line(session: Any) -> str:
     return f"{session.cfg.backup.schedule} {command} {MARK}"
 
 
+def is_no_crontab(code: int, stderr: str) -> bool:
+    """The one failure that means "empty": exit 1 with "no crontab for USER" (cronie, Vixie, macOS)."""
+    return code == 1 and "no crontab for" in stderr
+
+
+def read_crontab(executor: Executor, crontab: str) -> str:
+    """The user's crontab as ``crontab -l`` prints it; "" when they have none.
+
+    Any other failure (a cron spool it cannot read, a crontab binary that is
+    denied or broken) raises, naming the error: nothing may be written then.
+    """
+    done = executor.observe(Run((crontab, "-l"), why="read the user's crontab"), check=False)
+    if done.exited == 0:
+        return str(done.stdout)
+    if is_no_crontab(done.exited, done.stderr):
+        return ""
+    detail = (done.stderr or done.stdout).strip() or "no error output"
+    raise HomelabError(
+        f"`crontab -l` failed with exit code {done.exited}: {detail}; "
+        "the crontab was not changed (an unreadable crontab is never treated as empty). Fix that error and re-run"
+    )
+
+
 def current_crontab() -> str:
-    done = subprocess.run(["crontab", "-l"], capture_output=True, text=True)
-    return done.stdout if done.returncode == 0 else ""
+    """The user's crontab, read outside a task's session (status): same rules as ``read_crontab``."""
+    from invoke.context import Context
+
+    return read_crontab(Executor(Context()), require("crontab"))
 
 
-def apply(session: Any, remove: bool, dry_run: bool) -> str:
-    from homelab.core.tools import require
+@dataclass(frozen=True)
+class Schedule:
+    """The planned crontab change and the line it is about."""
 
+    plan: Plan
+    line: str
+
+
+def plan(session: Any, remove: bool) -> Schedule:
+    """The crontab (and log directory) change that installs or removes our entry; empty when in place."""
+    crontab = require("crontab")
     line = cron_line(session)
-    if dry_run:
-        return f"plan: {'remove' if remove else 'install'} crontab entry:\n  {line}"
-    require("crontab")
-    session.state_dir.mkdir(parents=True, exist_ok=True)  # the entry appends its log there
-    existing = [entry for entry in current_crontab().splitlines() if not entry.endswith(MARK)]
-    wanted = existing if remove else [*existing, line]
-    before = current_crontab()
-    text = "\n".join(wanted) + ("\n" if wanted else "")
-    if text == before:
+    current = read_crontab(session.executor, crontab).splitlines()
+    ours = [entry for entry in current if entry.endswith(MARK)]
+    kept = [entry for entry in current if not entry.endswith(MARK)]
+    wanted = kept if remove else [*kept, line]
+    verb = "remove" if remove else "install"
+    result = Plan(f"backup.schedule: {verb} the cron entry for backup.run")
+    if wanted == current:
+        state = "absent" if remove else "installed as configured"
+        return Schedule(result.add(Note(f"crontab: the backup.run entry is already {state}")), line)
+    for old in ours:
+        result.add(Note(f"crontab: drop {old}"))
+    if not remove:
+        result.add(Note(f"crontab: add {line}"))
+        log_dir = session.state_dir
+        if not log_dir.is_dir():
+            result.add(Run(("mkdir", "-p", str(log_dir)), why="the entry appends its log there"))
+    table = "\n".join(wanted) + "\n" if wanted else ""
+    others = f"{len(kept)} other {'line' if len(kept) == 1 else 'lines'} kept"
+    stdin = Secret(table, f"the new crontab ({others})")  # other lines may hold credentials: never shown
+    result.add(Run((crontab, "-"), stdin=stdin, why=f"{verb} the backup.run entry"))
+    return Schedule(result, line)
+
+
+def apply(session: Any, remove: bool) -> str:
+    """Execute the plan, re-check, and say what happened in one line (``inv up``'s backup layer uses it)."""
+    planned = plan(session, remove)
+    session.executor.execute(planned.plan)
+    if session.dry_run:
+        return "backup.schedule: dry run, the crontab was not changed"
+    if planned.plan.empty:
         return "backup.schedule: nothing to do"
-    done = subprocess.run(["crontab", "-"], input=text, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise HomelabError(f"crontab refused the entry: {done.stderr.strip()}")
-    return "backup.schedule: entry removed" if remove else f"backup.schedule: installed\n  {line}"
+    again = plan(session, remove)
+    if not again.plan.empty:
+        pending = "; ".join(a.display() for a in again.plan.actions)
+        raise HomelabError(f"backup.schedule: the crontab still differs after writing it: {pending}")
+    return "backup.schedule: entry removed; converged" if remove else "backup.schedule: installed; converged"

@@ -132,19 +132,23 @@ def drill(c: Any, snapshot: str | None = None) -> None:
     print("backup drill passed")
 
 
-@task(help={"remove": "Remove the scheduled job instead of installing it.", "dry_run": "Print the entry only."})
+@task(
+    help={
+        "remove": "Remove the scheduled job instead of installing it.",
+        "dry_run": "Print the crontab change (read with crontab -l); write nothing.",
+    }
+)
 def schedule(c: Any, remove: bool = False, dry_run: bool = False) -> None:
-    """Install (or remove) the cron entry (launchd job on macOS) that runs backup.run on backup.schedule."""
+    """Install (or remove) the cron entry that runs backup.run on backup.schedule; other entries are kept."""
     from homelab.backup import schedule as scheduling
 
-    s = session(c, dry_run)
-    print(scheduling.apply(s, remove, dry_run))
+    print(scheduling.apply(session(c, dry_run), remove))
 
 
 def layer_up(c: Any, dry_run: bool, overrides: dict[str, Any]) -> bool:
     from homelab.backup import schedule as scheduling
 
-    text = scheduling.apply(session(c, dry_run, **overrides), False, dry_run)
+    text = scheduling.apply(session(c, dry_run, **overrides), False)
     print(f"  {text}")
     return "installed" in text
 
