@@ -6,8 +6,8 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -43,6 +43,11 @@ def calls(env: dict[str, str], verb: str | None = None) -> list[list[str]]:
     record = Path(env["FAKE_RECORD"])
     rows = [json.loads(line)["argv"] for line in record.read_text().splitlines()] if record.exists() else []
     return [r for r in rows if verb is None or r[0] == verb]
+
+
+def records(env: dict[str, str]) -> list[dict[str, Any]]:
+    record = Path(env["FAKE_RECORD"])
+    return [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
 
 
 def names(rows: list[list[str]]) -> list[str]:
@@ -111,12 +116,62 @@ def test_start_runs_vms_in_parallel(lima_env: dict[str, str]) -> None:
     assert run_cli(["vm.apply"], lima_env).code == 0
     assert run_cli(["vm.stop"], lima_env).code == 0
     env = {**lima_env, "FAKE_LIMA_DELAY": "1.5"}
-    started = time.monotonic()
+    first = len(calls(lima_env))
     result = run_cli(["vm.start"], env)
-    elapsed = time.monotonic() - started
     assert result.code == 0, result.output
-    assert elapsed < 1.5 * 3, f"3 VMs of 1.5 s each took {elapsed:.1f}s: not parallel"
+    # The fake records each call before its 1.5 s delay: in parallel, every start begins before the first ends.
+    began = [row["t"] for row in records(lima_env)[first:] if row["argv"][0] == "start"]
+    assert len(began) == 3 and max(began) - min(began) < 1.5, f"starts began {began}: not parallel"
     status = run_cli(["vm.status", "--json"], lima_env)
     assert {row["state"] for row in json.loads(status.stdout)} == {"Running"}
     again = run_cli(["vm.start"], lima_env)
     assert "nothing to do" in again.stdout
+
+
+def picture(env: dict[str, str]) -> dict[str, str]:
+    """Every file of the state dir (mode and content) and the fake Lima's instances."""
+    found = {}
+    for root in (Path(env["HOMELAB__STATE_DIR"]), Path(env["FAKE_LIMA_STATE"])):
+        for path in sorted(root.rglob("*")) if root.exists() else []:
+            if path.is_file() and path.name != "lock":
+                found[str(path)] = f"{path.stat().st_mode & 0o777:o}:{path.read_text()}"
+    return found
+
+
+def test_every_vm_dry_run_shows_its_plan_and_changes_no_state_no_vm(lima_env: dict[str, str]) -> None:
+    assert run_cli(["vm.apply"], lima_env).code == 0
+    config = Path(lima_env["HOMELAB_CONFIG"])
+    data = yaml.safe_load(config.read_text())
+    data["nodes"][1]["cpus"] = 5
+    config.write_text(yaml.safe_dump(data))
+    before, first_call = picture(lima_env), len(calls(lima_env))
+    expected = {
+        ("vm.apply",): ["1 to add, 0 to change, 1 to destroy", "apply -input=false", "k3s-worker-1.yaml"],
+        ("vm.create", "--name", "k3s-worker-1"): ['-target=terraform_data.vm["k3s-worker-1"]'],
+        ("vm.render",): ["write", "k3s-worker-1.yaml"],
+        ("vm.delete", "--name", "k3s-worker-2"): [
+            "destroy",
+            '-target=terraform_data.vm["k3s-worker-2"]',
+            "known_hosts",
+        ],
+        ("vm.destroy",): ["destroy -input=false", "known_hosts"],
+        ("vm.stop",): ["stop --tty=false k3s-server", "stop --tty=false k3s-worker-2"],
+        ("vm.start",): ["already running"],
+        ("vm.forget", "k3s-server"): ["known_hosts (mode 0600"],
+    }
+    for args, shown in expected.items():
+        result = run_cli([*args, "--dry-run"], lima_env)
+        assert result.code == 0, result.output
+        assert all(text in result.stdout for text in shown), (args, result.stdout)
+        assert picture(lima_env) == before, f"inv {' '.join(args)} --dry-run changed the state"
+    verbs = {argv[0] for argv in calls(lima_env)[first_call:]}
+    assert verbs <= {"list"}, f"dry runs ran limactl {verbs}"
+
+
+def test_apply_after_a_dry_run_does_what_it_showed_and_says_converged(lima_env: dict[str, str]) -> None:
+    shown = run_cli(["vm.apply", "--dry-run"], lima_env)
+    assert "3 to add" in shown.stdout, shown.output
+    done = run_cli(["vm.apply"], lima_env)
+    assert done.code == 0 and "vm: converged" in done.stdout, done.output
+    again = run_cli(["vm.apply", "--dry-run"], lima_env)
+    assert "terraform: every VM matches the config" in again.stdout and "nothing to do" in again.stdout

@@ -60,19 +60,27 @@ def test_layers_follow_target_and_narrowing() -> None:
         select("lima", only="vms")
 
 
-def test_vm_stop_task_runs_exact_limactl_commands(tmp_path: Path, monkeypatch) -> None:
-    from homelab.vm import tasks as vm
-
+def fake_limactl(tmp_path: Path, monkeypatch) -> Path:
     fake = tmp_path / "limactl"
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o755)
     monkeypatch.setenv("HOMELAB_CONFIG", str(LOOPBACK_CONFIG))
     monkeypatch.setenv("HOMELAB__STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
-    listing = "\n".join(json.dumps({"name": n, "status": "Running"}) for n in ("k3s-server", "k3s-worker-1"))
+    return fake
+
+
+def listing(status: str) -> Result:
+    return Result("\n".join(json.dumps({"name": n, "status": status}) for n in ("k3s-server", "k3s-worker-1")))
+
+
+def test_vm_stop_task_runs_exact_limactl_commands_then_checks_again(tmp_path: Path, monkeypatch) -> None:
+    from homelab.vm import tasks as vm
+
+    fake = fake_limactl(tmp_path, monkeypatch)
     ctx = MockContext(
         run={
-            f"{fake} list --json": Result(listing),
+            f"{fake} list --json": [listing("Running"), listing("Stopped")],
             f"{fake} stop --tty=false k3s-server": Result(exited=0),
             f"{fake} stop --tty=false k3s-worker-1": Result(exited=0),
         }
@@ -80,5 +88,32 @@ def test_vm_stop_task_runs_exact_limactl_commands(tmp_path: Path, monkeypatch) -
     vm.stop(ctx, name=[])
     ran = sorted(call.args[0] for call in ctx.run.call_args_list)
     assert ran == sorted(
-        [f"{fake} list --json", f"{fake} stop --tty=false k3s-server", f"{fake} stop --tty=false k3s-worker-1"]
+        [
+            f"{fake} list --json",
+            f"{fake} stop --tty=false k3s-server",
+            f"{fake} stop --tty=false k3s-worker-1",
+            f"{fake} list --json",
+        ]
     )
+
+
+def test_vm_stop_that_leaves_a_vm_running_exits_1_naming_it(tmp_path: Path, monkeypatch) -> None:
+    from invoke.exceptions import Exit
+
+    from homelab.vm import tasks as vm
+
+    fake = fake_limactl(tmp_path, monkeypatch)
+    still = Result("\n".join(json.dumps({"name": n, "status": s}) for n, s in (("k3s-server", "Running"),)))
+    ctx = MockContext(
+        run={
+            f"{fake} list --json": [listing("Running"), still],
+            f"{fake} stop --tty=false k3s-server": Result(exited=0),
+            f"{fake} stop --tty=false k3s-worker-1": Result(exited=0),
+        }
+    )
+    with pytest.raises(Exit) as caught:
+        vm.stop(ctx, name=[])
+    assert caught.value.code == 1
+    message = str(caught.value.message)
+    assert "not converged" in message and "stop --tty=false k3s-server" in message
+    assert "k3s-worker-1" not in message

@@ -63,36 +63,49 @@ class KnownHosts:
             return None
         return next(iter(entry.values()))
 
+    def text(self) -> str:
+        return self.path.read_text() if self.path.is_file() else ""
+
+    def with_keys(self, pins: list[tuple[Endpoint, paramiko.PKey]]) -> str | None:
+        """The file's text with every key pinned (what a ``WriteFile`` writes); None when all already are.
+
+        Refuses to replace a different pinned key.
+        """
+        lines = []
+        for endpoint, key in pins:
+            current = self.lookup(endpoint)
+            if current is None:
+                lines.append(f"{endpoint.known_hosts_name} {key.get_name()} {key.get_base64()}\n")
+            elif current.asbytes() != key.asbytes():
+                raise HostKeyError(
+                    f"{endpoint.name}: a different host key is already pinned for {endpoint.known_hosts_name} "
+                    f"in {self.path}; if the node was rebuilt, run `inv vm.forget {endpoint.name}` first"
+                )
+        return self.text() + "".join(lines) if lines else None
+
+    def without(self, endpoints: list[Endpoint]) -> str | None:
+        """The file's text without the endpoints' keys; None when none of them is pinned."""
+        names = {endpoint.known_hosts_name for endpoint in endpoints}
+        text = self.text()
+        keep = "".join(line for line in text.splitlines(keepends=True) if line.split(" ", 1)[0] not in names)
+        return keep if keep != text else None
+
     def record(self, endpoint: Endpoint, key: paramiko.PKey) -> bool:
         """Pin ``key``; refuse to replace a different pinned key. True if added."""
-        current = self.lookup(endpoint)
-        if current is not None:
-            if current.asbytes() == key.asbytes():
-                return False
-            raise HostKeyError(
-                f"{endpoint.name}: a different host key is already pinned for {endpoint.known_hosts_name} "
-                f"in {self.path}; if the node was rebuilt, run `inv vm.forget {endpoint.name}` first"
-            )
         from homelab.core.executor import write_local
 
-        line = f"{endpoint.known_hosts_name} {key.get_name()} {key.get_base64()}\n"
-        existing = self.path.read_bytes() if self.path.is_file() else b""
-        write_local(self.path, existing + line.encode(), 0o600)
-        return True
+        text = self.with_keys([(endpoint, key)])
+        if text is not None:
+            write_local(self.path, text.encode(), 0o600)
+        return text is not None
 
     def forget(self, endpoint: Endpoint) -> bool:
-        if not self.path.is_file():
-            return False
-        keep = [
-            line
-            for line in self.path.read_text().splitlines(keepends=True)
-            if line.split(" ", 1)[0] != endpoint.known_hosts_name
-        ]
         from homelab.core.executor import write_local
 
-        changed = "".join(keep) != self.path.read_text()
-        write_local(self.path, "".join(keep).encode(), 0o600)
-        return changed
+        text = self.without([endpoint])
+        if text is not None:
+            write_local(self.path, text.encode(), 0o600)
+        return text is not None
 
 
 def scan_host_key(endpoint: Endpoint, timeout: float = 10.0) -> paramiko.PKey:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -14,107 +13,48 @@ DRY_RUN = "Print the plan (commands and files) and change nothing."
 NAMES = "VM name; repeat for several (default: every Lima node in the config)."
 
 
-def _selected(s: Any, names: list[str]) -> list[Any]:
-    from homelab.vm.lima import lima_nodes
-
-    nodes = lima_nodes(s.cfg)
-    if not names:
-        return nodes
-    return [s.node(n) for n in names]
-
-
-def _workspace(s: Any) -> Any:
-    from homelab.vm.terraform import Workspace, choose_binary
-
-    return Workspace(s.state_dir / "terraform", choose_binary(s.cfg.terraform.binary))
-
-
-def _prepare(s: Any) -> tuple[Any, Any, str]:
-    from homelab.core.tools import require
-    from homelab.vm import lima
-    from homelab.vm import plan as vms
-
-    limactl = require("limactl")
-    ws = _workspace(s)
-    prep = vms.prepare_plan(s.cfg, s.state_dir, lima.read_public_key(s.cfg), ws, limactl)
-    return ws, prep, limactl
-
-
 @task(help={"dry_run": DRY_RUN})
 def render(c: Any, dry_run: bool = False) -> None:
     """Render one Lima template per VM node into the state directory."""
+    from homelab.core.converge import converge
     from homelab.core.plan import Plan
     from homelab.vm import lima
     from homelab.vm import plan as vms
 
     s = session(c, dry_run)
-    writes, _ = vms.template_writes(s.state_dir, lima.render_all(s.cfg, lima.read_public_key(s.cfg)))
-    s.executor.execute(Plan("render Lima templates", list(writes)))
+
+    def build() -> Plan:
+        writes, _ = vms.template_writes(s.state_dir, lima.render_all(s.cfg, lima.read_public_key(s.cfg)))
+        return Plan("render Lima templates", list(writes))
+
+    converge(s.executor, build)
 
 
 @task
 def plan(c: Any) -> None:
-    """Show what Terraform would change (exit 0 either way; read-only for VMs)."""
-    s = session(c)
-    ws, prep, _ = _prepare(s)
-    s.executor.execute(prep)
-    s.executor.run(ws.init())
-    result = s.executor.run(ws.plan([]), check=False)
-    if result.exited == 0:
-        print("VMs: no changes; every VM matches the config")
-    elif result.exited == 2:
-        print(result.stdout)
-    else:
-        from homelab.core.errors import CommandFailed
+    """Show what Terraform would change (exit 0 either way; planned in a scratch copy, nothing is written)."""
+    from homelab.core.plan import WriteFile
+    from homelab.vm import run, terraform
 
-        raise CommandFailed("local", "terraform plan", result.exited, result.stderr)
+    s = session(c)
+    ws = run.workspace(s)
+    inputs = run.inputs_plan(s, ws)
+    if not inputs.empty:
+        print("\n".join(inputs.lines()))
+    writes = [a for a in inputs.actions if isinstance(a, WriteFile)]
+    planned = terraform.scratch_plan(s.executor, ws, writes, [])
+    print(planned.report if planned.changes else "VMs: no changes; every VM matches the config")
 
 
 def apply_vms(c: Any, names: list[str], dry_run: bool, overrides: dict[str, Any] | None = None) -> bool:
     """Converge the selected VMs through Terraform; True when something changed."""
-    from homelab.core.errors import CommandFailed
-    from homelab.core.executor import write_local
-    from homelab.core.plan import Plan
-    from homelab.vm import plan as vms
+    from homelab.vm import run
 
     s = session(c, dry_run, **(overrides or {}))
-    targets = [n.name for n in _selected(s, names)] if names else []
-    ws, prep, limactl = _prepare(s)
-    if dry_run:
-        s.executor.execute(prep)
-        s.executor.execute(Plan("Terraform", [ws.init(), ws.apply(targets, s.cfg.terraform.parallelism)]))
-        return False
-    s.executor.execute(prep)
-    s.executor.run(ws.init())
-    planned = s.executor.run(ws.plan(targets), check=False)
-    if planned.exited not in (0, 2):
-        raise CommandFailed("local", "terraform plan", planned.exited, planned.stderr)
-    changed: bool = planned.exited == 2
-    if changed:
-        s.executor.execute(Plan("create or replace VMs", [ws.apply(targets, s.cfg.terraform.parallelism)]))
-    else:
-        print("VMs: nothing to do; every VM matches the config")
-    outputs = json.loads(s.executor.run(ws.output(), check=False).stdout or "{}")
-    write_local(
-        s.state_dir / "inventory.json", (json.dumps(vms.inventory(s.cfg, outputs), indent=2) + "\n").encode(), 0o644
-    )
-    _pin_new_host_keys(s, limactl, [n for n in _selected(s, names) if n.name in outputs])
+    changed = run.apply(s, names)
+    if not dry_run:
+        print("vm: converged" if changed else "VMs: nothing to do; every VM matches the config")
     return changed
-
-
-def _pin_new_host_keys(s: Any, limactl: str, nodes: list[Any]) -> None:
-    """Record each new VM's host key, read through Lima's own channel to the VM."""
-    from homelab.core.plan import Run
-    from homelab.vm import plan as vms
-
-    for node in nodes:
-        endpoint = s.endpoint(node)
-        if s.known_hosts.lookup(endpoint) is not None:
-            continue
-        argv = (limactl, "shell", node.name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub")
-        pub = s.executor.run(Run(argv)).stdout.strip()
-        s.known_hosts.record(endpoint, vms.host_key_from_pub(pub))
-        print(f"  pinned host key of {node.name} ({endpoint.known_hosts_name})")
 
 
 @task(help={"dry_run": DRY_RUN})
@@ -130,23 +70,9 @@ def create(c: Any, name: list[str], dry_run: bool = False) -> None:
 
 
 def _destroy(c: Any, names: list[str], yes: bool, dry_run: bool, overrides: dict[str, Any] | None = None) -> None:
-    from homelab.core.plan import Plan
+    from homelab.vm import run
 
-    s = session(c, dry_run, **(overrides or {}))
-    nodes = _selected(s, names)
-    ws = _workspace(s)
-    destroy_plan = Plan(
-        "delete VMs " + ", ".join(n.name for n in nodes), [ws.destroy([n.name for n in nodes] if names else [])]
-    )
-    if dry_run:
-        s.executor.execute(destroy_plan)
-        return
-    if not confirm(f"Delete VMs {', '.join(n.name for n in nodes)} and their disks?", yes):
-        print("nothing deleted")
-        return
-    s.executor.execute(destroy_plan)
-    for node in nodes:
-        s.known_hosts.forget(s.endpoint(node))
+    run.destroy(session(c, dry_run, **(overrides or {})), names, yes)
 
 
 @task(iterable=["name"], help={"name": NAMES, "yes": "Do not ask for confirmation.", "dry_run": DRY_RUN})
@@ -161,30 +87,20 @@ def destroy(c: Any, yes: bool = False, dry_run: bool = False) -> None:
     _destroy(c, [], yes, dry_run)
 
 
-def _power(c: Any, names: list[str], want: str, dry_run: bool) -> None:
-    from homelab.core.plan import Run
-    from homelab.core.tools import require
-    from homelab.vm import plan as vms
-
-    s = session(c, dry_run)
-    limactl = require("limactl")
-    states = vms.parse_limactl_list(s.executor.run(Run((limactl, "list", "--json"))).stdout)
-    plan_ = vms.power_plan(_selected(s, names), states, limactl, want)
-    s.executor.execute_concurrently(
-        plan_, key=lambda action: action.argv[-1] if isinstance(action, Run) else action.host
-    )
-
-
 @task(iterable=["name"], help={"name": NAMES, "dry_run": DRY_RUN})
 def start(c: Any, name: list[str], dry_run: bool = False) -> None:
     """Start the named VMs (or all), in parallel; running ones are left alone."""
-    _power(c, name, "Running", dry_run)
+    from homelab.vm import run
+
+    run.power(session(c, dry_run), name, "Running")
 
 
 @task(iterable=["name"], help={"name": NAMES, "dry_run": DRY_RUN})
 def stop(c: Any, name: list[str], dry_run: bool = False) -> None:
     """Stop the named VMs (or all), in parallel; stopped ones are left alone."""
-    _power(c, name, "Stopped", dry_run)
+    from homelab.vm import run
+
+    run.power(session(c, dry_run), name, "Stopped")
 
 
 @task(aliases=["list"], help={"json": "Print JSON instead of a table."})
@@ -198,7 +114,7 @@ def status(c: Any, json: bool = False) -> None:
 
     s = session(c)
     limactl = find("limactl")
-    listing = s.executor.run(Run((limactl, "list", "--json")), check=False).stdout if limactl else ""
+    listing = s.executor.observe(Run((limactl, "list", "--json")), check=False).stdout if limactl else ""
     states = vms.parse_limactl_list(listing)
     rows = [
         {
@@ -260,35 +176,66 @@ def shell(c: Any, name: str) -> None:
         "name": "Node name (an existing host, provider: ssh, or a VM).",
         "fingerprint": "Expected SHA256:... host key fingerprint, read on the node itself with ssh-keygen -lf.",
         "yes": "Pin the key shown without asking (only when you verified it another way).",
+        "dry_run": "Print the key the node presents and the known_hosts write; pin nothing.",
     }
 )
-def adopt(c: Any, name: str, fingerprint: str | None = None, yes: bool = False) -> None:
+def adopt(c: Any, name: str, fingerprint: str | None = None, yes: bool = False, dry_run: bool = False) -> None:
     """Pin a node's SSH host key so the toolkit will talk to it."""
+    from homelab.core.converge import require_empty
     from homelab.core.errors import HostKeyError
+    from homelab.core.plan import Note, Plan, WriteFile
     from homelab.core.ssh import fingerprint as fingerprint_of
     from homelab.core.ssh import scan_host_key
 
-    s = session(c)
+    s = session(c, dry_run)
     endpoint = s.endpoint(s.node(name))
     key = scan_host_key(endpoint)
     seen = fingerprint_of(key)
     if fingerprint and fingerprint != seen:
         raise HostKeyError(f"{name}: host key fingerprint is {seen}, not the expected {fingerprint}; nothing pinned")
-    if not fingerprint and not confirm(f"{name} presents host key {seen}. Pin it?", yes):
+
+    def build() -> Plan:
+        plan = Plan(f"pin the host key of {name}", [Note(f"{name} ({endpoint.known_hosts_name}) presents {seen}")])
+        text = s.known_hosts.with_keys([(endpoint, key)])
+        if text is not None:
+            plan.add(WriteFile(str(s.known_hosts.path), text, 0o600, why=f"pin {seen}"))
+        return plan
+
+    pin = build()
+    if not (dry_run or pin.empty or fingerprint) and not confirm(f"{name} presents host key {seen}. Pin it?", yes):
         print("nothing pinned")
         return
-    added = s.known_hosts.record(endpoint, key)
-    print(f"{name}: host key {seen} " + ("pinned" if added else "already pinned; nothing to do"))
-
-
-@task(help={"name": "Node name.", "yes": "Do not ask for confirmation."})
-def forget(c: Any, name: str, yes: bool = False) -> None:
-    """Remove a node's pinned host key (after rebuilding it); asks unless --yes."""
-    s = session(c)
-    endpoint = s.endpoint(s.node(name))
-    if not confirm(f"Forget the pinned host key of {name}?", yes):
+    s.executor.execute(pin)
+    if dry_run:
         return
-    print(f"{name}: " + ("host key forgotten" if s.known_hosts.forget(endpoint) else "no key was pinned"))
+    if not pin.empty:
+        require_empty(build())
+    print(f"{name}: host key {seen} " + ("pinned" if not pin.empty else "already pinned; nothing to do"))
+
+
+@task(help={"name": "Node name.", "yes": "Do not ask for confirmation.", "dry_run": "Print the known_hosts write."})
+def forget(c: Any, name: str, yes: bool = False, dry_run: bool = False) -> None:
+    """Remove a node's pinned host key (after rebuilding it); asks unless --yes."""
+    from homelab.core.converge import require_empty
+    from homelab.core.plan import Plan, WriteFile
+
+    s = session(c, dry_run)
+    endpoint = s.endpoint(s.node(name))
+
+    def build() -> Plan:
+        text = s.known_hosts.without([endpoint])
+        writes = [WriteFile(str(s.known_hosts.path), text, 0o600, why="forget the key")] if text is not None else []
+        return Plan(f"forget the host key of {name} ({endpoint.known_hosts_name})", list(writes))
+
+    plan_ = build()
+    if not (dry_run or plan_.empty) and not confirm(f"Forget the pinned host key of {name}?", yes):
+        return
+    s.executor.execute(plan_)
+    if dry_run:
+        return
+    if not plan_.empty:
+        require_empty(build())
+    print(f"{name}: " + ("host key forgotten" if not plan_.empty else "no key was pinned"))
 
 
 def layer_up(c: Any, dry_run: bool, overrides: dict[str, Any]) -> bool:
@@ -309,7 +256,7 @@ def layer_status(c: Any, overrides: dict[str, Any]) -> tuple[bool, str]:
     limactl = find("limactl")
     if limactl is None:
         return False, "limactl not installed"
-    states = vms.parse_limactl_list(s.executor.run(Run((limactl, "list", "--json")), check=False).stdout)
+    states = vms.parse_limactl_list(s.executor.observe(Run((limactl, "list", "--json")), check=False).stdout)
     nodes = lima_nodes(s.cfg)
     running = [n.name for n in nodes if n.name in states and states[n.name].status == "Running"]
     return len(running) == len(nodes), f"{len(running)}/{len(nodes)} VMs running"

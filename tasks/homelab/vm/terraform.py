@@ -3,12 +3,21 @@
 The module's files are copied into ``<state_dir>/terraform`` so that state,
 plans and ``.terraform`` never land in the checkout. Inputs go in a JSON var
 file; every command is an argv with ``-chdir``.
+
+``terraform init`` writes into the directory it runs in (``.terraform``, a lock
+file) and ``plan`` takes the state lock, so in the real workspace both count as
+changes: ``init`` is an action of the plan, run just before ``apply`` or
+``destroy``. Finding out what Terraform would do is an observation instead:
+``scratch_plan`` runs ``init`` and ``plan`` in a throwaway copy of the workspace
+holding the files the plan would write, so ``--dry-run``, ``vm.plan`` and the
+re-check after acting never touch the state directory.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +45,9 @@ class Workspace:
     def init(self) -> Run:
         return self.run("init", "-input=false", "-no-color", why="prepare the module")
 
-    def plan(self, targets: list[str]) -> Run:
-        return self.run("plan", "-input=false", "-no-color", "-detailed-exitcode", *_target_args(targets))
+    def plan(self, targets: list[str], destroy: bool = False) -> Run:
+        mode = ("-destroy",) if destroy else ()
+        return self.run("plan", "-input=false", "-no-color", "-detailed-exitcode", *mode, *_target_args(targets))
 
     def apply(self, targets: list[str], parallelism: int) -> Run:
         return self.run(
@@ -57,6 +67,53 @@ class Workspace:
 
     def output(self) -> Run:
         return self.run("output", "-no-color", "-json", "vms")
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What ``terraform plan`` said: whether anything would change, and its report."""
+
+    changes: bool
+    report: str
+
+
+def scratch_plan(
+    executor: Any, ws: Workspace, writes: list[WriteFile], targets: list[str], destroy: bool = False
+) -> Planned:
+    """``terraform plan`` as if ``writes`` were done, run in a copy of the workspace (an observation).
+
+    The copy holds the workspace's files (state included, ``.terraform`` and
+    lock files left out) with the pending ``writes`` into the workspace laid over
+    them; whatever init and plan write there is thrown away with it.
+    """
+    from homelab.core.errors import CommandFailed
+
+    with tempfile.TemporaryDirectory(prefix="homelab-terraform-") as tmp:
+        scratch = Path(tmp) / "workspace"
+        if ws.directory.is_dir():
+            skip = shutil.ignore_patterns(".terraform", ".terraform.tfstate.lock.info")
+            shutil.copytree(ws.directory, scratch, symlinks=True, ignore=skip)
+        scratch.mkdir(parents=True, exist_ok=True)
+        for write in writes:
+            path = Path(write.path)
+            if path.parent == ws.directory:
+                (scratch / path.name).write_bytes(write.data())
+        copy = Workspace(scratch, ws.binary)
+        executor.observe(copy.init())
+        result = executor.observe(copy.plan(targets, destroy), check=False)
+    if result.exited not in (0, 2):
+        raise CommandFailed("local", "terraform plan", result.exited, result.stderr or result.stdout)
+    report = str(result.stdout).replace(str(scratch), str(ws.directory))
+    return Planned(result.exited == 2, report)
+
+
+def outputs(executor: Any, ws: Workspace) -> dict[str, Any]:
+    """The ``vms`` output of the workspace's state ({} before the first apply); reading it writes nothing."""
+    if not (ws.directory / "terraform.tfstate").is_file():
+        return {}
+    result = executor.observe(ws.output(), check=False)
+    found: dict[str, Any] = json.loads(result.stdout or "{}") if result.exited == 0 else {}
+    return found
 
 
 def _target_args(names: list[str]) -> list[str]:
