@@ -10,27 +10,44 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from homelab.config.kinds import cpu_millicores, size_mib
 from homelab.config.schema import HomelabConfig, SecretRef
 from homelab.core.errors import Problem
+from homelab.core.paths import resolve_in_project
+
+# Namespaces the platform itself renders into (gitops/platform.py) or Kubernetes owns:
+# an app of that name would put its default-deny NetworkPolicy into them.
+RESERVED_NAMESPACES = frozenset(
+    {
+        "default",
+        "argocd",
+        "metallb-system",
+        "ingress-nginx",
+        "cert-manager",
+        "cloudflared",
+        "monitoring",
+        "lm-studio",
+        "longhorn-system",
+        "velero",
+    }
+)
 
 
 def semantic_problems(cfg: HomelabConfig) -> list[Problem]:
     """Every cross-field problem in ``cfg``; empty when the config is coherent."""
     return [
+        *_network_problems(cfg),
         *_node_problems(cfg),
         *_pool_problems(cfg),
-        *_backup_problems(cfg),
+        *_app_problems(cfg),
+        *_k3s_problems(cfg),
+        *_private_path_problems(cfg),
         *_lm_studio_problems(cfg),
     ]
 
 
 def _lm_studio_problems(cfg: HomelabConfig) -> list[Problem]:
-    try:
-        address = ipaddress.IPv4Address(cfg.lm_studio.host)
-    except ValueError:
-        return [
-            Problem("lm_studio.host", f"{cfg.lm_studio.host!r} must be the host's IPv4 address on the node network")
-        ]
+    address = ipaddress.IPv4Address(cfg.lm_studio.host)
     if address.is_loopback:
         return [
             Problem(
@@ -39,6 +56,49 @@ def _lm_studio_problems(cfg: HomelabConfig) -> list[Problem]:
             )
         ]
     return []
+
+
+def _usable(address: ipaddress.IPv4Address, subnet: ipaddress.IPv4Network) -> bool:
+    """Inside ``subnet`` and not its network or broadcast address (a /31 or /32 has neither)."""
+    edges = () if subnet.prefixlen >= 31 else (subnet.network_address, subnet.broadcast_address)
+    return address in subnet and address not in edges
+
+
+def _reachable_via_gateway(address: ipaddress.IPv4Address) -> bool:
+    """An address outside the subnet that a router can forward to (not link-local, loopback, ...)."""
+    return not (
+        address.is_unspecified
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address == ipaddress.IPv4Address("255.255.255.255")
+    )
+
+
+def _network_problems(cfg: HomelabConfig) -> list[Problem]:
+    problems: list[Problem] = []
+    subnet = ipaddress.IPv4Network(cfg.network.subnet)
+    gateway = ipaddress.IPv4Address(cfg.network.gateway)
+    if not _usable(gateway, subnet):
+        where = "is the network or broadcast address of" if gateway in subnet else "is outside"
+        problems.append(Problem("network.gateway", f"'{gateway}' {where} network.subnet {subnet}"))
+    for i, text in enumerate(cfg.network.dns):
+        server = ipaddress.IPv4Address(text)
+        if server in subnet and not _usable(server, subnet):
+            problems.append(Problem(f"network.dns[{i}]", f"'{server}' is the network or broadcast address of {subnet}"))
+        elif server not in subnet and not _reachable_via_gateway(server):
+            problems.append(
+                Problem(
+                    f"network.dns[{i}]",
+                    f"'{server}' is outside network.subnet {subnet} and cannot be reached through the gateway "
+                    "(loopback, link-local, multicast or reserved)",
+                )
+            )
+    host = ipaddress.IPv4Address(cfg.host.ip)
+    if cfg.target == "lima" and not _usable(host, subnet):
+        problems.append(Problem("host.ip", f"'{host}' is not a host address in network.subnet {subnet}"))
+    return problems
 
 
 def _node_problems(cfg: HomelabConfig) -> list[Problem]:
@@ -53,9 +113,18 @@ def _node_problems(cfg: HomelabConfig) -> list[Problem]:
             value = getattr(node, field)
             if counts[value] > 1:
                 problems.append(Problem(f"nodes[{i}].{field}", f"{value!r} is used by more than one node"))
+    taken: dict[str, list[str]] = {}
+    for key, address in (("network.gateway", cfg.network.gateway), ("host.ip", cfg.host.ip)):
+        taken.setdefault(address, []).append(key)
     for i, node in enumerate(cfg.nodes):
-        if node.provider == "lima" and ipaddress.IPv4Address(node.ip) not in subnet:
+        if node.provider != "lima":
+            continue
+        if ipaddress.IPv4Address(node.ip) not in subnet:
             problems.append(Problem(f"nodes[{i}].ip", f"{node.ip!r} is outside network.subnet {subnet}"))
+        elif not _usable(ipaddress.IPv4Address(node.ip), subnet):
+            problems.append(Problem(f"nodes[{i}].ip", f"{node.ip!r} is the network or broadcast address of {subnet}"))
+        elif node.ip in taken:
+            problems.append(Problem(f"nodes[{i}].ip", f"{node.ip!r} is already {' and '.join(taken[node.ip])}"))
     return problems
 
 
@@ -75,6 +144,9 @@ def _pool_problems(cfg: HomelabConfig) -> list[Problem]:
     for i, node in enumerate(cfg.nodes):
         if start <= ipaddress.IPv4Address(node.ip) <= end:
             problems.append(Problem("metallb.pool", f"range {start}-{end} contains nodes[{i}].ip {node.ip}"))
+    for key, text in (("network.gateway", cfg.network.gateway), ("host.ip", cfg.host.ip)):
+        if start <= ipaddress.IPv4Address(text) <= end:
+            problems.append(Problem("metallb.pool", f"range {start}-{end} contains {key} {text}"))
     if cfg.ingress.enabled and not start <= ipaddress.IPv4Address(cfg.ingress.load_balancer_ip) <= end:
         problems.append(
             Problem("ingress.load_balancer_ip", f"{cfg.ingress.load_balancer_ip!r} is outside metallb.pool")
@@ -82,20 +154,111 @@ def _pool_problems(cfg: HomelabConfig) -> list[Problem]:
     return problems
 
 
-def _backup_problems(cfg: HomelabConfig) -> list[Problem]:
+def _app_problems(cfg: HomelabConfig) -> list[Problem]:
+    problems: list[Problem] = []
+    hostnames: dict[str, str] = {}
+    if cfg.monitoring.enabled:
+        hostnames[cfg.monitoring.grafana_hostname] = "monitoring.grafana_hostname"
+    reserved = RESERVED_NAMESPACES | {cfg.secrets.controller_namespace}
+    for name, app in cfg.apps.items():
+        at = f"apps.{name}"
+        if name in reserved or name.startswith("kube-"):
+            problems.append(Problem(at, f"{name!r} is a namespace the platform or Kubernetes uses; rename the app"))
+        if app.hostname in hostnames:
+            problems.append(Problem(f"{at}.hostname", f"{app.hostname!r} is also {hostnames[app.hostname]}"))
+        hostnames.setdefault(app.hostname, f"{at}.hostname")
+        if len(f"{app.hostname}.{cfg.domain}") > 253:
+            problems.append(Problem(f"{at}.hostname", f"{app.hostname}.{cfg.domain} is longer than 253 characters"))
+        if cpu_millicores(app.cpu_request) > cpu_millicores(app.cpu_limit):
+            problems.append(Problem(f"{at}.cpu_request", f"{app.cpu_request!r} is above cpu_limit {app.cpu_limit!r}"))
+        if size_mib(app.memory_request) > size_mib(app.memory_limit):
+            problems.append(
+                Problem(f"{at}.memory_request", f"{app.memory_request!r} is above memory_limit {app.memory_limit!r}")
+            )
+        for key in sorted(set(app.env) & set(app.secrets)):
+            problems.append(Problem(f"{at}.secrets.{key}", f"{key!r} is also set in env; keep one"))
+        if app.sqlite_databases and not app.storage:
+            problems.append(
+                Problem(f"{at}.sqlite_databases", "the databases live in the app's volume, but storage is null")
+            )
+    return problems
+
+
+def _k3s_problems(cfg: HomelabConfig) -> list[Problem]:
+    problems: list[Problem] = []
+    k3s = cfg.k3s
+    if k3s.install_method == "airgap":
+        for key in ("airgap_binary", "airgap_images"):
+            if not getattr(k3s, key):
+                problems.append(Problem(f"k3s.{key}", "required when k3s.install_method is airgap"))
+    for key in ("installer_file", "airgap_binary", "airgap_images"):
+        given = getattr(k3s, key)
+        if given and not Path(given).expanduser().is_file():
+            problems.append(Problem(f"k3s.{key}", f"{given!r} is not a file"))
+    return problems
+
+
+def exposure(path: Path) -> str | None:
+    """Why another local user could change ``path`` or what is in it, or None.
+
+    Any world-writable directory on the way up exposes everything below it,
+    except the sticky kind (``/tmp``) when the next entry on the path already
+    exists and belongs to us or root: the sticky bit then stops others renaming
+    it, and the entry's own mode is checked in turn. An entry that does not exist
+    yet in a sticky directory can be created first by anyone, so it is refused.
+    """
+    chain = [path, *path.parents]
+    owners = {0, os.geteuid()}
+    for i, directory in enumerate(chain):
+        try:
+            mode = directory.stat().st_mode
+        except OSError:
+            continue
+        if not stat.S_ISDIR(mode) or not mode & stat.S_IWOTH:
+            continue
+        sticky = " (sticky)" if mode & stat.S_ISVTX else ""
+        if i == 0:
+            return f"{directory} is a world-writable directory{sticky}; use a private one (chmod o-w)"
+        if not sticky:
+            return f"{directory} above it is world-writable: anyone can replace what is below; chmod o-w it"
+        below = chain[i - 1]
+        try:
+            owner = below.lstat().st_uid
+        except OSError:
+            return (
+                f"{directory} is world-writable and {below} does not exist yet, so anyone could create it "
+                f"first; create {below} yourself (mkdir -m 700) or choose another path"
+            )
+        if owner not in owners:
+            return f"{directory} is world-writable and {below} belongs to another user (uid {owner})"
+    return None
+
+
+def _private_path_problems(cfg: HomelabConfig) -> list[Problem]:
+    """Paths that hold credentials or backups: nobody else may be able to change them."""
+    problems: list[Problem] = []
     repo = cfg.backup.repository
-    if "://" in repo or repo.startswith(("s3:", "rest:", "sftp:")):
-        return []
-    path = Path(repo).expanduser()
-    if not path.is_absolute():
-        return [Problem("backup.repository", f"{repo!r} is relative; use an absolute path")]
-    for candidate in (path, *path.parents):
-        if candidate.exists():
-            mode = candidate.stat().st_mode
-            if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
-                return [Problem("backup.repository", f"{repo!r}: {candidate} is world-writable; chmod o-w it")]
-            break
-    return []
+    if repo.startswith(("/", "~", "local:")):
+        local = Path(repo.removeprefix("local:")).expanduser()
+        if why := exposure(local):
+            problems.append(Problem("backup.repository", f"{repo!r} is not private: {why}"))
+    state = resolve_in_project(cfg.state_dir)
+    if why := exposure(state):
+        problems.append(Problem("state_dir", f"{cfg.state_dir!r} is not private: {why}"))
+    plaintext = resolve_in_project(cfg.secrets.plaintext_file)
+    if why := exposure(plaintext.parent):
+        problems.append(Problem("secrets.plaintext_file", f"{cfg.secrets.plaintext_file!r} is not private: {why}"))
+    for key, given in (
+        ("secrets.plaintext_file", plaintext),
+        ("ssh.private_key", resolve_in_project(cfg.ssh.private_key)),
+    ):
+        try:
+            mode = given.stat().st_mode
+        except OSError:
+            continue
+        if stat.S_ISREG(mode) and mode & (stat.S_IRWXG | stat.S_IRWXO):
+            problems.append(Problem(key, f"{str(given)!r} can be read by other users; chmod 600 it"))
+    return problems
 
 
 def secret_refs(cfg: HomelabConfig) -> list[tuple[str, SecretRef]]:

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from homelab.config.checks import semantic_problems
 from homelab.config.schema import HomelabConfig
+from homelab.config.urls import HIDDEN
 from homelab.core.errors import ConfigError, Problem
 from homelab.core.paths import project_root
 
@@ -71,8 +72,12 @@ def local_override_path(main: Path) -> Path:
     return main.with_name(main.stem + ".local" + main.suffix)
 
 
-def read_yaml_file(path: Path, layer: str) -> dict[str, Any]:
-    """Parse one YAML layer; a syntax error or a non-mapping is a config problem."""
+def read_yaml_file(path: Path, layer: str, required: bool = False) -> dict[str, Any]:
+    """Parse one YAML layer; a syntax error or a non-mapping is a config problem.
+
+    ``required`` is for the main file: when it holds nothing (blank, only comments)
+    every value would silently be a default, so say the file is empty instead.
+    """
     try:
         data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as err:
@@ -81,6 +86,16 @@ def read_yaml_file(path: Path, layer: str) -> dict[str, Any]:
         problem = getattr(err, "problem", None) or str(err)
         raise ConfigError([Problem(where, f"invalid YAML: {problem}")]) from None
     if data is None:
+        if required:
+            raise ConfigError(
+                [
+                    Problem(
+                        str(path),
+                        "the config file is empty (nothing but blank lines or comments); "
+                        "start from config/homelab.yaml",
+                    )
+                ]
+            )
         return {}
     if not isinstance(data, dict):
         raise ConfigError([Problem(str(path), "the top level must be a mapping of sections")])
@@ -156,8 +171,13 @@ def validate(data: dict[str, Any]) -> HomelabConfig:
 def _problem_from(error: Mapping[str, Any]) -> Problem:
     path = ""
     for part in error["loc"]:
+        if part == "[key]":  # a bad dict key: the path already ends with it
+            continue
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     value = error.get("input")
+    if error["type"] == HIDDEN:
+        # The value may be a secret (a token in a URL, a secret pasted into a reference).
+        return Problem(path or "(top level)", str(error["msg"]))
     if error["type"] == "extra_forbidden":
         return Problem(path, "unknown key (misspelled? see README's config reference)")
     if error["type"] == "missing":
@@ -181,7 +201,7 @@ def load(
     main = path or default_config_path()
     if not main.is_file():
         raise ConfigError([Problem(str(main), "config file not found (set HOMELAB_CONFIG or create it)")])
-    layers = [Layer(f"file {main.name}", read_yaml_file(main, main.name))]
+    layers = [Layer(f"file {main.name}", read_yaml_file(main, main.name, required=True))]
     files = [main]
     local = local_override_path(main)
     if local.is_file():

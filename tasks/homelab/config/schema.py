@@ -1,81 +1,96 @@
 """The typed schema of ``config/homelab.yaml``.
 
-Field-level rules (types, formats, unknown keys) live here as pydantic models;
-rules that relate several fields (pool inside the subnet, unique names) live in
-``checks.py`` so that each problem can name its own key path.
+Every field is typed with the kind of value it holds (``kinds``, ``urls``):
+the kind's validator rejects a bad value at load time, naming the key path.
+Rules that relate several fields (pool inside the subnet, unique hostnames,
+private paths) live in ``checks.py`` so that each problem names its own key.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from homelab.config.kinds import (
+    CIDR,
+    AbsolutePath,
+    ChartVersion,
+    Command,
+    ContainerEnvName,
+    ContainerPath,
+    ContextName,
+    CpuAmount,
+    CronSchedule,
+    DnsLabel,
+    Email,
+    Fqdn,
+    GitRef,
+    ImageReference,
+    Int,
+    InterfaceName,
+    IPv4,
+    K3sOption,
+    K3sVersion,
+    KubeName,
+    KubeSubdomain,
+    LabelKey,
+    LabelValue,
+    PathText,
+    Port,
+    PosixUser,
+    PrometheusDuration,
+    ReleaseTag,
+    RepoPath,
+    SecretEnv,
+    SecretFile,
+    SecretKeychain,
+    Size,
+    SqliteFile,
+    Taint,
+    Text,
+    TunnelName,
+)
+from homelab.config.urls import (
+    ApiEndpoint,
+    DownloadUrl,
+    GitUrl,
+    ManifestSource,
+    NotifyApi,
+    PingUrl,
+    ResticRepository,
+    VmImage,
+)
 from homelab.core.secret_refs import SecretLocation
 
-SIZE_PATTERN = re.compile(r"^[1-9][0-9]*(MiB|GiB|TiB)$")
-K3S_VERSION_PATTERN = re.compile(r"^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$")
-NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 Target = Literal["lima", "sandbox", "k3d", "existing"]
 Arch = Literal["aarch64", "x86_64"]
+Item = TypeVar("Item")
 
 
-def _size(value: str) -> str:
-    if not SIZE_PATTERN.match(value):
-        raise ValueError(f"{value!r} is not a size like 4GiB or 512MiB")
-    return value
+def _unique(items: list[Item]) -> list[Item]:
+    repeated = sorted({str(item) for item in items if items.count(item) > 1})
+    if repeated:
+        raise ValueError(f"lists {', '.join(repr(r) for r in repeated)} more than once")
+    return items
 
 
-def _ipv4(value: str) -> str:
-    try:
-        ipaddress.IPv4Address(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4 address") from None
-    return value
-
-
-def _cidr(value: str) -> str:
-    try:
-        ipaddress.IPv4Network(value, strict=True)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4 network in CIDR form") from None
-    return value
-
-
-def _dns_name(value: str) -> str:
-    if not NAME_PATTERN.match(value) or len(value) > 63:
-        raise ValueError(f"{value!r} is not a lowercase DNS label")
-    return value
-
-
-def _k3s_version(value: str) -> str:
-    if not K3S_VERSION_PATTERN.match(value):
-        raise ValueError(f"{value!r} is not a K3S version like v1.33.5+k3s1")
-    return value
-
-
-Size = Annotated[str, AfterValidator(_size)]
-IPv4 = Annotated[str, AfterValidator(_ipv4)]
-CIDR = Annotated[str, AfterValidator(_cidr)]
-DnsName = Annotated[str, AfterValidator(_dns_name)]
-K3sVersion = Annotated[str, AfterValidator(_k3s_version)]
-Port = Annotated[int, Field(ge=1, le=65535)]
+Unique = AfterValidator(_unique)
 
 
 class Strict(BaseModel):
     """Base for every section: unknown or misspelled keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # hide_input_in_errors: a ValidationError printed anywhere never shows a value.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class SecretRef(Strict):
     """Where a secret lives. Exactly one of ``file``, ``env``, ``keychain``."""
 
-    file: str | None = None
-    env: str | None = None
-    keychain: str | None = None
+    file: SecretFile | None = None
+    env: SecretEnv | None = None
+    keychain: SecretKeychain | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SecretRef:
@@ -93,7 +108,7 @@ class Host(Strict):
 
     kind: Literal["macos", "linux"] = "macos"
     ip: IPv4 = "192.168.105.1"
-    socket_vmnet_path: str = "/opt/socket_vmnet/bin/socket_vmnet"
+    socket_vmnet_path: AbsolutePath = "/opt/socket_vmnet/bin/socket_vmnet"
 
 
 class Network(Strict):
@@ -101,32 +116,33 @@ class Network(Strict):
 
     subnet: CIDR = "192.168.105.0/24"
     gateway: IPv4 = "192.168.105.1"
-    dns: list[IPv4] = Field(default_factory=lambda: ["192.168.105.1"])
+    # resolv.conf uses at most three nameservers.
+    dns: Annotated[list[IPv4], Unique] = Field(default_factory=lambda: ["192.168.105.1"], min_length=1, max_length=3)
 
 
 class SshAccess(Strict):
     """How the toolkit reaches a node over SSH."""
 
-    user: str = "homelab"
+    user: PosixUser = "homelab"
     port: Port = 22
-    private_key: str = "~/.ssh/homelab_ed25519"
-    public_key: str = "~/.ssh/homelab_ed25519.pub"
+    private_key: PathText = "~/.ssh/homelab_ed25519"
+    public_key: PathText = "~/.ssh/homelab_ed25519.pub"
 
 
 class Node(Strict):
     """One K3S node: a Lima VM on the Mac, or an existing Linux host over SSH."""
 
-    name: DnsName
+    name: DnsLabel
     role: Literal["server", "agent"]
     provider: Literal["lima", "ssh"] = "lima"
     ip: IPv4
-    cpus: int = Field(default=2, ge=1, le=64)
+    cpus: Annotated[Int, Field(ge=1, le=64)] = 2
     memory: Size = "4GiB"
     disk: Size = "40GiB"
     ssh_port: Port | None = None
-    ssh_user: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    taints: list[str] = Field(default_factory=list)
+    ssh_user: PosixUser | None = None
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+    taints: Annotated[list[Taint], Unique] = Field(default_factory=list)
 
 
 class Lima(Strict):
@@ -134,21 +150,21 @@ class Lima(Strict):
 
     vm_type: Literal["vz", "qemu"] = "vz"
     arch: Arch = "aarch64"
-    images: dict[Arch, str] = Field(
+    images: dict[Arch, VmImage] = Field(
         default_factory=lambda: {  # type: ignore[arg-type]
             "aarch64": "https://cloud-images.ubuntu.com/releases/24.04/release/ubuntu-24.04-server-cloudimg-arm64.img",
             "x86_64": "https://cloud-images.ubuntu.com/releases/24.04/release/ubuntu-24.04-server-cloudimg-amd64.img",
         }
     )
-    socket: str = "/var/run/socket_vmnet"
-    interface: str = "lima0"
+    socket: AbsolutePath = "/var/run/socket_vmnet"
+    interface: InterfaceName = "lima0"
 
 
 class Terraform(Strict):
     """Which binary drives the VM lifecycle module."""
 
     binary: Literal["terraform", "tofu"] = "terraform"
-    parallelism: int = Field(default=3, ge=1, le=32)
+    parallelism: Annotated[Int, Field(ge=1, le=32)] = 3
 
 
 class K3s(Strict):
@@ -158,16 +174,16 @@ class K3s(Strict):
     datastore: Literal["sqlite", "etcd"] = "sqlite"
     flannel_backend: Literal["vxlan", "host-gw", "wireguard-native", "none"] = "vxlan"
     install_method: Literal["script", "airgap"] = "script"
-    installer_url: str = "https://get.k3s.io"
-    installer_file: str | None = None
-    airgap_binary: str | None = None
-    airgap_images: str | None = None
+    installer_url: DownloadUrl = "https://get.k3s.io"
+    installer_file: PathText | None = None
+    airgap_binary: PathText | None = None
+    airgap_images: PathText | None = None
     token: SecretRef = SecretRef(file="~/.config/homelab/k3s-token")
-    api_endpoint: str | None = None
-    extra_server_config: dict[str, str] = Field(default_factory=dict)
+    api_endpoint: ApiEndpoint | None = None
+    extra_server_config: dict[K3sOption, Text] = Field(default_factory=dict)
     min_free_disk: Size = "5GiB"
-    drain_timeout: int = Field(default=300, ge=5)
-    ready_timeout: int = Field(default=300, ge=5)  # seconds an upgraded node may take to be Ready again
+    drain_timeout: Annotated[Int, Field(ge=5, le=86400)] = 300  # seconds, at most a day
+    ready_timeout: Annotated[Int, Field(ge=5, le=86400)] = 300  # seconds an upgraded node may take to be Ready again
 
 
 class IpPool(Strict):
@@ -177,13 +193,13 @@ class IpPool(Strict):
 
 class MetalLB(Strict):
     enabled: bool = True
-    chart_version: str = "0.15.2"
+    chart_version: ChartVersion = "0.15.2"
     pool: IpPool = IpPool(start="192.168.105.50", end="192.168.105.99")
 
 
 class Ingress(Strict):
     enabled: bool = True
-    chart_version: str = "4.13.3"
+    chart_version: ChartVersion = "4.13.3"
     load_balancer_ip: IPv4 = "192.168.105.50"
 
 
@@ -191,7 +207,7 @@ class Cloudflare(Strict):
     """Cloudflare Tunnel (outbound only) and the DNS-01 API token."""
 
     tunnel_enabled: bool = True
-    tunnel_name: str = "homelab"
+    tunnel_name: TunnelName = "homelab"
     tunnel_credentials: SecretRef = SecretRef(file="~/.config/homelab/cloudflared.json")
     api_token: SecretRef = SecretRef(env="CLOUDFLARE_API_TOKEN")
 
@@ -199,88 +215,90 @@ class Cloudflare(Strict):
 class Tls(Strict):
     """cert-manager with Let's Encrypt wildcard certificates via DNS-01."""
 
-    chart_version: str = "v1.18.2"
-    email: str = "admin@example.com"
+    chart_version: ChartVersion = "v1.18.2"
+    email: Email = "admin@example.com"
     issuer: Literal["letsencrypt-staging", "letsencrypt-prod"] = "letsencrypt-prod"
 
 
 class GitOps(Strict):
     """ArgoCD app-of-apps."""
 
-    chart_version: str = "8.3.0"
-    repo_url: str = "https://github.com/example/homelab.git"
-    revision: str = "main"
-    path: str = "k8s"
+    chart_version: ChartVersion = "8.3.0"
+    repo_url: GitUrl = "https://github.com/example/homelab.git"
+    revision: GitRef = "main"
+    path: RepoPath = "k8s"
     repo_credentials: SecretRef | None = None
-    argocd_version: str = "v3.1.8"
-    install_manifest: str = "https://raw.githubusercontent.com/argoproj/argo-cd/{version}/manifests/install.yaml"
+    argocd_version: ReleaseTag = "v3.1.8"
+    install_manifest: ManifestSource = (
+        "https://raw.githubusercontent.com/argoproj/argo-cd/{version}/manifests/install.yaml"
+    )
 
 
 class Telegram(Strict):
     bot_token: SecretRef = SecretRef(env="TELEGRAM_BOT_TOKEN")
-    chat_id: int = 0
+    chat_id: Int = 0
 
 
 class Monitoring(Strict):
     enabled: bool = True
-    chart_version: str = "77.0.0"
-    retention: str = "15d"
+    chart_version: ChartVersion = "77.0.0"
+    retention: PrometheusDuration = "15d"
     storage: Size = "20GiB"
-    grafana_hostname: str = "grafana"
+    grafana_hostname: DnsLabel = "grafana"
     telegram: Telegram = Telegram()
 
 
 class LmStudio(Strict):
     """LM Studio runs bare-metal on the Mac; apps reach it by an ExternalName."""
 
-    host: str = "192.168.105.1"
+    host: IPv4 = "192.168.105.1"  # on the node network, not loopback (checks.py)
     port: Port = 1234
 
 
 class App(Strict):
     """One catalog entry: everything the renderer needs for an app."""
 
-    image: str
+    image: ImageReference
     port: Port
-    hostname: str
+    hostname: DnsLabel  # the app is served at <hostname>.<domain>
     storage: Size | None = "1GiB"
-    storage_class: str = "local-path"
-    replicas: int = Field(default=1, ge=0, le=20)
+    storage_class: KubeSubdomain = "local-path"
+    replicas: Annotated[Int, Field(ge=0, le=20)] = 1
     critical: bool = False
-    cpu_request: str = "50m"
-    cpu_limit: str = "500m"
+    cpu_request: CpuAmount = "50m"
+    cpu_limit: CpuAmount = "500m"
     memory_request: Size = "64MiB"
     memory_limit: Size = "512MiB"
-    env: dict[str, str] = Field(default_factory=dict)
-    secrets: dict[str, SecretRef] = Field(default_factory=dict)
-    egress: list[Literal["internet", "lm-studio"]] = Field(default_factory=list)
-    sqlite_databases: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$")]] = Field(default_factory=list)
-    mount_path: str = "/data"
+    env: dict[ContainerEnvName, Text] = Field(default_factory=dict)
+    secrets: dict[ContainerEnvName, SecretRef] = Field(default_factory=dict)
+    egress: Annotated[list[Literal["internet", "lm-studio"]], Unique] = Field(default_factory=list)
+    sqlite_databases: Annotated[list[SqliteFile], Unique] = Field(default_factory=list)
+    mount_path: ContainerPath = "/data"
     non_root: bool = True
-    run_as_user: int = Field(default=1000, ge=0)
-    quiesce: list[str] = Field(default_factory=list)
+    run_as_user: Annotated[Int, Field(ge=0, le=2**31 - 1)] = 1000
+    quiesce: list[Command] = Field(default_factory=list)
 
 
 class Retention(Strict):
-    daily: int = Field(default=7, ge=0)
-    weekly: int = Field(default=4, ge=0)
-    monthly: int = Field(default=6, ge=0)
+    daily: Annotated[Int, Field(ge=0, le=10000)] = 7
+    weekly: Annotated[Int, Field(ge=0, le=10000)] = 4
+    monthly: Annotated[Int, Field(ge=0, le=10000)] = 6
 
 
 class Backup(Strict):
     """restic backups, run from cron."""
 
-    repository: str = "/var/backups/homelab/restic"
+    repository: ResticRepository = "/var/backups/homelab/restic"
     password: SecretRef = SecretRef(file="~/.config/homelab/restic-password")
-    schedule: str = "0 3 * * *"
+    schedule: CronSchedule = "0 3 * * *"
     retention: Retention = Retention()
-    keep_verified: int = Field(default=3, ge=1)
+    keep_verified: Annotated[Int, Field(ge=1, le=10000)] = 3
     notify_on_success: bool = False
-    notify_api: str = "https://api.telegram.org"
-    deadman_url: str | None = None
-    max_age_hours: int = Field(default=26, ge=1)
-    verify_read_percent: int = Field(default=10, ge=1, le=100)
-    components: list[Literal["config", "cluster", "sealed-keys", "datastore", "volumes"]] = Field(
+    notify_api: NotifyApi = "https://api.telegram.org"
+    deadman_url: PingUrl | None = None
+    max_age_hours: Annotated[Int, Field(ge=1, le=8760)] = 26  # at most a year
+    verify_read_percent: Annotated[Int, Field(ge=1, le=100)] = 10
+    components: Annotated[list[Literal["config", "cluster", "sealed-keys", "datastore", "volumes"]], Unique] = Field(
         default_factory=lambda: ["config", "cluster", "sealed-keys", "datastore", "volumes"]  # type: ignore[arg-type]
     )
 
@@ -288,12 +306,12 @@ class Backup(Strict):
 class Secrets(Strict):
     """Sealed Secrets: plaintext only in a git-ignored file or in references."""
 
-    controller_namespace: str = "kube-system"
-    controller_name: str = "sealed-secrets-controller"
-    chart_version: str = "2.17.3"
-    plaintext_file: str = "config/secrets.local.yaml"
-    cert_file: str | None = None
-    sealed_dir: str = "k8s/sealed"
+    controller_namespace: DnsLabel = "kube-system"
+    controller_name: KubeName = "sealed-secrets-controller"
+    chart_version: ChartVersion = "2.17.3"
+    plaintext_file: PathText = "config/secrets.local.yaml"
+    cert_file: PathText | None = None
+    sealed_dir: PathText = "k8s/sealed"
 
 
 class Options(Strict):
@@ -306,12 +324,12 @@ class Options(Strict):
 class HomelabConfig(Strict):
     """The whole homelab, as one document."""
 
-    name: DnsName = "homelab"
+    name: DnsLabel = "homelab"
     target: Target = "lima"
-    kube_context: str | None = None
-    kubeconfig: str | None = None
-    domain: str = "home.example.com"
-    state_dir: str = ".homelab"
+    kube_context: ContextName | None = None
+    kubeconfig: PathText | None = None
+    domain: Fqdn = "home.example.com"
+    state_dir: PathText = ".homelab"
     host: Host = Host()
     network: Network = Network()
     ssh: SshAccess = SshAccess()
@@ -326,7 +344,7 @@ class HomelabConfig(Strict):
     gitops: GitOps = GitOps()
     monitoring: Monitoring = Monitoring()
     lm_studio: LmStudio = LmStudio()
-    apps: dict[str, App] = Field(default_factory=dict)
+    apps: dict[KubeName, App] = Field(default_factory=dict)  # the name is the app's namespace
     backup: Backup = Backup()
     secrets: Secrets = Secrets()
     options: Options = Options()

@@ -19,7 +19,8 @@ def flatten(value: Any, path: str = "") -> list[tuple[str, Any]]:
 
 
 def render(loaded: LoadedConfig, with_origins: bool = False) -> str:
-    data = loaded.config.model_dump(mode="json", exclude_none=True)
+    # None stays: dropping it would turn an app's "storage: null" back into the default size.
+    data = loaded.config.model_dump(mode="json")
     if not with_origins:
         return yaml.safe_dump(data, sort_keys=False).rstrip()
     rows = flatten(data)
