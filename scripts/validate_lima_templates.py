@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tasks"))
 
-from homelab import lima  # noqa: E402
+from homelab.vm import lima  # noqa: E402
 from homelab.config import loader  # noqa: E402
 from homelab.core.tools import require  # noqa: E402
 

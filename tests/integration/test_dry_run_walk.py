@@ -58,7 +58,8 @@ READ_ONLY = {
 
 # Positional arguments (and extra flags) each dry run needs.
 ARGS: dict[str, list[str]] = {
-    "backup.restore": ["--component", "cluster"],
+    # Restore creates only what is missing (nothing in the cluster here); the datastore always has work.
+    "backup.restore": ["--component", "cluster", "--component", "datastore"],
     "gitops.sync": ["app-homepage"],
     "secrets.rotate": ["homepage", "API_KEY", "ROTATED_VALUE"],
     "secrets.seal": ["homepage"],
@@ -228,7 +229,7 @@ def world(lab: Lab, kube: Kube, receiver: Receiver) -> Iterator[World]:
         done = world.cli(*step)
         assert done.code == 0, f"preparing the walk: inv {' '.join(step)} failed:\n{done.output}"
     # Work for the dry runs: a new app to apply, a K3S version to roll to.
-    lab.data["apps"] = {**(lab.data.get("apps") or {}), "walk": {"image": "traefik/whoami:v1.11", "port": 80}}
+    lab.data["apps"] = {**(lab.data.get("apps") or {}), "walk": {"image": "traefik/whoami:v1.11", "port": 80, "hostname": "walk"}}
     lab.data["k3s"]["version"] = "v1.34.9+k3s1"
     lab.save()
     yield world
