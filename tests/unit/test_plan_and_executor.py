@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from unittest.mock import Mock
 
 import pytest
 from invoke import Context, MockContext, Result
@@ -38,9 +39,67 @@ def test_empty_plan_says_nothing_to_do() -> None:
     assert "nothing to do" in "\n".join(lines)
 
 
-def test_executor_runs_exact_commands() -> None:
-    ctx = MockContext(run={"limactl start --tty=false 'vm one'": Result(exited=0)})
-    Executor(ctx, out=lambda _: None).execute(Plan("start", [Run(("limactl", "start", "--tty=false", "vm one"))]))
+def test_executor_runs_exact_commands_in_order_with_secrets_only_on_stdin() -> None:
+    token = Secret("K10-stdin-only-token", "test")
+    ctx = MockContext(
+        run={
+            "limactl start --tty=false 'vm one'": Result(stdout="started", exited=0),
+            "sudo -n -- k3s agent --token-file /dev/stdin": Result(exited=0),
+        }
+    )
+    plan = Plan(
+        "start",
+        [
+            Run(("limactl", "start", "--tty=false", "vm one")),
+            Note("between the two"),
+            Run(("k3s", "agent", "--token-file", "/dev/stdin"), sudo=True, stdin=token, env=(("A", "1"),), timeout=5),
+        ],
+    )
+    results = Executor(ctx, out=lambda _: None).execute(plan)
+    first, second = ctx.run.call_args_list
+    assert first.args == ("limactl start --tty=false 'vm one'",)
+    assert first.kwargs == {"hide": True, "warn": True, "pty": False, "in_stream": False}
+    assert second.args == ("sudo -n -- k3s agent --token-file /dev/stdin",)
+    assert second.kwargs["in_stream"].read() == "K10-stdin-only-token"
+    assert (second.kwargs["env"], second.kwargs["timeout"]) == ({"A": "1"}, 5)
+    assert results[0].stdout == "started" and results[1] is None and results[2].exited == 0
+
+
+def test_a_failing_command_stops_the_plan_before_the_next_action(tmp_path: Path) -> None:
+    ctx = MockContext(run={"false": Result(exited=3, stderr="boom")})
+    later = tmp_path / "later"
+    plan = Plan("stops", [Run(("false",)), WriteFile(str(later), "x"), Run(("never",))])
+    with pytest.raises(CommandFailed, match=r"local: `false` failed with exit code 3: boom"):
+        Executor(ctx, out=lambda _: None).execute(plan)
+    assert [c.args[0] for c in ctx.run.call_args_list] == ["false"]
+    assert not later.exists()
+
+
+def test_a_node_file_is_uploaded_to_a_temp_file_then_installed_with_its_mode() -> None:
+    node = MockContext(
+        run={
+            "mktemp": Result(stdout="/tmp/tmp.abc\n"),
+            "sudo -n -- install -D -m 0600 /tmp/tmp.abc /etc/rancher/token": Result(),
+            "rm -f /tmp/tmp.abc": Result(),
+        }
+    )
+    node.put = Mock()
+    hosts: list[str] = []
+
+    def connect(host: str) -> MockContext:
+        hosts.append(host)
+        return node
+
+    plan = Plan("token", [WriteFile("/etc/rancher/token", "secret-ish", 0o600, host="k3s-server", sudo=True)])
+    Executor(MockContext(), connect=connect, out=lambda _: None).execute(plan)
+    assert set(hosts) == {"k3s-server"}
+    assert [c.args[0] for c in node.run.call_args_list] == [
+        "mktemp",
+        "sudo -n -- install -D -m 0600 /tmp/tmp.abc /etc/rancher/token",
+        "rm -f /tmp/tmp.abc",
+    ]
+    [put] = node.put.call_args_list
+    assert put.args[0].getvalue() == b"secret-ish" and put.kwargs == {"remote": "/tmp/tmp.abc"}
 
 
 def test_secret_values_are_masked_in_plans_and_errors(tmp_path: Path) -> None:
