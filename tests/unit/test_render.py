@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -25,13 +27,36 @@ def test_pdb_fits_the_replica_count(cfg) -> None:
     assert apps.disruption_budget("x", app.model_copy(update={"critical": False})) == (None, "")
 
 
+ROOT_APP_CAPABILITIES = {"CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER"}  # what a non_root: false app may add
+
+
 def test_every_app_gets_hardening(cfg) -> None:
     rendered = tree.render(cfg)
-    for name in cfg.apps:
-        kinds = [o["kind"] for o in rendered.files[f"apps/{name}/app.yaml"]]
+    assert {a.non_root for a in cfg.apps.values()} == {True, False}, "the catalog has both kinds of app"
+    for name, app in cfg.apps.items():
+        objects = rendered.files[f"apps/{name}/app.yaml"]
+        kinds = [o["kind"] for o in objects]
         assert {"Namespace", "Deployment", "Service", "Ingress", "NetworkPolicy"} <= set(kinds), name
-        assert ("PersistentVolumeClaim" in kinds) == bool(cfg.apps[name].storage), name
-        assert ("PodDisruptionBudget" in kinds) == cfg.apps[name].critical, name
+        assert ("PersistentVolumeClaim" in kinds) == bool(app.storage), name
+        assert ("PodDisruptionBudget" in kinds) == app.critical, name
+        [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        if app.non_root:
+            assert pod["securityContext"]["runAsNonRoot"] is True, name
+            assert pod["securityContext"]["runAsUser"] == app.run_as_user, name
+        else:
+            assert "runAsNonRoot" not in pod["securityContext"], name
+        for container in pod["containers"]:
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False and "privileged" not in security, name
+            assert security["capabilities"]["drop"] == ["ALL"], name
+            assert set(security["capabilities"].get("add", [])) <= (set() if app.non_root else ROOT_APP_CAPABILITIES)
+            assert set(container["resources"]["requests"]) == set(container["resources"]["limits"]) == {"cpu", "memory"}
+            assert container["readinessProbe"]["tcpSocket"] == container["livenessProbe"]["tcpSocket"], name
+        policies = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "NetworkPolicy"}
+        assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}, name
 
 
 def test_tunnel_routes_every_app_and_ends_with_404(cfg) -> None:
@@ -41,11 +66,25 @@ def test_tunnel_routes_every_app_and_ends_with_404(cfg) -> None:
     assert rules[-1] == {"service": "http_status:404"}
 
 
+def chart_versions(value: object) -> set[str]:
+    """Every chart_version the config sets, wherever it sits."""
+    if isinstance(value, dict):
+        return {v for k, v in value.items() if k == "chart_version"} | {
+            found for v in value.values() for found in chart_versions(v)
+        }
+    if isinstance(value, list):
+        return {found for v in value for found in chart_versions(v)}
+    return set()
+
+
 def test_charts_are_pinned_and_synced_automatically(cfg) -> None:
-    for component, (chart, _) in platform.platform(cfg).items():
-        if chart is None:
-            continue
-        assert chart["spec"]["source"]["targetRevision"], component
+    configured = chart_versions(cfg.model_dump())
+    charts = [chart for chart, _ in platform.platform(cfg).values() if chart is not None]
+    assert charts
+    for chart in charts:
+        version = chart["spec"]["source"]["targetRevision"]
+        assert re.fullmatch(r"v?\d+\.\d+\.\d+", version), f"{version!r} is not one exact release"
+        assert version in configured, f"{version} does not come from the config"
         assert chart["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
 
 
