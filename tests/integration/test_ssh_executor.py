@@ -10,7 +10,7 @@ import pytest
 import yaml
 from invoke import Context
 
-from helpers import loopback_data
+from helpers import loopback_data, run_cli
 from homelab.core.errors import HostKeyError
 from homelab.core.plan import Plan, Run, WriteFile
 from homelab.core.session import Session
@@ -79,12 +79,22 @@ def test_changed_host_key_is_refused_and_known_hosts_unchanged(tmp_path: Path, n
 def test_adopt_pins_only_the_expected_fingerprint(tmp_path: Path, node: SshHost) -> None:
     from homelab.core.ssh import fingerprint, scan_host_key
 
-    with make_session(tmp_path, node) as s:
-        endpoint = s.endpoint(s.node("k3s-server"))
-        seen = fingerprint(scan_host_key(endpoint))
-        expected = subprocess.run(
-            ["ssh-keygen", "-lf", str(node.host_public_key)], capture_output=True, text=True, check=True
-        ).stdout.split()[1]
-        assert seen == expected
-        assert s.known_hosts.record(endpoint, scan_host_key(endpoint)) is True
-        assert s.known_hosts.record(endpoint, scan_host_key(endpoint)) is False
+    s = make_session(tmp_path, node)
+    expected = subprocess.run(
+        ["ssh-keygen", "-lf", str(node.host_public_key)], capture_output=True, text=True, check=True
+    ).stdout.split()[1]
+    assert fingerprint(scan_host_key(s.endpoint(s.node("k3s-server")))) == expected
+    env = {"HOMELAB_CONFIG": str(s.loaded.files[0])}
+
+    other = "SHA256:" + "A" * 43
+    refused = run_cli(["vm.adopt", "k3s-server", "--fingerprint", other], env)
+    assert refused.code == 1, refused.output
+    assert f"host key fingerprint is {expected}, not the expected {other}; nothing pinned" in refused.stderr
+    assert not s.known_hosts.path.exists()
+
+    pinned = run_cli(["vm.adopt", "k3s-server", "--fingerprint", expected], env)
+    assert pinned.code == 0 and f"host key {expected} pinned" in pinned.stdout, pinned.output
+    with make_session(tmp_path, node) as again:
+        assert again.executor.run(Run(("true",), host="k3s-server")).exited == 0  # the pinned key is trusted
+    repeated = run_cli(["vm.adopt", "k3s-server", "--fingerprint", expected], env)
+    assert repeated.code == 0 and "already pinned; nothing to do" in repeated.stdout, repeated.output
