@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -221,13 +220,43 @@ def test_a_ninth_app_is_one_config_entry(platform: tuple[Session, Path], kube: K
     assert "apps/whoami/app.yaml" in rendered.files
 
 
-def test_dry_run_apply_changes_nothing(platform: tuple[Session, Path], tmp_path: Path) -> None:
+def cluster_snapshot(kube: Kube, objects: list[dict[str, Any]]) -> dict[str, dict[str, Any] | None]:
+    """Each object as the cluster holds it (None: absent), without what controllers rewrite at any time.
+
+    Status and managedFields are left out (kwok and the deployment controller update them
+    on their own); spec, data, labels, annotations, generation and uid are kept, so any
+    apply that creates or changes an object shows.
+    """
+    found: dict[str, dict[str, Any] | None] = {}
+    for obj in objects:
+        meta = obj["metadata"]
+        live = kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+        if live is not None:
+            live = {k: v for k, v in live.items() if k != "status"}
+            live["metadata"] = {
+                k: v for k, v in live["metadata"].items() if k not in ("managedFields", "resourceVersion")
+            }
+        found[f"{obj['kind']} {meta.get('namespace', '')}/{meta['name']}"] = live
+    return found
+
+
+def test_dry_run_apply_changes_nothing(platform: tuple[Session, Path], kube: Kube, tmp_path: Path) -> None:
+    """A new app (its objects would be created) and a changed one (an existing object would change)."""
     _, config = platform
     data = yaml.safe_load(config.read_text())
     data["apps"]["dryrun"] = {"image": "traefik/whoami:v1.11", "port": 80, "hostname": "dry"}
-    result = run_cli(["gitops.apply", "--dry-run"], {"HOMELAB_CONFIG": str(write_config(tmp_path, data))})
-    assert result.code == 0 and "apply Deployment dryrun/dryrun" in result.stdout
-    assert shutil.which("kubectl") or True
+    data["apps"]["plex"]["memory_limit"] = "7GiB"
+    path = write_config(tmp_path, data)
+    objects = tree.objects_in_apply_order(tree.render(Session(Context(), config_path=path, out=lambda _: None).cfg))
+    before = cluster_snapshot(kube, objects)
+    assert before["Namespace /dryrun"] is None and before["Deployment dryrun/dryrun"] is None
+    plex = before["Deployment plex/plex"]
+    assert plex and plex["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] != "7Gi"
+
+    result = run_cli(["gitops.apply", "--dry-run"], {"HOMELAB_CONFIG": str(path)})
+    assert result.code == 0 and "Deployment dryrun/dryrun" in result.stdout, result.output
+    after = cluster_snapshot(kube, objects)
+    assert [ref for ref in before if after[ref] != before[ref]] == []
 
 
 def test_bootstrap_installs_argocd_and_the_root_application(
