@@ -7,6 +7,7 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -14,6 +15,7 @@ from invoke import Context
 from k3s_nodes import Lab
 
 from helpers import loopback_data, run_cli
+from homelab.config.checks import secret_refs
 from homelab.core.kube import Kube
 from homelab.core.session import Session
 from homelab.gitops import deploy
@@ -61,9 +63,36 @@ def test_tools_present_and_missing(on_sandbox: Session, tmp_path: Path) -> None:
     assert checks["tool kwokctl"]["status"] == "fail" and "get-binaries.sh" in checks["tool kwokctl"]["fix"]
 
 
+def with_every_secret_in_files(data: dict, cfg: Any, directory: Path, mode: int = 0o600) -> dict:
+    """``data`` with each secret reference of ``cfg`` pointing at a file of its own in ``directory``."""
+    directory.mkdir(exist_ok=True)
+    for i, (key_path, _) in enumerate(secret_refs(cfg)):
+        secret = directory / f"secret-{i}"
+        secret.write_text("value-of-the-secret\n")
+        secret.chmod(mode)
+        *parents, leaf = key_path.split(".")
+        node = data
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = {"file": str(secret)}
+    return data
+
+
 def test_config_check_passes_with_secrets_and_warns_without(on_sandbox: Session, tmp_path: Path) -> None:
-    checks = by_name(doctor.run_checks(on_sandbox))
-    assert checks["config"].status == "warn" and "secret reference" in checks["config"].detail
+    data = yaml.safe_load(on_sandbox.loaded.files[0].read_text())
+    assert secret_refs(on_sandbox.cfg), "the loopback config references secrets"
+    present = session_for(tmp_path, with_every_secret_in_files(data, on_sandbox.cfg, tmp_path / "secrets"))
+    assert by_name(doctor.run_checks(present))["config"] == doctor.Check("config", "ok", "valid")
+
+    (tmp_path / "secrets" / "secret-0").unlink()
+    missing = by_name(doctor.run_checks(session_for(tmp_path, data)))["config"]
+    assert missing.status == "warn" and "secret reference not found" in missing.detail, missing
+    assert missing.fix == "inv config.validate --secrets"
+
+    readable = session_for(tmp_path, with_every_secret_in_files(data, on_sandbox.cfg, tmp_path / "open", 0o644))
+    check = by_name(doctor.run_checks(readable))["config"]
+    assert check.status == "warn" and "readable by others; chmod 600" in check.detail, check
+
     bad = tmp_path / "bad.yaml"
     bad.write_text("nodes: [{name: a, role: server, ip: 300.1.1.1}]\n")
     result = run_cli(["doctor"], {"HOMELAB_CONFIG": str(bad)})
