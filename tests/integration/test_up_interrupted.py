@@ -25,7 +25,7 @@ KILL_AFTER = [
     ("create cluster", 1.0),  # mid-step: kwokctl is starting the control plane
     ("[1/2] sandbox: changed", 0.0),  # boundary between the layers
     ("[2/2] gitops", 0.5),  # mid-step: CRDs being installed
-    ("applied ", 0.0),  # mid-step: waiting for deployments
+    ("wait for deployments", 0.0),  # mid-step: the tree applied, waiting for deployments
 ]
 
 

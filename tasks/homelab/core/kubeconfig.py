@@ -11,6 +11,8 @@ from typing import Any
 import yaml
 
 from homelab.core.executor import write_local
+from homelab.core.plan import LOCAL, Note, Run, WriteFile
+from homelab.core.secret_refs import Secret
 
 
 def merge_kubeconfig(target: Path, source: dict[str, Any], context: str, server: str | None = None) -> None:
@@ -39,20 +41,38 @@ def merge_kubeconfig(target: Path, source: dict[str, Any], context: str, server:
     write_local(target, yaml.safe_dump(merged, sort_keys=False).encode(), 0o600)
 
 
-def remove_context(target: Path, context: str) -> bool:
-    """Drop ``context`` (and its cluster and user) from ``target``; others stay."""
-    if not target.is_file():
-        return False
-    current = yaml.safe_load(target.read_text()) or {}
-    names = [c["name"] for c in current.get("contexts", [])]
-    if context not in names:
-        return False
+def without_context(current_text: str, context: str) -> str | None:
+    """The kubeconfig text without ``context`` (and its cluster and user); None when it has no such context.
+
+    An empty string means no context is left: the file goes.
+    """
+    current = yaml.safe_load(current_text) or {}
+    if context not in [c["name"] for c in current.get("contexts", [])]:
+        return None
     for key in ("clusters", "users", "contexts"):
         current[key] = [item for item in current.get(key, []) if item["name"] != context]
     if current.get("current-context") == context:
         current["current-context"] = current["contexts"][0]["name"] if current["contexts"] else ""
-    if not current["contexts"]:
+    return yaml.safe_dump(current, sort_keys=False) if current["contexts"] else ""
+
+
+def remove_action(target: Path, context: str) -> WriteFile | Run | Note:
+    """The write that takes ``context`` out of ``target`` (removing the file when it was the last one)."""
+    text = without_context(target.read_text(), context) if target.is_file() else None
+    if text is None:
+        return Note(f"{target}: no context {context}", host=LOCAL)
+    if not text:
+        return Run(("rm", "-f", "--", str(target)), why=f"its only context was {context}")
+    return WriteFile(str(target), Secret(text, f"kubeconfig {target}"), 0o600, why=f"remove context {context}")
+
+
+def remove_context(target: Path, context: str) -> bool:
+    """Drop ``context`` (and its cluster and user) from ``target``; others stay."""
+    text = without_context(target.read_text(), context) if target.is_file() else None
+    if text is None:
+        return False
+    if not text:
         target.unlink()
-        return True
-    write_local(target, yaml.safe_dump(current, sort_keys=False).encode(), 0o600)
+    else:
+        write_local(target, text.encode(), 0o600)
     return True

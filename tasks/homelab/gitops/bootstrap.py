@@ -1,23 +1,32 @@
 """Bootstrap ArgoCD on a real cluster: its pinned install manifest, then the root Application.
 
 After this, ArgoCD manages everything under k8s/ (itself included, through the
-argocd Application) with automated sync and prune.
+argocd Application) with automated sync and prune. The bootstrap is one plan:
+ArgoCD's CRDs (waited for until Established), its other objects, the root
+Application, then waits for ArgoCD's Deployments and for every Application to
+be Synced and Healthy. Reading the install manifest and the cluster is
+observation; under ``--dry-run`` only that happens.
 """
 
 from __future__ import annotations
 
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from homelab.apps.render import namespace
-from homelab.core import cluster
-from homelab.core.kube import load_manifests
+from homelab.core.converge import converge
+from homelab.core.errors import HomelabError
+from homelab.core.kube import Kube, load_manifests
+from homelab.core.plan import Note, Plan, Wait
 from homelab.gitops import deploy
 from homelab.gitops.platform import ARGOCD_NAMESPACE, root_application
 
+Obj = dict[str, Any]
 
-def install_objects(source: str) -> list[dict[str, Any]]:
+
+def install_objects(source: str) -> list[Obj]:
     """ArgoCD's install manifest (a URL or a local file), namespaced into argocd."""
     if "://" in source:
         with urllib.request.urlopen(source, timeout=60) as response:  # noqa: S310 - https URL from config
@@ -31,46 +40,61 @@ def install_objects(source: str) -> list[dict[str, Any]]:
     return objects
 
 
-def bootstrap(session: Any, wait: int) -> bool:
+def root_health(kube: Kube) -> str | None:
+    live = kube.get("argoproj.io/v1alpha1", "Application", "root", ARGOCD_NAMESPACE) or {}
+    health = ((live.get("status") or {}).get("health") or {}).get("status", "Unknown")
+    return None if health == "Healthy" else f"root Application health {health}"
+
+
+def applications_pending(kube: Kube) -> str | None:
+    """Every Application not Synced and Healthy (ArgoCD calls an Application healthy without its children)."""
+    pending = []
+    for app in kube.list_objects("argoproj.io/v1alpha1", "Application", ARGOCD_NAMESPACE):
+        st = app.get("status") or {}
+        sync = (st.get("sync") or {}).get("status", "Unknown")
+        health = (st.get("health") or {}).get("status", "Unknown")
+        if sync != "Synced" or health != "Healthy":
+            pending.append(f"{app['metadata']['name']} {sync}/{health}")
+    return ", ".join(pending[:4]) + (f" (+{len(pending) - 4} more)" if len(pending) > 4 else "") or None
+
+
+def bootstrap_plan(session: Any, objects: list[Obj] | None, wait: int) -> Plan:
+    """What bootstrapping still has to do; ``objects`` is the install manifest (None: it could not be read)."""
     cfg = session.cfg
-    source = cfg.gitops.install_manifest.format(version=cfg.gitops.argocd_version)
-    root = root_application(cfg)
-    if session.dry_run:
-        print(f"plan: install ArgoCD {cfg.gitops.argocd_version} from {source} into namespace {ARGOCD_NAMESPACE}")
-        print(f"  then apply the root Application (repo {cfg.gitops.repo_url}, path {cfg.gitops.path}/argocd)")
-        if wait:
-            print(f"  then wait up to {wait}s for ArgoCD's deployments and the root Application to be healthy")
-        return False
-    kube = cluster.connect(session)
-    objects = install_objects(source)
-    crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
-    changed = deploy.install_crds(kube, crds)
-    rest = [namespace(ARGOCD_NAMESPACE)] + [o for o in objects if o["kind"] != "CustomResourceDefinition"]
-    changed = any(a.changed for a in kube.apply(rest)) or changed
-    changed = any(a.changed for a in kube.apply([root])) or changed
+    client = session.executor.kube
+    kube, problem = deploy.cluster_for_planning(session)
+    plan = Plan(f"bootstrap ArgoCD {cfg.gitops.argocd_version} into namespace {ARGOCD_NAMESPACE}")
+    if problem:
+        plan.add(Note(f"the cluster cannot be read ({problem}): planned as if it were empty"))
+    if objects is None:
+        plan.add(Note("ArgoCD's install manifest cannot be read here: its objects are not listed"))
+    crds = [o for o in objects or [] if o["kind"] == "CustomResourceDefinition"]
+    rest = [namespace(ARGOCD_NAMESPACE)] + [o for o in objects or [] if o["kind"] != "CustomResourceDefinition"]
+    if crds:
+        plan.extend(deploy.crd_actions(kube, client, crds, "ArgoCD's CRDs"))
+    plan.extend(deploy.applies(kube, rest, f"ArgoCD {cfg.gitops.argocd_version}, pinned"))
+    plan.extend(deploy.applies(kube, [root_application(cfg)], f"app of apps: {cfg.gitops.repo_url}"))
     if wait:
         names = [(ARGOCD_NAMESPACE, o["metadata"]["name"]) for o in rest if o["kind"] == "Deployment"]
-        kube.wait_deployments(names, timeout=wait, progress=print)
+        plan.add(
+            Wait("ArgoCD's deployments to be Available", lambda: client().deployments_pending(names), wait),
+            Wait("the root Application to be Healthy", lambda: root_health(client()), wait),
+            Wait("every Application to be Synced and Healthy", lambda: applications_pending(client()), wait),
+        )
+    return plan
 
-        def root_health() -> str | None:
-            live = kube.get("argoproj.io/v1alpha1", "Application", "root", ARGOCD_NAMESPACE) or {}
-            health = ((live.get("status") or {}).get("health") or {}).get("status", "Unknown")
-            return None if health == "Healthy" else f"root Application health {health}"
 
-        kube.wait_for("the root Application", root_health, timeout=wait, progress=print)
-
-        def children_pending() -> str | None:
-            # ArgoCD reports an Application healthy without looking at its children, so
-            # every Application (platform, apps, monitoring) is waited for in its own right.
-            pending = []
-            for app in kube.list_objects("argoproj.io/v1alpha1", "Application", ARGOCD_NAMESPACE):
-                st = app.get("status") or {}
-                sync = (st.get("sync") or {}).get("status", "Unknown")
-                health = (st.get("health") or {}).get("status", "Unknown")
-                if sync != "Synced" or health != "Healthy":
-                    pending.append(f"{app['metadata']['name']} {sync}/{health}")
-            return ", ".join(pending[:4]) + (f" (+{len(pending) - 4} more)" if len(pending) > 4 else "") or None
-
-        kube.wait_for("every Application to be Synced and Healthy", children_pending, timeout=wait, progress=print)
-    print("gitops: ArgoCD bootstrapped" if changed else "gitops: ArgoCD already bootstrapped; nothing to do")
+def bootstrap(session: Any, wait: int) -> bool:
+    """Converge ArgoCD and the root Application; True when something changed."""
+    cfg = session.cfg
+    source = cfg.gitops.install_manifest.format(version=cfg.gitops.argocd_version)
+    try:
+        objects: list[Obj] | None = install_objects(source)
+    except (OSError, urllib.error.URLError) as err:
+        if not session.dry_run:
+            raise HomelabError(f"cannot read ArgoCD's install manifest {source}: {err}") from None
+        objects = None
+    changed = converge(session.executor, lambda: bootstrap_plan(session, objects, wait))
+    if not session.dry_run:
+        print("gitops: ArgoCD bootstrapped" if changed else "gitops: ArgoCD already bootstrapped; nothing to do")
     return changed

@@ -8,13 +8,15 @@ Application objects; then every Deployment is waited for until Available.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from homelab.core.errors import HomelabError
 from homelab.core.kube import Kube, KubeError, load_manifests, strip_volatile
+from homelab.core.kube.pending import apply_actions
 from homelab.core.paths import cache_dir
+from homelab.core.plan import Action, Apply, Wait
 from homelab.gitops.tree import Rendered, objects_in_apply_order
 
 Obj = dict[str, Any]
@@ -50,20 +52,19 @@ def _untemplated(crd: Obj) -> Obj:
     return crd
 
 
+def crds_pending(kube: Kube, names: list[str]) -> str | None:
+    """None when every named CRD is Established (one LIST), else the first one that is not."""
+    live = {c["metadata"]["name"]: c for c in kube.list_objects("apiextensions.k8s.io/v1", "CustomResourceDefinition")}
+    for name in names:
+        conditions = ((live.get(name) or {}).get("status") or {}).get("conditions") or []
+        if not any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+            return f"{name} not Established"
+    return None
+
+
 def wait_established(kube: Kube, names: list[str], timeout: float = 60) -> None:
     """Wait (one LIST per poll) until every named CRD is Established."""
-
-    def pending() -> str | None:
-        live = {
-            c["metadata"]["name"]: c for c in kube.list_objects("apiextensions.k8s.io/v1", "CustomResourceDefinition")
-        }
-        for name in names:
-            conditions = ((live.get(name) or {}).get("status") or {}).get("conditions") or []
-            if not any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
-                return f"{name} not Established"
-        return None
-
-    kube.wait_for("CRDs", pending, timeout)
+    kube.wait_for("CRDs", lambda: crds_pending(kube, names), timeout)
 
 
 def install_crds(kube: Kube, crds: list[Obj]) -> bool:
@@ -75,28 +76,49 @@ def install_crds(kube: Kube, crds: list[Obj]) -> bool:
     return changed
 
 
-def apply_tree(
-    kube: Kube,
-    rendered: Rendered,
-    timeout: float = 300,
-    progress: Callable[[str], None] = print,
-    before_wait: Callable[[Kube], object] | None = None,
-) -> bool:
-    """Apply everything in order and wait; True when any object changed.
+def cluster_for_planning(s: Any) -> tuple[Kube | None, str]:
+    """The cluster client to read while planning, or None and why when it cannot be read.
 
-    ``before_wait`` runs between applying and waiting (the sandbox binds volumes there).
+    Under ``--dry-run`` a cluster that is not there yet (``inv up --dry-run`` from
+    nothing) is planned as if it were empty; otherwise that is an error.
     """
-    started = time.monotonic()
-    objects = objects_in_apply_order(rendered)
-    applied = kube.apply(objects)
-    changed = [a.ref for a in applied if a.changed]
-    progress(f"  applied {len(applied)} objects ({len(changed)} changed) in {time.monotonic() - started:.1f}s")
-    if before_wait:
-        before_wait(kube)
+    try:
+        kube = s.executor.kube()
+        if kube.ready(timeout=5):
+            return kube, ""
+        problem = f"the API server of context {kube.context} does not answer"
+    except HomelabError as err:
+        problem = str(err).splitlines()[0]
+    if not s.dry_run:
+        raise HomelabError(f"{problem}; bring the cluster up first (inv up)")
+    return None, problem
+
+
+def applies(kube: Kube | None, objects: list[Obj], why: str) -> list[Action]:
+    """An ``Apply`` of the objects that differ from the cluster; of all of them when it cannot be read."""
+    if kube is None:
+        return [Apply(tuple(objects), why=why)] if objects else []
+    return list(apply_actions(kube, objects, why))
+
+
+def crd_actions(kube: Kube | None, client: Callable[[], Kube], crds: list[Obj], why: str) -> list[Action]:
+    """Apply the CRDs that differ, then wait until all are Established: their kinds are served after that.
+
+    ``kube`` is read while planning (None: nothing can be read); ``client`` gives the
+    client the wait polls when it runs.
+    """
+    names = [c["metadata"]["name"] for c in crds]
+    established = Wait(f"{len(names)} CRDs to be Established", lambda: crds_pending(client(), names), 60)
+    return [*applies(kube, crds, why), established]
+
+
+def tree_actions(
+    kube: Kube | None, client: Callable[[], Kube], objects: list[Obj], timeout: float = 300
+) -> list[Action]:
+    """Apply the objects that differ, in order, then wait until every Deployment among them is Available."""
     deployments = [(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objects if o["kind"] == "Deployment"]
-    kube.wait_deployments(deployments, timeout=timeout, progress=progress)
-    progress(f"  {len(deployments)} deployments Available after {time.monotonic() - started:.1f}s")
-    return bool(changed)
+    available = Wait("deployments to be Available", lambda: client().deployments_pending(deployments), timeout)
+    return [*applies(kube, objects, "the rendered tree, server-side applied"), available]
 
 
 def diff_paths(live: Any, wanted: Any, path: str = "") -> list[str]:

@@ -23,14 +23,21 @@ def _k8s_root() -> Any:
     return project_root() / "k8s"
 
 
-@task(help={"check": "Do not write; exit 1 listing files that are stale or would change (for CI)."})
-def render(c: Any, check: bool = False) -> None:
+@task(
+    help={
+        "check": "Do not write; exit 1 listing files that are stale or would change (for CI).",
+        "dry_run": "Print the files that would be written or removed; write nothing.",
+    }
+)
+def render(c: Any, check: bool = False, dry_run: bool = False) -> None:
     """Write the k8s/ tree from the config: platform, apps, ArgoCD root. Deterministic."""
     from invoke.exceptions import Exit
 
-    from homelab.gitops.tree import drift, write
+    from homelab.core.converge import converge
+    from homelab.core.plan import Plan, Run, WriteFile
+    from homelab.gitops.tree import drift
 
-    s = session(c)
+    s = session(c, dry_run)
     rendered = _rendered(s)
     root = _k8s_root()
     for note in rendered.notes:
@@ -42,36 +49,45 @@ def render(c: Any, check: bool = False) -> None:
             raise Exit("k8s/ is out of date with the config; run inv gitops.render\n" + "\n".join(lines), code=1)
         print(f"k8s/ is up to date ({len(rendered.files)} files)")
         return
-    found = write(rendered, root)
-    if found.clean:
-        print(f"k8s/: nothing to do ({len(rendered.files)} files up to date)")
-    for path in found.changed:
-        print(f"wrote k8s/{path}")
-    for path in found.stale:
-        print(f"removed k8s/{path}")
+
+    def build() -> Plan:
+        found = drift(rendered, root)
+        plan = Plan(f"render k8s/ ({len(rendered.files)} files)")
+        plan.extend(WriteFile(str(root / path), rendered.text(path), 0o644, why="rendered") for path in found.changed)
+        plan.extend(Run(("rm", "--", str(root / path)), why="no longer rendered") for path in found.stale)
+        return plan
+
+    changed = converge(s.executor, build)
+    if not dry_run:
+        print("k8s/: converged" if changed else f"k8s/: nothing to do ({len(rendered.files)} files up to date)")
+
+
+def apply_plan(s: Any) -> Any:
+    """CRDs, then the rendered tree: applies of what differs from the cluster, then waits until it is ready.
+
+    On the sandbox each rendered claim gets the volume local-path-provisioner would make.
+    """
+    from homelab.core.plan import Note, Plan
+    from homelab.gitops import deploy
+    from homelab.gitops.tree import objects_in_apply_order
+    from homelab.sandbox.cluster import volumes_for
+
+    objects = objects_in_apply_order(_rendered(s))
+    if s.cfg.target == "sandbox":
+        objects += volumes_for([o for o in objects if o["kind"] == "PersistentVolumeClaim"])
+    kube, problem = deploy.cluster_for_planning(s)
+    plan = Plan(f"apply the rendered tree ({len(objects)} objects) to context {s.cfg.context_name()}")
+    if problem:
+        plan.add(Note(f"the cluster cannot be read ({problem}): planned as if it were empty"))
+    plan.extend(deploy.crd_actions(kube, s.executor.kube, deploy.component_crds(), "component CRDs"))
+    return plan.extend(deploy.tree_actions(kube, s.executor.kube, objects))
 
 
 def apply_direct(s: Any) -> bool:
-    """CRDs, then the rendered tree, server-side applied and waited for."""
-    from homelab.core import cluster
-    from homelab.gitops import deploy
-    from homelab.gitops.tree import objects_in_apply_order
+    """Apply the rendered tree and wait, then plan again; True when something changed."""
+    from homelab.core.converge import converge
 
-    rendered = _rendered(s)
-    if s.dry_run:
-        objects = objects_in_apply_order(rendered)
-        print(f"plan: install component CRDs from {deploy.crd_dir()}, then server-side apply {len(objects)} objects:")
-        for obj in objects:
-            meta = obj["metadata"]
-            where = f"{meta['namespace']}/" if meta.get("namespace") else ""
-            print(f"  apply {obj['kind']} {where}{meta['name']}")
-        return False
-    from homelab.sandbox.cluster import bind_pending_claims
-
-    kube = cluster.connect(s)
-    crds_changed = deploy.install_crds(kube, deploy.component_crds())
-    binder = bind_pending_claims if s.cfg.target == "sandbox" else None
-    return deploy.apply_tree(kube, rendered, before_wait=binder) or crds_changed
+    return converge(s.executor, lambda: apply_plan(s))
 
 
 @task(help={"dry_run": DRY_RUN, "target": "Cluster target (default from config)."})
@@ -116,21 +132,31 @@ def status(c: Any, target: str | None = None) -> None:
         )
 
 
-@task(help={"app": "Application name (see gitops.status).", "target": "Cluster target (default from config)."})
-def sync(c: Any, app: str, target: str | None = None) -> None:
-    """Ask ArgoCD to sync one Application now (with prune)."""
-    from homelab.core import cluster
-    from homelab.core.errors import UsageError
+@task(
+    help={
+        "app": "Application name (see gitops.status).",
+        "target": "Cluster target (default from config).",
+        "dry_run": "Print the patch that would request the sync; send nothing.",
+    }
+)
+def sync(c: Any, app: str, target: str | None = None, dry_run: bool = False) -> None:
+    """Ask ArgoCD to sync one Application now (with prune).
 
-    s = session(c, target=target)
-    kube = cluster.connect(s)
-    if kube.get("argoproj.io/v1alpha1", "Application", app, "argocd") is None:
+    A sync is a request, not a state: the plan is one merge patch of the
+    Application's ``operation`` field, which ArgoCD's controller picks up and
+    clears, so there is nothing to re-check afterwards but that it was accepted.
+    """
+    from homelab.core.errors import UsageError
+    from homelab.core.plan import Patch, Plan
+
+    s = session(c, dry_run, target=target)
+    if s.executor.kube().get("argoproj.io/v1alpha1", "Application", app, "argocd") is None:
         raise UsageError(f"no ArgoCD Application named {app!r}; see inv gitops.status")
-    patch = {"operation": {"initiatedBy": {"username": "homelab"}, "sync": {"prune": True}}}
-    kube.resource("argoproj.io/v1alpha1", "Application").patch(
-        name=app, namespace="argocd", body=patch, content_type="application/merge-patch+json"
-    )
-    print(f"sync of {app} requested")
+    body = {"operation": {"initiatedBy": {"username": "homelab"}, "sync": {"prune": True}}}
+    request = Patch("argoproj.io/v1alpha1", "Application", app, "argocd", body, why="sync now, with prune")
+    s.executor.execute(Plan(f"sync Application {app}", [request]))
+    if not dry_run:
+        print(f"sync of {app} requested")
 
 
 @task(help={"dry_run": DRY_RUN, "wait": "Seconds to wait for ArgoCD and the root Application (0: do not wait)."})
@@ -152,7 +178,10 @@ def layer_up(c: Any, dry_run: bool, overrides: dict[str, Any]) -> bool:
 
 
 def layer_down(c: Any, dry_run: bool, overrides: dict[str, Any]) -> None:
-    print("  gitops: the cluster layer below removes everything; nothing to do here")
+    from homelab.core.plan import Note, Plan
+
+    s = session(c, dry_run, **overrides)
+    s.executor.execute(Plan("gitops", [Note("the cluster layer below removes everything it applied")]))
 
 
 def layer_status(c: Any, overrides: dict[str, Any]) -> tuple[bool, str]:

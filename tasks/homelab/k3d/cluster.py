@@ -3,6 +3,11 @@
 One server and as many agents as the config has, with Traefik and the bundled
 load balancer disabled like on the reference homelab; the kubeconfig context is
 merged into the project-local kubeconfig, never the user's default one.
+
+``k3d cluster list`` and ``k3d kubeconfig get`` only read, so they run under
+``--dry-run`` too; creating and deleting the cluster and writing the kubeconfig
+are plan actions. What the kubeconfig gets depends on the cluster existing, so
+it is planned once the cluster is there.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ from typing import Any
 
 import yaml
 
-from homelab.core.kubeconfig import merge_kubeconfig, remove_context
-from homelab.core.plan import Plan, Run
+from homelab.core.cluster import kubeconfig_path
+from homelab.core.converge import require_empty
+from homelab.core.kubeconfig import merge_action, remove_action
+from homelab.core.plan import Note, Plan, Run
 from homelab.core.tools import require
 
 K3S_IMAGE = "rancher/k3s:{version}"
@@ -24,11 +31,11 @@ def cluster_name(session: Any) -> str:
 
 
 def exists(session: Any, k3d: str) -> bool:
-    listed = session.executor.run(Run((k3d, "cluster", "list", "-o", "json")), check=False).stdout or "[]"
+    listed = session.executor.observe(Run((k3d, "cluster", "list", "-o", "json")), check=False).stdout or "[]"
     return any(item.get("name") == cluster_name(session) for item in json.loads(listed))
 
 
-def create_plan(session: Any, k3d: str) -> Plan:
+def create_run(session: Any, k3d: str) -> Run:
     version = session.cfg.k3s.version.replace("+", "-")
     argv = (
         k3d,
@@ -46,34 +53,47 @@ def create_plan(session: Any, k3d: str) -> Plan:
         "--kubeconfig-update-default=false",
         "--wait",
     )
-    return Plan(f"k3d cluster {cluster_name(session)}", [Run(argv, why="real K3S in Docker")])
+    return Run(argv, why="real K3S in Docker")
+
+
+def up_plan(session: Any, k3d: str) -> Plan:
+    """Create the cluster when it is missing; else merge its context into the project kubeconfig."""
+    plan = Plan(f"k3d cluster {cluster_name(session)}")
+    path = kubeconfig_path(session)
+    if not exists(session, k3d):
+        return plan.add(create_run(session, k3d), Note(f"then: merge its context into {path} once it exists"))
+    text = session.executor.observe(Run((k3d, "kubeconfig", "get", cluster_name(session)))).stdout
+    return plan.add(merge_action(path, yaml.safe_load(text), session.cfg.context_name()))
 
 
 def ensure_up(session: Any) -> bool:
+    """Converge the cluster and its kubeconfig context; True when something changed."""
     k3d = require("k3d")
-    changed = False
-    if not exists(session, k3d):
-        plan = create_plan(session, k3d)
-        session.executor.execute(plan)
-        changed = not session.dry_run
-    if session.dry_run:
+    plan = up_plan(session, k3d)
+    session.executor.execute(plan)
+    if session.dry_run or plan.empty:
         return False
-    text = session.executor.run(Run((k3d, "kubeconfig", "get", cluster_name(session)))).stdout
-    from homelab.core.cluster import kubeconfig_path
+    follow = up_plan(session, k3d)  # after a create: the kubeconfig merge
+    if not follow.empty:
+        session.executor.execute(follow)
+        follow = up_plan(session, k3d)
+    require_empty(follow)
+    return True
 
-    path = kubeconfig_path(session)
-    before = path.read_bytes() if path.is_file() else b""
-    merge_kubeconfig(path, yaml.safe_load(text), session.cfg.context_name())
-    return changed or path.read_bytes() != before
+
+def down_plan(session: Any, k3d: str) -> Plan:
+    plan = Plan(f"delete k3d cluster {cluster_name(session)}")
+    if exists(session, k3d):
+        plan.add(Run((k3d, "cluster", "delete", cluster_name(session)), why="remove its containers"))
+    return plan.add(remove_action(kubeconfig_path(session), session.cfg.context_name()))
 
 
 def tear_down(session: Any) -> bool:
-    from homelab.core.cluster import kubeconfig_path
-
+    """Delete the cluster and its kubeconfig context; True when something changed."""
     k3d = require("k3d")
-    if not exists(session, k3d):
-        return remove_context(kubeconfig_path(session), session.cfg.context_name())
-    session.executor.execute(Plan("delete k3d cluster", [Run((k3d, "cluster", "delete", cluster_name(session)))]))
-    if not session.dry_run:
-        remove_context(kubeconfig_path(session), session.cfg.context_name())
+    plan = down_plan(session, k3d)
+    session.executor.execute(plan)
+    if session.dry_run or plan.empty:
+        return False
+    require_empty(down_plan(session, k3d))
     return True

@@ -8,18 +8,20 @@ from invoke.collection import Collection
 
 from homelab.core.tasks import session, task
 
+DRY_RUN = "Print the plan (the k3d command, the kubeconfig write) and change nothing."
 
-@task(help={"dry_run": "Print the plan and change nothing."})
+
+@task(help={"dry_run": DRY_RUN})
 def up(c: Any, dry_run: bool = False) -> None:
     """Create the k3d cluster (idempotent) and merge its context into the project kubeconfig."""
     from homelab.k3d import cluster as k3d
 
     changed = k3d.ensure_up(session(c, dry_run, target="k3d"))
     if not dry_run:
-        print("k3d: cluster ready" if changed else "k3d: nothing to do")
+        print("k3d: cluster ready; converged" if changed else "k3d: nothing to do")
 
 
-@task(help={"dry_run": "Print the plan and change nothing."})
+@task(help={"dry_run": DRY_RUN})
 def down(c: Any, dry_run: bool = False) -> None:
     """Delete the k3d cluster and its kubeconfig context."""
     from homelab.k3d import cluster as k3d

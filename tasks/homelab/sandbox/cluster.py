@@ -9,11 +9,7 @@ merged into the project-local ``<state_dir>/kubeconfig``, never ``~/.kube``.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +17,11 @@ from typing import Any
 import yaml
 
 from homelab.config.schema import HomelabConfig, Node
+from homelab.core.converge import require_empty, settle
 from homelab.core.errors import HomelabError
-from homelab.core.kubeconfig import merge_kubeconfig, remove_context
+from homelab.core.kube.pending import apply_actions
+from homelab.core.kubeconfig import merge_action, remove_action
+from homelab.core.plan import LOCAL, Apply, Note, Plan, Run, Wait, WriteFile
 from homelab.core.tools import require
 
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
@@ -116,12 +115,14 @@ def local_path_storage_class() -> dict[str, Any]:
     }
 
 
-def bind_pending_claims(kube: Any) -> int:
-    """Stand in for local-path-provisioner: one pre-bound PersistentVolume per Pending claim."""
+def volumes_for(claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stand in for local-path-provisioner: one PersistentVolume pre-bound to each claim.
+
+    Planned from the rendered claims, so the sandbox's volumes are applied with
+    them in one plan; the API server binds each claim to its volume.
+    """
     volumes = []
-    for claim in kube.list_objects("v1", "PersistentVolumeClaim"):
-        if (claim.get("status") or {}).get("phase") != "Pending":
-            continue
+    for claim in claims:
         meta, spec = claim["metadata"], claim["spec"]
         volumes.append(
             {
@@ -141,26 +142,11 @@ def bind_pending_claims(kube: Any) -> int:
                 },
             }
         )
-    if volumes:
-        kube.apply(volumes)
-    return len(volumes)
+    return volumes
 
 
 CREATED_MARKER = "homelab-created"
-
-
-def discard_half_made(paths: SandboxPaths, kwokctl: str, env: tuple[tuple[str, str], ...]) -> None:
-    """Remove what an interrupted ``kwokctl create`` left behind, processes included."""
-    import subprocess
-
-    pids = recorded_pids(paths)
-    subprocess.run(
-        [kwokctl, "--name", paths.cluster, "delete", "cluster"], env={**os.environ, **dict(env)}, capture_output=True
-    )
-    survivors = reap(pids)
-    if survivors:
-        raise HomelabError(f"processes {survivors} of a half-created sandbox did not exit; kill them and re-run")
-    remove_tree(paths.cluster_dir)
+ENV_WORKDIR = "KWOK_WORKDIR"
 
 
 def recorded_pids(paths: SandboxPaths) -> list[int]:
@@ -184,22 +170,15 @@ def alive(pid: int) -> bool:
     return True
 
 
-def reap(pids: list[int], timeout: float = 20.0) -> list[int]:
-    """Wait for ``pids`` to exit, then SIGKILL stragglers; return any that survive."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(alive(p) for p in pids):
-        time.sleep(0.2)
-    for pid in pids:
-        if alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    time.sleep(0.2)
-    return [p for p in pids if alive(p)]
+def exited(paths: SandboxPaths, what: str, timeout: float = 20.0) -> Wait:
+    """Wait until the processes kwokctl recorded (read now, while their pid files exist) are gone."""
+    pids = recorded_pids(paths)
 
+    def running() -> str | None:
+        left = [str(p) for p in pids if alive(p)]
+        return f"still running: {', '.join(left)} (kill them and re-run)" if left else None
 
-def remove_tree(path: Path) -> None:
-    if path.exists():
-        shutil.rmtree(path)
+    return Wait(f"the processes of {what} to exit", running, timeout, host=LOCAL)
 
 
 def require_kwokctl() -> str:
@@ -221,108 +200,141 @@ def _reachable(paths: SandboxPaths) -> bool:
         return False
 
 
-def ensure_up(session: Any, kube_version: str = "v1.35.4", timeout: float = 180.0) -> bool:
-    """Create or restart the cluster, register the nodes, wait until Ready; True if anything changed."""
+def executor_for(session: Any, paths: SandboxPaths) -> Any:
+    """The session's executor acting on the sandbox's own context, whatever the config's target says."""
+    from homelab.core.executor import Executor
     from homelab.core.kube import Kube
-    from homelab.core.plan import Plan, Run, WriteFile
 
+    ex = session.executor
+    return Executor(
+        ex.local, ex.connect, dry_run=ex.dry_run, out=ex.out, kube=lambda: Kube(paths.kubeconfig, paths.context)
+    )
+
+
+def control_plane_plan(session: Any, kube_version: str, timeout: float) -> Plan:
+    """Discard what an interrupted create left, create the cluster, or restart it; nothing when it answers."""
     paths = paths_for(session.cfg, session.state_dir)
-    kwokctl = require_kwokctl()
-    env = (("KWOK_WORKDIR", str(paths.workdir)),)
-    scratch_kubeconfig = str(paths.workdir / "kwokctl-kubeconfig.yaml")
-    config_file = paths.workdir / "kwokctl.yaml"
     plan = Plan(f"sandbox cluster {paths.cluster}")
     marker = paths.cluster_dir / CREATED_MARKER
-    if paths.cluster_dir.is_dir() and not marker.is_file() and not session.dry_run:
-        discard_half_made(paths, kwokctl, env)  # an interrupted create: start over
-    exists = marker.is_file()
-    if not exists:
+    if marker.is_file() and _reachable(paths):
+        return plan
+    kwokctl = require_kwokctl()
+    env = ((ENV_WORKDIR, str(paths.workdir)),)
+    if marker.is_file():
+        start = (kwokctl, "--name", paths.cluster, "start", "cluster", "--wait", f"{int(timeout)}s")
+        return plan.add(Run(start, env=env, why="restart the stopped sandbox"))
+    if paths.cluster_dir.is_dir():  # created, but the create never finished: start over
+        delete = (kwokctl, "--name", paths.cluster, "delete", "cluster")
         plan.add(
-            WriteFile(str(config_file), kwokctl_config(kube_version), 0o644, why="pin local binaries"),
-            Run(
-                (
-                    kwokctl,
-                    "--name",
-                    paths.cluster,
-                    "-c",
-                    str(config_file),
-                    "create",
-                    "cluster",
-                    "--kubeconfig",
-                    scratch_kubeconfig,
-                    "--wait",
-                    f"{int(timeout)}s",
-                ),
-                env=env,
-                why="start etcd, kube-apiserver, controller-manager, scheduler and kwok on 127.0.0.1",
-            ),
+            Run(("sh", "-c", '"$@" || true', "sh", *delete), env=env, why="stop what an interrupted create started"),
+            exited(paths, "the half-created sandbox"),
+            Run(("rm", "-rf", "--", str(paths.cluster_dir)), why="its files"),
         )
-    elif not _reachable(paths):
-        plan.add(
-            Run(
-                (kwokctl, "--name", paths.cluster, "start", "cluster", "--wait", f"{int(timeout)}s"),
-                env=env,
-                why="restart the stopped sandbox",
-            )
-        )
-    node_objects: list[dict[str, Any]] = [node_object(n) for n in session.cfg.nodes]
-    node_objects.append(local_path_storage_class())
-    if session.dry_run:
-        session.executor.execute(plan)
-        print(
-            f"  then: merge context {paths.context} into {paths.kubeconfig}; apply {len(node_objects)} nodes "
-            f"({', '.join(n.name for n in session.cfg.nodes)}) and wait until Ready"
-        )
-        return False
-    changed = not plan.empty
-    if changed:
-        session.executor.execute(plan)
-        marker.touch()
-    source = yaml.safe_load(paths.kwok_kubeconfig.read_text())
-    before = paths.kubeconfig.read_bytes() if paths.kubeconfig.is_file() else b""
-    merge_kubeconfig(paths.kubeconfig, source, paths.context)
-    changed = changed or paths.kubeconfig.read_bytes() != before
-    kube = Kube(paths.kubeconfig, paths.context)
-    kube.wait_for("the API server", lambda: None if kube.ready(timeout=3) else "not ready", timeout)
-    applied = kube.apply(node_objects)
-    changed = changed or any(a.changed for a in applied)
+    config_file = paths.workdir / "kwokctl.yaml"
+    create = (
+        kwokctl,
+        "--name",
+        paths.cluster,
+        "-c",
+        str(config_file),
+        "create",
+        "cluster",
+        "--kubeconfig",
+        str(paths.workdir / "kwokctl-kubeconfig.yaml"),
+        "--wait",
+        f"{int(timeout)}s",
+    )
+    return plan.add(
+        WriteFile(str(config_file), kwokctl_config(kube_version), 0o644, why="pin local binaries"),
+        Run(create, env=env, why="start etcd, kube-apiserver, controller-manager, scheduler and kwok on 127.0.0.1"),
+        WriteFile(str(marker), "", 0o644, why="the create finished"),
+    )
+
+
+def nodes_plan(session: Any, executor: Any, timeout: float) -> Plan:
+    """The sandbox's context in the project kubeconfig, its nodes and StorageClass, waits until they are Ready."""
+    paths = paths_for(session.cfg, session.state_dir)
+    plan = Plan(f"sandbox {paths.cluster}: context and nodes")
+    merge = merge_action(paths.kubeconfig, yaml.safe_load(paths.kwok_kubeconfig.read_text()), paths.context)
+    objects = [node_object(n) for n in session.cfg.nodes] + [local_path_storage_class()]
+    why = "kwok nodes named like the config's, and the StorageClass K3S ships"
+    if isinstance(merge, Note) and _reachable(paths):
+        applies = apply_actions(executor.kube(), objects, why)
+    else:  # the context is about to change: what the cluster holds is read once it is written
+        applies = [Apply(tuple(objects), why=why)]
     wanted = [n.name for n in session.cfg.nodes]
 
+    def api_pending() -> str | None:
+        return None if executor.kube().ready(timeout=3) else "not answering"
+
     def nodes_pending() -> str | None:
-        ready = kube.ready_nodes()
+        ready = executor.kube().ready_nodes()
         missing = [n for n in wanted if not ready.get(n)]
         return f"not Ready: {', '.join(missing)}" if missing else None
 
-    kube.wait_for("nodes", nodes_pending, timeout, progress=print)
-    return changed
+    return plan.add(
+        merge,
+        Wait("the API server", api_pending, timeout),
+        *applies,
+        Wait(f"nodes {', '.join(wanted)} to be Ready", nodes_pending, timeout),
+    )
+
+
+def ensure_up(session: Any, kube_version: str = "v1.35.4", timeout: float = 180.0) -> bool:
+    """Create or restart the cluster, register the nodes, wait until Ready; True if anything changed.
+
+    The second plan (context, nodes) reads the kubeconfig kwokctl writes when it
+    creates the cluster, so under ``--dry-run`` with a cluster to create or
+    restart it is a note.
+    """
+    paths = paths_for(session.cfg, session.state_dir)
+    executor = executor_for(session, paths)
+    first = control_plane_plan(session, kube_version, timeout)
+    if executor.dry_run and not first.empty:
+        names = ", ".join(n.name for n in session.cfg.nodes)
+        first.add(
+            Note(
+                f"then: merge context {paths.context} into {paths.kubeconfig}, apply nodes {names} "
+                "and wait until they are Ready, once the control plane runs"
+            )
+        )
+        executor.execute(first)
+        return False
+    if not first.empty:
+        executor.execute(first)
+    second = nodes_plan(session, executor, timeout)
+    executor.execute(second)
+    if executor.dry_run:
+        return False
+    if first.empty and second.empty:
+        settle(executor, second)
+        return False
+    again = control_plane_plan(session, kube_version, timeout)
+    require_empty(Plan(again.title, again.actions + nodes_plan(session, executor, timeout).actions))
+    return True
+
+
+def down_plan(session: Any) -> Plan:
+    """Stop every sandbox process, remove its files and its kubeconfig context."""
+    paths = paths_for(session.cfg, session.state_dir)
+    plan = Plan(f"remove sandbox {paths.cluster}")
+    if paths.cluster_dir.is_dir():
+        delete = (require_kwokctl(), "--name", paths.cluster, "delete", "cluster")
+        plan.add(
+            Run(delete, env=((ENV_WORKDIR, str(paths.workdir)),), why="stop the control plane processes"),
+            exited(paths, "the sandbox"),
+        )
+    if paths.workdir.exists():
+        plan.add(Run(("rm", "-rf", "--", str(paths.workdir)), why="the sandbox's files"))
+    return plan.add(remove_action(paths.kubeconfig, paths.context))
 
 
 def tear_down(session: Any) -> bool:
-    """Stop every sandbox process, remove its files and its kubeconfig context."""
-    from homelab.core.plan import Plan, Run
-
-    paths = paths_for(session.cfg, session.state_dir)
-    exists = paths.cluster_dir.is_dir()
-    plan = Plan(f"remove sandbox {paths.cluster}")
-    if exists:
-        kwokctl = require_kwokctl()
-        plan.add(
-            Run(
-                (kwokctl, "--name", paths.cluster, "delete", "cluster"),
-                env=(("KWOK_WORKDIR", str(paths.workdir)),),
-                why="stop the control plane processes",
-            )
-        )
-    if session.dry_run:
-        session.executor.execute(plan)
-        print(f"  then: remove {paths.workdir} and context {paths.context} from {paths.kubeconfig}")
+    """Remove the sandbox; True when there was something to remove."""
+    executor = executor_for(session, paths_for(session.cfg, session.state_dir))
+    plan = down_plan(session)
+    executor.execute(plan)
+    if executor.dry_run or plan.empty:
         return False
-    pids = recorded_pids(paths)
-    if exists:
-        session.executor.execute(plan)
-    survivors = reap(pids)
-    if survivors:
-        raise HomelabError(f"sandbox processes {survivors} did not exit; kill them and re-run sandbox.down")
-    removed_context = remove_context(paths.kubeconfig, paths.context)
-    remove_tree(paths.workdir)
-    return exists or removed_context
+    require_empty(down_plan(session))
+    return True

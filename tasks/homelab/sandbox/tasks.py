@@ -8,7 +8,7 @@ from invoke.collection import Collection
 
 from homelab.core.tasks import session, task
 
-DRY_RUN = "Print the plan and change nothing."
+DRY_RUN = "Print the plan (kwokctl commands, files, node objects, waits) and change nothing."
 
 
 @task(help={"dry_run": DRY_RUN, "timeout": "Seconds to wait for the API server and the nodes."})
@@ -20,7 +20,7 @@ def up(c: Any, dry_run: bool = False, timeout: int = 180) -> None:
     changed = sandbox.ensure_up(s, timeout=timeout)
     if not dry_run:
         p = sandbox.paths_for(s.cfg, s.state_dir)
-        state = "started" if changed else "already running; nothing to do"
+        state = "started; converged" if changed else "already running; nothing to do"
         print(f"sandbox {p.cluster}: {state}. Use: kubectl --kubeconfig {p.kubeconfig} --context {p.context} get nodes")
 
 

@@ -111,13 +111,12 @@ def apply(s: Any, names: list[str]) -> bool:
 
 def destroy_plan(s: Any, nodes: list[Node], every: bool) -> Plan:
     """``terraform destroy`` when the state holds the VMs, and forgetting their host keys."""
-    ws = workspace(s)
     targets = [] if every else [n.name for n in nodes]
-    plan = Plan("delete VMs " + ", ".join(n.name for n in nodes))
-    if (ws.directory / "terraform.tfstate").is_file() and terraform.scratch_plan(
-        s.executor, ws, [], targets, destroy=True
-    ).changes:
-        plan.add(ws.init(), ws.destroy(targets))
+    plan = Plan("delete VMs " + (", ".join(n.name for n in nodes) or "(the config has no Lima VMs)"))
+    if (s.state_dir / "terraform" / "terraform.tfstate").is_file():
+        ws = workspace(s)
+        if terraform.scratch_plan(s.executor, ws, [], targets, destroy=True).changes:
+            plan.add(ws.init(), ws.destroy(targets))
     known_hosts = s.known_hosts.without([s.endpoint(n) for n in nodes])
     if known_hosts is not None:
         plan.add(WriteFile(str(s.known_hosts.path), known_hosts, 0o600, why="forget their host keys"))
