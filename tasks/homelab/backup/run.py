@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import http.client
 import json
 import os
 import shutil
 import socket
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -224,7 +226,7 @@ def read_metric(path: Path, name: str) -> float | None:
 
 
 def notify(session: Any, text: str) -> None:
-    """Telegram message; failures to notify are reported on stderr, never fatal."""
+    """Telegram message; a failure to notify is one redacted line on stderr, never fatal."""
     telegram = session.cfg.monitoring.telegram
     try:
         token = telegram.bot_token.location().resolve().reveal()
@@ -236,14 +238,33 @@ def notify(session: Any, text: str) -> None:
     try:
         with urllib.request.urlopen(url, data=body, timeout=10):  # noqa: S310 - https URL from config
             pass
-    except OSError as err:
-        print(REDACTOR.redact(f"notify: Telegram message not sent: {err}"), flush=True)
+    except URLOPEN_ERRORS as err:
+        not_sent("Telegram message", err)
+
+
+# What urlopen raises besides OSError (URLError, HTTPError, timeouts): ValueError for a
+# malformed URL (http.client.InvalidURL, UnicodeError) and HTTPException for a broken
+# reply (BadStatusLine). Their text may quote the URL, and so the token.
+URLOPEN_ERRORS = (OSError, ValueError, http.client.HTTPException)
+
+
+def not_sent(what: str, err: Exception) -> None:
+    """One redacted warning line: a failed notification never fails or hides the backup's result."""
+    detail = " ".join(str(err).split()) or "no detail"
+    print(REDACTOR.redact(f"notify: {what} not sent ({type(err).__name__}): {detail}"), file=sys.stderr, flush=True)
 
 
 def ping(url: str | None, suffix: str) -> None:
-    """Dead-man's-switch ping (healthchecks-style: URL, URL/start, URL/fail); never fatal."""
+    """Dead-man's-switch ping (healthchecks-style: URL, URL/start, URL/fail); never fatal.
+
+    The URL is itself the credential (anyone holding it can report for this job), so
+    it is registered with the redactor and never printed.
+    """
     if not url:
         return
+    REDACTOR.register(url)
     target = f"{url.rstrip('/')}/{suffix}" if suffix else url
-    with contextlib.suppress(OSError):
+    try:
         urllib.request.urlopen(target, timeout=10).close()  # noqa: S310 - URL from config
+    except URLOPEN_ERRORS as err:
+        not_sent(f"dead-man's-switch ping{f' /{suffix}' if suffix else ''}", err)

@@ -9,6 +9,7 @@ moment of use and registered with the redactor, so any text the toolkit prints
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import threading
@@ -19,9 +20,26 @@ from homelab.core.errors import SecretError
 
 MASK = "<redacted>"
 
+# Secrets that may reach text before (or without) being resolved here: a token
+# typed into a URL, an exception quoting a URL a library built. Each pattern
+# keeps the part that says what the text was about and masks the rest.
+SECRET_SHAPES: tuple[tuple[re.Pattern[str], str], ...] = (
+    # The Telegram Bot API takes the bot token as a path segment: /bot<digits>:<key>/method.
+    (re.compile(r"(/bot)\d+:[^/\s'\"]+"), rf"\1{MASK}"),
+    # A bare bot token: its numeric id, a colon and a long URL-safe key.
+    (re.compile(r"(?<![\w-])\d{6,12}:[A-Za-z0-9_-]{30,}"), MASK),
+    # URL userinfo (user:password@, or a token used as the user name).
+    (re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s@'\"]+@"), rf"\1{MASK}@"),
+    # Query parameters named like credentials (token, key, secret, password, auth, signature).
+    (
+        re.compile(r"([?&][^=&#\s]*(?:token|key|secret|pass|pwd|auth|sig|credential)[^=&#\s]*=)[^&#\s'\"]+", re.I),
+        rf"\1{MASK}",
+    ),
+)
+
 
 class Redactor:
-    """Remembers every resolved secret value and masks it in text."""
+    """Remembers every resolved secret value and masks it, and anything shaped like a credential, in text."""
 
     def __init__(self) -> None:
         self._values: set[str] = set()
@@ -34,11 +52,13 @@ class Redactor:
             self._values.update(v for v in candidates if len(v.strip()) >= 4)
 
     def redact(self, text: str) -> str:
-        """Return ``text`` with every registered value replaced by the mask."""
+        """Return ``text`` with every registered value and every credential shape replaced by the mask."""
         with self._lock:
             values = sorted(self._values, key=len, reverse=True)
         for value in values:
             text = text.replace(value, MASK)
+        for pattern, replacement in SECRET_SHAPES:
+            text = pattern.sub(replacement, text)
         return text
 
 
