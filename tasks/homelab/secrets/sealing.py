@@ -3,23 +3,35 @@
 Sealing uses the real ``kubeseal`` offline with the controller's public
 certificate, pinned in the state directory, with strict scope (the secret
 only decrypts under its own name and namespace).
+
+Every change is a plan action: the pinned certificate, each SealedSecret file and
+the plaintext file are ``WriteFile`` actions, so ``--dry-run`` prints them and
+writes nothing. Offline sealing is a ``Run`` of kubeseal that only reads the
+certificate and prints to stdout, so it runs as an observation while planning
+(under ``--dry-run`` too, which shows the exact files and proves the certificate
+seals). Its encryption is randomised: a second plan would never be empty, so the
+re-check after acting is that every file now holds exactly what the plan wrote.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
+import stat
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from homelab.core.errors import HomelabError, SecretError
-from homelab.core.executor import write_local
+from homelab.core.errors import HomelabError, SecretError, UsageError
+from homelab.core.executor import Executor
 from homelab.core.paths import resolve_in_project
-from homelab.core.secret_refs import REDACTOR, SecretLocation
+from homelab.core.plan import LOCAL, Note, Plan, Run, WriteFile
+from homelab.core.secret_refs import REDACTOR, Secret, SecretLocation
 from homelab.core.tools import require
 
 KEY_LABEL = "sealedsecrets.bitnami.com/sealed-secrets-key"
@@ -39,29 +51,39 @@ def cert_path(session: Any) -> Path:
     return path
 
 
-def fetch_cert(session: Any, kube: Any) -> tuple[Path, str, bool]:
-    """Pin the controller's newest public certificate; returns (path, fingerprint, changed)."""
+def fingerprint(pem: str) -> str:
+    return hashlib.sha256(pem.encode()).hexdigest()[:16]
+
+
+def cert_plan(session: Any, kube: Any) -> tuple[Plan, str]:
+    """Pin the controller's newest public certificate: a write when the pinned file differs; (plan, fingerprint)."""
     ns = session.cfg.secrets.controller_namespace
     keys = kube.list_objects("v1", "Secret", ns, label_selector=KEY_LABEL)
     if not keys:
         raise HomelabError(f"no Sealed Secrets key in namespace {ns}; is the controller installed (inv up)?")
     newest = max(keys, key=lambda k: k["metadata"].get("creationTimestamp") or "")
-    import base64
-
     pem = base64.b64decode(newest["data"]["tls.crt"]).decode()
-    path = cert_path(session)
-    changed = not path.is_file() or path.read_text() != pem
-    if changed:
-        write_local(path, pem.encode(), 0o644)
-    return path, hashlib.sha256(pem.encode()).hexdigest()[:16], changed
+    path, printed = cert_path(session), fingerprint(pem)
+    plan = Plan(f"secrets.fetch-cert: pin the controller certificate {printed}")
+    if path.is_file() and path.read_text() == pem:
+        return plan.add(Note(f"{path} already holds certificate {printed}")), printed
+    return plan.add(WriteFile(str(path), pem, 0o644, why=f"certificate of key {newest['metadata']['name']}")), printed
+
+
+def plaintext_path(session: Any) -> Path:
+    return resolve_in_project(session.cfg.secrets.plaintext_file)
 
 
 def read_plaintext(session: Any) -> list[PlainSecret]:
     """The git-ignored plaintext file: values may be literals or {file|env|keychain} references."""
-    path = resolve_in_project(session.cfg.secrets.plaintext_file)
+    path = plaintext_path(session)
     if not path.is_file():
         raise HomelabError(f"{path} does not exist; list the secrets to seal there (it is git-ignored)")
-    doc = yaml.safe_load(path.read_text()) or {}
+    return parse_plaintext(path, yaml.safe_load(path.read_text()) or {})
+
+
+def parse_plaintext(path: Path, doc: dict[str, Any]) -> list[PlainSecret]:
+    """The secrets of a loaded plaintext document, every value resolved and registered with the redactor."""
     found = []
     for i, entry in enumerate(doc.get("secrets") or []):
         data = {}
@@ -77,9 +99,12 @@ def read_plaintext(session: Any) -> list[PlainSecret]:
     return found
 
 
-def seal(secret: PlainSecret, cert: Path) -> str:
-    """SealedSecret YAML from ``kubeseal`` (plaintext on stdin, never in argv)."""
-    kubeseal = require("kubeseal")
+def seal_argv(cert: Path) -> tuple[str, ...]:
+    return (require("kubeseal"), "--cert", str(cert), "--scope", "strict", "--format", "yaml")
+
+
+def seal(executor: Executor, secret: PlainSecret, cert: Path) -> str:
+    """SealedSecret YAML from ``kubeseal`` (plaintext on stdin, never in argv); read-only, so an observation."""
     manifest = yaml.safe_dump(
         {
             "apiVersion": "v1",
@@ -89,17 +114,83 @@ def seal(secret: PlainSecret, cert: Path) -> str:
             "stringData": secret.data,
         }
     )
-    done = subprocess.run(
-        [kubeseal, "--cert", str(cert), "--scope", "strict", "--format", "yaml"],
-        input=manifest,
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
+    stdin = Secret(manifest, f"Secret {secret.namespace}/{secret.name}")
+    done = executor.observe(Run(seal_argv(cert), stdin=stdin, why="seal offline with the pinned certificate"), False)
+    if done.exited != 0:
         raise SecretError(
             f"kubeseal could not seal {secret.namespace}/{secret.name}: {REDACTOR.redact(done.stderr.strip())}"
         )
-    return done.stdout
+    return str(done.stdout)
+
+
+def require_cert(session: Any) -> Path:
+    cert = cert_path(session)
+    if not cert.is_file():
+        raise SecretError(f"no pinned certificate at {cert}; run inv secrets.fetch-cert (or set secrets.cert_file)")
+    return cert
+
+
+def sealed_writes(session: Any, secrets: Iterable[PlainSecret]) -> list[WriteFile]:
+    """One SealedSecret file per secret, sealed now (offline) with the pinned certificate."""
+    cert = require_cert(session)
+    return [
+        WriteFile(
+            str(sealed_file(session, secret)),
+            seal(session.executor, secret, cert),
+            0o644,
+            why=f"SealedSecret {secret.namespace}/{secret.name} ({len(secret.data)} keys)",
+        )
+        for secret in secrets
+    ]
+
+
+def seal_plan(session: Any, names: list[str]) -> Plan:
+    """Seal every secret of the plaintext file (or only ``names``) into its manifest under sealed_dir."""
+    secrets = [s for s in read_plaintext(session) if not names or s.name in names]
+    unknown = sorted(set(names) - {s.name for s in secrets})
+    if unknown:
+        raise UsageError(f"no secret named {', '.join(unknown)} in {plaintext_path(session)}")
+    plan = Plan(f"secrets.seal: seal {len(secrets)} secret{'' if len(secrets) == 1 else 's'} (strict scope)")
+    return plan.extend(sealed_writes(session, secrets))
+
+
+def rotate_plan(session: Any, name: str, key: str, value: str) -> Plan:
+    """Put ``value`` under ``key`` of secret ``name`` in the plaintext file (0600) and re-seal that secret."""
+    REDACTOR.register(value)
+    path = plaintext_path(session)
+    doc = (yaml.safe_load(path.read_text()) if path.is_file() else None) or {}
+    entry = next((e for e in doc.get("secrets") or [] if e.get("name") == name), None)
+    if entry is None:
+        raise UsageError(f"no secret named {name!r} in {path}")
+    entry.setdefault("data", {})[key] = value
+    text = yaml.safe_dump(doc, sort_keys=False)
+    [secret] = parse_plaintext(path, {"secrets": [entry]})
+    plan = Plan(f"secrets.rotate: replace {secret.namespace}/{name}.{key} and re-seal it")
+    if not holds(WriteFile(str(path), text, 0o600)):
+        plan.add(WriteFile(str(path), Secret(text, f"{path} (plaintext)"), 0o600, why="the rotated value"))
+    return plan.extend(sealed_writes(session, [secret]))
+
+
+def holds(action: WriteFile) -> bool:
+    """Whether the local file already has exactly this content and mode."""
+    path = Path(action.path)
+    try:
+        return stat.S_IMODE(path.stat().st_mode) == action.mode and path.read_bytes() == action.data()
+    except FileNotFoundError:
+        return False
+
+
+def require_written(plan: Plan) -> None:
+    """The re-check after acting: every file the plan wrote holds exactly its content and mode."""
+    missed = [a for a in plan.actions if isinstance(a, WriteFile) and a.host == LOCAL and not holds(a)]
+    require_empty(Plan(plan.title, list(missed)))
+
+
+def require_empty(plan: Plan) -> None:
+    """Exit 1 naming every change still in ``plan`` (a plan made, or checked, after acting)."""
+    if not plan.empty:
+        pending = "\n  ".join(action.display() for action in plan.changes())
+        raise HomelabError(f"{plan.title}: not converged; still pending after acting:\n  {pending}")
 
 
 def sealed_file(session: Any, secret: PlainSecret) -> Path:

@@ -9,44 +9,45 @@ from invoke.collection import Collection
 from homelab.core.tasks import session, task
 
 
-@task(name="fetch-cert", help={"target": "Cluster target (default from config)."})
-def fetch_cert(c: Any, target: str | None = None) -> None:
+@task(
+    name="fetch-cert",
+    help={
+        "target": "Cluster target (default from config).",
+        "dry_run": "Print the certificate file that would be written (the cluster is only read); write nothing.",
+    },
+)
+def fetch_cert(c: Any, target: str | None = None, dry_run: bool = False) -> None:
     """Fetch the controller's public certificate and pin it in the state directory."""
-    from homelab.core import cluster
     from homelab.secrets import sealing
 
-    s = session(c, target=target)
-    path, fingerprint, changed = sealing.fetch_cert(s, cluster.connect(s))
-    print(f"certificate {fingerprint} {'pinned' if changed else 'unchanged; nothing to do'} at {path}")
+    s = session(c, dry_run, target=target)
+    plan, fingerprint = sealing.cert_plan(s, s.executor.kube())
+    s.executor.execute(plan)
+    if dry_run:
+        return
+    if not plan.empty:
+        sealing.require_empty(sealing.cert_plan(s, s.executor.kube())[0])
+    state = "unchanged; nothing to do" if plan.empty else "pinned; converged"
+    print(f"certificate {fingerprint} {state} at {sealing.cert_path(s)}")
 
 
 @task(
     iterable=["name"],
     help={
         "name": "Only this secret (repeatable); default: every secret in the plaintext file.",
-        "dry_run": "Show which files would be written; seal nothing.",
+        "dry_run": "Print the SealedSecret files that would be written (sealed offline to count them); write nothing.",
     },
 )
 def seal(c: Any, name: list[str], dry_run: bool = False) -> None:
     """Seal secrets from the git-ignored plaintext file into SealedSecret manifests (strict scope)."""
-    from homelab.core.errors import SecretError
     from homelab.secrets import sealing
 
     s = session(c, dry_run)
-    cert = sealing.cert_path(s)
-    if not cert.is_file():
-        raise SecretError(f"no pinned certificate at {cert}; run inv secrets.fetch-cert (or set secrets.cert_file)")
-    for secret in sealing.read_plaintext(s):
-        if name and secret.name not in name:
-            continue
-        target = sealing.sealed_file(s, secret)
-        if dry_run:
-            print(f"would seal {secret.namespace}/{secret.name} ({len(secret.data)} keys) into {target}")
-            continue
-        text = sealing.seal(secret, cert)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-        print(f"sealed {secret.namespace}/{secret.name} into {target}")
+    plan = sealing.seal_plan(s, name)
+    s.executor.execute(plan)
+    if not dry_run:
+        sealing.require_written(plan)
+        print(f"sealed {len(plan.changes())} secret(s); commit them and Argo CD applies them")
 
 
 @task(
@@ -54,35 +55,25 @@ def seal(c: Any, name: list[str], dry_run: bool = False) -> None:
         "name": "Secret name in the plaintext file.",
         "key": "Key to replace.",
         "value_env": "Environment variable holding the new value (never pass values as arguments).",
+        "dry_run": "Print the plaintext and SealedSecret files that would be written; write nothing.",
     }
 )
-def rotate(c: Any, name: str, key: str, value_env: str) -> None:
+def rotate(c: Any, name: str, key: str, value_env: str, dry_run: bool = False) -> None:
     """Replace one key of a secret from an environment variable, then re-seal it."""
     import os
 
-    import yaml
-
     from homelab.core.errors import UsageError
-    from homelab.core.paths import resolve_in_project
     from homelab.secrets import sealing
 
-    s = session(c)
     value = os.environ.get(value_env)
     if not value:
         raise UsageError(f"environment variable {value_env} is empty or unset")
-    path = resolve_in_project(s.cfg.secrets.plaintext_file)
-    doc = yaml.safe_load(path.read_text()) if path.is_file() else {}
-    entry = next((e for e in doc.get("secrets") or [] if e.get("name") == name), None)
-    if entry is None:
-        raise UsageError(f"no secret named {name!r} in {path}")
-    entry.setdefault("data", {})[key] = value
-    from homelab.core.executor import write_local
-
-    write_local(path, yaml.safe_dump(doc, sort_keys=False).encode(), 0o600)
-    secret = next(x for x in sealing.read_plaintext(s) if x.name == name)
-    target = sealing.sealed_file(s, secret)
-    target.write_text(sealing.seal(secret, sealing.cert_path(s)))
-    print(f"rotated {secret.namespace}/{name}.{key}; commit {target} and ArgoCD rolls it out")
+    s = session(c, dry_run)
+    plan = sealing.rotate_plan(s, name, key, value)
+    s.executor.execute(plan)
+    if not dry_run:
+        sealing.require_written(plan)
+        print(f"rotated {name}.{key}; commit the SealedSecret and Argo CD rolls it out")
 
 
 @task(help={"repo": "Git repository to scan (default: this project)."})
