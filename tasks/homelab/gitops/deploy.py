@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from homelab.core.errors import HomelabError
-from homelab.core.kube import Kube, KubeError, load_manifests, strip_volatile
+from homelab.core.kube import Kube, KubeError, load_manifests, object_ref, strip_volatile
+from homelab.core.kube.apply import FIELD_MANAGER, live_key, unstamped
+from homelab.core.kube.fields import dropped, owned
 from homelab.core.kube.pending import apply_actions
 from homelab.core.paths import cache_dir
 from homelab.core.plan import Action, Apply, Wait
@@ -122,34 +124,51 @@ def tree_actions(
 
 
 def diff_paths(live: Any, wanted: Any, path: str = "") -> list[str]:
-    """Leaf paths where ``wanted`` differs from ``live`` (fields only in live are ignored)."""
+    """Leaf paths where ``wanted`` differs from ``live``; fields only in ``live`` are left to ``dropped``.
+
+    Lists whose items all carry a ``name`` (containers, env, volumes) are matched
+    by it, so a path reads ``containers[name=app].env[name=FOO]``, as in managedFields.
+    """
     if isinstance(wanted, dict) and isinstance(live, dict):
         return [p for key, value in wanted.items() for p in diff_paths(live.get(key), value, f"{path}.{key}")]
-    if isinstance(wanted, list) and isinstance(live, list) and len(wanted) == len(live):
-        return [p for i, (a, b) in enumerate(zip(live, wanted, strict=True)) for p in diff_paths(a, b, f"{path}[{i}]")]
+    if isinstance(wanted, list) and isinstance(live, list):
+        if _named(wanted) and _named(live):
+            by_name = {item["name"]: item for item in live}
+            steps = [(by_name.get(item["name"]), item, f"{path}[name={item['name']}]") for item in wanted]
+            return [p for a, b, step in steps for p in diff_paths(a, b, step)]
+        if len(wanted) == len(live):
+            pairs = enumerate(zip(live, wanted, strict=True))
+            return [p for i, (a, b) in pairs for p in diff_paths(a, b, f"{path}[{i}]")]
     return [] if live == wanted else [path.lstrip(".")]
 
 
+def _named(items: list[Any]) -> bool:
+    return all(isinstance(item, dict) and isinstance(item.get("name"), str) for item in items)
+
+
+def _comparable(obj: Obj) -> Obj:
+    """``obj`` as diffs compare it: no server-set metadata, no status, no applied-hash annotation."""
+    return unstamped(strip_volatile(obj))
+
+
 def diff_tree(kube: Kube, rendered: Rendered) -> list[str]:
-    """Rendered vs live, through a server-side dry run: one line per differing field."""
+    """Rendered vs live, through a server-side dry run: one line per field an apply would change or prune.
+
+    Changed and added fields come from comparing the live object with the dry
+    run's result; removed ones from the fields our manager owns now that the
+    dry run says it would no longer own (a field dropped from the config).
+    """
+    objects = objects_in_apply_order(rendered)
+    index = kube.live_index(objects)
     lines = []
-    for obj in objects_in_apply_order(rendered):
-        meta = obj["metadata"]
-        resource = kube.resource(obj["apiVersion"], obj["kind"])
-        namespace = meta.get("namespace") if resource.namespaced else None
-        live = kube.get(obj["apiVersion"], obj["kind"], meta["name"], namespace)
-        ref = f"{obj['kind']} {namespace + '/' if namespace else ''}{meta['name']}"
+    for obj in objects:
+        ref = object_ref(obj)
+        live = index.get(live_key(obj))
         if live is None:
             lines.append(f"{ref}: missing in the cluster")
             continue
-        dry = resource.server_side_apply(
-            body=obj,
-            name=meta["name"],
-            namespace=namespace,
-            field_manager="homelab",
-            force_conflicts=True,
-            dry_run="All",
-        ).to_dict()
-        for field in diff_paths(strip_volatile(live), strip_volatile(dry)):
-            lines.append(f"{ref}: {field}")
+        after = kube.preview(obj)
+        lines += [f"{ref}: {field}" for field in diff_paths(_comparable(live), _comparable(after))]
+        removed = dropped(owned(live, FIELD_MANAGER), owned(after, FIELD_MANAGER))
+        lines += [f"{ref}: {field} removed" for field in removed]
     return lines

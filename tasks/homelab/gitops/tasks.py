@@ -101,7 +101,7 @@ def apply(c: Any, dry_run: bool = False, target: str | None = None) -> None:
 
 @task(help={"target": "Cluster target (default from config)."})
 def diff(c: Any, target: str | None = None) -> None:
-    """Rendered manifests against the live cluster (server-side dry run); exit 1 when they differ."""
+    """Rendered vs live (server-side dry run): changed fields, and ours the config dropped; exit 1 if any."""
     from invoke.exceptions import Exit
 
     from homelab.core import cluster
