@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -46,6 +47,21 @@ def namespace(kube: Kube) -> Iterator[str]:
     kube.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}])
     yield name
     kube.delete("v1", "Namespace", name)
+
+
+@pytest.fixture
+def applies_sent(kube: Kube, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The URL of every server-side apply request this test sends through ``kube`` (each still sent for real)."""
+    sent: list[str] = []
+    real = kube.api.call_api
+
+    def call_api(method: str, url: str, header_params: dict[str, str] | None = None, *args: Any, **kwargs: Any) -> Any:
+        if (header_params or {}).get("Content-Type") == "application/apply-patch+yaml":
+            sent.append(url)
+        return real(method, url, header_params, *args, **kwargs)
+
+    monkeypatch.setattr(kube.api, "call_api", call_api)
+    return sent
 
 
 def sandbox_config_path(session: Session) -> Path:

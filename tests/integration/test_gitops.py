@@ -13,10 +13,11 @@ from invoke import Context
 
 from helpers import REPO, loopback_data, run_cli
 from homelab.core import cluster
-from homelab.core.kube import Kube, KubeError
+from homelab.core.kube import Kube, KubeError, object_ref
+from homelab.core.kube.apply import live_key
 from homelab.core.session import Session
 from homelab.core.tools import find
-from homelab.gitops import tree
+from homelab.gitops import deploy, tree
 from homelab.gitops.tasks import apply_direct
 from homelab.sandbox import cluster as sandbox
 
@@ -72,14 +73,29 @@ def test_committed_k8s_tree_matches_the_reference_config() -> None:
     assert result.code == 0, result.output
 
 
-def test_every_object_applies_with_the_real_crds_and_a_second_apply_changes_nothing(
-    platform: tuple[Session, Path], kube: Kube
+def test_every_object_applies_with_the_real_crds_and_resending_them_all_writes_nothing(
+    platform: tuple[Session, Path], kube: Kube, applies_sent: list[str]
 ) -> None:
-    objects = tree.objects_in_apply_order(tree.render(platform[0].cfg))
+    """Past the client-side skip: the API server itself finds nothing to change in any object."""
+    objects = deploy.component_crds() + tree.objects_in_apply_order(tree.render(platform[0].cfg))
     kinds = {o["kind"] for o in objects}
     assert {"Application", "IPAddressPool", "L2Advertisement", "ClusterIssuer", "Certificate"} <= kinds
-    again = kube.apply(objects)
+    before = live_versions(kube, objects)
+    again = kube.apply(objects, resend=True)
+    assert len(applies_sent) == len(objects), "every object sent again"
     assert [a.ref for a in again if a.changed] == []
+    assert live_versions(kube, objects) == before
+    assert [a.resource_version for a in again] == [before[object_ref(o)][0] for o in objects]
+
+
+def live_versions(kube: Kube, objects: list[dict[str, Any]]) -> dict[str, tuple[str, int | None]]:
+    """resourceVersion and generation of every object, one LIST per kind."""
+    index = kube.live_index(objects)
+    found = {}
+    for obj in objects:
+        live = index[live_key(obj)]["metadata"]
+        found[object_ref(obj)] = (live["resourceVersion"], live.get("generation"))
+    return found
 
 
 def test_every_app_is_available_with_requests_and_limits(platform: tuple[Session, Path], kube: Kube) -> None:
@@ -201,7 +217,50 @@ def test_diff_is_empty_after_apply_and_names_a_changed_field(platform: tuple[Ses
     data["apps"]["plex"]["memory_limit"] = "6GiB"
     changed = run_cli(["gitops.diff"], {"HOMELAB_CONFIG": str(write_config(tmp_path, data))})
     assert changed.code == 1
-    assert "Deployment plex/plex: spec.template.spec.containers[0].resources.limits.memory" in changed.stdout
+    assert "Deployment plex/plex: spec.template.spec.containers[name=plex].resources.limits.memory" in changed.stdout
+
+
+def test_fields_the_config_no_longer_sets_are_named_by_diff_and_removed_by_up(
+    platform: tuple[Session, Path], kube: Kube, tmp_path: Path
+) -> None:
+    """An env var, a label, a ConfigMap key and an annotation we set before, dropped from the config."""
+    session, config = platform
+    [tunnel] = [o for o in tree.objects_in_apply_order(tree.render(session.cfg)) if o["kind"] == "ConfigMap"]
+    earlier = {  # what an earlier config rendered, applied under our field manager
+        **tunnel,
+        "metadata": {**tunnel["metadata"], "annotations": {"homelab.dev/note": "old"}},
+        "data": {**tunnel["data"], "legacy.yaml": "x: 1\n"},
+    }
+    kube.apply([earlier])
+    data = yaml.safe_load(config.read_text())
+    del data["apps"]["open-webui"]["env"]
+    data["apps"]["vaultwarden"]["replicas"] = 2  # a critical app with 2 replicas: no single-replica label
+    env = {"HOMELAB_CONFIG": str(write_config(tmp_path, data))}
+
+    diff = run_cli(["gitops.diff"], env)
+    assert diff.code == 1, diff.output
+    env_var = "spec.template.spec.containers[name=open-webui].env[name=OPENAI_API_BASE_URL]"
+    assert {
+        f"Deployment open-webui/open-webui: {env_var} removed",
+        "PodDisruptionBudget vaultwarden/vaultwarden: metadata.labels.homelab.dev/single-replica-pdb removed",
+        "ConfigMap cloudflared/cloudflared: data.legacy.yaml removed",
+        "ConfigMap cloudflared/cloudflared: metadata.annotations.homelab.dev/note removed",
+    } <= set(diff.stdout.splitlines()), diff.stdout
+
+    up = run_cli(["up"], env)
+    assert up.code == 0, up.output
+    webui = kube.get("apps/v1", "Deployment", "open-webui", "open-webui")
+    assert "env" not in webui["spec"]["template"]["spec"]["containers"][0]
+    pdb_labels = kube.get("policy/v1", "PodDisruptionBudget", "vaultwarden", "vaultwarden")["metadata"]["labels"]
+    assert "homelab.dev/single-replica-pdb" not in pdb_labels
+    live_tunnel = kube.get("v1", "ConfigMap", "cloudflared", "cloudflared")
+    assert set(live_tunnel["data"]) == {"config.yaml"}
+    assert "homelab.dev/note" not in live_tunnel["metadata"]["annotations"]
+    clean = run_cli(["gitops.diff"], env)
+    assert clean.code == 0 and "no differences" in clean.stdout, clean.output
+
+    back = run_cli(["gitops.apply"], {"HOMELAB_CONFIG": str(config)})  # the reference config for later tests
+    assert back.code == 0, back.output
 
 
 def test_a_ninth_app_is_one_config_entry(platform: tuple[Session, Path], kube: Kube, tmp_path: Path) -> None:

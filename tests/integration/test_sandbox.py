@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import yaml
 
 from helpers import loopback_data, run_cli
 from homelab.core.kube import Kube, KubeError
+from homelab.core.kube.apply import APPLIED_HASH, body_hash
 from homelab.core.session import Session
 
 pytestmark = pytest.mark.integration
@@ -81,31 +83,117 @@ def test_pdb_blocks_eviction_of_the_only_pod_and_names_the_pdb(kube: Kube, names
     assert kube.get("v1", "Pod", pod["metadata"]["name"], namespace) is not None
 
 
-def test_server_side_apply_twice_changes_no_resource_version(kube: Kube, namespace: str) -> None:
+def config_map(name: str, namespace: str, data: dict[str, str], **meta: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace, **meta},
+        "data": data,
+    }
+
+
+def versions(kube: Kube, objects: list[dict[str, Any]]) -> dict[str, tuple[str, int | None]]:
+    """resourceVersion and generation of each object, read from the cluster."""
+    found = {}
+    for obj in objects:
+        live = kube.get(obj["apiVersion"], obj["kind"], obj["metadata"]["name"], obj["metadata"].get("namespace"))
+        assert live is not None, obj["metadata"]["name"]
+        found[obj["metadata"]["name"]] = (live["metadata"]["resourceVersion"], live["metadata"].get("generation"))
+    return found
+
+
+def settled(kube: Kube, objects: list[dict[str, Any]]) -> dict[str, tuple[str, int | None]]:
+    """``versions`` once the controllers have stopped writing status (two reads a second apart agree)."""
+    previous = versions(kube, objects)
+    for _ in range(30):
+        time.sleep(1)
+        current = versions(kube, objects)
+        if current == previous:
+            return current
+        previous = current
+    raise AssertionError(f"objects never stopped changing: {previous}")
+
+
+def test_resending_the_same_bodies_writes_nothing(kube: Kube, namespace: str, applies_sent: list[str]) -> None:
+    """The API server's own idempotence: every object sent again, none written."""
     objects = [
         deployment("api", namespace),
         pdb("api-pdb", namespace, "api"),
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "cfg", "namespace": namespace},
-            "data": {"a": "1"},
-        },
+        config_map("cfg", namespace, {"a": "1"}, labels={"tier": "web"}, annotations={"note": "n"}),
     ]
     first = kube.apply(objects)
     assert all(a.changed for a in first)
-    config_map = kube.get("v1", "ConfigMap", "cfg", namespace)
-    second = kube.apply(objects)
-    assert [a.changed for a in second if a.ref.startswith("ConfigMap")] == [False]
-    assert (
-        kube.get("v1", "ConfigMap", "cfg", namespace)["metadata"]["resourceVersion"]
-        == config_map["metadata"]["resourceVersion"]
+    kube.wait_deployments([(namespace, "api")], timeout=60)
+    before = settled(kube, objects)
+    applies_sent.clear()
+    again = kube.apply(objects, resend=True)
+    assert len(applies_sent) == len(objects), "every object sent again"
+    assert [a.ref for a in again if a.changed] == []
+    assert {a.ref.rsplit("/", 1)[1]: a.resource_version for a in again} == {k: v[0] for k, v in before.items()}
+    assert versions(kube, objects) == before
+
+
+def test_fields_removed_from_the_body_leave_the_live_object(kube: Kube, namespace: str) -> None:
+    app = deployment("app", namespace)
+    app["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {"name": "KEEP", "value": "1"},
+        {"name": "FOO", "value": "2"},
+    ]
+    cfg = config_map(
+        "cfg", namespace, {"a": "1", "b": "2"}, labels={"tier": "web", "old": "x"}, annotations={"note": "n"}
     )
-    dep_versions = {a.ref: a.resource_version for a in second}
-    third = kube.apply(objects)
-    assert {a.ref: a.resource_version for a in third if "Deployment" not in a.ref} == {
-        k: v for k, v in dep_versions.items() if "Deployment" not in k
-    }
+    kube.apply([app, cfg])
+    del app["spec"]["template"]["spec"]["containers"][0]["env"][1]
+    slim = config_map("cfg", namespace, {"a": "1"}, labels={"tier": "web"})
+    changed = kube.apply([app, slim])
+    assert all(a.changed for a in changed)
+    live_app = kube.get("apps/v1", "Deployment", "app", namespace)
+    assert live_app["spec"]["template"]["spec"]["containers"][0]["env"] == [{"name": "KEEP", "value": "1"}]
+    live_cfg = kube.get("v1", "ConfigMap", "cfg", namespace)
+    assert live_cfg["data"] == {"a": "1"}
+    assert live_cfg["metadata"]["labels"] == {"tier": "web"}
+    assert "note" not in live_cfg["metadata"].get("annotations", {})
+
+
+def set_recorded_hash(kube: Kube, name: str, namespace: str, value: str) -> None:
+    """Overwrite the applied-hash annotation as another client would (a merge patch)."""
+    kube.resource("v1", "ConfigMap").patch(
+        name=name,
+        namespace=namespace,
+        content_type="application/merge-patch+json",
+        body={"metadata": {"annotations": {APPLIED_HASH: value}}},
+    )
+
+
+def test_a_matching_recorded_hash_sends_nothing_and_a_differing_one_applies(
+    kube: Kube, namespace: str, applies_sent: list[str]
+) -> None:
+    """Made visible with a key only the apply would prune: it stays while the hash matches."""
+    kube.apply([config_map("cfg", namespace, {"a": "1", "b": "2"})])
+    slim = config_map("cfg", namespace, {"a": "1"})
+    set_recorded_hash(kube, "cfg", namespace, body_hash(slim))
+    applies_sent.clear()
+    [skipped] = kube.apply([slim])
+    assert not skipped.changed and applies_sent == []
+    assert kube.get("v1", "ConfigMap", "cfg", namespace)["data"] == {"a": "1", "b": "2"}, "a request was sent"
+
+    set_recorded_hash(kube, "cfg", namespace, "an-older-body")
+    [applied] = kube.apply([slim])
+    assert applied.changed and len(applies_sent) == 1
+    live = kube.get("v1", "ConfigMap", "cfg", namespace)
+    assert live["data"] == {"a": "1"}
+    assert live["metadata"]["annotations"][APPLIED_HASH] == body_hash(slim)
+
+
+def test_a_hand_edit_is_reverted_although_the_hash_matches(kube: Kube, namespace: str) -> None:
+    cfg = config_map("cfg", namespace, {"a": "1"})
+    kube.apply([cfg])
+    kube.resource("v1", "ConfigMap").patch(
+        name="cfg", namespace=namespace, content_type="application/merge-patch+json", body={"data": {"a": "edited"}}
+    )
+    [fixed] = kube.apply([cfg])
+    assert fixed.changed
+    assert kube.get("v1", "ConfigMap", "cfg", namespace)["data"] == {"a": "1"}
 
 
 def test_server_side_dry_run_changes_nothing(kube: Kube, namespace: str) -> None:
