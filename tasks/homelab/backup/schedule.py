@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from homelab.core.converge import require_empty
 from homelab.core.errors import HomelabError
 from homelab.core.executor import Executor
 from homelab.core.paths import project_root
@@ -115,8 +116,5 @@ def apply(session: Any, remove: bool) -> str:
         return "backup.schedule: dry run, the crontab was not changed"
     if planned.plan.empty:
         return "backup.schedule: nothing to do"
-    again = plan(session, remove)
-    if not again.plan.empty:
-        pending = "; ".join(a.display() for a in again.plan.actions)
-        raise HomelabError(f"backup.schedule: the crontab still differs after writing it: {pending}")
+    require_empty(plan(session, remove).plan)
     return "backup.schedule: entry removed; converged" if remove else "backup.schedule: installed; converged"

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from homelab.core.converge import require_empty
 from homelab.core.errors import HomelabError, SecretError, UsageError
 from homelab.core.executor import Executor
 from homelab.core.paths import resolve_in_project
@@ -184,13 +185,6 @@ def require_written(plan: Plan) -> None:
     """The re-check after acting: every file the plan wrote holds exactly its content and mode."""
     missed = [a for a in plan.actions if isinstance(a, WriteFile) and a.host == LOCAL and not holds(a)]
     require_empty(Plan(plan.title, list(missed)))
-
-
-def require_empty(plan: Plan) -> None:
-    """Exit 1 naming every change still in ``plan`` (a plan made, or checked, after acting)."""
-    if not plan.empty:
-        pending = "\n  ".join(action.display() for action in plan.changes())
-        raise HomelabError(f"{plan.title}: not converged; still pending after acting:\n  {pending}")
 
 
 def sealed_file(session: Any, secret: PlainSecret) -> Path:

@@ -18,6 +18,7 @@ from homelab.core.tasks import session, task
 )
 def fetch_cert(c: Any, target: str | None = None, dry_run: bool = False) -> None:
     """Fetch the controller's public certificate and pin it in the state directory."""
+    from homelab.core.converge import require_empty
     from homelab.secrets import sealing
 
     s = session(c, dry_run, target=target)
@@ -26,7 +27,7 @@ def fetch_cert(c: Any, target: str | None = None, dry_run: bool = False) -> None
     if dry_run:
         return
     if not plan.empty:
-        sealing.require_empty(sealing.cert_plan(s, s.executor.kube())[0])
+        require_empty(sealing.cert_plan(s, s.executor.kube())[0])
     state = "unchanged; nothing to do" if plan.empty else "pinned; converged"
     print(f"certificate {fingerprint} {state} at {sealing.cert_path(s)}")
 
