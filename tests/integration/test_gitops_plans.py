@@ -182,3 +182,36 @@ def test_render_dry_run_lists_writes_and_removals_and_writes_nothing(sandbox_ses
     assert fixed.code == 0 and "k8s/: converged" in fixed.stdout, fixed.output
     assert not (k8s / "apps" / "gone" / "app.yaml").exists()
     assert "nothing to do" in run_cli(["gitops.render"], env).stdout
+
+
+def test_bootstrap_dry_run_downloads_no_install_manifest(
+    kube: Kube, sandbox_session: Session, argocd_app: str, tmp_path: Path
+) -> None:
+    import http.server
+    import threading
+
+    hits: list[str] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/{{version}}/install.yaml"
+        data = yaml.safe_load(config_of(sandbox_session).read_text())
+        data["gitops"]["install_manifest"] = url
+        (tmp_path / "homelab.yaml").write_text(yaml.safe_dump(data))
+        dry = run_cli(["gitops.bootstrap", "--dry-run"], {"HOMELAB_CONFIG": str(tmp_path / "homelab.yaml")})
+    finally:
+        server.shutdown()
+    assert dry.code == 0, dry.output
+    assert "is fetched when the bootstrap runs" in dry.stdout, dry.stdout
+    assert "[cluster] apply Application argocd/root" in dry.stdout
+    assert hits == []

@@ -4,8 +4,8 @@ After this, ArgoCD manages everything under k8s/ (itself included, through the
 argocd Application) with automated sync and prune. The bootstrap is one plan:
 ArgoCD's CRDs (waited for until Established), its other objects, the root
 Application, then waits for ArgoCD's Deployments and for every Application to
-be Synced and Healthy. Reading the install manifest and the cluster is
-observation; under ``--dry-run`` only that happens.
+be Synced and Healthy. Reading the cluster and a local install manifest is
+observation; under ``--dry-run`` only that happens (a manifest URL is not fetched).
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ def bootstrap_plan(session: Any, objects: list[Obj] | None, wait: int) -> Plan:
     if problem:
         plan.add(Note(f"the cluster cannot be read ({problem}): planned as if it were empty"))
     if objects is None:
-        plan.add(Note("ArgoCD's install manifest cannot be read here: its objects are not listed"))
+        source = cfg.gitops.install_manifest.format(version=cfg.gitops.argocd_version)
+        plan.add(Note(f"ArgoCD's install manifest {source} is fetched when the bootstrap runs; its objects then"))
     crds = [o for o in objects or [] if o["kind"] == "CustomResourceDefinition"]
     rest = [namespace(ARGOCD_NAMESPACE)] + [o for o in objects or [] if o["kind"] != "CustomResourceDefinition"]
     if crds:
@@ -88,12 +89,13 @@ def bootstrap(session: Any, wait: int) -> bool:
     """Converge ArgoCD and the root Application; True when something changed."""
     cfg = session.cfg
     source = cfg.gitops.install_manifest.format(version=cfg.gitops.argocd_version)
-    try:
-        objects: list[Obj] | None = install_objects(source)
-    except (OSError, urllib.error.URLError) as err:
-        if not session.dry_run:
-            raise HomelabError(f"cannot read ArgoCD's install manifest {source}: {err}") from None
-        objects = None
+    objects: list[Obj] | None = None
+    if not (session.dry_run and "://" in source):  # a dry run downloads nothing
+        try:
+            objects = install_objects(source)
+        except (OSError, urllib.error.URLError) as err:
+            if not session.dry_run:
+                raise HomelabError(f"cannot read ArgoCD's install manifest {source}: {err}") from None
     changed = converge(session.executor, lambda: bootstrap_plan(session, objects, wait))
     if not session.dry_run:
         print("gitops: ArgoCD bootstrapped" if changed else "gitops: ArgoCD already bootstrapped; nothing to do")

@@ -176,7 +176,7 @@ def exited(paths: SandboxPaths, what: str, timeout: float = 20.0) -> Wait:
 
     def running() -> str | None:
         left = [str(p) for p in pids if alive(p)]
-        return f"still running: {', '.join(left)} (kill them and re-run)" if left else None
+        return f"still running: {', '.join(left)}" if left else None
 
     return Wait(f"the processes of {what} to exit", running, timeout, host=LOCAL)
 
