@@ -163,11 +163,13 @@ def cluster_digest(kube: Kube) -> dict[str, Any]:
         found[f"Node {node['metadata']['name']}"] = {
             "unschedulable": (node.get("spec") or {}).get("unschedulable"),
             # node.kubernetes.io/* taints are the node lifecycle controller's (a late kwok heartbeat), not ours.
-            "taints": [
-                t for t in (node.get("spec") or {}).get("taints") or [] if not t["key"].startswith("node.kubernetes.io/")
-            ],
+            "taints": [t for t in (node.get("spec") or {}).get("taints") or [] if not _lifecycle_taint(t)],
         }
     return found
+
+
+def _lifecycle_taint(taint: dict[str, Any]) -> bool:
+    return str(taint.get("key", "")).startswith("node.kubernetes.io/")
 
 
 class World:
