@@ -1,6 +1,8 @@
 """Project-local kubeconfig files: merge one context in, take one out, never clobber others.
 
-Files are written with mode 0600 because they hold client keys.
+Files are written with mode 0600 because they hold client keys. The merge is
+computed as text first (``merged``), so a task can plan it as a ``WriteFile``
+and show it under ``--dry-run`` without writing anything.
 """
 
 from __future__ import annotations
@@ -15,19 +17,18 @@ from homelab.core.plan import LOCAL, Note, Run, WriteFile
 from homelab.core.secret_refs import Secret
 
 
-def merge_kubeconfig(target: Path, source: dict[str, Any], context: str, server: str | None = None) -> None:
-    """Put ``source``'s first context into ``target`` as ``context``; keep all others. Mode 0600.
+def merged(current_text: str | None, source: dict[str, Any], context: str, server: str | None = None) -> str:
+    """The kubeconfig text with ``source``'s first context put in as ``context``; others kept.
 
     ``server`` replaces the API URL (k3s writes 127.0.0.1, which only works on the node).
+    The current context is kept when there is one, so merging never switches the user's kubectl.
     """
     cluster = dict(source["clusters"][0]["cluster"])
     if server:
         cluster["server"] = server
     user = source["users"][0]["user"]
-    current: dict[str, Any] = {}
-    if target.is_file():
-        current = yaml.safe_load(target.read_text()) or {}
-    merged = {
+    current: dict[str, Any] = (yaml.safe_load(current_text) or {}) if current_text else {}
+    doc = {
         "apiVersion": "v1",
         "kind": "Config",
         "preferences": current.get("preferences", {}),
@@ -38,7 +39,26 @@ def merge_kubeconfig(target: Path, source: dict[str, Any], context: str, server:
         "contexts": [c for c in current.get("contexts", []) if c["name"] != context]
         + [{"name": context, "context": {"cluster": context, "user": context}}],
     }
-    write_local(target, yaml.safe_dump(merged, sort_keys=False).encode(), 0o600)
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def merge_action(target: Path, source: dict[str, Any], context: str, server: str | None = None) -> WriteFile | Note:
+    """The write that merges ``source`` into ``target`` (0600), or a note when it already holds it.
+
+    Reads ``target`` (an observation); the written text is a ``Secret`` because it
+    carries client keys, so a plan shows only its size.
+    """
+    current = target.read_text() if target.is_file() else None
+    text = merged(current, source, context, server)
+    if current == text and target.stat().st_mode & 0o777 == 0o600:
+        return Note(f"{target}: context {context} is current", host=LOCAL)
+    return WriteFile(str(target), Secret(text, f"kubeconfig {target}"), 0o600, why=f"merge context {context}")
+
+
+def merge_kubeconfig(target: Path, source: dict[str, Any], context: str, server: str | None = None) -> None:
+    """Put ``source``'s first context into ``target`` as ``context``; keep all others. Mode 0600."""
+    current = target.read_text() if target.is_file() else None
+    write_local(target, merged(current, source, context, server).encode(), 0o600)
 
 
 def without_context(current_text: str, context: str) -> str | None:
