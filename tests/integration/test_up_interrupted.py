@@ -83,6 +83,7 @@ def kill_when(env: dict[str, str], marker: str, delay: float) -> str:
             break
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    assert process.returncode == -signal.SIGKILL, f"up ended on its own before the kill:\n{seen}"
     return seen
 
 
