@@ -70,7 +70,7 @@ def tests(session: nox.Session) -> None:
 def integration(session: nox.Session) -> None:
     """Integration tests against real parts: sandbox API server, sshd, terraform, limactl."""
     install(session, "test")
-    binaries(session, "sandbox", "crds", "lima", "amtool", "restic", "kubeseal")
+    binaries(session, "sandbox", "crds", "controllers", "lima", "amtool", "restic", "kubeseal")
     session.run("pytest", "tests/integration", *session.posargs)
 
 
@@ -78,5 +78,5 @@ def integration(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks: ratios measured against a baseline in the same run, printed as a table."""
     install(session, "test")
-    binaries(session, "sandbox", "crds", "restic")
+    binaries(session, "sandbox", "crds", "controllers", "restic")  # inv up --target sandbox starts the controllers
     session.run("python", "benchmarks/run.py", *session.posargs)

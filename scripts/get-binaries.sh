@@ -6,7 +6,7 @@
 # cached by version under $HOMELAB_CACHE_DIR (default ~/.cache/homelab). A warm
 # cache makes this a no-op that only prints where the binaries are.
 #
-# Usage: scripts/get-binaries.sh [all|sandbox|crds|lima|restic|kubeseal|amtool|tofu]...
+# Usage: scripts/get-binaries.sh [all|sandbox|crds|controllers|lima|restic|kubeseal|amtool|tofu]...
 #        (default: all). Prints the bin directory to put on PATH as its last line.
 set -euo pipefail
 
@@ -15,16 +15,23 @@ ETCD_VERSION="${ETCD_VERSION:-3.6.16}"
 KWOK_VERSION="${KWOK_VERSION:-0.7.0}"
 LIMA_VERSION="${LIMA_VERSION:-1.2.1}"
 RESTIC_VERSION="${RESTIC_VERSION:-0.18.1}"
-SEALED_SECRETS_VERSION="${SEALED_SECRETS_VERSION:-0.27.1}"
 TOFU_VERSION="${TOFU_VERSION:-1.10.6}"
 ALERTMANAGER_VERSION="${ALERTMANAGER_VERSION:-0.28.1}"
+# The controllers the sandbox runs as local processes, at the versions the real homelab deploys
+# (tasks/homelab/sandbox/controllers.py VERSIONS and the config defaults; a unit test keeps them in step).
+ARGOCD_VERSION="${ARGOCD_VERSION:-3.6.1}"
+ARGOCD_GO_TOOLCHAIN="${ARGOCD_GO_TOOLCHAIN:-go1.27.4}" # Argo CD 3.6 needs Go >= 1.27; the module proxy serves it
+SEALED_SECRETS_VERSION="${SEALED_SECRETS_VERSION:-0.40.0}" # the controller and kubeseal
+METALLB_VERSION="${METALLB_VERSION:-0.15.2}"
+# The Sealed Secrets module moved to github.com/bitnami/sealed-secrets, which the checksum database does not know.
+export GONOSUMDB="${GONOSUMDB:+$GONOSUMDB,}github.com/bitnami/sealed-secrets"
 # Component CRDs, shipped inside the components' own Go modules (module@version:dir).
 CRD_SOURCES=(
-    "argocd github.com/argoproj/argo-cd/v3@v3.1.8 manifests/crds"
+    "argocd github.com/argoproj/argo-cd/v3@v$ARGOCD_VERSION manifests/crds"
     "cert-manager github.com/cert-manager/cert-manager@v1.18.2 deploy/crds"
-    "metallb go.universe.tf/metallb@v0.15.2 config/crd/bases"
+    "metallb go.universe.tf/metallb@v$METALLB_VERSION config/crd/bases"
     "prometheus-operator github.com/prometheus-operator/prometheus-operator@v0.85.0 example/prometheus-operator-crd"
-    "sealed-secrets github.com/bitnami-labs/sealed-secrets@v0.27.1 helm/sealed-secrets/crds"
+    "sealed-secrets github.com/bitnami/sealed-secrets@v$SEALED_SECRETS_VERSION helm/sealed-secrets/crds"
     "velero github.com/vmware-tanzu/velero@v1.16.2 config/crd/v1/bases"
 )
 
@@ -142,7 +149,10 @@ build_lima() {
         "-X github.com/lima-vm/lima/pkg/version.Version=$LIMA_VERSION"
 }
 build_restic() { go_install github.com/restic/restic/cmd/restic "v$RESTIC_VERSION"; }
-build_kubeseal() { go_install github.com/bitnami-labs/sealed-secrets/cmd/kubeseal "v$SEALED_SECRETS_VERSION"; }
+build_kubeseal() {
+    GOFLAGS=-mod=mod CGO_ENABLED=0 go_build_pinned kubeseal github.com/bitnami/sealed-secrets "$SEALED_SECRETS_VERSION" \
+        github.com/bitnami/sealed-secrets/cmd/kubeseal "$BIN_DIR/kubeseal" "-X main.VERSION=$SEALED_SECRETS_VERSION"
+}
 build_tofu() {
     go_build_pinned tofu github.com/opentofu/opentofu "$TOFU_VERSION" github.com/opentofu/opentofu/cmd/tofu "$BIN_DIR/tofu" \
         "-X github.com/opentofu/opentofu/version.dev=no"
@@ -153,15 +163,44 @@ build_amtool() {
         github.com/prometheus/alertmanager/cmd/amtool "$BIN_DIR/amtool"
 }
 
+# The Argo CD binary is multicall (argv[0] picks the component), like upstream's image.
+build_argocd() {
+    GOTOOLCHAIN="$ARGOCD_GO_TOOLCHAIN" GOFLAGS=-mod=mod CGO_ENABLED=0 go_build_pinned argocd \
+        github.com/argoproj/argo-cd/v3 "$ARGOCD_VERSION" github.com/argoproj/argo-cd/v3/cmd "$BIN_DIR/argocd" \
+        "-X github.com/argoproj/argo-cd/v3/common.version=$ARGOCD_VERSION"
+    local src
+    src=$(cd "$WORK_DIR/argocd-$ARGOCD_VERSION" &&
+        GOTOOLCHAIN="$ARGOCD_GO_TOOLCHAIN" go mod download -json "github.com/argoproj/argo-cd/v3@v$ARGOCD_VERSION" |
+        sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+    install -m 0755 "$src/hack/git-verify-wrapper.sh" "$BIN_DIR/git-verify-wrapper.sh"
+    ln -sf argocd "$BIN_DIR/argocd-application-controller"
+    ln -sf argocd "$BIN_DIR/argocd-repo-server"
+    ln -sf argocd "$BIN_DIR/argocd-git-ask-pass"
+}
+build_sealed_controller() {
+    GOFLAGS=-mod=mod CGO_ENABLED=0 go_build_pinned sealed-secrets \
+        github.com/bitnami/sealed-secrets "$SEALED_SECRETS_VERSION" github.com/bitnami/sealed-secrets/cmd/controller \
+        "$BIN_DIR/sealed-secrets-controller" "-X main.VERSION=$SEALED_SECRETS_VERSION"
+}
+build_metallb() {
+    GOFLAGS=-mod=mod CGO_ENABLED=0 go_build_pinned metallb go.universe.tf/metallb "$METALLB_VERSION" \
+        go.universe.tf/metallb/controller "$BIN_DIR/metallb-controller"
+}
+
 # fetch_crds: copy each component's CRD files out of the module cache into
-# $CACHE_DIR/crds/<component>-<version>/ (the tests install them into the sandbox).
+# $CACHE_DIR/crds/<component>-<version>/ (the sandbox and the tests install them) and
+# remove the directories of versions no longer pinned, which would be installed too.
 fetch_crds() {
-    local entry name module dir src out
+    local entry name module dir src out toolchain kept=()
     for entry in "${CRD_SOURCES[@]}"; do
         read -r name module dir <<<"$entry"
         out="$CACHE_DIR/crds/$name-${module##*@}"
+        kept+=("$out")
         [[ -d "$out" ]] && continue
-        src=$(cd "$WORK_DIR" && go mod download -json "$module" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+        toolchain=$GOTOOLCHAIN
+        [[ $name == argocd ]] && toolchain=$ARGOCD_GO_TOOLCHAIN # its go.mod asks for a newer Go
+        src=$(cd "$WORK_DIR" && GOTOOLCHAIN=$toolchain go mod download -json "$module" |
+            sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
         [[ -d "$src/$dir" ]] || die "no CRDs at $module/$dir"
         mkdir -p "$out.tmp"
         find "$src/$dir" -maxdepth 1 -name '*.yaml' ! -name 'kustomization.yaml' -exec cp {} "$out.tmp/" \;
@@ -172,6 +211,10 @@ fetch_crds() {
             cp "$src/manifests/install.yaml" "$CACHE_DIR/manifests/argocd-install-${module##*@}.yaml"
             chmod u+w "$CACHE_DIR/manifests/argocd-install-${module##*@}.yaml"
         fi
+    done
+    for out in "$CACHE_DIR"/crds/*/; do
+        out=${out%/}
+        [[ " ${kept[*]} " == *" $out "* ]] || rm -rf -- "$out"
     done
     echo "$CACHE_DIR/crds" >"$STAMP_DIR/crds-dir"
 }
@@ -186,6 +229,11 @@ want_restic() { timed restic "$RESTIC_VERSION" build_restic; }
 want_kubeseal() { timed kubeseal "$SEALED_SECRETS_VERSION" build_kubeseal; }
 want_amtool() { timed amtool "$ALERTMANAGER_VERSION" build_amtool; }
 want_crds() { timed crds "$(printf '%s' "${CRD_SOURCES[*]}" "install-v2" | sha256sum | cut -c1-12)" fetch_crds; }
+want_controllers() {
+    timed argocd "$ARGOCD_VERSION" build_argocd
+    timed sealed-secrets-controller "$SEALED_SECRETS_VERSION" build_sealed_controller
+    timed metallb-controller "$METALLB_VERSION" build_metallb
+}
 want_tofu() {
     if command -v terraform >/dev/null 2>&1 || command -v tofu >/dev/null 2>&1; then
         say "terraform/tofu: found on PATH, nothing to build"
@@ -198,9 +246,9 @@ targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(all)
 for t in "${targets[@]}"; do
     case "$t" in
-    all) want_sandbox; want_crds; want_lima; want_restic; want_kubeseal; want_amtool; want_tofu ;;
-    sandbox | crds | lima | restic | kubeseal | amtool | tofu) "want_$t" ;;
-    *) die "unknown target '$t' (use all, sandbox, crds, lima, restic, kubeseal, amtool or tofu)" ;;
+    all) want_sandbox; want_crds; want_controllers; want_lima; want_restic; want_kubeseal; want_amtool; want_tofu ;;
+    sandbox | crds | lima | restic | kubeseal | amtool | tofu | controllers) "want_$t" ;;
+    *) die "unknown target '$t' (use all, sandbox, crds, controllers, lima, restic, kubeseal, amtool or tofu)" ;;
     esac
 done
 echo "$BIN_DIR"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for the toolkit: system packages, the Python venv with
 # the toolkit installed (editable), and the pinned binaries (built once, cached).
+# The binaries include the controllers the sandbox runs (Argo CD, Sealed Secrets, MetalLB):
+# `inv up --target sandbox` starts them, so a cold first run builds them too.
 #
 # Linux (Debian/Ubuntu): installs what is missing with apt-get (as root or via sudo).
 # macOS: expects Homebrew's lima, socket_vmnet, terraform or opentofu, kubectl,
@@ -11,7 +13,8 @@ cd "$(dirname "$0")/.."
 say() { printf '[setup] %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
-APT_PACKAGES=(openssh-server openssh-client sudo sqlite3 cron age iproute2 util-linux procps git ca-certificates)
+# redis-server and git: Argo CD's cache and the git daemon it syncs from on the sandbox.
+APT_PACKAGES=(openssh-server openssh-client sudo sqlite3 cron age iproute2 util-linux procps git redis-server ca-certificates)
 
 install_system_packages() {
     command -v apt-get >/dev/null 2>&1 || { say "no apt-get: skipping system packages"; return; }
