@@ -328,7 +328,7 @@ def test_bootstrap_installs_argocd_and_the_root_application(
 
     _, config = platform
     data = yaml.safe_load(config.read_text())
-    manifest = cache_dir() / "manifests" / "argocd-install-v3.1.8.yaml"
+    manifest = cache_dir() / "manifests" / "argocd-install-v3.6.1.yaml"
     assert manifest.is_file(), "scripts/get-binaries.sh crds provides it"
     data["gitops"]["install_manifest"] = str(manifest)
     env = {"HOMELAB_CONFIG": str(write_config(tmp_path, data))}

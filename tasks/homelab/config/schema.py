@@ -228,7 +228,7 @@ class GitOps(Strict):
     revision: GitRef = "main"
     path: RepoPath = "k8s"
     repo_credentials: SecretRef | None = None
-    argocd_version: ReleaseTag = "v3.1.8"
+    argocd_version: ReleaseTag = "v3.6.1"  # what the sandbox runs (sandbox/controllers.py)
     install_manifest: ManifestSource = (
         "https://raw.githubusercontent.com/argoproj/argo-cd/{version}/manifests/install.yaml"
     )
@@ -308,7 +308,7 @@ class Secrets(Strict):
 
     controller_namespace: DnsLabel = "kube-system"
     controller_name: KubeName = "sealed-secrets-controller"
-    chart_version: ChartVersion = "2.17.3"
+    chart_version: ChartVersion = "2.19.3"  # deploys controller v0.40.0 (image tag pinned in the render)
     plaintext_file: PathText = "config/secrets.local.yaml"
     cert_file: PathText | None = None
     sealed_dir: PathText = "k8s/sealed"

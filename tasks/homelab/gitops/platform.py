@@ -15,6 +15,10 @@ Obj = dict[str, Any]
 ARGOCD_NAMESPACE = "argocd"
 IN_CLUSTER = "https://kubernetes.default.svc"
 CLOUDFLARED_IMAGE = "cloudflare/cloudflared:2025.9.0"
+# The controller images are pinned in the charts' values, not left to each chart's appVersion, so the
+# real homelab runs the code the sandbox runs as processes (sandbox/controllers.py VERSIONS): Argo CD
+# at gitops.argocd_version, Sealed Secrets at this tag (its chart in the v0.40.0 tag still names 0.39.1).
+SEALED_SECRETS_IMAGE_TAG = "0.40.0"
 
 # component -> (helm repository, chart, namespace)
 CHARTS = {
@@ -396,12 +400,23 @@ def platform(cfg: HomelabConfig) -> dict[str, tuple[Obj | None, list[Obj]]]:
     parts: dict[str, tuple[Obj | None, list[Obj]]] = {
         "sealed-secrets": (
             chart_app(
-                "sealed-secrets", cfg.secrets.chart_version, {"fullnameOverride": cfg.secrets.controller_name}, -5
+                "sealed-secrets",
+                cfg.secrets.chart_version,
+                {"fullnameOverride": cfg.secrets.controller_name, "image": {"tag": SEALED_SECRETS_IMAGE_TAG}},
+                -5,
             ),
             [],
         ),
         "argocd": (
-            chart_app("argocd", cfg.gitops.chart_version, {"configs": {"params": {"server.insecure": True}}}, -4),
+            chart_app(
+                "argocd",
+                cfg.gitops.chart_version,
+                {
+                    "global": {"image": {"tag": cfg.gitops.argocd_version}},
+                    "configs": {"params": {"server.insecure": True}},
+                },
+                -4,
+            ),
             [namespace(ARGOCD_NAMESPACE)],
         ),
     }
