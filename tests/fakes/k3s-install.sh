@@ -3,16 +3,23 @@
 # k3s itself cannot run here, so this records how it was called and writes what
 # k3s would write: the k3s binary (answering --version), k3s.yaml pointing at
 # the sandbox API server, the node token, the uninstall scripts, a SQLite state.db.
+# Faults on demand, by marker files under the node's /var/lib/rancher:
+#   fake-install-fail    the installer fails (exit 1, the file's text on stderr)
+#   fake-k3s-version     k3s --version reports this version, whatever was installed
 set -eu
 lib=/var/lib/rancher
 start=$(date +%s.%N)
+if [ -f "$lib/fake-install-fail" ]; then
+  echo "fake installer: $(cat "$lib/fake-install-fail")" >&2
+  exit 1
+fi
 sleep "$(cat "$lib/fake-install-seconds" 2>/dev/null || echo 0)"
 mkdir -p /etc/rancher/k3s "$lib/k3s/server/db"
 
 cat > /usr/local/bin/k3s <<EOF
 #!/bin/sh
 case "\$1" in
-  --version) echo "k3s version ${INSTALL_K3S_VERSION} (fake)" ;;
+  --version) echo "k3s version \$(cat $lib/fake-k3s-version 2>/dev/null || echo ${INSTALL_K3S_VERSION}) (fake)" ;;
   *) echo "fake k3s: \$*" >> $lib/k3s-calls.log ;;
 esac
 EOF

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import threading
@@ -14,8 +16,10 @@ import pytest
 import yaml
 from k3s_nodes import NODES, Lab, start_node
 
-from helpers import FAKES, run_cli
+from helpers import FAKES, CliResult, run_cli
 from homelab.core.kube import Kube
+from homelab.core.kube.nodes import LIFTED_ANNOTATION, SINGLE_REPLICA_LABEL
+from homelab.k3s.plan import UPGRADING_ANNOTATION
 
 pytestmark = pytest.mark.integration
 
@@ -253,6 +257,8 @@ def test_snapshot_saves_a_consistent_sqlite_copy_and_the_token(lab: Lab) -> None
     result = lab.cli("k3s.snapshot")
     assert result.code == 0, result.output
     [snapshot] = (lab.tmp / "state" / "snapshots").iterdir()
+    assert f"VACUUM INTO '\"'\"'/var/tmp/homelab-snapshot-{snapshot.name}'" in result.stdout, "one stamp names both"
+    assert f"-> {snapshot / 'datastore'} (mode 0600)" in result.stdout
     db = snapshot / "datastore"
     assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert sqlite3.connect(db).execute("SELECT name FROM kine").fetchall() == [("/registry/ns/default",)]
@@ -274,19 +280,23 @@ def test_up_dry_run_for_lima_plans_vms_and_k3s_without_secrets(lab: Lab) -> None
         "PATH": f"{FAKES}:{os.environ['PATH']}",
         "FAKE_LIMA_STATE": str(lab.tmp / "lima"),
         "FAKE_RECORD": str(lab.tmp / "record.jsonl"),
+        "FAKE_CRONTAB": str(lab.tmp / "crontab"),
     }
     result = run_cli(["up", "--target", "lima", "--dry-run"], env)
     assert result.code == 0, result.output
     out = result.stdout
     assert out.index("[1/4] vm") < out.index("[2/4] k3s") < out.index("[3/4] gitops") < out.index("[4/4] backup")
-    assert "install crontab entry" in out
-    assert "install ArgoCD v3.1.8" in out
+    assert "install the cron entry for backup.run" in out
+    assert "bootstrap ArgoCD v" in out
     assert "k3s-server.yaml" in out and "apply -input=false" in out
     assert "write /etc/rancher/k3s/token (secret, mode 0600" in out
     assert "INSTALL_K3S_VERSION=v1.33.5+k3s1" in out
     assert token not in result.output
     assert not lab.touched()
-    assert not (lab.tmp / "record.jsonl").exists()
+    record = lab.tmp / "record.jsonl"
+    calls = [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
+    assert [c for c in calls if c["argv"] != ["-l"]] == [], "the dry run called a fake tool to change something"
+    assert not (lab.tmp / "crontab").exists()
 
 
 def test_allow_downtime_lifts_a_single_replica_pdb_for_the_drain_and_restores_it(
@@ -330,3 +340,215 @@ def test_uninstall_asks_then_removes_agents_before_the_server(lab: Lab) -> None:
     assert not any(n.path("/etc/rancher/k3s/config.yaml").exists() for n in lab.nodes.values())
     out = removed.stdout
     assert out.index("uninstall k3s agents") < out.index("uninstall k3s server")
+
+
+NEW_VERSION = "v1.34.1+k3s1"
+
+
+def node_state(kube: Kube, name: str) -> tuple[bool, str | None]:
+    """Whether the node is cordoned, and the upgrade mark on it."""
+    node = kube.get("v1", "Node", name) or {}
+    annotations = node.get("metadata", {}).get("annotations") or {}
+    return bool(node.get("spec", {}).get("unschedulable")), annotations.get(UPGRADING_ANNOTATION)
+
+
+def pdb_state(kube: Kube, namespace: str, name: str) -> tuple[object, str | None]:
+    """A PDB's minAvailable and the value a lift kept on it."""
+    pdb = kube.get("policy/v1", "PodDisruptionBudget", name, namespace) or {}
+    return pdb["spec"].get("minAvailable"), (pdb["metadata"].get("annotations") or {}).get(LIFTED_ANNOTATION)
+
+
+def files_of(root: Path) -> dict[str, str]:
+    """Every file under ``root`` (or ``root`` itself) with its mode and content digest."""
+    if not root.exists():
+        return {}
+    if root.is_file():
+        return {root.name: f"{root.stat().st_mode & 0o7777:o}:{hashlib.sha256(root.read_bytes()).hexdigest()}"}
+    return {
+        str(p.relative_to(root)): f"{p.stat().st_mode & 0o7777:o}:{hashlib.sha256(p.read_bytes()).hexdigest()}"
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "sshd.pid"
+    }
+
+
+def picture(lab: Lab, kube: Kube) -> dict[str, object]:
+    """What a k3s task could change: node files (installer log included), state dir, token, nodes in the cluster."""
+    return {
+        "nodes": {name: files_of(node.root) for name, node in lab.nodes.items()},
+        "state": files_of(lab.tmp / "state"),
+        "token": files_of(lab.tmp / "k3s-token"),
+        "cluster": {name: node_state(kube, name) for name in lab.nodes},
+        "staged": sorted(str(p) for p in Path("/var/tmp").glob("homelab-snapshot-*")),
+    }
+
+
+def solo_app_on_worker_1(lab: Lab, kube: Kube, namespace: str) -> None:
+    """K3S installed, and a single-replica app on k3s-worker-1 guarded by a liftable PDB (minAvailable 1)."""
+    assert lab.cli("k3s.install").code == 0
+    pinned_app_with_pdb(kube, namespace, "solo", "k3s-worker-1", pdb_labels={SINGLE_REPLICA_LABEL: "true"})
+    kube.wait_deployments([(namespace, "solo")], timeout=180)
+
+
+def upgrade_with_a_fault_on_worker_1(lab: Lab, kube: Kube, namespace: str, marker: str, text: str) -> CliResult:
+    """Upgrade with --allow-downtime while ``marker`` makes the fake installer misbehave on k3s-worker-1."""
+    solo_app_on_worker_1(lab, kube, namespace)
+    (lab.nodes["k3s-worker-1"].root / "lib" / marker).write_text(text)
+    lab.data["k3s"].update({"version": NEW_VERSION, "ready_timeout": 5})
+    lab.save()
+    return lab.cli("k3s.upgrade", "--allow-downtime")
+
+
+def assert_worker_1_put_back_and_worker_2_untouched(
+    result: CliResult, kube: Kube, lab: Lab, namespace: str, worker_1_installs: int
+) -> None:
+    """The server upgraded; k3s-worker-1 schedulable, unmarked, its PDB back at 1; k3s-worker-2 never touched."""
+    assert result.code == 1, result.output
+    assert "lift single-replica PodDisruptionBudgets of pods on k3s-worker-1" in result.stdout
+    assert node_state(kube, "k3s-worker-1") == (False, None), "cordoned or still marked"
+    assert pdb_state(kube, namespace, "solo") == (1, None), "the PDB is still lifted"
+    assert [len(n.installer_log()) for n in lab.nodes.values()] == [2, worker_1_installs, 1]
+    assert lab.nodes["k3s-server"].installer_log()[-1]["version"] == NEW_VERSION
+    assert node_state(kube, "k3s-server") == node_state(kube, "k3s-worker-2") == (False, None)
+    assert f"upgrade of k3s-worker-1 to k3s {NEW_VERSION} failed" in result.stderr
+    restored = f"Restored: k3s-worker-1 uncordoned; PodDisruptionBudgets back at their old minAvailable: {namespace}/"
+    assert f"{restored}solo" in result.stderr
+    assert "Nodes after k3s-worker-1 were not touched: k3s-worker-2" in result.stderr
+
+
+def test_failed_installer_puts_the_node_back_and_stops_before_the_next(lab: Lab, kube: Kube, namespace: str) -> None:
+    result = upgrade_with_a_fault_on_worker_1(lab, kube, namespace, "fake-install-fail", "broken on purpose")
+    assert "fake installer: broken on purpose" in result.stderr, result.output
+    assert_worker_1_put_back_and_worker_2_untouched(result, kube, lab, namespace, worker_1_installs=1)
+
+
+def test_node_not_ready_on_the_new_version_is_put_back_after_the_ready_timeout(
+    lab: Lab, kube: Kube, namespace: str
+) -> None:
+    result = upgrade_with_a_fault_on_worker_1(lab, kube, namespace, "fake-k3s-version", "v1.33.5+k3s1")
+    assert f"timed out after 5s waiting for k3s-worker-1 to be Ready on {NEW_VERSION}" in result.stderr, result.output
+    assert lab.nodes["k3s-worker-1"].installer_log()[-1]["version"] == NEW_VERSION, "the installer did run"
+    assert_worker_1_put_back_and_worker_2_untouched(result, kube, lab, namespace, worker_1_installs=2)
+
+
+def test_a_rerun_after_a_crash_mid_upgrade_puts_back_the_node_and_the_lifted_pdb(
+    lab: Lab, kube: Kube, namespace: str
+) -> None:
+    solo_app_on_worker_1(lab, kube, namespace)
+    # What a run killed between the lift and the restore leaves: the node marked and cordoned, the PDB lifted.
+    kube.merge_patch(
+        "v1", "Node", "k3s-worker-1", None, {"metadata": {"annotations": {UPGRADING_ANNOTATION: NEW_VERSION}}}
+    )
+    kube.cordon("k3s-worker-1")
+    lifted = {"metadata": {"annotations": {LIFTED_ANNOTATION: "1"}}, "spec": {"minAvailable": 0}}
+    kube.merge_patch("policy/v1", "PodDisruptionBudget", "solo", namespace, lifted)
+
+    dry = lab.cli("k3s.upgrade", "--dry-run")
+    assert dry.code == 0, dry.output
+    assert "restore lifted PodDisruptionBudgets" in dry.stdout and "uncordon node k3s-worker-1" in dry.stdout
+    assert f"PodDisruptionBudgets {namespace}/solo still lifted" in dry.stdout
+    assert pdb_state(kube, namespace, "solo") == (0, "1") and node_state(kube, "k3s-worker-1") == (True, NEW_VERSION)
+
+    result = lab.cli("k3s.upgrade")
+    assert result.code == 0, result.output
+    assert pdb_state(kube, namespace, "solo") == (1, None)
+    assert node_state(kube, "k3s-worker-1") == (False, None)
+    assert [len(n.installer_log()) for n in lab.nodes.values()] == [1, 1, 1]
+    again = lab.cli("k3s.upgrade")
+    assert again.code == 0 and "nothing to do" in again.stdout and "restore" not in again.stdout, again.output
+
+
+def test_install_that_does_not_converge_exits_1_naming_what_is_pending(lab: Lab) -> None:
+    (lab.nodes["k3s-worker-2"].root / "lib" / "fake-k3s-version").write_text("v1.32.0+k3s1")
+    result = lab.cli("k3s.install")
+    assert result.code == 1, result.output
+    assert "k3s did not converge" in result.stderr
+    assert "k3s-worker-2: runs k3s v1.32.0+k3s1, the config wants v1.33.5+k3s1" in result.stderr
+    assert "k3s-server" not in result.stderr.split("still pending:")[1]
+    assert "converged" not in result.stdout
+
+
+def test_install_dry_run_plans_every_node_and_changes_nothing(lab: Lab, kube: Kube) -> None:
+    before = picture(lab, kube)
+    result = lab.cli("k3s.install", "--dry-run")
+    assert result.code == 0, result.output
+    assert picture(lab, kube) == before
+    out = result.stdout
+    assert f"[local] write {lab.tmp / 'k3s-token'} (secret, mode 0600" in out
+    for name in lab.nodes:
+        assert f"[{name}] write /etc/rancher/k3s/token (secret, mode 0600" in out
+        assert f"[{name}] write /etc/rancher/k3s/config.yaml" in out
+    assert "INSTALL_K3S_EXEC=server" in out and out.count("INSTALL_K3S_EXEC=agent") == 2
+    assert "planned once K3S runs on k3s-server" in out
+    assert "converged" not in out and "nothing to do" not in out
+
+
+def test_upgrade_dry_run_plans_each_node_in_order_and_changes_nothing(lab: Lab, kube: Kube, namespace: str) -> None:
+    solo_app_on_worker_1(lab, kube, namespace)
+    lab.data["k3s"]["version"] = NEW_VERSION
+    lab.save()
+    before = picture(lab, kube)
+    result = lab.cli("k3s.upgrade", "--dry-run", "--allow-downtime")
+    assert result.code == 0, result.output
+    assert picture(lab, kube) == before
+    assert pdb_state(kube, namespace, "solo") == (1, None)
+    out = result.stdout
+    titles = [out.index(f"plan: upgrade {name} to k3s {NEW_VERSION}") for name in lab.nodes]
+    assert titles == sorted(titles), "server first, then the workers in config order"
+    worker_1 = out[titles[1] : titles[2]]
+    steps = [
+        "cordon node k3s-worker-1",
+        "lift single-replica PodDisruptionBudgets of pods on k3s-worker-1",
+        "drain node k3s-worker-1",
+        f"INSTALL_K3S_VERSION={NEW_VERSION}",
+        f"wait for k3s-worker-1 to be Ready on {NEW_VERSION}",
+        "uncordon node k3s-worker-1",
+        "restore lifted PodDisruptionBudgets",
+    ]
+    positions = [worker_1.index(step) for step in steps]
+    assert positions == sorted(positions), worker_1
+
+
+def test_kubeconfig_dry_run_writes_nothing_and_a_current_file_is_left_alone(lab: Lab) -> None:
+    assert lab.cli("k3s.install").code == 0
+    target = lab.tmp / "other-kubeconfig"
+    target.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "contexts": [], "clusters": []}))
+    target.chmod(0o600)
+    before = target.read_bytes()
+    dry = lab.cli("k3s.kubeconfig", "--path", str(target), "--dry-run")
+    assert dry.code == 0, dry.output
+    assert f"[local] write {target} (secret, mode 0600" in dry.stdout
+    assert target.read_bytes() == before
+    absent = lab.tmp / "absent-kubeconfig"
+    assert lab.cli("k3s.kubeconfig", "--path", str(absent), "--dry-run").code == 0
+    assert not absent.exists()
+
+    assert lab.cli("k3s.kubeconfig", "--path", str(target)).code == 0
+    written = target.read_bytes()
+    assert written != before and target.stat().st_mode & 0o777 == 0o600
+    again = lab.cli("k3s.kubeconfig", "--path", str(target))
+    assert again.code == 0 and "nothing to do" in again.stdout and "is current" in again.stdout, again.output
+    assert target.read_bytes() == written
+
+
+def test_snapshot_dry_run_names_what_a_real_run_takes_and_changes_nothing(lab: Lab, kube: Kube) -> None:
+    assert lab.cli("k3s.install").code == 0
+    before = picture(lab, kube)
+    result = lab.cli("k3s.snapshot", "--dry-run")
+    assert result.code == 0, result.output
+    assert picture(lab, kube) == before
+    staged = re.findall(r"/var/tmp/homelab-snapshot-(\w+)", result.stdout)
+    local = re.findall(r"snapshots/(\w+)/datastore", result.stdout)
+    assert staged and local and set(staged) == set(local), result.stdout
+    assert f"{lab.tmp / 'state' / 'snapshots' / local[0] / 'token'} (secret, mode 0600" in result.stdout
+    assert "saved in" not in result.stdout
+
+
+def test_uninstall_dry_run_plans_every_node_and_removes_nothing(lab: Lab, kube: Kube) -> None:
+    assert lab.cli("k3s.install").code == 0
+    before = picture(lab, kube)
+    result = lab.cli("k3s.uninstall", "--dry-run")
+    assert result.code == 0, result.output
+    assert picture(lab, kube) == before
+    lines = result.stdout.splitlines()
+    for name, script in [("k3s-worker-1", "k3s-agent"), ("k3s-worker-2", "k3s-agent"), ("k3s-server", "k3s")]:
+        assert any(f"[{name}] run: " in line and f"/usr/local/bin/{script}-uninstall.sh" in line for line in lines)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
 from helpers import LOOPBACK_CONFIG
 from homelab.config import loader
-from homelab.core.plan import Run, WriteFile
-from homelab.core.secret_refs import Secret
+from homelab.core.kubeconfig import merge_action, merged
+from homelab.core.plan import Cordon, Drain, LiftPdbs, Note, Patch, RestorePdbs, Run, Wait, WriteFile
+from homelab.core.secret_refs import Secret, SecretLocation
 from homelab.k3s import plan as k3s
 from homelab.k3s import preflight
 
@@ -47,7 +50,7 @@ def test_fresh_nodes_get_token_config_installer_in_that_order(cfg) -> None:
     actions = plans.install["k3s-server"].actions
     assert [a.path for a in actions if isinstance(a, WriteFile)][:2] == [k3s.TOKEN_PATH, k3s.CONFIG_PATH]
     assert isinstance(actions[-1], Run) and "INSTALL_K3S_EXEC=server" in actions[-1].argv
-    assert all(TOKEN.reveal() not in line for line in k3s.summarize(plans).lines())
+    assert all(TOKEN.reveal() not in line for plan in plans.install.values() for line in plan.lines())
 
 
 def test_same_state_is_nothing_to_do(cfg) -> None:
@@ -92,3 +95,108 @@ def test_preflight_reports_every_problem_of_every_node(cfg) -> None:
 def test_port_on_another_address_is_not_a_conflict(cfg) -> None:
     assert not preflight.port_taken(("127.0.0.99:6443",), cfg.server, 6443)
     assert preflight.port_taken(("[::]:10250",), cfg.server, 10250)
+
+
+def never_ready() -> str | None:
+    return "not yet"
+
+
+def kinds(actions) -> list[str]:
+    return [type(a).__name__ for a in actions]
+
+
+def shown(actions) -> list[str]:
+    """Actions as the plan prints them (Patch compares by identity, its body being a dict)."""
+    return [a.display() for a in actions]
+
+
+def test_a_node_upgrade_cordons_drains_installs_waits_and_ends_putting_the_node_back(cfg) -> None:
+    plan = k3s.upgrade_plan(cfg, cfg.nodes[1], "v1.34.1+k3s1", never_ready)
+    actions = plan.actions
+    assert kinds(actions) == ["Patch", "Cordon", "Drain", "Run", "Run", "Wait", "Cordon", "Patch", "RestorePdbs"]
+    mark, cordon, drain, installer, run, wait = actions[:6]
+    assert isinstance(mark, Patch) and mark.body["metadata"]["annotations"] == {
+        k3s.UPGRADING_ANNOTATION: "v1.34.1+k3s1"
+    }
+    assert cordon == Cordon("k3s-worker-1") and drain == Drain("k3s-worker-1", cfg.k3s.drain_timeout)
+    assert (
+        isinstance(installer, Run) and installer.argv[:2] == ("curl", "-sfL") and k3s.INSTALLER_PATH in installer.argv
+    )
+    assert isinstance(run, Run) and "INSTALL_K3S_VERSION=v1.34.1+k3s1" in run.argv and run.host == "k3s-worker-1"
+    assert isinstance(wait, Wait) and wait.check is never_ready and wait.timeout == cfg.k3s.ready_timeout
+    assert shown(actions[-3:]) == shown(k3s.put_back("k3s-worker-1"))
+
+
+def test_allow_downtime_lifts_pdbs_after_the_cordon_and_before_the_drain(cfg) -> None:
+    actions = k3s.upgrade_plan(cfg, cfg.server, "v1.34.1+k3s1", never_ready, allow_downtime=True).actions
+    assert kinds(actions)[:4] == ["Patch", "Cordon", "LiftPdbs", "Drain"] and actions[2] == LiftPdbs("k3s-server")
+    assert isinstance(actions[-1], RestorePdbs)
+    assert "LiftPdbs" not in kinds(k3s.upgrade_plan(cfg, cfg.server, "v1.34.1+k3s1", never_ready).actions)
+
+
+def test_putting_a_node_back_uncordons_unmarks_and_restores_pdbs_last() -> None:
+    uncordon, unmark, restore = k3s.put_back("k3s-worker-2")
+    assert uncordon == Cordon("k3s-worker-2", uncordon=True)
+    assert isinstance(unmark, Patch) and unmark.name == "k3s-worker-2" and unmark.kind == "Node"
+    assert unmark.body == {"metadata": {"annotations": {k3s.UPGRADING_ANNOTATION: None}}}
+    assert restore == RestorePdbs()
+
+
+def test_recovery_puts_back_marked_nodes_and_lifted_pdbs_and_is_empty_when_nothing_was_left() -> None:
+    assert k3s.recovery_plan([], []).empty
+    only_pdbs = k3s.recovery_plan([], ["apps/vault"])
+    assert kinds(only_pdbs.actions) == ["Note", "RestorePdbs"] and "apps/vault" in only_pdbs.actions[0].text
+    both = k3s.recovery_plan(["k3s-worker-1"], ["apps/vault"])
+    assert shown(both.actions[1:]) == shown(k3s.put_back("k3s-worker-1"))
+
+
+def test_a_missing_token_is_a_planned_0600_write_and_an_existing_one_is_only_read(tmp_path: Path) -> None:
+    location = SecretLocation(file=str(tmp_path / "token"))
+    token, steps = k3s.cluster_token(location)
+    [write] = steps
+    assert isinstance(write, WriteFile) and write.path == str(tmp_path / "token") and write.mode == 0o600
+    assert write.data().decode() == token.reveal() + "\n" and len(token.reveal()) == 64
+    assert token.reveal() not in write.display()
+    assert not (tmp_path / "token").exists()
+    (tmp_path / "token").write_text("kept-token\n")
+    (tmp_path / "token").chmod(0o600)
+    assert k3s.cluster_token(location) == (Secret("kept-token", location.describe()), [])
+
+
+def test_pending_names_each_node_that_still_differs(cfg) -> None:
+    observed = observed_for(cfg, "v1.30.0+k3s1")
+    observed["k3s-worker-2"] = k3s.Observed(None, None, None)
+    lines = k3s.pending(cfg, k3s.plan_nodes(cfg, observed, TOKEN), observed)
+    assert lines == [
+        "k3s-worker-2: k3s is not installed",
+        f"k3s-server: runs k3s v1.30.0+k3s1, the config wants {cfg.k3s.version}",
+        f"k3s-worker-1: runs k3s v1.30.0+k3s1, the config wants {cfg.k3s.version}",
+    ]
+    assert k3s.pending(cfg, k3s.plan_nodes(cfg, observed_for(cfg, cfg.k3s.version), TOKEN), {}) == []
+
+
+K3S_YAML = {
+    "clusters": [
+        {"name": "default", "cluster": {"server": "https://127.0.0.1:6443", "certificate-authority-data": "Q0E="}}
+    ],
+    "users": [{"name": "default", "user": {"client-key-data": "S0VZ"}}],
+}
+
+
+def test_kubeconfig_merge_is_a_secret_0600_write_then_a_note_once_current(tmp_path: Path) -> None:
+    target = tmp_path / "kubeconfig"
+    other = {"current-context": "work", "clusters": [{"name": "work", "cluster": {"server": "https://w"}}]}
+    target.write_text(yaml.safe_dump(other))
+    write = merge_action(target, K3S_YAML, "lab", server="https://10.0.0.1:6443")
+    assert isinstance(write, WriteFile) and write.mode == 0o600 and isinstance(write.content, Secret)
+    assert "S0VZ" not in write.display()
+    doc = yaml.safe_load(write.data())
+    assert doc["current-context"] == "work" and [c["name"] for c in doc["clusters"]] == ["work", "lab"]
+    assert doc["clusters"][1]["cluster"]["server"] == "https://10.0.0.1:6443"
+    assert yaml.safe_load(target.read_text()) == other, "planning wrote the file"
+    target.write_bytes(write.data())
+    target.chmod(0o644)
+    assert isinstance(merge_action(target, K3S_YAML, "lab", server="https://10.0.0.1:6443"), WriteFile)
+    target.chmod(0o600)
+    assert isinstance(merge_action(target, K3S_YAML, "lab", server="https://10.0.0.1:6443"), Note)
+    assert merged(target.read_text(), K3S_YAML, "lab", server="https://10.0.0.1:6443") == target.read_text()

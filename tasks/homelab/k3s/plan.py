@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,8 +18,8 @@ import yaml
 
 from homelab.config.schema import HomelabConfig, Node
 from homelab.core.errors import HomelabError
-from homelab.core.plan import Action, Note, Plan, Run, WriteFile
-from homelab.core.secret_refs import Secret, SecretLocation
+from homelab.core.plan import Action, Cordon, Drain, LiftPdbs, Note, Patch, Plan, RestorePdbs, Run, Wait, WriteFile
+from homelab.core.secret_refs import REDACTOR, Secret, SecretLocation
 
 CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
 TOKEN_PATH = "/etc/rancher/k3s/token"  # noqa: S105 - a path, not a secret
@@ -26,6 +27,7 @@ INSTALLER_PATH = "/var/tmp/homelab-k3s-install.sh"
 KUBECONFIG_PATH = "/etc/rancher/k3s/k3s.yaml"
 AIRGAP_BINARY = "/usr/local/bin/k3s"
 AIRGAP_IMAGES = "/var/lib/rancher/k3s/agent/images/k3s-airgap-images.tar"
+UPGRADING_ANNOTATION = "homelab.dev/upgrading"  # on a Node while an upgrade holds it cordoned
 SIZE_UNITS = {"MiB": 1024, "GiB": 1024**2, "TiB": 1024**3}
 
 
@@ -191,29 +193,97 @@ def plan_nodes(cfg: HomelabConfig, observed: dict[str, Observed], token: Secret)
     return plans
 
 
-def ensure_token(location: SecretLocation, dry_run: bool) -> Secret:
-    """The cluster token: read it, or generate it once into its 0600 file."""
+def cluster_token(location: SecretLocation) -> tuple[Secret, list[Action]]:
+    """The cluster token, and the write that creates its 0600 file when there is none yet.
+
+    A missing token file gets a new random token. The write is a plan action, so
+    ``--dry-run`` shows it and writes nothing (the value planned then is dropped).
+    """
     if location.exists() or not location.file:
-        return location.resolve()
-    path = Path(location.file).expanduser()
-    if dry_run:
-        placeholder = Secret("generated-on-first-install", location.describe())
-        print(f"  [local] would generate the cluster token into {path} (mode 0600)")
-        return placeholder
-    from homelab.core.executor import write_local
-
-    write_local(path, (secrets.token_hex(32) + "\n").encode(), 0o600)
-    print(f"  [local] generated the cluster token into {path} (mode 0600)")
-    return location.resolve()
+        return location.resolve(), []
+    value = secrets.token_hex(32)
+    REDACTOR.register(value)
+    path = str(Path(location.file).expanduser())
+    write = WriteFile(path, Secret(value + "\n", location.describe()), 0o600, why="generate the cluster token (once)")
+    return Secret(value, location.describe()), [write]
 
 
-def summarize(plans: NodePlans) -> Plan:
-    """All node plans as one plan, for --dry-run and for 'nothing to do'."""
-    whole = Plan("k3s")
-    for plan in [*plans.install.values(), *plans.reconfigure.values()]:
-        whole.add(Note(plan.title)).extend(plan.actions)
-    for name in plans.upgrade:
-        whole.add(Note(f"{name}: upgrade to the configured version (cordon, drain, install, wait Ready, uncordon)"))
-    for text in plans.notes:
-        whole.add(Note(text))
-    return whole
+def done_notes(plans: NodePlans) -> Plan:
+    """What k3s.install prints when every node already matches the config."""
+    return Plan("k3s", [Note(text) for text in plans.notes])
+
+
+def pending(cfg: HomelabConfig, plans: NodePlans, observed: dict[str, Observed]) -> list[str]:
+    """One line per node that still differs from the config (for the re-check after acting)."""
+    lines = [f"{name}: k3s is not installed" for name in plans.install]
+    lines += [f"{name}: its options or token differ from the config" for name in plans.reconfigure]
+    lines += [
+        f"{name}: runs k3s {observed[name].version}, the config wants {cfg.k3s.version}" for name in plans.upgrade
+    ]
+    return lines
+
+
+def mark(name: str, version: str) -> Patch:
+    """Note on the Node that an upgrade holds it, so a re-run after a crash knows to put it back."""
+    return Patch(
+        "v1",
+        "Node",
+        name,
+        None,
+        {"metadata": {"annotations": {UPGRADING_ANNOTATION: version}}},
+        why=f"mark as being upgraded to {version} (a re-run puts it back if this run stops)",
+    )
+
+
+def release(name: str) -> list[Action]:
+    """Schedulable again, and no longer marked as being upgraded."""
+    unmark = Patch(
+        "v1",
+        "Node",
+        name,
+        None,
+        {"metadata": {"annotations": {UPGRADING_ANNOTATION: None}}},
+        why="no longer being upgraded",
+    )
+    return [Cordon(name, uncordon=True), unmark]
+
+
+def put_back(name: str) -> list[Action]:
+    """What every exit path of a node's upgrade ends with: schedulable again, PDBs as they were."""
+    return [*release(name), RestorePdbs()]
+
+
+def upgrade_plan(
+    cfg: HomelabConfig, node: Node, version: str, ready: Callable[[], str | None], allow_downtime: bool = False
+) -> Plan:
+    """One node's upgrade: mark, cordon, (lift PDBs), drain, install, wait Ready on ``version``, put back.
+
+    ``ready`` is the Wait's check (None once the node runs ``version`` and is Ready).
+    """
+    lift: list[Action] = [LiftPdbs(node.name)] if allow_downtime else []
+    return Plan(
+        f"upgrade {node.name} to k3s {version}",
+        [
+            mark(node.name, version),
+            Cordon(node.name),
+            *lift,
+            Drain(node.name, cfg.k3s.drain_timeout),
+            *installer_files(cfg, node),
+            installer_run(cfg, node, version),
+            Wait(f"{node.name} to be Ready on {version}", ready, timeout=cfg.k3s.ready_timeout),
+            *put_back(node.name),
+        ],
+    )
+
+
+def recovery_plan(marked: list[str], lifted: list[str]) -> Plan:
+    """Put back what an interrupted upgrade left: nodes still marked, PDBs still lifted."""
+    plan = Plan("put back what an interrupted k3s upgrade left")
+    if not (marked or lifted):
+        return plan
+    left = [f"{', '.join(marked)} still marked as being upgraded"] if marked else []
+    left += [f"PodDisruptionBudgets {', '.join(lifted)} still lifted"] if lifted else []
+    plan.add(Note(f"an earlier upgrade stopped half-way: {'; '.join(left)}"))
+    for name in marked:
+        plan.extend(release(name))
+    return plan.add(RestorePdbs())

@@ -2,7 +2,7 @@
 
 Reachable with a pinned host key, sudo without a password prompt, unique
 hostnames, the memory cgroup controller, K3S's ports free, and enough disk.
-One read-only command per node; problems are collected for all nodes and
+One read-only command per node (run under --dry-run too); problems are collected for all nodes and
 reported together, one line each.
 """
 
@@ -104,7 +104,7 @@ def gather(session: Any, nodes: list[Node]) -> dict[str, Facts | Exception]:
 
     def one(node: Node) -> Facts | Exception:
         try:
-            result = session.executor.run(Run(("sh", "-c", SCRIPT), host=node.name, why="preflight"))
+            result = session.executor.observe(Run(("sh", "-c", SCRIPT), host=node.name, why="preflight"))
             return parse(result.stdout)
         except HomelabError as err:
             return err

@@ -1,5 +1,12 @@
 """Carrying out K3S plans in the right order: server first, agents in parallel,
-option changes and upgrades one node at a time, with drains that respect PDBs."""
+option changes and upgrades one node at a time, with drains that respect PDBs.
+
+Each step is planned from what the nodes and the cluster hold now, then run by
+the session's executor (or only printed, under ``--dry-run``). A step whose plan
+depends on an earlier step having run (the kubeconfig, which exists once the
+server runs K3S) is a note in the dry run. After acting, ``install`` and
+``upgrade`` observe again and fail, naming what is left, unless nothing is.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +18,10 @@ import yaml
 
 from homelab.core.cluster import kubeconfig_path
 from homelab.core.errors import HomelabError
-from homelab.core.kubeconfig import merge_kubeconfig
-from homelab.core.plan import Action, Cordon, Drain, LiftPdbs, Plan, RestorePdbs, Run, Wait
+from homelab.core.kube.nodes import LIFTED_ANNOTATION, SINGLE_REPLICA_LABEL
+from homelab.core.kubeconfig import merge_action
+from homelab.core.plan import Action, Note, Plan, Run
+from homelab.core.secret_refs import Secret
 from homelab.k3s import plan as k3s
 from homelab.k3s import preflight
 
@@ -25,36 +34,95 @@ def observe(session: Any) -> dict[str, k3s.Observed]:
         return dict(zip([n.name for n in session.cfg.nodes], pool.map(one, session.cfg.nodes), strict=True))
 
 
-def install(session: Any) -> bool:
-    """Converge every node to the config; True when anything changed."""
-    cfg = session.cfg
-    token = k3s.ensure_token(cfg.k3s.token.location(), session.dry_run)
+def check_nodes(session: Any) -> tuple[dict[str, k3s.Observed], list[Action]]:
+    """Preflight and observe every node.
+
+    Under ``--dry-run`` nodes that cannot be reached yet (VMs the same dry run
+    would create) are planned as fresh, and the plan says so.
+    """
     try:
         preflight.check(session)
-        observed = observe(session)
+        return observe(session), []
     except HomelabError as err:
         if not session.dry_run:
             raise
-        print(f"  nodes cannot be checked yet ({str(err).splitlines()[0]}); planning a fresh install")
-        observed = {n.name: k3s.Observed(None, None, None) for n in cfg.nodes}
+        fresh = {n.name: k3s.Observed(None, None, None) for n in session.cfg.nodes}
+        return fresh, [Note(f"nodes cannot be checked yet ({str(err).splitlines()[0]}); planning a fresh install")]
+
+
+def install(session: Any) -> bool:
+    """Converge every node to the config, then re-check; True when anything changed."""
+    cfg, executor = session.cfg, session.executor
+    token, make_token = k3s.cluster_token(cfg.k3s.token.location())
+    observed, notes = check_nodes(session)
     plans = k3s.plan_nodes(cfg, observed, token)
-    if session.dry_run or plans.empty:
-        session.executor.execute(k3s.summarize(plans))
-        return False
     server = cfg.server.name
-    if server in plans.install:
-        session.executor.execute(plans.install[server])
     agents = Plan("install k3s agents in parallel")
     for name, plan in plans.install.items():
         if name != server:
             agents.extend(plan.actions)
-    session.executor.execute_concurrently(agents)
-    for plan in plans.reconfigure.values():  # one node at a time: never restart two at once
-        session.executor.execute(plan)
-    fetch_kubeconfig(session)
+    if server in plans.install and session.dry_run:  # the kubeconfig is planned once the server runs K3S
+        plans.install[server].add(Note(kubeconfig_later(session)))
+    first = [Plan("k3s cluster token", [*notes, *make_token]), plans.install.get(server, Plan("k3s server"))]
+    changed = run_steps(executor, first)  # the server first: agents join it
+    changed = run_steps(executor, [agents], parallel=True) or changed
+    changed = run_steps(executor, list(plans.reconfigure.values())) or changed  # one at a time: never two restarts
+    if observed[server].installed or not session.dry_run:
+        changed = run_steps(executor, [kubeconfig_plan(session)]) or changed
     if plans.upgrade:
+        run_steps(executor, [recovery(session)])
         roll(session, plans.upgrade, cfg.k3s.version)
-    return True
+        changed = True
+    if not changed:
+        executor.execute(k3s.done_notes(plans))
+        return False
+    if not session.dry_run:
+        require_converged(session, token)
+    return not session.dry_run
+
+
+def run_steps(executor: Any, plans: list[Plan], parallel: bool = False) -> bool:
+    """Execute (or print) each plan that holds anything; True when one of them changes something."""
+    changed = False
+    for plan in plans:
+        if not plan.actions:
+            continue
+        changed = changed or not plan.empty
+        if parallel:
+            executor.execute_concurrently(plan)
+        else:
+            executor.execute(plan)
+    return changed
+
+
+def require_converged(session: Any, token: Secret) -> None:
+    """Observe the nodes and the kubeconfig again; fail naming whatever still differs."""
+    observed = observe(session)
+    left = k3s.pending(session.cfg, k3s.plan_nodes(session.cfg, observed, token), observed)
+    if not kubeconfig_plan(session).empty:
+        left.append(f"{kubeconfig_path(session)}: context {session.cfg.context_name()} is not the server's")
+    if left:
+        raise HomelabError("k3s did not converge; still pending:\n  " + "\n  ".join(left))
+
+
+def kubeconfig_plan(session: Any, target: Path | None = None) -> Plan:
+    """Merge the server's k3s.yaml into the target kubeconfig as the homelab's context (0600).
+
+    Reads k3s.yaml on the server (a read-only observation, done under --dry-run too).
+    """
+    server = session.cfg.server
+    path = target or kubeconfig_path(session)
+    read = Run(("cat", k3s.KUBECONFIG_PATH), host=server.name, sudo=True, why="read the server's kubeconfig")
+    source = yaml.safe_load(session.executor.observe(read).stdout)
+    action = merge_action(path, source, session.cfg.context_name(), server=k3s.api_endpoint(session.cfg))
+    return Plan(f"merge the server's kubeconfig into {path} as context {session.cfg.context_name()}", [action])
+
+
+def kubeconfig_later(session: Any) -> str:
+    return (
+        f"then: merge the server's kubeconfig into {kubeconfig_path(session)} as context "
+        f"{session.cfg.context_name()} (0600); planned once K3S runs on {session.cfg.server.name}"
+    )
 
 
 def upgrade_order(session: Any, names: list[str]) -> list[str]:
@@ -66,7 +134,7 @@ def upgrade_order(session: Any, names: list[str]) -> list[str]:
 
 
 def node_upgrade(session: Any, name: str, version: str, allow_downtime: bool = False) -> Plan:
-    """One node's upgrade as a plan: cordon, (lift), drain, install, wait Ready, uncordon, restore."""
+    """One node's upgrade as a plan, its Wait checking the node's own version and its readiness."""
     node = session.node(name)
 
     def pending() -> str | None:
@@ -75,24 +143,23 @@ def node_upgrade(session: Any, name: str, version: str, allow_downtime: bool = F
             return f"k3s reports {observed.version}"
         return None if session.executor.kube().ready_nodes().get(name) else "node not Ready"
 
-    lift: list[Action] = [LiftPdbs(name)] if allow_downtime else []
-    return Plan(
-        f"upgrade {name} to k3s {version}",
-        [
-            Cordon(name),
-            *lift,
-            Drain(name, session.cfg.k3s.drain_timeout),
-            *k3s.installer_files(session.cfg, node),
-            k3s.installer_run(session.cfg, node, version),
-            Wait(f"{name} to be Ready on {version}", pending, timeout=session.cfg.k3s.ready_timeout),
-            *put_back(name),
-        ],
-    )
+    return k3s.upgrade_plan(session.cfg, node, version, pending, allow_downtime)
 
 
-def put_back(name: str) -> list[Action]:
-    """What every exit path of a node's upgrade ends with: schedulable again, PDBs as they were."""
-    return [Cordon(name, uncordon=True), RestorePdbs()]
+def recovery(session: Any) -> Plan:
+    """Put back what an earlier, interrupted upgrade left (read from the cluster's annotations)."""
+    kube = session.executor.kube()
+    marked = [
+        n["metadata"]["name"]
+        for n in kube.list_objects("v1", "Node")
+        if k3s.UPGRADING_ANNOTATION in (n["metadata"].get("annotations") or {})
+    ]
+    lifted = [
+        f"{p['metadata']['namespace']}/{p['metadata']['name']}"
+        for p in kube.list_objects("policy/v1", "PodDisruptionBudget", label_selector=f"{SINGLE_REPLICA_LABEL}=true")
+        if LIFTED_ANNOTATION in (p["metadata"].get("annotations") or {})
+    ]
+    return k3s.recovery_plan(marked, lifted)
 
 
 def roll(session: Any, names: list[str], version: str, allow_downtime: bool = False) -> None:
@@ -101,72 +168,96 @@ def roll(session: Any, names: list[str], version: str, allow_downtime: bool = Fa
     ``allow_downtime`` lifts the PDBs of single-replica critical apps for each
     node's drain; they are restored once the node is back, or when it fails.
     """
-    for name in upgrade_order(session, names):
+    order = upgrade_order(session, names)
+    for index, name in enumerate(order):
         try:
             session.executor.execute(node_upgrade(session, name, version, allow_downtime))
         except (HomelabError, KeyboardInterrupt) as err:
-            session.executor.execute(Plan(f"put {name} back after the failed upgrade", put_back(name)))
+            done = put_node_back(session, name)
             if isinstance(err, KeyboardInterrupt):
                 raise
+            untouched = ", ".join(order[index + 1 :]) or "none"
+            hint = ""
+            if "PodDisruptionBudget" in str(err) and not allow_downtime:
+                hint = (
+                    "\nIf a PodDisruptionBudget blocked the drain: scale the app to 2+ replicas, or accept a short "
+                    "outage of single-replica apps with inv k3s.upgrade --allow-downtime."
+                )
             raise HomelabError(
-                f"{err}. {name} was uncordoned and its lifted PDBs restored; nodes after it were not touched. "
-                "If a PodDisruptionBudget blocked the drain: scale the app to 2+ replicas, or accept a short "
-                "outage of single-replica apps with inv k3s.upgrade --allow-downtime; then re-run"
+                f"upgrade of {name} to k3s {version} failed: {err}\n{done}\n"
+                f"Nodes after {name} were not touched: {untouched}.{hint}\nFix the cause, then re-run."
             ) from None
 
 
+def put_node_back(session: Any, name: str) -> str:
+    """Put a node whose upgrade failed back; say what was restored, or exactly what was left."""
+    try:
+        results = session.executor.execute(Plan(f"put {name} back after its failed upgrade", k3s.put_back(name)))
+    except HomelabError as err:
+        return (
+            f"Putting {name} back failed too ({err}): {name} may still be cordoned and PodDisruptionBudgets lifted "
+            f"(their old minAvailable is kept in their {LIFTED_ANNOTATION} annotation). "
+            f"Re-run inv k3s.upgrade to put them back, or kubectl uncordon {name}."
+        )
+    restored = results[-1] if results else []
+    pdbs = (
+        f"PodDisruptionBudgets back at their old minAvailable: {', '.join(restored)}"
+        if restored
+        else "no PodDisruptionBudget was lifted"
+    )
+    return f"Restored: {name} uncordoned; {pdbs}."
+
+
 def upgrade(session: Any, allow_downtime: bool = False) -> bool:
-    """Roll every node whose version differs from the config."""
+    """Put back what an interrupted run left, roll every node behind the config, then re-check."""
+    cfg = session.cfg
     preflight.check(session)
     observed = observe(session)
-    behind = [
-        n.name
-        for n in session.cfg.nodes
-        if observed[n.name].installed and observed[n.name].version != session.cfg.k3s.version
-    ]
-    missing = [n.name for n in session.cfg.nodes if not observed[n.name].installed]
+    missing = [n.name for n in cfg.nodes if not observed[n.name].installed]
     if missing:
         raise HomelabError(f"k3s is not installed on {', '.join(missing)}; run inv k3s.install first")
+    changed = run_steps(session.executor, [recovery(session)])
+    behind = [n.name for n in cfg.nodes if observed[n.name].version != cfg.k3s.version]
     if not behind:
-        session.executor.out(f"k3s: every node runs {session.cfg.k3s.version}; nothing to do")
+        session.executor.execute(Plan(f"k3s upgrade to {cfg.k3s.version}", [Note("every node runs it")]))
+        return changed and not session.dry_run
+    roll(session, behind, cfg.k3s.version, allow_downtime)
+    if session.dry_run:
         return False
-    roll(session, upgrade_order(session, behind), session.cfg.k3s.version, allow_downtime)
-    return not session.dry_run
+    observed = observe(session)
+    left = [f"{n}: runs k3s {o.version}" for n, o in observed.items() if o.version != cfg.k3s.version]
+    if left:
+        raise HomelabError(f"k3s upgrade to {cfg.k3s.version} did not converge:\n  " + "\n  ".join(left))
+    return True
 
 
-def fetch_kubeconfig(session: Any, target: Path | None = None) -> Path:
-    """Merge the server's k3s.yaml into the target kubeconfig as the homelab's context."""
-    server = session.cfg.server
-    text = session.executor.observe(Run(("cat", k3s.KUBECONFIG_PATH), host=server.name, sudo=True)).stdout
-    source = yaml.safe_load(text)
-    path = target or kubeconfig_path(session)
-    merge_kubeconfig(path, source, session.cfg.context_name(), server=k3s.api_endpoint(session.cfg))
-    return path
-
-
-def uninstall(session: Any) -> None:
-    """Agents first (in parallel), then the server, with K3S's own uninstall scripts."""
+def uninstall_plans(session: Any) -> tuple[Plan, Plan]:
+    """Agents (run in parallel), then the server: K3S's own uninstall script where K3S is installed."""
     cfg = session.cfg
-    agents = Plan("uninstall k3s agents")
-    for node in cfg.agents:
-        agents.add(
-            Run(
-                ("sh", "-c", "[ ! -x /usr/local/bin/k3s-agent-uninstall.sh ] || /usr/local/bin/k3s-agent-uninstall.sh"),
-                host=node.name,
-                sudo=True,
-                why="remove k3s agent",
-            )
-        )
-    server = Plan(
-        "uninstall k3s server",
-        [
-            Run(
-                ("sh", "-c", "[ ! -x /usr/local/bin/k3s-uninstall.sh ] || /usr/local/bin/k3s-uninstall.sh"),
-                host=cfg.server.name,
-                sudo=True,
-                why="remove k3s server",
-            )
-        ],
-    )
+    observed = observe(session)
+
+    def remove(node: Any, script: str) -> Action:
+        if not observed[node.name].installed:
+            return Note("k3s is not installed", host=node.name)
+        guarded = f"[ ! -x {script} ] || {script}"
+        return Run(("sh", "-c", guarded), host=node.name, sudo=True, why=f"remove k3s {node.role}")
+
+    agents = Plan("uninstall k3s agents", [remove(n, "/usr/local/bin/k3s-agent-uninstall.sh") for n in cfg.agents])
+    server = Plan("uninstall k3s server", [remove(cfg.server, "/usr/local/bin/k3s-uninstall.sh")])
+    return agents, server
+
+
+def uninstall(session: Any, plans: tuple[Plan, Plan] | None = None) -> bool:
+    """Run the uninstall plans, then check that no node still runs K3S; True when anything was removed."""
+    agents, server = plans or uninstall_plans(session)
+    if agents.empty and server.empty:
+        session.executor.execute(Plan("uninstall k3s", [*agents.actions, *server.actions]))
+        return False
     session.executor.execute_concurrently(agents)
     session.executor.execute(server)
+    if session.dry_run:
+        return False
+    left = [name for name, o in observe(session).items() if o.installed]
+    if left:
+        raise HomelabError(f"k3s is still installed on {', '.join(left)} after its uninstall script ran")
+    return True

@@ -45,19 +45,25 @@ def upgrade(c: Any, dry_run: bool = False, allow_downtime: bool = False) -> None
     from homelab.k3s import run as k3s_run
 
     with session(c, dry_run) as s:
-        k3s_run.upgrade(s, allow_downtime)
+        changed = k3s_run.upgrade(s, allow_downtime)
+        if changed:
+            print(f"k3s: every node runs {s.cfg.k3s.version}; converged")
 
 
-@task(help={"path": "Kubeconfig file to merge into (default: <state_dir>/kubeconfig); other contexts are kept."})
-def kubeconfig(c: Any, path: str | None = None) -> None:
+@task(
+    help={
+        "path": "Kubeconfig file to merge into (default: <state_dir>/kubeconfig); other contexts are kept.",
+        "dry_run": "Print the plan (the file it would write, 0600; its keys never shown) and change nothing.",
+    }
+)
+def kubeconfig(c: Any, path: str | None = None, dry_run: bool = False) -> None:
     """Fetch the server's kubeconfig, point it at the server, merge it as the homelab's context (0600)."""
     from pathlib import Path
 
     from homelab.k3s import run as k3s_run
 
-    with session(c) as s:
-        written = k3s_run.fetch_kubeconfig(s, Path(path).expanduser() if path else None)
-        print(f"context {s.cfg.context_name()} written to {written}")
+    with session(c, dry_run) as s:
+        s.executor.execute(k3s_run.kubeconfig_plan(s, Path(path).expanduser() if path else None))
 
 
 @task
@@ -95,10 +101,16 @@ def uninstall(c: Any, yes: bool = False, dry_run: bool = False) -> None:
     from homelab.k3s import run as k3s_run
 
     with session(c, dry_run) as s:
-        if not dry_run and not confirm("Uninstall K3S from every node (cluster data on the nodes is lost)?", yes):
+        plans = k3s_run.uninstall_plans(s)
+        work = not all(p.empty for p in plans)
+        if (
+            work
+            and not dry_run
+            and not confirm("Uninstall K3S from every node (cluster data on the nodes is lost)?", yes)
+        ):
             print("nothing removed")
             return
-        k3s_run.uninstall(s)
+        k3s_run.uninstall(s, plans)
 
 
 @task(help={"dry_run": DRY_RUN})
