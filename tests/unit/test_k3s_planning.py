@@ -200,3 +200,20 @@ def test_kubeconfig_merge_is_a_secret_0600_write_then_a_note_once_current(tmp_pa
     target.chmod(0o600)
     assert isinstance(merge_action(target, K3S_YAML, "lab", server="https://10.0.0.1:6443"), Note)
     assert merged(target.read_text(), K3S_YAML, "lab", server="https://10.0.0.1:6443") == target.read_text()
+
+
+def test_a_snapshot_plan_names_its_staged_copy_and_local_directory_with_one_stamp(cfg, tmp_path: Path) -> None:
+    from homelab.core.plan import Download
+    from homelab.k3s import snapshot
+
+    target = tmp_path / "snapshots" / "20260101T000000Z"
+    plan = snapshot.snapshot_plan(cfg, "20260101T000000Z", target, TOKEN)
+    assert kinds(plan.actions) == ["Run", "Run", "Run", "Download", "Run", "WriteFile", "Note"]
+    mkdir, vacuum, chown, download, remove, token = plan.actions[:6]
+    staged = "/var/tmp/homelab-snapshot-20260101T000000Z"
+    assert mkdir.argv == ("mkdir", "-p", "-m", "0700", str(target)) and mkdir.host == "local"
+    assert vacuum.argv[-1] == f"VACUUM INTO '{staged}'" and chown.argv[-1] == staged
+    assert isinstance(download, Download) and (download.remote, download.local) == (staged, str(target / "datastore"))
+    assert remove.argv == ("rm", "-f", staged)
+    assert isinstance(token, WriteFile) and token.path == str(target / "token") and token.mode == 0o600
+    assert all(TOKEN.reveal() not in line for line in plan.lines())
