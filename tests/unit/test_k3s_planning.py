@@ -10,10 +10,10 @@ import yaml
 from helpers import LOOPBACK_CONFIG
 from homelab.config import loader
 from homelab.core.kubeconfig import merge_action, merged
-from homelab.core.plan import Cordon, Drain, LiftPdbs, Note, Patch, RestorePdbs, Run, Wait, WriteFile
+from homelab.core.plan import Cordon, Download, Drain, LiftPdbs, Note, Patch, RestorePdbs, Run, Wait, WriteFile
 from homelab.core.secret_refs import Secret, SecretLocation
 from homelab.k3s import plan as k3s
-from homelab.k3s import preflight
+from homelab.k3s import preflight, snapshot
 
 TOKEN = Secret("t" * 64, "test")
 
@@ -203,9 +203,6 @@ def test_kubeconfig_merge_is_a_secret_0600_write_then_a_note_once_current(tmp_pa
 
 
 def test_a_snapshot_plan_names_its_staged_copy_and_local_directory_with_one_stamp(cfg, tmp_path: Path) -> None:
-    from homelab.core.plan import Download
-    from homelab.k3s import snapshot
-
     target = tmp_path / "snapshots" / "20260101T000000Z"
     plan = snapshot.snapshot_plan(cfg, "20260101T000000Z", target, TOKEN)
     assert kinds(plan.actions) == ["Run", "Run", "Run", "Download", "Run", "WriteFile", "Note"]
