@@ -104,6 +104,12 @@ class BackupEnv:
             start_new_session=True,
         )
 
+    def write_plaintext(self, text: str) -> None:
+        """The git-ignored plaintext secrets file, 0600 as the config requires."""
+        path = self.tmp / "secrets.local.yaml"
+        path.write_text(text)
+        path.chmod(0o600)
+
     def restic(self, *args: str) -> subprocess.CompletedProcess[str]:
         from homelab.core.tools import require
 
