@@ -274,8 +274,13 @@ def test_sealed_keys_renewed_after_the_last_backup_fail_verify_until_backed_up(
 
 
 def test_prune_refuses_empty_listing_and_keeps_the_last_verified_runs(bk: BackupEnv) -> None:
+    created = bk.restic("init")  # a repository that exists and lists nothing: the guard, not restic, must refuse
+    assert created.returncode == 0, created.stderr
+    before = sorted(str(p) for p in bk.repo.rglob("*"))
     empty = bk.cli("backup.prune", "--yes")
-    assert empty.code != 0
+    assert empty.code == 1, empty.output
+    assert "prune refused: the repository lists no snapshots" in empty.stderr, empty.output
+    assert sorted(str(p) for p in bk.repo.rglob("*")) == before
     for _ in range(4):
         assert bk.cli("backup.run").code == 0
         assert bk.cli("backup.verify").code == 0
