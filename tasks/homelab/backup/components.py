@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import yaml
 from homelab.core.errors import HomelabError
 from homelab.core.executor import write_local
 from homelab.core.kube import strip_volatile
+from homelab.core.plan import Download, Plan, Run
 
 # Kinds that are rebuilt by controllers, ephemeral, or secret in plain form.
 SKIPPED_KINDS = {
@@ -40,9 +42,13 @@ SKIPPED_KINDS = {
     "PriorityLevelConfiguration",
     "APIService",
     "ComponentStatus",
+    "IPAddress",  # the API server's record of each Service's cluster IP: made with the Service
+    "CertificateSigningRequest",
 }
 SEALED_KEY_LABEL = "sealedsecrets.bitnami.com/sealed-secrets-key"
 # Runs on the node as: sh -c READ_VOLUME read-volume SRC OUT OWNER [DB...]; values are arguments, never code.
+# It always leaves OUT/files.tar and OUT/sqlite.tar (empty when no database exists yet), so the
+# files to download are known before it runs.
 READ_VOLUME = r"""
 set -e
 src=$1; out=$2; owner=$3; shift 3
@@ -53,6 +59,7 @@ tar -C "$src" -X "$out/exclude" -cf "$out/files.tar" .
 for db in "$@"; do
   if [ -f "$src/$db" ]; then sqlite3 "$src/$db" "VACUUM INTO '$out/sqlite/$db'"; fi
 done
+tar -C "$out/sqlite" -cf "$out/sqlite.tar" .
 chown -R "$owner" "$out"
 """
 
@@ -90,6 +97,8 @@ def collect_cluster(session: Any, out: Path, kube: Any) -> None:
     """Every listable resource (preferred versions) as YAML, one file per kind; Secrets excluded."""
     from kubernetes.client import ApisApi, CoreV1Api
 
+    # What is being deleted is not part of the cluster a restore should bring back.
+    going = {n["metadata"]["name"] for n in kube.list_objects("v1", "Namespace") if being_deleted(n, set())}
     group_versions = ["v1"]
     for api_group in ApisApi(kube.api).get_api_versions(_request_timeout=10).groups:
         if api_group.preferred_version is not None:
@@ -104,11 +113,17 @@ def collect_cluster(session: Any, out: Path, kube: Any) -> None:
             if "/" in resource.name or "list" not in (resource.verbs or []) or resource.kind in SKIPPED_KINDS:
                 continue
             items = kube.resource(group_version, resource.kind).get(_request_timeout=15).to_dict().get("items", [])
+            items = [i for i in items if not being_deleted(i, going)]
             if not items:
                 continue
             docs = [strip_volatile({**i, "apiVersion": group_version, "kind": resource.kind}) for i in items]
             name = f"{resource.kind}.{group_version.replace('/', '_')}.yaml"
             (out / name).write_text("---\n".join(yaml.safe_dump(d, sort_keys=True) for d in docs))
+
+
+def being_deleted(item: dict[str, Any], namespaces_going: set[str]) -> bool:
+    meta = item.get("metadata") or {}
+    return bool(meta.get("deletionTimestamp")) or meta.get("namespace") in namespaces_going
 
 
 def _group_resources(kube: Any, group: str, version: str) -> Any:
@@ -132,36 +147,56 @@ def collect_datastore(session: Any, out: Path) -> None:
     fetch(session, out)
 
 
+def volume_read_plan(session: Any, kube: Any, name: str, app: Any, target: Path) -> tuple[Plan, Run]:
+    """Read one app's volume on its node into ``target``; and the cleanup that runs whatever happens."""
+    node, path = volume_location(kube, name, f"{name}-data")
+    remote = f"/var/tmp/homelab-volume-{name}"
+    user = session.node(node).ssh_user or session.cfg.ssh.user
+    argv = ("sh", "-c", READ_VOLUME, "read-volume", path, remote, user, *app.sqlite_databases)
+    plan = Plan(
+        f"read {name}'s volume on {node}:{path}",
+        [
+            Run(argv, host=node, sudo=True, why=f"read {name}'s volume", timeout=3600),
+            Download(f"{remote}/files.tar", str(target / "files.tar"), host=node, why=f"{name}'s files"),
+            Download(f"{remote}/sqlite.tar", str(target / "sqlite.tar"), host=node, why=f"{name}'s SQLite copies"),
+        ],
+    )
+    return plan, Run(("rm", "-rf", remote), host=node, sudo=True, why="remove the staged copy")
+
+
+def unpack_sqlite(archive: Path, folder: Path, databases: list[str]) -> None:
+    """The SQLite copies out of ``archive`` into ``folder``: only the configured names, only plain files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            name = member.name.removeprefix("./")
+            if not member.isfile() or name not in databases:
+                continue
+            source = tar.extractfile(member)
+            if source is not None:
+                write_local(folder / name, source.read(), 0o600)
+    archive.unlink()
+
+
 def collect_volumes(session: Any, out: Path, kube: Any) -> None:
     """Each app PVC's files, read on its node; SQLite databases through SQLite's online backup."""
-    from homelab.core.plan import Run
-
     failures = []
     for name, app in sorted(session.cfg.apps.items()):
         if not app.storage:
             continue
+        target = out / name
         try:
-            node, path = volume_location(kube, name, f"{name}-data")
+            plan, cleanup = volume_read_plan(session, kube, name, app, target)
         except HomelabError as err:
             failures.append(str(err))
             continue
-        remote = f"/var/tmp/homelab-volume-{name}"
-        user = session.node(node).ssh_user or session.cfg.ssh.user
-        argv = ("sh", "-c", READ_VOLUME, "read-volume", path, remote, user, *app.sqlite_databases)
         try:
-            session.executor.run(Run(argv, host=node, sudo=True, why=f"read {name}'s volume", timeout=3600))
-            target = out / name
-            (target / "sqlite").mkdir(parents=True)
-            conn = session.connection(node)
-            conn.get(f"{remote}/files.tar", str(target / "files.tar"))
-            for db in app.sqlite_databases:
-                listing = session.executor.run(Run(("ls", f"{remote}/sqlite"), host=node)).stdout.split()
-                if db in listing:
-                    conn.get(f"{remote}/sqlite/{db}", str(target / "sqlite" / db))
+            session.executor.execute(plan)
+            unpack_sqlite(target / "sqlite.tar", target / "sqlite", app.sqlite_databases)
         except HomelabError as err:
             failures.append(f"{name}: {err}")
         finally:
-            session.executor.run(Run(("rm", "-rf", remote), host=node, sudo=True), check=False)
+            session.executor.run(cleanup, check=False)
     if failures:
         raise HomelabError("; ".join(failures))
 

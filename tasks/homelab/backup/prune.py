@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
-from homelab.backup.restic import Snapshot
+from homelab.backup.restic import Snapshot, restic_for
 from homelab.config.schema import Retention
 from homelab.core.errors import HomelabError
+from homelab.core.plan import Action, Note, Plan
 
 
 @dataclass(frozen=True)
@@ -65,3 +67,28 @@ def plan(snapshots: list[Snapshot], verified: set[str], retention: Retention, ke
     if not any(s.tag_value("status") == "complete" for s in kept):
         raise HomelabError("prune refused: the policy would delete every complete backup")
     return PrunePlan(kept, remove)
+
+
+def prune_plan(session: Any) -> tuple[Plan, int]:
+    """The snapshots the policy removes, as a plan (one restic ``forget --prune``), and how many."""
+    from homelab.backup.verify import load_verified
+
+    restic = restic_for(session)
+    backup = session.cfg.backup
+    found = plan(restic.snapshots(), set(load_verified(session)), backup.retention, backup.keep_verified)
+    title = f"prune {backup.repository}: remove {len(found.remove)}, keep {len(found.keep)}"
+    steps: list[Action] = [
+        Note(f"remove {snap.id} {snap.time[:19]} {snap.tag_value('status')}") for snap in found.remove
+    ]
+    steps += restic.forget_actions([snap.id for snap in found.remove])
+    return Plan(title, steps), len(found.remove)
+
+
+def execute(session: Any, planned: Plan) -> None:
+    """Run the prune plan, then list again: what should be gone and is not fails the task."""
+    restic = restic_for(session)
+    restic.execute(planned)
+    again, left = prune_plan(session)
+    if left:
+        raise HomelabError(f"prune not converged: {left} snapshot(s) the policy removes are still listed")
+    session.executor.out(f"prune: converged ({again.title.split(': ', 1)[-1]})")

@@ -1,25 +1,40 @@
-"""restic, driven with argv lists and JSON output.
+"""restic, driven with argv lists and JSON output, every call a ``Run`` action of the executor.
 
-The repository password never reaches an argument list: a file reference is
-passed as RESTIC_PASSWORD_FILE, any other reference as RESTIC_PASSWORD in the
-child's environment only. restic's own exit codes are mapped to ours.
+The repository password never reaches an argument list or a plan line: a file
+reference is passed as RESTIC_PASSWORD_FILE (a path, not the value), any other
+reference on restic's stdin. restic's variables inherited from the caller's
+environment are blanked so they cannot point a call at another repository or
+password. Calls that only read (listings, restores into scratch) are
+observations and run under ``--dry-run`` too, without taking restic's lock;
+calls that write the repository are printed instead. restic's own exit codes
+are mapped to ours.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from homelab.core.errors import EXIT_KEY, HomelabError, SecretError
-from homelab.core.secret_refs import REDACTOR, SecretLocation
+from homelab.core.errors import EXIT_KEY, CommandFailed, HomelabError, SecretError
+from homelab.core.plan import Plan, Run
+from homelab.core.secret_refs import REDACTOR, Secret, SecretLocation
 from homelab.core.tools import require
 
 RESTIC_WRONG_PASSWORD = 12
 RESTIC_NO_REPOSITORY = 10
+# restic reads these from the environment; each is set (or blanked) on every call.
+RESTIC_VARIABLES = (
+    "RESTIC_REPOSITORY",
+    "RESTIC_REPOSITORY_FILE",
+    "RESTIC_PASSWORD",
+    "RESTIC_PASSWORD_FILE",
+    "RESTIC_PASSWORD_COMMAND",
+    "RESTIC_KEY_HINT",
+    "RESTIC_CACHE_DIR",
+)
 
 
 class ResticError(HomelabError):
@@ -44,96 +59,125 @@ class Snapshot:
         return next((t[len(prefix) :] for t in self.tags if t.startswith(prefix)), None)
 
 
-class Restic:
-    """One repository, one password reference."""
+@dataclass(frozen=True)
+class _Failed:
+    """A finished call, as ``error`` reads it (the executor's ``CommandFailed`` keeps only code and message)."""
 
-    def __init__(self, repository: str, password: SecretLocation) -> None:
+    exited: int
+    stdout: str
+    stderr: str
+
+
+def restic_for(session: Any) -> Restic:
+    """The session's repository, driven through the session's executor."""
+    return Restic(session.cfg.backup.repository, session.cfg.backup.password.location(), session.executor)
+
+
+class Restic:
+    """One repository, one password reference, one executor."""
+
+    def __init__(self, repository: str, password: SecretLocation, executor: Any) -> None:
         self.repository = repository
         self.password = password
+        self.executor = executor
         self.binary = require("restic")
 
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RESTIC_")}
-        env["RESTIC_REPOSITORY"] = self.repository
-        env["RESTIC_CACHE_DIR"] = env.get("HOMELAB_RESTIC_CACHE", str(Path.home() / ".cache" / "restic"))
+    def env(self) -> tuple[tuple[str, str], ...]:
+        """restic's variables for every call: the repository, the cache, and where the password is."""
+        cache = os.environ.get("HOMELAB_RESTIC_CACHE", str(Path.home() / ".cache" / "restic"))
+        wanted = {"RESTIC_REPOSITORY": self.repository, "RESTIC_CACHE_DIR": cache}
         if self.password.file:
-            path = Path(self.password.file).expanduser()
             self.password.resolve()  # existence and 0600 are checked; the value stays in the file
-            env["RESTIC_PASSWORD_FILE"] = str(path)
-        else:
-            env["RESTIC_PASSWORD"] = self.password.resolve().reveal()
-        return env
+            wanted["RESTIC_PASSWORD_FILE"] = str(Path(self.password.file).expanduser())
+        inherited = {name: "" for name in RESTIC_VARIABLES if name in os.environ}
+        return tuple(sorted({**inherited, **wanted}.items()))
 
-    def run(self, *args: str, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    def stdin(self) -> Secret | None:
+        """The password on stdin when it is not a file (restic reads one line per prompt)."""
+        if self.password.file:
+            return None
+        value = self.password.resolve()
+        return Secret(f"{value.reveal()}\n" * 2, value.source)  # ``init`` asks twice
+
+    def action(self, *args: str, why: str = "", cwd: Path | None = None, timeout: float | None = None) -> Run:
+        """The ``Run`` for one restic call (checks the password reference, never reads it into the argv)."""
         try:
-            env = self.env()
+            env, stdin = self.env(), self.stdin()
         except SecretError as err:
             raise SecretError(f"restic repository password: {err}") from None
-        done = subprocess.run(
-            [self.binary, *args], env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        return Run(
+            (self.binary, *args),
+            why=why,
+            stdin=stdin,
+            env=env,
+            cwd=str(cwd) if cwd else None,
+            timeout=timeout,
         )
-        if check and done.returncode != 0:
+
+    def observe(self, *args: str, check: bool = True) -> Any:
+        """A read-only call: runs under ``--dry-run`` too, and takes no lock in the repository."""
+        done = self.executor.observe(self.action("--no-lock", *args), check=False)
+        if check and done.exited != 0:
             raise self.error(args[0], done)
         return done
 
-    def error(self, verb: str, done: subprocess.CompletedProcess[str]) -> ResticError:
-        lines = (done.stderr + "\n" + done.stdout).strip().splitlines()
+    def run(self, *args: str, why: str = "", cwd: Path | None = None, check: bool = True) -> Any:
+        """A call that writes the repository: under ``--dry-run`` it is printed, not run."""
+        done = self.executor.run(self.action(*args, why=why, cwd=cwd), check=False)
+        if check and done.exited != 0:
+            raise self.error(args[0], done)
+        return done
+
+    def error(self, verb: str, done: Any) -> ResticError:
+        stdout, stderr = done.stdout or "", done.stderr or ""
+        lines = (stderr + "\n" + stdout).strip().splitlines()
         damage = [
             line.strip()[:240]
             for line in lines
             if line.strip().startswith(("pack ", "error", "Load(", "snapshot ")) or "verification failed" in line
         ]
-        plain = [line for line in done.stderr.strip().splitlines() if not line.startswith("{")]
+        plain = [line for line in stderr.strip().splitlines() if not line.startswith("{")]
         last = plain[-1] if plain else (lines[-1] if lines else "")
         detail = REDACTOR.redact(" | ".join(damage[:3]) if damage else last)
-        if done.returncode == RESTIC_WRONG_PASSWORD:
+        if done.exited == RESTIC_WRONG_PASSWORD:
             return ResticError(
-                f"restic: wrong password for {self.repository} (looked in {self.password.describe()})", done.returncode
+                f"restic: wrong password for {self.repository} (looked in {self.password.describe()})", done.exited
             )
-        if done.returncode == RESTIC_NO_REPOSITORY:
+        if done.exited == RESTIC_NO_REPOSITORY:
             return ResticError(
-                f"restic: no repository at {self.repository}; run inv backup.run once to create it", done.returncode
+                f"restic: no repository at {self.repository}; run inv backup.run once to create it", done.exited
             )
-        return ResticError(f"restic {verb} failed (exit {done.returncode}): {detail}", done.returncode)
+        return ResticError(f"restic {verb} failed (exit {done.exited}): {detail}", done.exited)
 
-    def init(self) -> None:
-        self.run("init")
+    def exists(self) -> bool:
+        """Whether the repository has been created (a read of its config file)."""
+        done = self.observe("cat", "config", check=False)
+        if done.exited == 0:
+            return True
+        if done.exited == RESTIC_NO_REPOSITORY:
+            return False
+        raise self.error("cat", done)
 
-    def backup_creating(self, directory: Path, tags: list[str], host: str) -> str:
-        """``backup``, creating the repository first if it does not exist yet."""
-        try:
-            return self.backup(directory, tags, host)
-        except ResticError as err:
-            if err.restic_code != RESTIC_NO_REPOSITORY:
-                raise
-        self.init()
-        return self.backup(directory, tags, host)
+    def init_action(self) -> Run:
+        return self.action("init", why="create the repository")
 
-    def backup(self, directory: Path, tags: list[str], host: str) -> str:
-        """Back up ``directory``'s contents; returns the new snapshot id.
+    def backup_args(self, tags: list[str], host: str) -> tuple[str, ...]:
+        """``backup`` of the working directory's contents.
 
         Files are matched to the previous snapshot by path, size and mtime only:
         the staging copy has a new inode and ctime every run.
         """
-        args = [
-            "backup",
-            "--json",
-            "--host",
-            host,
-            "--ignore-inode",
-            "--ignore-ctime",
-            *[a for t in tags for a in ("--tag", t)],
-            ".",
-        ]
-        done = subprocess.run(
-            [self.binary, *args],
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            cwd=directory,
-            stdin=subprocess.DEVNULL,
-        )
-        if done.returncode != 0:
+        tagging = [a for t in tags for a in ("--tag", t)]
+        return ("backup", "--json", "--host", host, "--ignore-inode", "--ignore-ctime", *tagging, ".")
+
+    def backup_creating(self, directory: Path, tags: list[str], host: str) -> str:
+        """``backup``, creating the repository first if it does not exist yet; the new snapshot id."""
+        args = self.backup_args(tags, host)
+        done = self.run(*args, why="store the staged run as one snapshot", cwd=directory, check=False)
+        if done.exited == RESTIC_NO_REPOSITORY:
+            self.run("init", why="create the repository")
+            done = self.run(*args, why="store the staged run as one snapshot", cwd=directory, check=False)
+        if done.exited != 0:
             raise self.error("backup", done)
         for line in reversed(done.stdout.splitlines()):
             item = json.loads(line)
@@ -142,7 +186,7 @@ class Restic:
         raise ResticError("restic backup printed no summary", 1)
 
     def snapshots(self, tag: str = "homelab") -> list[Snapshot]:
-        done = self.run("snapshots", "--json", "--tag", tag)
+        done = self.observe("snapshots", "--json", "--tag", tag)
         items: list[dict[str, Any]] = json.loads(done.stdout or "[]") or []
         return sorted(
             (
@@ -157,21 +201,33 @@ class Restic:
             key=lambda s: s.time,
         )
 
-    def unlock_stale(self) -> None:
+    def unlock_action(self) -> Run:
         """Remove only stale locks (dead processes on this host, or older than 30 minutes)."""
-        self.run("unlock", check=False)
+        return self.action("unlock", why="remove stale locks only")
 
     def check(self, read_percent: int) -> None:
-        self.unlock_stale()
-        self.run("check", f"--read-data-subset={read_percent}%")
+        self.run("unlock", why="remove stale locks only", check=False)
+        self.run("check", f"--read-data-subset={read_percent}%", why="verify the repository")
 
-    def restore(self, snapshot: str, target: Path, include: list[str] | None = None) -> None:
+    def restore_args(self, snapshot: str, target: Path, include: list[str] | None = None) -> tuple[str, ...]:
         args = ["restore", snapshot, "--target", str(target)]
         for pattern in include or []:
             args += ["--include", pattern]
-        self.run(*args)
+        return tuple(args)
 
-    def forget(self, snapshot_ids: list[str]) -> None:
-        if snapshot_ids:
-            self.unlock_stale()
-            self.run("forget", "--prune", *snapshot_ids)
+    def restore_into_scratch(self, snapshot: str, scratch: Path, include: list[str] | None = None) -> None:
+        """Restore into a private scratch folder: a read of the repository, so it runs under ``--dry-run``."""
+        self.observe(*self.restore_args(snapshot, scratch, include))
+
+    def execute(self, plan: Plan) -> None:
+        """Run a plan of restic calls through the executor, with restic's exit codes mapped to ours."""
+        try:
+            self.executor.execute(plan)
+        except CommandFailed as err:
+            raise self.error(plan.title, _Failed(err.code, "", str(err))) from None
+
+    def forget_actions(self, snapshot_ids: list[str]) -> list[Run]:
+        if not snapshot_ids:
+            return []
+        forget = self.action("forget", "--prune", *snapshot_ids, why=f"remove {len(snapshot_ids)} snapshot(s)")
+        return [self.unlock_action(), forget]

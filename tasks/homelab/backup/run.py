@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from homelab.backup import components
-from homelab.backup.restic import Restic
+from homelab.backup.restic import restic_for
 from homelab.core.errors import EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, HomelabError
 from homelab.core.executor import write_local
+from homelab.core.plan import Action, Note, Plan
 from homelab.core.secret_refs import REDACTOR
 
 MANIFEST = "manifest.json"
@@ -157,17 +158,71 @@ def collect(session: Any, staging: Path, report: RunReport) -> None:
             shutil.rmtree(out, ignore_errors=True)
 
 
+def dry_run_plan(session: Any) -> Plan:
+    """What a run would do, for ``--dry-run``: the node reads it would take and the one restic write.
+
+    The collecting itself reads the cluster and copies files into the state
+    directory, so under ``--dry-run`` it is described, not done; the lock,
+    the pings and the metrics file are left alone too.
+    """
+    cfg = session.cfg
+    restic = restic_for(session)
+    staging = staging_root(session) / "current"
+    plan = Plan(f"back up {cfg.name} into {cfg.backup.repository}")
+    for name in components.applicable(session):
+        plan.add(Note(f"collect {name}: {COLLECTS[name]}"))
+        if name == "volumes":
+            plan.extend(volume_reads(session, staging / name))
+    if not restic.exists():
+        plan.add(restic.init_action())
+    tags = ["homelab", "run:<time>-<pid>", "status:<complete|partial>"]
+    plan.add(restic.action(*restic.backup_args(tags, cfg.name), why="store the staged run", cwd=staging))
+    return plan
+
+
+COLLECTS = {
+    "config": "the config files, the inventory and local K3S snapshots",
+    "cluster": "every listable object as YAML, Secrets excluded",
+    "sealed-keys": "the Sealed Secrets controller keys",
+    "datastore": "a snapshot of the K3S datastore with its token (inv k3s.snapshot --dry-run shows its steps)",
+    "volumes": "each app's volume files, read on its node",
+}
+
+
+def volume_reads(session: Any, out: Path) -> list[Action]:
+    """The node reads of each app volume, or why one cannot be planned now."""
+    from homelab.core import cluster
+
+    steps: list[Action] = []
+    try:
+        kube = cluster.connect(session)
+    except HomelabError as err:
+        return [Note(f"volumes cannot be planned: {err}")]
+    for name, app in sorted(session.cfg.apps.items()):
+        if not app.storage:
+            continue
+        try:
+            plan, cleanup = components.volume_read_plan(session, kube, name, app, out / name)
+        except HomelabError as err:
+            steps.append(Note(f"{name}: {err}"))
+            continue
+        steps += [*plan.actions, cleanup]
+    return steps
+
+
 def run(session: Any) -> RunReport:
     """The whole run; raises for fatal errors, returns a report (maybe partial) otherwise."""
     cfg = session.cfg
+    if session.dry_run:
+        raise HomelabError("a dry run of backup.run prints dry_run_plan(session); it never collects")
     with exclusive_lock(lock_path(session)):
         started = time.time()
         run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started)) + f"-{os.getpid()}"
         report = RunReport(run_id)
         ping(cfg.backup.deadman_url, "start")
         try:
-            restic = Restic(cfg.backup.repository, cfg.backup.password.location())
-            restic.env()  # a missing or unreadable password fails here, before any work
+            restic = restic_for(session)
+            restic.action("snapshots")  # a missing or unreadable password fails here, before any work
             root = staging_root(session)
             shutil.rmtree(root, ignore_errors=True)  # leftovers of a killed run
             # A stable path lets restic find the previous snapshot and skip unchanged files.

@@ -13,34 +13,32 @@ from invoke.collection import Collection
 from homelab.core.tasks import confirm, session, task
 
 
-@task(default=True)
-def run(c: Any) -> None:
+@task(default=True, help={"dry_run": "Print the plan (what would be collected, the restic call); store nothing."})
+def run(c: Any, dry_run: bool = False) -> None:
     """Take one backup run (cron-safe: locked, tagged, manifest last); one summary line."""
     from invoke.exceptions import Exit
 
     from homelab.backup import run as backup_run
 
-    with session(c) as s:
+    with session(c, dry_run) as s:
+        if dry_run:
+            s.executor.execute(backup_run.dry_run_plan(s))
+            return
         report = backup_run.run(s)
     print(report.summary())
     if report.exit_code:
         raise Exit(code=report.exit_code)
 
 
-def _restic(s: Any) -> Any:
-    from homelab.backup.restic import Restic
-
-    return Restic(s.cfg.backup.repository, s.cfg.backup.password.location())
-
-
 @task(name="list")
 def list_(c: Any) -> None:
     """Every backup run: time, snapshot, complete or partial, verified."""
+    from homelab.backup.restic import restic_for
     from homelab.backup.verify import load_verified
 
     s = session(c)
     verified = load_verified(s)
-    snapshots = _restic(s).snapshots()
+    snapshots = restic_for(s).snapshots()
     if not snapshots:
         print("no backups yet")
     for snap in snapshots:
@@ -70,24 +68,25 @@ def verify(c: Any, snapshot: str | None = None) -> None:
     print(f"backup {report.snapshot} verified")
 
 
-@task(help={"dry_run": "Show what would be removed and remove nothing.", "yes": "Do not ask for confirmation."})
+@task(
+    help={
+        "dry_run": "Print the plan (the snapshots to remove, the restic call); remove nothing.",
+        "yes": "Do not ask for confirmation.",
+    }
+)
 def prune(c: Any, dry_run: bool = False, yes: bool = False) -> None:
     """Apply the retention policy; refuses empty listings and never removes the last verified runs."""
     from homelab.backup import prune as policy
-    from homelab.backup.verify import load_verified
 
     s = session(c, dry_run)
-    restic = _restic(s)
-    found = policy.plan(restic.snapshots(), set(load_verified(s)), s.cfg.backup.retention, s.cfg.backup.keep_verified)
-    for snap in found.remove:
-        print(f"{'would remove' if dry_run else 'remove'} {snap.id} {snap.time[:19]} {snap.tag_value('status')}")
-    if not found.remove:
-        print(f"prune: nothing to do ({len(found.keep)} snapshots kept)")
+    planned, count = policy.prune_plan(s)
+    if dry_run or not count:
+        s.executor.execute(planned)
         return
-    if dry_run or not confirm(f"Remove {len(found.remove)} snapshots?", yes):
+    if not confirm(f"Remove {count} snapshots?", yes):
+        print("nothing removed")
         return
-    restic.forget([snap.id for snap in found.remove])
-    print(f"prune: removed {len(found.remove)}, kept {len(found.keep)}")
+    policy.execute(s, planned)
 
 
 @task(
@@ -96,20 +95,27 @@ def prune(c: Any, dry_run: bool = False, yes: bool = False) -> None:
         "snapshot": "Snapshot id (default: the newest complete run).",
         "component": "Only this component: config, cluster, sealed-keys, datastore, volumes (repeatable).",
         "to": "Restore into this directory instead of the cluster and nodes.",
+        "dry_run": "Print the plan (objects to create, files to write on which nodes, apps to stop); change nothing.",
         "yes": "Do not ask for confirmation.",
     },
 )
 def restore(
-    c: Any, component: list[str], snapshot: str | None = None, to: str | None = None, yes: bool = False
+    c: Any,
+    component: list[str],
+    snapshot: str | None = None,
+    to: str | None = None,
+    dry_run: bool = False,
+    yes: bool = False,
 ) -> None:
-    """Restore everything, or some components, into the cluster or a directory; asks unless --yes."""
+    """Restore what is missing (everything, or some components) into the cluster and nodes, or a directory."""
     from pathlib import Path
 
     from homelab.backup import restore as restoring
 
-    with session(c) as s:
+    with session(c, dry_run) as s:
         target = Path(to).expanduser() if to else None
-        if target is None and not confirm("Restore into the live cluster and nodes (objects are re-applied)?", yes):
+        in_place = target is None and not dry_run
+        if in_place and not confirm("Restore into the live cluster and nodes (missing objects are created)?", yes):
             print("nothing restored")
             return
         for line in restoring.restore(s, snapshot, component, target):
