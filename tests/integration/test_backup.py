@@ -360,3 +360,122 @@ def test_fetch_cert_pins_the_controller_certificate_and_rotate_reseals(
     sealed = yaml.safe_load((bk.tmp / "sealed" / "apps-api.yaml").read_text())
     secret = unseal_with_live_key(kube, bk.tmp, sealed)
     assert base64.b64decode(secret["data"]["token"]).decode() == "new-value-456"
+
+
+def repository_picture(repo: Path) -> dict[str, str]:
+    """Every file of the repository (locks included: a dry run takes none) with its content hash."""
+    import hashlib
+
+    if not repo.exists():
+        return {}
+    return {
+        str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(repo.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def rendered_app(kube: Kube, sandbox_session: Session) -> Iterator[tuple[str, list[dict]]]:
+    """A config app rendered under a fresh name (namespace, claim, Deployment, Service, Ingress,
+    NetworkPolicies, PDB: every kind the renderer makes), applied, its claim bound, its Deployment Available."""
+    import uuid
+
+    from homelab.apps.render import render_app
+
+    cfg = sandbox_session.cfg
+    name = f"vw-{uuid.uuid4().hex[:6]}"
+    objects, _ = render_app(name, cfg.apps["vaultwarden"], cfg)
+    assert {o["kind"] for o in objects} >= {
+        "Namespace",
+        "PersistentVolumeClaim",
+        "Deployment",
+        "Service",
+        "Ingress",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+    }
+    kube.apply(objects + sandbox.volumes_for([o for o in objects if o["kind"] == "PersistentVolumeClaim"]))
+    kube.wait_deployments([(name, name)], timeout=120)
+    yield name, objects
+    kube.delete("v1", "Namespace", name)
+
+
+def claim_cluster_ip(kube: Kube, namespace: str, ip: str) -> bool:
+    """Create a Service in ``namespace`` asking for ``ip``; False while the API server still holds it."""
+    from homelab.core.kube import KubeError
+
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "took-the-old-ip", "namespace": namespace},
+        "spec": {"clusterIP": ip, "ports": [{"port": 80}]},
+    }
+    try:
+        kube.apply([service])
+    except KubeError:
+        return False
+    return True
+
+
+def test_a_deleted_app_namespace_is_restored_whole_and_without_what_came_after(
+    bk: BackupEnv, kube: Kube, rendered_app: tuple[str, list[dict]], namespace: str
+) -> None:
+    name, objects = rendered_app
+    old_ip = kube.get("v1", "Service", name, name)["spec"]["clusterIP"]
+    assert bk.cli("backup.run").code == 0
+    marker = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "written-after-backup", "namespace": name}}
+    kube.apply([marker])
+    kube.delete("v1", "Namespace", name)
+    kube.wait_for(
+        "namespace deletion", lambda: None if kube.get("v1", "Namespace", name) is None else "terminating", timeout=120
+    )
+    # Meanwhile another Service is given the cluster IP the deleted one had.
+    kube.wait_for(
+        "the old cluster IP to be free",
+        lambda: None if claim_cluster_ip(kube, namespace, old_ip) else "still allocated",
+        timeout=60,
+    )
+    repository = repository_picture(bk.repo)
+    volume = kube.get("v1", "PersistentVolume", f"sandbox-{name}-{name}-data")
+
+    planned = bk.cli("backup.restore", "--component", "cluster", "--dry-run")
+    assert planned.code == 0, planned.output
+    assert f"apply Namespace {name}" in planned.stdout
+    assert f"Deployment {name}/{name}" in planned.stdout and f"Service {name}/{name}" in planned.stdout
+    assert f"patch PersistentVolume sandbox-{name}-{name}-data: free it for the restored claim" in planned.stdout
+    assert kube.get("v1", "Namespace", name) is None
+    assert kube.get("v1", "PersistentVolume", f"sandbox-{name}-{name}-data")["spec"] == volume["spec"]
+    to_dir = bk.cli("backup.restore", "--to", str(bk.tmp / "out"), "--dry-run")
+    assert to_dir.code == 0 and "restore snapshot" in to_dir.stdout, to_dir.output
+    assert not (bk.tmp / "out").exists()
+    assert repository_picture(bk.repo) == repository
+
+    restored = bk.cli("backup.restore", "--component", "cluster", "--yes")
+    assert restored.code == 0, restored.output
+    assert "converged" in restored.stdout
+    for obj in objects:
+        meta = obj["metadata"]
+        assert kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace")) is not None, meta
+    service = kube.get("v1", "Service", name, name)
+    assert service["spec"]["clusterIP"] not in (None, "", "None", old_ip)
+    assert kube.get("v1", "PersistentVolumeClaim", f"{name}-data", name)["status"]["phase"] == "Bound"
+    assert kube.deployment_waiting(name, name) is None
+    assert kube.get("v1", "ConfigMap", "written-after-backup", name) is None
+    again = bk.cli("backup.restore", "--component", "cluster", "--dry-run")
+    assert again.code == 0 and "nothing to do" in again.stdout, again.output
+
+
+def test_backup_run_dry_run_prints_its_plan_and_writes_no_repository_and_no_state(bk: BackupEnv) -> None:
+    state_before = sorted(str(p) for p in bk.state.rglob("*")) if bk.state.exists() else []
+    planned = bk.cli("backup.run", "--dry-run")
+    assert planned.code == 0, planned.output
+    assert "run: " in planned.stdout and " init" in planned.stdout and " backup --json" in planned.stdout
+    assert not bk.repo.exists()
+    assert (sorted(str(p) for p in bk.state.rglob("*")) if bk.state.exists() else []) == state_before
+    assert bk.receiver.pings() == [] and bk.receiver.messages() == []
+    assert bk.cli("backup.run").code == 0
+    repository = repository_picture(bk.repo)
+    again = bk.cli("backup.run", "--dry-run")
+    assert again.code == 0 and " init" not in again.stdout, again.output
+    assert repository_picture(bk.repo) == repository
