@@ -35,6 +35,7 @@ def controller_cert(kube: Kube) -> Iterator[str]:
 
 @pytest.fixture
 def bk(tmp_path: Path, sandbox_session: Session, receiver: Receiver) -> BackupEnv:
+    receiver.requests.clear()
     kubeconfig = sandbox.paths_for(sandbox_session.cfg, sandbox_session.state_dir).kubeconfig
     env = make_backup_env(tmp_path, kubeconfig, receiver)
     del env.data["secrets"]["cert_file"]  # pinned in the state directory
@@ -113,3 +114,13 @@ def test_unknown_names_exit_2_and_write_nothing(bk: BackupEnv, controller_cert: 
     for result in (seal, rotate):
         assert result.code == 2 and "no secret named" in result.stderr, result.output
     assert picture(bk.tmp) == before
+
+
+def test_backup_key_dry_run_prints_the_backup_plan_and_stores_nothing(bk: BackupEnv, controller_cert: str) -> None:
+    before = picture(bk.tmp)
+    dry = cli(bk, "secrets.backup-key", "--dry-run")
+    assert dry.code == 0, dry.output
+    assert "collect sealed-keys" in dry.stdout
+    assert "restic" in dry.stdout and " backup " in dry.stdout
+    assert not bk.repo.exists() and picture(bk.tmp) == before
+    assert bk.receiver.requests == []  # not even the dead-man's switch heard of it

@@ -102,14 +102,20 @@ def check(c: Any, repo: str | None = None) -> None:
     print("secrets.check: no plaintext secrets or key material tracked by Git")
 
 
-@task(name="backup-key")
-def backup_key(c: Any) -> None:
+@task(
+    name="backup-key",
+    help={"dry_run": "Print the backup run's plan (what it would collect, the restic call); store nothing."},
+)
+def backup_key(c: Any, dry_run: bool = False) -> None:
     """Back up the controller keys now (a backup run; do it after every key renewal)."""
     from invoke.exceptions import Exit
 
     from homelab.backup import run as backup_run
 
-    with session(c) as s:
+    with session(c, dry_run) as s:
+        if dry_run:
+            s.executor.execute(backup_run.dry_run_plan(s))
+            return
         report = backup_run.run(s)
     print(report.summary())
     if report.exit_code or "sealed-keys" not in report.ok:
