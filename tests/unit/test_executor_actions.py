@@ -187,7 +187,7 @@ def test_an_upload_goes_to_a_temp_file_then_is_installed_and_the_temp_file_remov
         }
     )
     node.put = Mock()
-    run, _ = executor(connect=lambda host: node)
+    run, _ = executor(connect={"node-a": node}.__getitem__)
     run.execute(Plan("up", [Upload(str(source), "/var/lib/images.tar", "node-a", mode=0o640)]))
     assert [c.args[0] for c in node.run.call_args_list] == [
         "mktemp",
@@ -234,8 +234,8 @@ def test_a_root_owned_local_file_is_staged_in_a_temp_file_and_installed_with_sud
 def test_a_download_lands_0600_in_place_through_a_temp_file(tmp_path: Path) -> None:
     node = node_context()
     node.get.side_effect = lambda source, local: local.write(b"kubeconfig-bytes")
-    run, _ = executor(connect=lambda host: node)
-    target = tmp_path / "sub" / "k3s.yaml"
+    run, _ = executor(connect={"node-a": node}.__getitem__)
+    target = tmp_path / "two" / "deep" / "k3s.yaml"
     run.apply(Download("/home/me/k3s.yaml", str(target), "node-a"))
     assert target.read_bytes() == b"kubeconfig-bytes" and target.stat().st_mode & 0o777 == 0o600
     assert node.get.call_args.args[0] == "/home/me/k3s.yaml"
@@ -251,7 +251,7 @@ def test_a_root_only_download_is_first_copied_0600_for_the_ssh_user_then_removed
     )
     node.user = "ops"
     node.get.side_effect = lambda source, local: local.write(b"secret")
-    run, _ = executor(connect=lambda host: node)
+    run, _ = executor(connect={"node-a": node}.__getitem__)
     run.apply(Download("/etc/rancher/k3s/k3s.yaml", str(tmp_path / "k3s.yaml"), "node-a", sudo=True))
     assert [c.args[0] for c in node.run.call_args_list] == [
         "mktemp",
@@ -280,7 +280,7 @@ def test_a_local_download_copies_the_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("mode", [0o600, 0o640, 0o644, 0o755])
 def test_a_local_write_replaces_the_file_with_exactly_its_mode(tmp_path: Path, mode: int) -> None:
-    target = tmp_path / "deep" / "file"
+    target = tmp_path / "two" / "deep" / "file"
     write_local(target, b"first", mode)
     write_local(target, b"second", mode)
     assert target.read_bytes() == b"second" and target.stat().st_mode & 0o777 == mode
@@ -300,11 +300,11 @@ def test_a_secret_file_is_never_readable_by_others_while_it_is_written(
     monkeypatch.setattr(os, "write", spy)
     old = os.umask(0)
     try:
-        write_local(tmp_path / "token", b"t", 0o600)
-        write_local(tmp_path / "public", b"p", 0o644)
+        for name, mode in (("token", 0o600), ("public", 0o644), ("own-script", 0o700), ("script", 0o755)):
+            write_local(tmp_path / name, b"t", mode)
     finally:
         os.umask(old)
-    assert modes == [0o600, 0o600]
+    assert modes == [0o600, 0o600, 0o700, 0o600], "owner-only modes as they are; anything wider is 0600 until done"
 
 
 def test_concurrent_groups_each_keep_their_order_and_every_failure_is_reported() -> None:
@@ -328,9 +328,9 @@ def test_concurrent_groups_each_keep_their_order_and_every_failure_is_reported()
     )
     with pytest.raises(HomelabError) as caught:
         run.execute_concurrently(plan, key=lambda action: action.why if isinstance(action, Run) else "")
-    message = str(caught.value)
-    assert "local: `false b` failed with exit code 1: b broke" in message
-    assert "local: `false c` failed with exit code 2: c broke" in message and "; " in message
+    assert str(caught.value) == (
+        "local: `false b` failed with exit code 1: b broke; local: `false c` failed with exit code 2: c broke"
+    )
     ran = [c.args[0] for c in ctx.run.call_args_list]
     assert ran.index("echo a1") < ran.index("echo a2") and sorted(ran) == ["echo a1", "echo a2", "false b", "false c"]
     assert lines[0] == "==> groups"
@@ -377,3 +377,93 @@ def test_stdin_carries_the_secret_and_nothing_else() -> None:
     stream = ctx.run.call_args.kwargs["in_stream"]
     assert isinstance(stream, io.StringIO) and stream.getvalue() == "v4lue"
     assert "env" not in ctx.run.call_args.kwargs and "timeout" not in ctx.run.call_args.kwargs
+
+
+def test_a_root_only_download_whose_copy_fails_writes_nothing_and_cleans_up(tmp_path: Path) -> None:
+    node = MockContext(
+        run={
+            "mktemp": Result(stdout="/tmp/tmp.stage\n"),
+            "sudo -n -- install -m 0600 -o ops /etc/x /tmp/tmp.stage": Result(exited=1, stderr="no such file"),
+            "rm -f /tmp/tmp.stage": Result(exited=1, stderr="already gone"),
+        }
+    )
+    node.user = "ops"
+    node.get = Mock()
+    run, _ = executor(connect={"node-a": node}.__getitem__)
+    with pytest.raises(CommandFailed, match="no such file"):
+        run.apply(Download("/etc/x", str(tmp_path / "x"), "node-a", sudo=True))
+    assert node.get.call_args_list == [] and list(tmp_path.iterdir()) == []
+    ok = MockContext(
+        run={
+            "mktemp": Result(stdout="/tmp/tmp.stage\n"),
+            "sudo -n -- install -m 0600 -o ops /etc/x /tmp/tmp.stage": Result(),
+            "rm -f /tmp/tmp.stage": Result(exited=1, stderr="already gone"),
+        }
+    )
+    ok.user = "ops"
+    ok.get = Mock(side_effect=lambda source, local: local.write(b"x"))
+    done, _ = executor(connect={"node-a": ok}.__getitem__)
+    done.apply(Download("/etc/x", str(tmp_path / "x"), "node-a", sudo=True))
+    assert (tmp_path / "x").read_bytes() == b"x", "a failed clean-up of the staged copy does not fail the download"
+
+
+def test_no_temp_file_means_no_upload() -> None:
+    node = MockContext(run={"mktemp": Result(exited=1, stderr="no space left on device")})
+    node.put = Mock()
+    run, _ = executor(connect={"node-a": node}.__getitem__)
+    with pytest.raises(CommandFailed, match="no space left on device"):
+        run.apply(WriteFile("/etc/x", "data", host="node-a"))
+    assert node.put.call_args_list == []
+
+
+def test_a_local_upload_copies_the_file_then_installs_it_with_sudo(tmp_path: Path) -> None:
+    source, staged = tmp_path / "k3s", tmp_path / "staged"
+    source.write_bytes(b"ELF")
+    local = MockContext(
+        run={
+            "mktemp": Result(stdout=f"{staged}\n"),
+            f"sudo -n -- install -D -m 0755 {staged} /usr/local/bin/k3s": Result(),
+            f"rm -f {staged}": Result(),
+        }
+    )
+    run, _ = executor(local=local)
+    run.apply(Upload(str(source), "/usr/local/bin/k3s", "local", mode=0o755, sudo=True))
+    assert staged.read_bytes() == b"ELF"
+    assert f"sudo -n -- install -D -m 0755 {staged} /usr/local/bin/k3s" in [c.args[0] for c in local.run.call_args_list]
+
+
+def test_a_failure_without_output_says_so() -> None:
+    run, _ = executor(local=MockContext(run={"false": Result(exited=1)}))
+    with pytest.raises(CommandFailed) as caught:
+        run.run(Run(("false",)))
+    assert str(caught.value) == "local: `false` failed with exit code 1: no error output"
+
+
+class SlowHost:
+    """A context whose every command takes a while (the MockContext cannot wait)."""
+
+    def run(self, command: str, **kwargs: Any) -> Result:
+        import time
+
+        time.sleep(0.4)
+        return Result(command=command)
+
+
+def test_nodes_work_through_their_steps_at_the_same_time() -> None:
+    import time
+
+    hosts = {"a": SlowHost(), "b": SlowHost(), "c": SlowHost()}
+    run, _ = executor(connect=hosts.__getitem__)
+    started = time.monotonic()
+    run.execute_concurrently(Plan("hosts", [Run(("true",), host=h) for h in hosts]))
+    assert time.monotonic() - started < 1.0, "three 0.4 s steps on three hosts run side by side"
+
+
+def test_a_wait_polls_at_its_own_interval() -> None:
+    import time
+
+    answers = iter(["a", "b", "c", None])
+    run, _ = executor()
+    started = time.monotonic()
+    run.apply(Wait("quick", lambda: next(answers), timeout=10, interval=0.01))
+    assert time.monotonic() - started < 0.3

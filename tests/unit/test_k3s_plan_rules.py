@@ -159,6 +159,7 @@ def test_a_fresh_node_gets_token_config_installer_and_run_in_that_order(cfg: Any
     assert worker.title == f"install k3s {cfg.k3s.version} on k3s-worker-1 (agent)"
     token, config, download, run = worker.actions
     assert isinstance(token, WriteFile) and isinstance(token.content, Secret)
+    assert token.content.source == TOKEN.source
     assert (token.path, token.data(), token.mode, token.host, token.sudo) == (
         k3s.TOKEN_PATH,
         (TOKEN.reveal() + "\n").encode(),
@@ -184,7 +185,8 @@ def test_an_installed_node_whose_files_match_needs_nothing_and_says_so(cfg: Any)
     assert plans.notes == [
         f"{n.name}: k3s {cfg.k3s.version} with the configured options; nothing to do" for n in cfg.nodes
     ]
-    assert k3s.done_notes(plans).actions == [Note(text) for text in plans.notes]
+    done = k3s.done_notes(plans)
+    assert done.title == "k3s" and done.actions == [Note(text) for text in plans.notes]
 
 
 def test_changed_files_rewrite_only_what_differs_then_restart_the_right_service(cfg: Any) -> None:
@@ -239,7 +241,11 @@ def test_marking_and_releasing_a_node_are_patches_of_one_annotation() -> None:
     assert isinstance(unmark, Patch)
     assert (unmark.api_version, unmark.kind, unmark.name, unmark.namespace) == ("v1", "Node", "k3s-worker-1", None)
     assert unmark.body == {"metadata": {"annotations": {k3s.UPGRADING_ANNOTATION: None}}}
-    assert "no longer being upgraded" in unmark.display()
+    assert unmark.display() == "[cluster] patch Node k3s-worker-1: no longer being upgraded"
+    assert mark.display() == (
+        "[cluster] patch Node k3s-worker-1: mark as being upgraded to v1.34.1+k3s1 "
+        "(a re-run puts it back if this run stops)"
+    )
 
 
 def test_recovery_names_what_was_left_and_puts_every_marked_node_back() -> None:
@@ -251,6 +257,23 @@ def test_recovery_names_what_was_left_and_puts_every_marked_node_back() -> None:
         "PodDisruptionBudgets apps/vault, apps/home still lifted"
     )
     assert [a.display() for a in rest] == [a.display() for a in [*k3s.release("a"), *k3s.release("b"), RestorePdbs()]]
+    only_pdbs = k3s.recovery_plan([], ["apps/vault"])
+    assert only_pdbs.actions == [
+        Note("an earlier upgrade stopped half-way: PodDisruptionBudgets apps/vault still lifted"),
+        RestorePdbs(),
+    ]
     only_nodes = k3s.recovery_plan(["a"], [])
     assert only_nodes.actions[0] == Note("an earlier upgrade stopped half-way: a still marked as being upgraded")
     assert isinstance(only_nodes.actions[-1], RestorePdbs)
+
+
+def test_an_upgrade_names_its_node_and_version_in_every_step(cfg: Any) -> None:
+    plan = k3s.upgrade_plan(cfg, cfg.nodes[2], "v1.34.1+k3s1", lambda: None)
+    assert plan.title == "upgrade k3s-worker-2 to k3s v1.34.1+k3s1"
+    mark = plan.actions[0]
+    assert isinstance(mark, Patch) and mark.name == "k3s-worker-2"
+    [wait] = [a for a in plan.actions if type(a).__name__ == "Wait"]
+    assert (
+        wait.display()
+        == f"[cluster] wait for k3s-worker-2 to be Ready on v1.34.1+k3s1 (up to {cfg.k3s.ready_timeout}s)"
+    )

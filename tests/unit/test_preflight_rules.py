@@ -128,3 +128,18 @@ def test_an_error_that_already_names_its_node_is_not_named_twice(cfg: Any) -> No
     facts: dict[str, Any] = {n.name: preflight.parse(HEALTHY.format(name=n.name)) for n in cfg.nodes}
     facts["k3s-worker-1"] = HomelabError("k3s-worker-1: host key not pinned")
     assert preflight.problems_for(cfg, facts) == ["k3s-worker-1: host key not pinned"]
+
+
+def test_a_node_that_could_not_be_asked_does_not_hide_the_others(cfg: Any) -> None:
+    facts: dict[str, Any] = {n.name: preflight.parse(HEALTHY.format(name=n.name)) for n in cfg.nodes}
+    facts["k3s-server"] = HomelabError("connection refused")
+    facts["k3s-worker-2"] = preflight.parse(HEALTHY.format(name="w2").replace("sudo=ok", "sudo=no"))
+    assert preflight.problems_for(cfg, facts) == [
+        "k3s-server: connection refused",
+        f"k3s-worker-2: sudo needs a password (no); allow NOPASSWD sudo for {cfg.ssh.user}",
+    ]
+
+
+def test_a_value_may_itself_contain_an_equals_sign() -> None:
+    facts = preflight.parse("hostname=a\nsudo=sudo: option a=b is not allowed\ncgroup_memory=yes\n")
+    assert facts.sudo == "sudo: option a=b is not allowed" and facts.hostname == "a"

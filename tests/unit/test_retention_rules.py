@@ -47,6 +47,11 @@ def test_weekly_buckets_are_iso_weeks() -> None:
     assert len(found.remove) == 29
 
 
+def test_the_same_week_number_in_another_year_is_another_week() -> None:
+    runs = [snap("w10-2025", "2025-03-05T03:00:00"), snap("w10-2026", "2026-03-04T03:00:00")]
+    assert ids(prune.plan(runs, set(), only(weekly=2), keep_verified=1).keep) == ["w10-2025", "w10-2026"]
+
+
 def test_monthly_buckets_keep_the_newest_run_of_each_month() -> None:
     runs = [*DAYS, snap("feb", "2026-02-27T03:00:00"), snap("jan", "2026-01-15T03:00:00")]
     assert ids(prune.plan(runs, set(), only(monthly=2), keep_verified=1).keep) == ["d31", "feb"]
@@ -72,6 +77,8 @@ def test_a_partial_run_is_kept_only_while_it_is_the_newest() -> None:
     newest_partial.append(snap("p2", "2026-03-03T03:00:00", "partial"))
     found = prune.plan(newest_partial, set(), only(daily=7), keep_verified=1)
     assert ids(found.keep) == ["ok", "p2"] and ids(found.remove) == ["p1"]
+    three = [*newest_partial, snap("p3", "2026-03-04T03:00:00", "partial")]
+    assert ids(prune.plan(three, set(), only(daily=7), keep_verified=1).remove) == ["p1", "p2"]
     older_partial = [snap("p", "2026-03-01T03:00:00", "partial"), snap("ok", "2026-03-02T03:00:00")]
     found = prune.plan(older_partial, set(), only(daily=7), keep_verified=1)
     assert ids(found.keep) == ["ok"] and ids(found.remove) == ["p"]
@@ -101,13 +108,14 @@ def test_refusals_say_why_nothing_is_pruned() -> None:
 def test_a_snapshot_is_chosen_by_id_prefix_else_the_newest_complete_run() -> None:
     runs = [snap("abc111", "2026-03-01T03:00:00"), snap("abd222", "2026-03-02T03:00:00")]
     runs.append(snap("abe333", "2026-03-03T03:00:00", "partial"))
+    runs.insert(0, snap("abb000", "2026-02-28T03:00:00"))
     assert choose(runs, "abd").id == "abd222"
     assert choose(runs, None).id == "abd222", "the newest complete run, not the newer partial one"
     with pytest.raises(HomelabError) as unknown:
         choose(runs, "zzz")
     assert str(unknown.value) == "no homelab snapshot 'zzz'; see inv backup.list"
     with pytest.raises(HomelabError) as none:
-        choose(runs[2:], None)
+        choose(runs[3:], None)
     assert str(none.value) == "no complete backup in the repository yet; run inv backup.run"
 
 
