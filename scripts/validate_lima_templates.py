@@ -22,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tasks"))
 
-from homelab.vm import lima  # noqa: E402
 from homelab.config import loader  # noqa: E402
 from homelab.core.tools import require  # noqa: E402
+from homelab.vm import lima  # noqa: E402
 
 HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "arm64": "aarch64", "aarch64": "aarch64"}[platform.machine()]
 TEST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHomelabTemplateValidationKeyOnly000000 validate"
