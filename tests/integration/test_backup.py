@@ -166,18 +166,15 @@ def test_a_flipped_byte_in_data_or_in_the_snapshot_record_fails_verify_naming_it
 
 
 def test_overlapping_runs_second_exits_11_at_once_and_lock_survives_sigkill(bk: BackupEnv) -> None:
-    started = time.monotonic()
-    assert bk.cli("config.validate").code == 0
-    startup = time.monotonic() - started  # loading the config: what any task costs before it does anything
     holder = bk.start("backup.run")
     lock = bk.state / "backup.lock"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not (lock.exists() and lock.read_text().strip()):
         time.sleep(0.05)
-    started = time.monotonic()
     second = bk.cli("backup.run")
     assert second.code == 11, second.output
-    assert time.monotonic() - started < startup + 1.0, "the second run waited for the lock"
+    # It did not wait for the lock: the holder is still running when the second run has already given up.
+    assert holder.poll() is None, "the second run waited until the first one finished"
     assert "holds" in second.stderr
     kill_group(holder)
     before = sorted(p.name for p in bk.repo.rglob("*")) if bk.repo.exists() else []
