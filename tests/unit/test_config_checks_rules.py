@@ -123,3 +123,122 @@ def test_missing_and_readable_secrets_are_named_and_present_ones_pass(
         "apps.vaultwarden.secrets.NOT_SET: secret reference not found: environment variable HOMELAB_TEST_UNSET",
     ]
     assert os.stat(good).st_mode & 0o777 == 0o600
+
+
+def test_lima_and_k3d_need_exactly_one_server() -> None:
+    two = lambda d: (d.update(target="k3d"), d["nodes"][1].update(role="server"))  # noqa: E731
+    assert problems_at("nodes", two) == ["nodes: needs exactly one node with role server, found 2"]
+    none = lambda d: (d.update(target="lima"), d["nodes"][0].update(role="agent"))  # noqa: E731
+    assert problems_at("nodes", none) == ["nodes: needs exactly one node with role server, found 0"]
+    assert problems_at("nodes", lambda d: d["nodes"][1].update(role="server")) == [], "the sandbox takes any"
+
+
+def test_node_names_and_addresses_are_unique() -> None:
+    same = lambda d: d["nodes"][2].update(name="k3s-worker-1", ip="127.0.0.12")  # noqa: E731
+    assert problems_at("nodes", same) == [
+        "nodes[1].name: 'k3s-worker-1' is used by more than one node",
+        "nodes[2].name: 'k3s-worker-1' is used by more than one node",
+        "nodes[1].ip: '127.0.0.12' is used by more than one node",
+        "nodes[2].ip: '127.0.0.12' is used by more than one node",
+    ]
+
+
+def test_a_lima_nodes_address_is_a_free_host_address_of_the_subnet() -> None:
+    def lima(**changes: str) -> Any:
+        return lambda d: (d.update(target="lima"), d["host"].update(ip="127.0.0.2"), d["nodes"][1].update(changes))
+
+    assert problems_at("nodes", lima(ip="127.0.1.12")) == [
+        "nodes[1].ip: '127.0.1.12' is outside network.subnet 127.0.0.0/24"
+    ]
+    assert problems_at("nodes", lima(ip="127.0.0.255")) == [
+        "nodes[1].ip: '127.0.0.255' is the network or broadcast address of 127.0.0.0/24"
+    ]
+    assert problems_at("nodes", lima(ip="127.0.0.1")) == ["nodes[1].ip: '127.0.0.1' is already network.gateway"]
+    assert problems_at("nodes", lima(ip="127.0.0.2")) == ["nodes[1].ip: '127.0.0.2' is already host.ip"]
+    both = lambda d: (d.update(target="lima"), d["host"].update(ip="127.0.0.1"), d["nodes"][2].update(ip="127.0.0.1"))  # noqa: E731
+    assert problems_at("nodes", both) == ["nodes[2].ip: '127.0.0.1' is already network.gateway and host.ip"]
+    ssh = lambda d: d["nodes"][1].update(provider="ssh", ip="10.9.9.9")  # noqa: E731
+    assert problems_at("nodes", ssh) == [], "an existing host over SSH may live anywhere"
+
+
+def test_the_metallb_pool_lies_in_the_subnet_in_order_and_clear_of_every_address() -> None:
+    assert problems_at("metallb", lambda d: d["metallb"]["pool"].update(start="127.0.1.50", end="127.0.1.99")) == [
+        "metallb.pool.start: '127.0.1.50' is outside network.subnet 127.0.0.0/24",
+        "metallb.pool.end: '127.0.1.99' is outside network.subnet 127.0.0.0/24",
+    ]
+    assert problems_at("metallb", lambda d: d["metallb"]["pool"].update(start="127.0.0.99", end="127.0.0.50")) == [
+        "metallb.pool: start 127.0.0.99 is after end 127.0.0.50"
+    ]
+    one = lambda d: d["metallb"]["pool"].update(start="127.0.0.50", end="127.0.0.50")  # noqa: E731
+    assert problems_at("metallb", one) == [], "a pool of one address is a pool"
+    node = lambda d: d["metallb"]["pool"].update(start="127.0.0.12", end="127.0.0.12")  # noqa: E731
+    assert problems_at("metallb", node) == ["metallb.pool: range 127.0.0.12-127.0.0.12 contains nodes[1].ip 127.0.0.12"]
+    gateway = lambda d: d["metallb"]["pool"].update(start="127.0.0.1", end="127.0.0.1")  # noqa: E731
+    assert problems_at("metallb", gateway) == [
+        "metallb.pool: range 127.0.0.1-127.0.0.1 contains network.gateway 127.0.0.1",
+        "metallb.pool: range 127.0.0.1-127.0.0.1 contains host.ip 127.0.0.1",
+    ]
+
+
+def test_the_ingress_address_is_inside_the_pool_including_its_ends() -> None:
+    assert problems_at("ingress", lambda d: d["ingress"].update(load_balancer_ip="127.0.0.99")) == []
+    assert problems_at("ingress", lambda d: d["ingress"].update(load_balancer_ip="127.0.0.100")) == [
+        "ingress.load_balancer_ip: '127.0.0.100' is outside metallb.pool"
+    ]
+
+
+def test_apps_may_not_take_a_platform_namespace_or_another_apps_hostname() -> None:
+    rename = lambda new: lambda d: d["apps"].update({new: d["apps"].pop("plex")})  # noqa: E731
+    assert problems_at("apps", rename("kube-tools")) == [
+        "apps.kube-tools: 'kube-tools' is a namespace the platform or Kubernetes uses; rename the app"
+    ]
+    assert problems_at("apps", rename("kubernetes-dashboard")) == []
+    grafana = BASE["monitoring"].get("grafana_hostname", "grafana")
+    assert problems_at("apps", lambda d: d["apps"]["plex"].update(hostname=grafana)) == [
+        f"apps.plex.hostname: '{grafana}' is also monitoring.grafana_hostname"
+    ]
+
+
+def test_a_hostname_may_be_253_characters_long_and_no_longer() -> None:
+    def hostname_of(total: int) -> Any:
+        domain = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * (total - len("plexxx.") - 192)])
+        return lambda d: (d.update(domain=domain), d["apps"]["plex"].update(hostname="plexxx"))
+
+    assert [p for p in problems_at("apps.plex", hostname_of(253)) if "longer" in p] == []
+    [long] = [p for p in problems_at("apps.plex", hostname_of(254)) if "longer" in p]
+    assert long.startswith("apps.plex.hostname: plexxx.aaaa") and long.endswith(" is longer than 253 characters")
+
+
+def test_requests_may_equal_limits_but_not_exceed_them() -> None:
+    equal = lambda d: d["apps"]["plex"].update(memory_request="4GiB", memory_limit="4GiB")  # noqa: E731
+    assert problems_at("apps.plex", equal) == []
+    above = lambda d: d["apps"]["plex"].update(memory_request="5GiB", memory_limit="4GiB")  # noqa: E731
+    assert problems_at("apps.plex", above) == ["apps.plex.memory_request: '5GiB' is above memory_limit '4GiB'"]
+
+
+def test_sqlite_databases_need_the_apps_volume() -> None:
+    assert problems_at("apps.vaultwarden", lambda d: d["apps"]["vaultwarden"].update(storage=None)) == [
+        "apps.vaultwarden.sqlite_databases: the databases live in the app's volume, but storage is null"
+    ]
+
+
+def test_air_gapped_installs_name_each_missing_file(tmp_path: Path) -> None:
+    assert problems_at("k3s", lambda d: d["k3s"].update(install_method="airgap")) == [
+        "k3s.airgap_binary: required when k3s.install_method is airgap",
+        "k3s.airgap_images: required when k3s.install_method is airgap",
+    ]
+
+
+def test_private_paths_name_the_key_that_points_below_a_shared_directory(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    expected = f"{shared} above it is world-writable: anyone can replace what is below; chmod o-w it"
+    local = lambda d: d["backup"].update(repository=f"local:{shared}/restic")  # noqa: E731
+    assert problems_at("backup", local) == [f"backup.repository: 'local:{shared}/restic' is not private: {expected}"]
+    state = lambda d: d.update(state_dir=f"{shared}/state")  # noqa: E731
+    assert problems_at("state_dir", state) == [f"state_dir: '{shared}/state' is not private: {expected}"]
+    plain = lambda d: d["secrets"].update(plaintext_file=f"{shared}/sub/secrets.yaml")  # noqa: E731
+    assert problems_at("secrets", plain) == [
+        f"secrets.plaintext_file: '{shared}/sub/secrets.yaml' is not private: {expected}"
+    ]
