@@ -287,13 +287,16 @@ def _changed_keys(before: Any, after: Any) -> list[str]:
 
 
 def test_the_walk_sees_a_change_when_a_task_really_acts(world: World) -> None:
-    """The pictures are sharp enough: a real (not dry) run of tasks that act is seen as a change."""
+    """The pictures are sharp enough: real (not dry) runs and a direct cluster write are seen as changes."""
     before = world.picture()
     assert world.cli("backup.schedule").code == 0
-    assert world.cli("gitops.apply").code == 0
+    assert world.cli("secrets.rotate", "homepage", "API_KEY", "ROTATED_VALUE").code == 0
+    world.kube.apply([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "walk", "namespace": "default"}}])
     after = world.picture()
     assert _changed_keys(before["crontab"], after["crontab"])
-    assert any(key.endswith("walk/walk") for key in _changed_keys(before["cluster"], after["cluster"]))
+    assert _changed_keys(before["plaintext"], after["plaintext"])
+    assert _changed_keys(before["tree"], after["tree"])
+    assert "ConfigMap default/walk" in _changed_keys(before["cluster"], after["cluster"])
 
 
 def _canonical(value: Any) -> str:
