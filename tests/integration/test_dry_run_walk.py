@@ -28,6 +28,7 @@ from k3s_nodes import Lab
 from helpers import CliResult, run_cli
 from homelab.cli import namespace
 from homelab.core.kube import Kube, KubeError
+from homelab.gitops import deploy
 
 pytestmark = pytest.mark.integration
 
@@ -84,6 +85,17 @@ WORK_EXPECTED = {
     "backup.schedule",
     "secrets.rotate",
     "down",
+}
+
+HOMEPAGE_APP = {
+    "apiVersion": "argoproj.io/v1alpha1",
+    "kind": "Application",
+    "metadata": {"name": "app-homepage", "namespace": "argocd"},
+    "spec": {
+        "project": "default",
+        "source": {"repoURL": "https://git.example.invalid/homelab.git", "path": "k8s/apps", "targetRevision": "main"},
+        "destination": {"server": "https://kubernetes.default.svc", "namespace": "default"},
+    },
 }
 
 ACTION_LINE = re.compile(r"^\s+\[[\w.-]+\] \S", re.M)
@@ -245,6 +257,10 @@ def world(lab: Lab, kube: Kube, receiver: Receiver) -> Iterator[World]:
     plaintext = {"secrets": [{"name": "homepage", "namespace": "homepage", "data": {"API_KEY": "old-value"}}]}
     (tmp / "secrets.local.yaml").write_text(yaml.safe_dump(plaintext))
     (tmp / "secrets.local.yaml").chmod(0o600)
+    # An Application for gitops.sync to ask about (no Argo CD runs here: only the object a sync patches).
+    app_crd = [c for c in deploy.component_crds() if c["metadata"]["name"] == "applications.argoproj.io"]
+    deploy.install_crds(kube, app_crd)
+    kube.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "argocd"}}, HOMEPAGE_APP])
     world = World(lab, kube, tmp / "crontab.txt", tmp / "repo")
     for step in (["k3s.install"], ["backup.run"]):
         done = world.cli(*step)
