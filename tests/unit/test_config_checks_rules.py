@@ -242,3 +242,20 @@ def test_private_paths_name_the_key_that_points_below_a_shared_directory(tmp_pat
     assert problems_at("secrets", plain) == [
         f"secrets.plaintext_file: '{shared}/sub/secrets.yaml' is not private: {expected}"
     ]
+
+
+def test_key_files_readable_by_others_are_named_by_their_key(tmp_path: Path) -> None:
+    key, plain = tmp_path / "id_ed25519", tmp_path / "secrets.yaml"
+    for path in (key, plain):
+        path.write_text("x")
+        path.chmod(0o640)
+    change = lambda d: (d["ssh"].update(private_key=str(key)), d["secrets"].update(plaintext_file=str(plain)))  # noqa: E731
+    assert problems_at("s", change) == [
+        f"secrets.plaintext_file: '{plain}' can be read by other users; chmod 600 it",
+        f"ssh.private_key: '{key}' can be read by other users; chmod 600 it",
+    ]
+    keys = tmp_path / "keys"
+    keys.mkdir(mode=0o755)
+    keys.chmod(0o755)
+    a_directory = lambda d: d["ssh"].update(private_key=str(keys))  # noqa: E731
+    assert problems_at("ssh", a_directory) == [], "only files are judged by their mode"

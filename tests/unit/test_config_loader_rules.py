@@ -191,3 +191,33 @@ def test_a_config_without_a_local_file_has_one_file(tmp_path: Path) -> None:
     main.write_text(yaml.safe_dump(data))
     loaded = loader.load(main, environ={"HOMELAB__NAME": "x1"})
     assert loaded.files == [main] and loaded.config.name == "x1" and loaded.origin("name") == "env"
+
+
+def test_an_unreadable_character_is_named_with_the_file_even_without_a_line(tmp_path: Path) -> None:
+    bell = tmp_path / "bell.yaml"
+    bell.write_bytes(b"name: a\x07b\n")
+    with pytest.raises(ConfigError) as caught:
+        loader.read_yaml_file(bell, "file")
+    assert str(caught.value).startswith(
+        f"config error: {bell}: invalid YAML: unacceptable character #x0007: special characters are not allowed"
+    )
+
+
+def test_origins_reach_into_lists_of_sections() -> None:
+    _, origins = loader.merge_layers([Layer("file", {"nodes": [{"name": "a", "ip": "1"}, {"name": "b"}]})])
+    assert origins == {"nodes[0].name": "file", "nodes[0].ip": "file", "nodes[1].name": "file"}
+
+
+def test_the_kubeconfig_context_is_the_configured_one_else_named_after_the_homelab() -> None:
+    cfg = loader.validate(loopback_data())
+    assert cfg.target == "sandbox" and cfg.context_name() == "itest-sandbox"
+    assert cfg.model_copy(update={"target": "lima"}).context_name() == "itest"
+    assert cfg.model_copy(update={"kube_context": "work"}).context_name() == "work"
+
+
+def test_a_keychain_reference_keeps_its_item_name() -> None:
+    from homelab.config.schema import SecretRef
+    from homelab.core.secret_refs import SecretLocation
+
+    assert SecretRef(keychain="homelab-k3s").location() == SecretLocation(keychain="homelab-k3s")
+    assert SecretRef(file="~/t").location() == SecretLocation(file="~/t")
