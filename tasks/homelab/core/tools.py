@@ -28,6 +28,13 @@ INSTALL_HINTS: dict[str, str] = {
     "sqlite3": "apt-get install sqlite3 (macOS ships it)",
     "crontab": "apt-get install cron",
     "k3d": "brew install k3d, or see https://k3d.io (needs a Docker engine)",
+    "argocd-repo-server": "scripts/get-binaries.sh controllers",
+    "argocd-application-controller": "scripts/get-binaries.sh controllers",
+    "sealed-secrets-controller": "scripts/get-binaries.sh controllers",
+    "metallb-controller": "scripts/get-binaries.sh controllers",
+    "redis-server": "apt-get install redis-server (brew install redis)",
+    "git": "apt-get install git",
+    "unshare": "apt-get install util-linux (the sandbox's Sealed Secrets controller needs Linux mount namespaces)",
 }
 
 

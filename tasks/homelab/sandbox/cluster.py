@@ -316,8 +316,10 @@ def ensure_up(session: Any, kube_version: str = "v1.35.4", timeout: float = 180.
 
 def down_plan(session: Any) -> Plan:
     """Stop every sandbox process, remove its files and its kubeconfig context."""
+    from homelab.sandbox import controllers
+
     paths = paths_for(session.cfg, session.state_dir)
-    plan = Plan(f"remove sandbox {paths.cluster}")
+    plan = Plan(f"remove sandbox {paths.cluster}", controllers.down_actions(session))  # before their API server goes
     if paths.cluster_dir.is_dir():
         delete = (require_kwokctl(), "--name", paths.cluster, "delete", "cluster")
         plan.add(
