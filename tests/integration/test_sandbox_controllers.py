@@ -30,7 +30,7 @@ from homelab.core.kube.waits import wait_for
 from homelab.core.session import Session
 from homelab.core.tools import require
 from homelab.gitops.platform import ARGOCD_NAMESPACE
-from homelab.sandbox import cluster, controllers
+from homelab.sandbox import cluster, controller_objects, controllers, processes
 
 pytestmark = pytest.mark.integration
 
@@ -147,7 +147,7 @@ def test_a_load_balancer_service_gets_an_address_from_the_pool(lab: Lab, namespa
     pool = {
         "apiVersion": "metallb.io/v1beta1",
         "kind": "IPAddressPool",
-        "metadata": {"name": f"pool-{namespace}", "namespace": controllers.METALLB_NAMESPACE},
+        "metadata": {"name": f"pool-{namespace}", "namespace": controller_objects.METALLB_NAMESPACE},
         "spec": {"addresses": [f"{POOL[0]}-{POOL[1]}"]},
     }
     service = {
@@ -170,7 +170,7 @@ def test_a_load_balancer_service_gets_an_address_from_the_pool(lab: Lab, namespa
         assert ipaddress.ip_address(POOL[0]) <= ip <= ipaddress.ip_address(POOL[1])
     finally:
         lab.kube.delete("v1", "Service", "web", namespace)
-        lab.kube.delete("metallb.io/v1beta1", "IPAddressPool", f"pool-{namespace}", controllers.METALLB_NAMESPACE)
+        lab.kube.delete("metallb.io/v1beta1", "IPAddressPool", pool["metadata"]["name"], pool["metadata"]["namespace"])
 
 
 def git(*args: str, cwd: Path) -> None:
@@ -253,7 +253,7 @@ def test_a_second_up_leaves_running_processes_alone_and_restarts_a_dead_one(lab:
     victim = before["metallb-controller"]
     assert victim is not None
     os.kill(victim, signal.SIGKILL)
-    wait_for("metallb-controller to die", lambda: "alive" if controllers.running(victim, "metallb") else None, 30)
+    wait_for("metallb-controller to die", lambda: "alive" if processes.running(victim, "metallb") else None, 30)
     # Its pid file now names an unrelated live process, as after a pid was reused: not ours, so restarted.
     stranger = subprocess.Popen(["sleep", "600"])
     try:
@@ -312,7 +312,7 @@ def test_down_leaves_no_controller_process(lab: Lab) -> None:
     down = run_cli(["sandbox.down"], lab.env, timeout=300)
     assert down.code == 0, down.output
     time.sleep(0.5)
-    left = [f"{name} ({pid})" for name, pid in running.items() if controllers.running(pid, controllers.PROCESSES[name])]
+    left = [f"{name} ({pid})" for name, pid in running.items() if processes.running(pid, controllers.PROCESSES[name])]
     assert not left, f"still running after sandbox.down: {left}"
     assert not mentions(str(lab.session.state_dir)), "a process still uses the sandbox's state dir"
     assert not lab.layout.root.exists()

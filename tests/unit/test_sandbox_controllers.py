@@ -11,7 +11,7 @@ from helpers import REPO, loopback_data
 from homelab.config.loader import validate
 from homelab.config.schema import GitOps, MetalLB
 from homelab.gitops import platform
-from homelab.sandbox import controllers
+from homelab.sandbox import controller_objects, controllers, processes
 
 GET_BINARIES = REPO / "scripts" / "get-binaries.sh"
 
@@ -24,7 +24,7 @@ def script_default(name: str) -> str:
 
 
 def test_the_sandbox_builds_runs_and_the_tree_deploys_the_same_controller_versions() -> None:
-    versions = controllers.VERSIONS
+    versions = controller_objects.VERSIONS
     assert "v" + script_default("ARGOCD_VERSION") == versions["argocd"]
     assert "v" + script_default("SEALED_SECRETS_VERSION") == versions["sealed-secrets"]
     assert "v" + script_default("METALLB_VERSION") == versions["metallb"]
@@ -41,7 +41,7 @@ def test_the_sandbox_builds_runs_and_the_tree_deploys_the_same_controller_versio
 
 def test_the_crds_installed_on_the_sandbox_are_the_running_versions() -> None:
     text = GET_BINARIES.read_text()
-    for component, version in controllers.VERSIONS.items():
+    for component, version in controller_objects.VERSIONS.items():
         entry = re.search(rf'^\s+"{component} \S+@(\S+) ', text, re.MULTILINE)
         assert entry, f"no CRD source for {component}"
         pinned = re.sub(r"\$(\w+)", lambda m: script_default(m.group(1)), entry.group(1))
@@ -49,7 +49,7 @@ def test_the_crds_installed_on_the_sandbox_are_the_running_versions() -> None:
 
 
 @pytest.fixture
-def planned(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[controllers.Daemon]:
+def planned(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[processes.Daemon]:
     """The processes as planned for a made-up layout, with every binary "found" under its own name."""
     monkeypatch.setattr(controllers, "require", lambda tool: f"/bin/{tool}")
     cfg = validate(loopback_data())
@@ -60,7 +60,7 @@ def planned(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[controllers
     return controllers.daemons(session, lay, ports, api)
 
 
-def test_every_listener_that_takes_an_address_is_bound_to_loopback(planned: list[controllers.Daemon]) -> None:
+def test_every_listener_that_takes_an_address_is_bound_to_loopback(planned: list[processes.Daemon]) -> None:
     flags = {
         "git-daemon": ["--listen=127.0.0.1"],
         "argocd-repo-server": ["--address", "--metrics-address"],
@@ -80,7 +80,7 @@ def test_every_listener_that_takes_an_address_is_bound_to_loopback(planned: list
 
 
 def test_redis_password_reaches_argocd_from_a_file_never_from_argv_or_env(
-    planned: list[controllers.Daemon], tmp_path: Path
+    planned: list[processes.Daemon], tmp_path: Path
 ) -> None:
     argocd = [d for d in planned if d.name.startswith("argocd-")]
     assert argocd and all(dict(d.env_from)["REDIS_PASSWORD"].startswith(str(tmp_path)) for d in argocd)
@@ -95,5 +95,5 @@ def test_redis_password_reaches_argocd_from_a_file_never_from_argv_or_env(
 
 
 def test_the_default_project_admits_only_the_local_repository() -> None:
-    project = controllers.default_project(controllers.git_url(9418))
+    project = controller_objects.default_project(controllers.git_url(9418))
     assert project["spec"]["sourceRepos"] == ["git://127.0.0.1:9418/homelab.git"]

@@ -28,6 +28,11 @@ The sandbox's ``default`` AppProject only admits the local git daemon's
 repository: Argo CD there never fetches from the network, even when the rendered
 tree names the real homelab's repository or Helm charts.
 
+What the layers above use: ``ensure_running``, ``stop`` and ``statuses``; where the
+repository is (``layout(session).repository``, to push to) and how Argo CD reaches it
+(``repo_url``); Argo CD's namespace (``ARGOCD_NAMESPACE``). ``processes.py`` starts,
+finds and probes processes; ``controller_objects.py`` holds what the cluster needs first.
+
 cert-manager is not among them: no cert-manager release since v1.12 has a
 controller main package the Go module proxy serves, and running the end-of-life
 v1.11 would not be the version the real homelab deploys. The TLS path on the
@@ -40,8 +45,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
-import sys
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,24 +53,18 @@ from typing import Any
 
 import yaml
 
-from homelab.apps.render import namespace
 from homelab.core.converge import converge
 from homelab.core.errors import HomelabError
-from homelab.core.kube import KubeError, load_manifests
-from homelab.core.paths import cache_dir
 from homelab.core.plan import LOCAL, Action, Note, Plan, Run, Wait, WriteFile
 from homelab.core.secret_refs import REDACTOR, Secret
 from homelab.core.tools import cached_bin_dir, require
 from homelab.gitops import deploy
-from homelab.gitops.platform import ARGOCD_NAMESPACE, CHARTS
+from homelab.gitops.platform import ARGOCD_NAMESPACE
 from homelab.sandbox import cluster
+from homelab.sandbox.controller_objects import METALLB_NAMESPACE, cluster_objects, crds
+from homelab.sandbox.processes import Daemon, Probe, free_port, log_tail, read_pid, running
 
-# The versions the sandbox runs; the rendered tree pins the real homelab to the same ones
-# (config defaults), and scripts/get-binaries.sh builds these (a unit test keeps the three in step).
-VERSIONS = {"argocd": "v3.6.1", "sealed-secrets": "v0.40.0", "metallb": "v0.15.2"}
-METALLB_NAMESPACE = CHARTS["metallb"][2]
 REPOSITORY = "homelab.git"
-SEALED_SECRETS_CLUSTER_ROLE = "secrets-unsealer"  # the chart's name for it
 TOKEN_LIFETIME = "8760h"  # noqa: S105 - a duration: the Sealed Secrets controller's token; each start mints one
 START_TIMEOUT = 180.0  # seconds each process may take to serve; the machine may be busy
 
@@ -107,8 +104,6 @@ printf %s "$5" >"$sa/namespace"
 shift 6
 exec "$@"
 """
-
-Obj = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -176,131 +171,13 @@ def git_url(port: int) -> str:
     return f"git://127.0.0.1:{port}/{REPOSITORY}"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-# --- processes -------------------------------------------------------------------------
-
-
-def read_pid(lay: Layout, name: str) -> int | None:
-    try:
-        return int(lay.pid_file(name).read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def running(pid: int, marker: str) -> bool:
-    """True when ``pid`` is a live process (not a zombie) whose command line holds ``marker``."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    proc = Path(f"/proc/{pid}")
-    if not proc.is_dir():
-        return True  # no /proc (macOS): the signal probe is all there is
-    try:
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except (OSError, IndexError):
-        return False
-    return state != "Z" and marker in cmdline
+# --- what runs ---------------------------------------------------------------------------
 
 
 def live_pid(lay: Layout, name: str) -> int | None:
     """The pid of the process ``name`` when it runs, else None (no pid file, or a dead or reused pid)."""
-    pid = read_pid(lay, name)
+    pid = read_pid(lay.pid_file(name))
     return pid if pid is not None and running(pid, PROCESSES[name]) else None
-
-
-def log_tail(path: Path, lines: int = 8) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n    ".join(text[-lines:]) or "(empty log)"
-
-
-# --- health probes -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Probe:
-    """How to tell a process serves: an HTTP GET answering 200, a git fetch's first reply, or a redis PING."""
-
-    kind: str  # "http", "git" or "redis"
-    port: int
-    path: str = ""
-    password_file: Path | None = None
-
-    def describe(self) -> str:
-        where = f"127.0.0.1:{self.port}"
-        return f"http://{where}{self.path}" if self.kind == "http" else f"{self.kind} {where}"
-
-    def check(self) -> str | None:
-        """None when it serves, else what is wrong (one line)."""
-        try:
-            if self.kind == "http":
-                return self._http()
-            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
-                return self._redis(sock) if self.kind == "redis" else self._git(sock)
-        except OSError as err:
-            return f"{self.describe()}: {err.strerror or err}"
-
-    def _http(self) -> str | None:
-        # No proxy handler: the probe must reach 127.0.0.1 even where HTTP_PROXY is set.
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(f"http://127.0.0.1:{self.port}{self.path}", timeout=3) as response:
-            return None if response.status == 200 else f"{self.describe()}: HTTP {response.status}"
-
-    def _git(self, sock: socket.socket) -> str | None:
-        """Ask for the repository's refs as a fetch would, then end the session cleanly (a bare close is logged)."""
-        request = f"git-upload-pack /{REPOSITORY}\0host=127.0.0.1\0".encode()
-        sock.sendall(f"{len(request) + 4:04x}".encode() + request)
-        reply = sock.recv(4096)
-        sock.sendall(b"0000")
-        if len(reply) < 4 or b"ERR " in reply[:64]:
-            return f"{self.describe()}: {reply[:120].decode(errors='replace') or 'no reply'}"
-        return None
-
-    def _redis(self, sock: socket.socket) -> str | None:
-        password = self.password_file.read_text().strip() if self.password_file else ""
-        sock.sendall(f"AUTH {password}\r\nPING\r\n".encode() if password else b"PING\r\n")
-        reply = b""
-        while b"PONG" not in reply and not reply.startswith(b"-"):
-            chunk = sock.recv(256)
-            if not chunk:
-                break
-            reply += chunk
-        return None if b"+PONG" in reply else f"{self.describe()}: {reply.decode(errors='replace').strip()}"
-
-
-# --- what runs ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Daemon:
-    """One process of the sandbox: its argv, environment, and how to tell it serves."""
-
-    name: str
-    argv: tuple[str, ...]
-    probe: Probe
-    why: str
-    env: tuple[tuple[str, str], ...] = ()
-    env_from: tuple[tuple[str, str], ...] = ()  # NAME, file: values the launcher reads (kept out of argv and plans)
-
-    def launch(self, lay: Layout) -> Run:
-        """The command that starts it in the background, its pid and log under the state dir."""
-        argv = [sys.executable, "-m", "homelab.sandbox.launch"]
-        argv += ["--pid-file", str(lay.pid_file(self.name)), "--log", str(lay.log(self.name))]
-        for name, path in self.env_from:
-            argv += ["--env-from", f"{name}={path}"]
-        return Run((*argv, "--", *self.argv), env=self.env, why=self.why)
 
 
 @dataclass(frozen=True)
@@ -384,7 +261,12 @@ def daemons(session: Any, lay: Layout, ports: dict[str, int], api: Api) -> list[
             Probe("redis", ports["redis"], password_file=lay.redis_password),
             "Argo CD's cache",
         ),
-        Daemon("git-daemon", git, Probe("git", ports["git"]), f"serve {lay.repository} as {git_url(ports['git'])}"),
+        Daemon(
+            "git-daemon",
+            git,
+            Probe("git", ports["git"], REPOSITORY),
+            f"serve {lay.repository} as {git_url(ports['git'])}",
+        ),
         Daemon(
             "argocd-repo-server",
             repo_server,
@@ -414,101 +296,6 @@ def daemons(session: Any, lay: Layout, ports: dict[str, int], api: Api) -> list[
             Probe("http", ports["metallb-metrics"], "/metrics"),
             "MetalLB: LoadBalancer addresses from the IPAddressPools",
         ),
-    ]
-
-
-# --- what the cluster must hold first --------------------------------------------------------
-
-
-def crds() -> list[Obj]:
-    """The CRDs of the three components at the versions that run (fetched by get-binaries.sh crds)."""
-    found: list[Obj] = []
-    for component, version in VERSIONS.items():
-        directory = deploy.crd_dir() / f"{component}-{version}"
-        files = sorted(directory.glob("*.yaml"))
-        if not files:
-            raise KubeError(f"no {component} {version} CRDs in {directory}; run scripts/get-binaries.sh crds")
-        found += [o for o in load_manifests(f.read_text() for f in files) if o["kind"] == "CustomResourceDefinition"]
-    return found
-
-
-ARGOCD_BASE_CONFIG = (  # manifests/base/config: what Argo CD's components read at start
-    "argocd-cm",
-    "argocd-cmd-params-cm",
-    "argocd-gpg-keys-cm",
-    "argocd-rbac-cm",
-    "argocd-ssh-known-hosts-cm",
-    "argocd-tls-certs-cm",
-    "argocd-secret",
-)
-
-
-def argocd_base_config() -> list[Obj]:
-    """Argo CD's base ConfigMaps and Secret, taken from its install manifest at the running version."""
-    path = cache_dir() / "manifests" / f"argocd-install-{VERSIONS['argocd']}.yaml"
-    if not path.is_file():
-        raise KubeError(f"no Argo CD install manifest at {path}; run scripts/get-binaries.sh crds")
-    found = []
-    for obj in load_manifests([path.read_text()]):
-        if obj["kind"] in ("ConfigMap", "Secret") and obj["metadata"]["name"] in ARGOCD_BASE_CONFIG:
-            obj["metadata"]["namespace"] = ARGOCD_NAMESPACE
-            found.append(obj)
-    return found
-
-
-def default_project(source: str) -> Obj:
-    """The project argocd-server would create, admitting only the local repository (no fetch leaves the machine)."""
-    return {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "AppProject",
-        "metadata": {"name": "default", "namespace": ARGOCD_NAMESPACE},
-        "spec": {
-            "sourceRepos": [source],
-            "destinations": [{"server": "*", "namespace": "*"}],
-            "clusterResourceWhitelist": [{"group": "*", "kind": "*"}],
-        },
-    }
-
-
-def sealed_secrets_identity(namespace: str, name: str) -> list[Obj]:
-    """The controller's ServiceAccount and the chart's ClusterRole bound to it: RBAC as on the real cluster."""
-    rules = [
-        {"apiGroups": ["bitnami.com"], "resources": ["sealedsecrets"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": ["bitnami.com"], "resources": ["sealedsecrets/status"], "verbs": ["update"]},
-        {
-            "apiGroups": [""],
-            "resources": ["secrets"],
-            "verbs": ["get", "list", "create", "update", "delete", "watch"],
-        },
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
-    ]
-    rbac = "rbac.authorization.k8s.io/v1"
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}},
-        {"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": SEALED_SECRETS_CLUSTER_ROLE}, "rules": rules},
-        {
-            "apiVersion": rbac,
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": name},
-            "roleRef": {"apiGroup": rbac.split("/")[0], "kind": "ClusterRole", "name": SEALED_SECRETS_CLUSTER_ROLE},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
-        },
-    ]
-
-
-def cluster_objects(session: Any, git_port: int) -> list[Obj]:
-    """Namespaces, Argo CD's base config and project, the Sealed Secrets identity: in apply order.
-
-    The namespaces are rendered as the tree renders them: both apply them under the
-    same field manager, and two different bodies would be re-applied by each in turn.
-    """
-    secrets_ns = session.cfg.secrets.controller_namespace
-    namespaces = sorted({ARGOCD_NAMESPACE, METALLB_NAMESPACE, secrets_ns} - {"default", "kube-system"})
-    return [
-        *(namespace(n) for n in namespaces),
-        *argocd_base_config(),
-        default_project(git_url(git_port)),
-        *sealed_secrets_identity(secrets_ns, session.cfg.secrets.controller_name),
     ]
 
 
@@ -597,12 +384,13 @@ def start_plan(session: Any, executor: Any) -> Plan:
     api = api_of(lay.kubeconfig)
     plan = Plan("sandbox controllers: Argo CD, Sealed Secrets and MetalLB on 127.0.0.1")
     plan.extend(deploy.crd_actions(kube, executor.kube, crds(), "the controllers' CRDs"))
-    plan.extend(deploy.applies(kube, cluster_objects(session, ports["git"]), "what the controllers read at start"))
+    objects = cluster_objects(session, git_url(ports["git"]))
+    plan.extend(deploy.applies(kube, objects, "what the controllers read at start"))
     plan.extend(file_actions(lay, ports))
     procs = daemons(session, lay, ports, api)
     for daemon in procs:
         if alive[daemon.name] is None:
-            plan.add(daemon.launch(lay))
+            plan.add(daemon.launch(lay.pid_file(daemon.name), lay.log(daemon.name)))
     for daemon in procs:
         what = f"{daemon.name} to serve on {daemon.probe.describe()}"
         plan.add(Wait(what, serving(daemon, lay), START_TIMEOUT, 1.0, LOCAL))
