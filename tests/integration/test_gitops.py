@@ -220,7 +220,7 @@ def test_diff_is_empty_after_apply_and_names_a_changed_field(platform: tuple[Ses
     assert "Deployment plex/plex: spec.template.spec.containers[name=plex].resources.limits.memory" in changed.stdout
 
 
-def test_fields_the_config_no_longer_sets_are_named_by_diff_and_removed_by_up(
+def test_fields_the_config_no_longer_sets_are_named_by_diff_and_removed_by_the_direct_apply(
     platform: tuple[Session, Path], kube: Kube, tmp_path: Path
 ) -> None:
     """An env var, a label, a ConfigMap key and an annotation we set before, dropped from the config."""
@@ -247,7 +247,7 @@ def test_fields_the_config_no_longer_sets_are_named_by_diff_and_removed_by_up(
         "ConfigMap cloudflared/cloudflared: metadata.annotations.homelab.dev/note removed",
     } <= set(diff.stdout.splitlines()), diff.stdout
 
-    up = run_cli(["up"], env)
+    up = run_cli(["gitops.apply"], env)  # direct mode; through Argo CD: test_sandbox_gitops.py
     assert up.code == 0, up.output
     webui = kube.get("apps/v1", "Deployment", "open-webui", "open-webui")
     assert "env" not in webui["spec"]["template"]["spec"]["containers"][0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,15 +18,16 @@ from invoke import Context
 from helpers import REPO, inv_binary, loopback_data, run_cli
 from homelab.core import cluster
 from homelab.core.session import Session
-from homelab.gitops import deploy, tree
+from homelab.gitops import local, tree
+from homelab.sandbox import controllers
 
 pytestmark = pytest.mark.integration
 
 KILL_AFTER = [
     ("create cluster", 1.0),  # mid-step: kwokctl is starting the control plane
     ("[1/2] sandbox: changed", 0.0),  # boundary between the layers
-    ("[2/2] gitops", 0.5),  # mid-step: CRDs being installed
-    ("wait for deployments", 0.0),  # mid-step: the tree applied, waiting for deployments
+    ("commit --quiet", 0.0),  # mid-step: the tree committed in the working copy, not pushed
+    ("Applications to be Synced", 1.0),  # mid-step: the root Application applied, Argo CD syncing
 ]
 
 
@@ -38,19 +40,27 @@ def config_in(tmp: Path) -> dict[str, str]:
 
 
 def live_state(env: dict[str, str]) -> dict[str, Any]:
-    """Every rendered object as it lives in the cluster (spec or data), plus the nodes' readiness."""
+    """Every object of the sandbox's tree as it lives in the cluster (spec or data), plus the nodes' readiness.
+
+    Applications are compared by their spec with the repository URL left out (each sandbox's git
+    daemon has a port of its own), and must all be Synced and Healthy at the pushed commit.
+    """
     session = Session(Context(), config_path=Path(env["HOMELAB_CONFIG"]), out=lambda _: None)
     kube = cluster.connect(session)
+    url = controllers.repo_url(session)
+    rendered = tree.render(local.sandbox_config(session.cfg, url), local_controllers=True)
     state: dict[str, Any] = {}
-    for obj in tree.objects_in_apply_order(tree.render(session.cfg)):
+    for obj in tree.objects_in_apply_order(rendered):
         meta = obj["metadata"]
         live = kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
         assert live is not None, f"{obj['kind']} {meta['name']} missing"
         # Only the fields the toolkit sets: cluster-assigned ones (clusterIP, uid) differ between clusters.
-        body = project(live, obj)
+        body = json.loads(json.dumps(project(live, obj)).replace(url, "<repository>"))
         state[f"{obj['kind']} {meta.get('namespace', '')}/{meta['name']}"] = body
     state["nodes"] = kube.ready_nodes()
-    assert deploy.diff_tree(kube, tree.render(session.cfg)) == []
+    names = [o["metadata"]["name"] for o in tree.objects_in_apply_order(rendered) if o["kind"] == "Application"]
+    lay = controllers.layout(session)
+    assert local.applications_pending(kube, names, lambda: local.pushed_commit(lay.repository)) is None
     return state
 
 

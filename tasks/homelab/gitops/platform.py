@@ -37,10 +37,17 @@ CHARTS = {
 }
 
 
+# A failed automated sync is not tried again for the same commit unless the policy says so: an
+# Application synced before the CRDs it uses exist (another Application installs them, in an earlier
+# wave that Argo CD does not wait for) would stay failed. With retry it recovers once they are served.
+RETRY = {"limit": 10, "backoff": {"duration": "5s", "factor": 2, "maxDuration": "3m"}}
+
+
 def sync_policy() -> Obj:
     return {
         "automated": {"prune": True, "selfHeal": True},
         "syncOptions": ["CreateNamespace=true", "ServerSideApply=true"],
+        "retry": RETRY,
     }
 
 
@@ -69,11 +76,13 @@ def chart_app(component: str, version: str, values: Obj, wave: int) -> Obj:
 
 
 def git_app(cfg: HomelabConfig, name: str, path: str, dest_namespace: str, wave: int) -> Obj:
-    source = {
-        "repoURL": cfg.gitops.repo_url,
-        "targetRevision": cfg.gitops.revision,
-        "path": f"{cfg.gitops.path}/{path}",
-    }
+    """An Application of the directory ``path`` under the tree (``gitops.path``) in the repository."""
+    return repo_app(cfg, name, f"{cfg.gitops.path}/{path}", dest_namespace, wave)
+
+
+def repo_app(cfg: HomelabConfig, name: str, repo_path: str, dest_namespace: str, wave: int) -> Obj:
+    """An Application of the directory ``repo_path`` (from the repository's top) of the homelab's repository."""
+    source = {"repoURL": cfg.gitops.repo_url, "targetRevision": cfg.gitops.revision, "path": repo_path}
     return application(name, source, dest_namespace, wave)
 
 
@@ -107,6 +116,34 @@ def ingress_values(cfg: HomelabConfig) -> Obj:
             "metrics": {"enabled": True, "serviceMonitor": {"enabled": True}},
             "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
         }
+    }
+
+
+INGRESS_SERVICE = "ingress-nginx-controller"  # the chart's name for it, with release name ingress-nginx
+
+
+def ingress_service(cfg: HomelabConfig) -> Obj:
+    """The ingress controller's LoadBalancer Service as its chart makes it (the sandbox renders it alone)."""
+    selector = {
+        "app.kubernetes.io/name": "ingress-nginx",
+        "app.kubernetes.io/instance": "ingress-nginx",
+        "app.kubernetes.io/component": "controller",
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            **meta(INGRESS_SERVICE, "ingress-nginx"),
+            "annotations": {"metallb.io/loadBalancerIPs": cfg.ingress.load_balancer_ip},
+        },
+        "spec": {
+            "type": "LoadBalancer",
+            "selector": selector,
+            "ports": [
+                {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+                {"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"},
+            ],
+        },
     }
 
 

@@ -173,7 +173,9 @@ def layer_up(c: Any, dry_run: bool, overrides: dict[str, Any]) -> bool:
 
     s = session(c, dry_run, **overrides)
     if s.cfg.target == "sandbox":
-        return apply_direct(s)
+        from homelab.gitops import local
+
+        return local.sync(s)
     return gitops_bootstrap.bootstrap(s, 600)
 
 
@@ -190,6 +192,10 @@ def layer_status(c: Any, overrides: dict[str, Any]) -> tuple[bool, str]:
     from homelab.gitops import deploy
 
     s = session(c, **overrides)
+    if s.cfg.target == "sandbox":
+        from homelab.gitops import local
+
+        return local.status(s)
     try:
         lines = deploy.diff_tree(cluster.connect(s), _rendered(s))
     except HomelabError as err:

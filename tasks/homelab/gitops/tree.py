@@ -7,13 +7,14 @@ The renderer owns only files that start with its header; anything else in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 
 from homelab.apps import render as apps
 from homelab.config.schema import HomelabConfig
+from homelab.core.paths import project_root
 from homelab.gitops import platform
 
 
@@ -43,12 +44,24 @@ class Rendered:
         return HEADER + "---\n".join(docs)
 
 
-def render(cfg: HomelabConfig) -> Rendered:
+def render(cfg: HomelabConfig, local_controllers: bool = False) -> Rendered:
+    """The tree for the real homelab; ``local_controllers`` is the sandbox's one switch.
+
+    With it, no component is installed from its Helm chart (Argo CD, Sealed
+    Secrets and MetalLB run as the sandbox's own processes; the other charts
+    cannot be fetched there) and the ingress controller's LoadBalancer Service,
+    which its chart would make, is rendered on its own. Everything else is the
+    same tree (``switch_differences`` lists it; a test holds it to that).
+    """
     out = Rendered()
     out.files["root.yaml"] = [platform.root_application(cfg)]
-    for component, (chart, manifests) in platform.platform(cfg).items():
+    parts = platform.platform(cfg)
+    if local_controllers and cfg.ingress.enabled:
+        chart, _ = parts["ingress-nginx"]
+        parts["ingress-nginx"] = (chart, [platform.ingress_service(cfg)])
+    for component, (chart, manifests) in parts.items():
         argo: list[Obj] = []
-        if chart is not None:
+        if chart is not None and not local_controllers:
             argo.append(chart)
         if manifests:
             wave = int(chart["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) + 1 if chart else 0
@@ -57,12 +70,55 @@ def render(cfg: HomelabConfig) -> Rendered:
             )
             out.files[f"platform/{component}/manifests.yaml"] = manifests
         out.files[f"argocd/{component}.yaml"] = argo
+    sealed = sealed_repo_path(cfg)
+    if sealed is None:
+        out.notes.append(
+            f"secrets.sealed_dir {cfg.secrets.sealed_dir} is outside the repository: no Application delivers its "
+            "SealedSecrets; keep it inside the repository (default k8s/sealed)"
+        )
+    else:
+        out.files["argocd/sealed.yaml"] = [platform.repo_app(cfg, "sealed-secrets-sealed", sealed, "kube-system", -4)]
+        inside = PurePosixPath(sealed).relative_to(cfg.gitops.path) if _under(sealed, cfg.gitops.path) else None
+        if inside is not None:  # Git keeps no empty directory; Argo CD fails on a path that does not exist
+            out.files[str(inside / SEALED_PLACEHOLDER)] = []
     for name, app in sorted(cfg.apps.items()):
         objects, notes = apps.render_app(name, app, cfg)
         out.files[f"apps/{name}/app.yaml"] = objects
         out.files[f"argocd/app-{name}.yaml"] = [platform.git_app(cfg, f"app-{name}", f"apps/{name}", name, 1)]
         out.notes.extend(notes)
     return out
+
+
+SEALED_PLACEHOLDER = "_keep.yaml"
+
+
+def sealed_repo_path(cfg: HomelabConfig) -> str | None:
+    """``secrets.sealed_dir`` as a path from the repository's top (the project root); None when outside it."""
+    path = Path(cfg.secrets.sealed_dir).expanduser()
+    if path.is_absolute():
+        try:
+            path = path.resolve().relative_to(project_root())
+        except ValueError:
+            return None
+    parts = PurePosixPath(path.as_posix()).parts
+    if ".." in parts or not parts:
+        return None
+    return str(PurePosixPath(*parts))
+
+
+def _under(path: str, directory: str) -> bool:
+    return PurePosixPath(path).is_relative_to(PurePosixPath(directory))
+
+
+def switch_differences(cfg: HomelabConfig) -> list[str]:
+    """What ``local_controllers`` (the sandbox) changes in the tree, one line each, for plans and docs."""
+    charts = [name for name, (chart, _) in platform.platform(cfg).items() if chart is not None]
+    lines = [f"not installed from Helm charts: {', '.join(charts)} (their CRDs are installed by the sandbox)"]
+    if cfg.ingress.enabled:
+        lines.append(
+            f"Service ingress-nginx/{platform.INGRESS_SERVICE} rendered on its own (the ingress-nginx chart makes it)"
+        )
+    return lines
 
 
 def _namespace_of(objects: list[Obj]) -> str:

@@ -15,7 +15,9 @@ sandbox's API server:
   namespace files a pod would have, with a token of its own ServiceAccount
   bound to the chart's ClusterRole (RBAC is enforced, as on the real cluster);
 - MetalLB's controller, which assigns LoadBalancer addresses from IPAddressPools
-  (no speaker: nothing is announced, nothing leaves the machine).
+  (no speaker: nothing is announced, nothing leaves the machine);
+- ``ingress_status.py``, a stand-in for the one job of ingress-nginx's controller
+  Argo CD's health depends on: the ingress Service's address in each Ingress's status.
 
 Each process has ``<name>.pid`` and ``<name>.log`` under ``<state_dir>/controllers``;
 ``ports.json`` there records the ports they were given, so a later ``sandbox.up``
@@ -45,6 +47,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sys
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,7 +62,7 @@ from homelab.core.plan import LOCAL, Action, Note, Plan, Run, Wait, WriteFile
 from homelab.core.secret_refs import REDACTOR, Secret
 from homelab.core.tools import cached_bin_dir, require
 from homelab.gitops import deploy
-from homelab.gitops.platform import ARGOCD_NAMESPACE
+from homelab.gitops.platform import ARGOCD_NAMESPACE, INGRESS_SERVICE
 from homelab.sandbox import cluster
 from homelab.sandbox.controller_objects import METALLB_NAMESPACE, cluster_objects, crds
 from homelab.sandbox.processes import Daemon, Probe, free_port, log_tail, read_pid, running
@@ -76,6 +79,7 @@ PROCESSES = {
     "argocd-application-controller": "argocd",
     "sealed-secrets-controller": "sealed-secrets-controller",
     "metallb-controller": "metallb-controller",
+    "ingress-status": "homelab.sandbox.ingress_status",
 }
 PORTS = (
     "redis",
@@ -86,6 +90,7 @@ PORTS = (
     "sealed-secrets",
     "sealed-secrets-metrics",
     "metallb-metrics",
+    "ingress-status-health",
 )
 
 # Run inside `unshare --mount`: give the Sealed Secrets controller the files a pod's
@@ -254,6 +259,10 @@ def daemons(session: Any, lay: Layout, ports: dict[str, int], api: Api) -> list[
         require("metallb-controller"), "-kubeconfig", kubeconfig, "-namespace", METALLB_NAMESPACE,
         "-webhook-mode", "disabled", "-disable-cert-rotation", "-port", str(ports["metallb-metrics"]),
     )  # fmt: skip
+    ingress = (
+        sys.executable, "-m", "homelab.sandbox.ingress_status", "--kubeconfig", kubeconfig, "--context", api.context,
+        "--service", f"ingress-nginx/{INGRESS_SERVICE}", "--health-port", str(ports["ingress-status-health"]),
+    )  # fmt: skip
     return [
         Daemon(
             "redis",
@@ -295,6 +304,12 @@ def daemons(session: Any, lay: Layout, ports: dict[str, int], api: Api) -> list[
             metallb,
             Probe("http", ports["metallb-metrics"], "/metrics"),
             "MetalLB: LoadBalancer addresses from the IPAddressPools",
+        ),
+        Daemon(
+            "ingress-status",
+            ingress,
+            Probe("http", ports["ingress-status-health"], "/healthz"),
+            "stand-in for ingress-nginx's status publisher: the ingress Service's address into each nginx Ingress",
         ),
     ]
 

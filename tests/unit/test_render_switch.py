@@ -1,0 +1,77 @@
+"""The sandbox's tree is the real homelab's but for one switch, and both carry what Argo CD needs to converge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from homelab.config.loader import validate
+from homelab.config.schema import HomelabConfig
+from homelab.gitops import platform, tree
+
+REFERENCE = Path(__file__).resolve().parents[2] / "config" / "homelab.yaml"
+
+
+@pytest.fixture
+def cfg() -> HomelabConfig:
+    return validate(yaml.safe_load(REFERENCE.read_text()))
+
+
+def applications(rendered: tree.Rendered) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for objs in rendered.files.values() for o in objs if o["kind"] == "Application"}
+
+
+def test_the_switch_leaves_out_every_chart_application_and_nothing_else(cfg: HomelabConfig) -> None:
+    real, sandbox = tree.render(cfg), tree.render(cfg, local_controllers=True)
+    charts = {name for name, (chart, _) in platform.platform(cfg).items() if chart is not None}
+    real_apps, sandbox_apps = applications(real), applications(sandbox)
+    assert set(real_apps) - set(sandbox_apps) == charts
+    assert set(sandbox_apps) - set(real_apps) == {"ingress-nginx-config"}
+    for name, app in sandbox_apps.items():
+        if name in real_apps:
+            assert app == real_apps[name], name
+    assert all("chart" not in app["spec"]["source"] for app in sandbox_apps.values())
+
+
+def test_the_switch_changes_no_file_but_the_chart_lists_and_adds_only_the_ingress_service(cfg: HomelabConfig) -> None:
+    real, sandbox = tree.render(cfg), tree.render(cfg, local_controllers=True)
+    assert set(sandbox.files) - set(real.files) == {"platform/ingress-nginx/manifests.yaml"}
+    assert set(real.files) == set(sandbox.files) - {"platform/ingress-nginx/manifests.yaml"}
+    differing = {path for path in real.files if real.text(path) != sandbox.text(path)}
+    charted = {f"argocd/{name}.yaml" for name, (chart, _) in platform.platform(cfg).items() if chart is not None}
+    assert differing == charted
+    [service] = sandbox.files["platform/ingress-nginx/manifests.yaml"]
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["metadata"]["annotations"]["metallb.io/loadBalancerIPs"] == cfg.ingress.load_balancer_ip
+    lines = tree.switch_differences(cfg)
+    assert all(name in lines[0] for name in sorted(charted_name.split("/")[1][:-5] for charted_name in charted))
+
+
+def test_every_application_retries_a_failed_sync(cfg: HomelabConfig) -> None:
+    """Argo CD does not try a failed automated sync again for the same commit unless retry is set."""
+    for name, app in applications(tree.render(cfg)).items():
+        retry = app["spec"]["syncPolicy"].get("retry") or {}
+        assert retry.get("limit", 0) >= 5, name
+        assert retry["backoff"]["maxDuration"], name
+
+
+def test_an_application_delivers_the_sealed_secrets_directory(cfg: HomelabConfig) -> None:
+    rendered = tree.render(cfg)
+    sealed = applications(rendered)["sealed-secrets-sealed"]
+    assert sealed["spec"]["source"]["path"] == cfg.secrets.sealed_dir == "k8s/sealed"
+    assert sealed["spec"]["source"]["repoURL"] == cfg.gitops.repo_url
+    controller_wave = int(
+        applications(rendered)["sealed-secrets"]["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]
+    )
+    assert int(sealed["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) > controller_wave
+    assert "sealed/_keep.yaml" in rendered.files  # git keeps no empty directory; Argo CD fails on a missing path
+
+
+def test_a_sealed_dir_outside_the_repository_gets_no_application_and_a_note(cfg: HomelabConfig) -> None:
+    moved = cfg.model_copy(update={"secrets": cfg.secrets.model_copy(update={"sealed_dir": "/srv/elsewhere/sealed"})})
+    rendered = tree.render(moved)
+    assert "sealed-secrets-sealed" not in applications(rendered)
+    assert any("outside the repository" in note for note in rendered.notes)
