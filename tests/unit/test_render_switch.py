@@ -51,11 +51,11 @@ def test_the_switch_changes_no_file_but_the_chart_lists_and_adds_only_the_ingres
 
 
 def test_every_application_retries_a_failed_sync(cfg: HomelabConfig) -> None:
-    """Argo CD does not try a failed automated sync again for the same commit unless retry is set."""
+    """Argo CD v3 gives up on a failed automated sync after 5 retries unless the policy says otherwise."""
     for name, app in applications(tree.render(cfg)).items():
         retry = app["spec"]["syncPolicy"].get("retry") or {}
-        assert retry.get("limit", 0) >= 5, name
-        assert retry["backoff"]["maxDuration"], name
+        assert retry.get("limit") == -1, name  # until it works
+        assert retry["backoff"]["maxDuration"] == "30s", name
 
 
 def test_an_application_delivers_the_sealed_secrets_directory(cfg: HomelabConfig) -> None:
@@ -75,3 +75,22 @@ def test_a_sealed_dir_outside_the_repository_gets_no_application_and_a_note(cfg:
     rendered = tree.render(moved)
     assert "sealed-secrets-sealed" not in applications(rendered)
     assert any("outside the repository" in note for note in rendered.notes)
+
+
+def test_argo_cd_manages_itself_from_the_manifest_it_was_bootstrapped_from(cfg: HomelabConfig) -> None:
+    """Same file, same objects: no immutable selector differs (the Helm chart's do)."""
+    argocd = applications(tree.render(cfg))["argocd"]
+    source = argocd["spec"]["source"]
+    assert "chart" not in source
+    bootstrapped = cfg.gitops.install_manifest.format(version=cfg.gitops.argocd_version)
+    owner_repo = source["repoURL"].removeprefix("https://github.com/").removesuffix(".git")
+    read = f"https://raw.githubusercontent.com/{owner_repo}/{source['targetRevision']}/{source['path']}/"
+    assert read + source["directory"]["include"] == bootstrapped
+    assert "finalizers" not in argocd["metadata"]  # deleting it must not delete Argo CD and its CRDs
+
+
+def test_an_install_manifest_outside_github_leaves_argo_cd_unmanaged_with_a_note(cfg: HomelabConfig) -> None:
+    gitops = cfg.gitops.model_copy(update={"install_manifest": "/srv/argocd/install.yaml"})
+    rendered = tree.render(cfg.model_copy(update={"gitops": gitops}))
+    assert "argocd" not in applications(rendered)
+    assert any("does not manage itself" in note for note in rendered.notes)

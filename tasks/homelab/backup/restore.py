@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -145,11 +146,33 @@ def restore(session: Any, snapshot: str | None, components: list[str], target: P
 
 
 def restore_sealed_keys(session: Any, folder: Path) -> list[str]:
+    """Apply the backed-up keys, then restart the controller: it reads its keys only when it starts."""
     keys = load_manifests([(folder / "keys.yaml").read_text()]) if (folder / "keys.yaml").is_file() else []
     plan = Plan("restore the Sealed Secrets controller keys")
-    plan.add(Apply(tuple(keys), why="controller keys") if keys else Note("the snapshot holds no controller key"))
+    if not keys:
+        plan.add(Note("the snapshot holds no controller key"))
+    else:
+        plan.add(Apply(tuple(keys), why="controller keys"))
+        plan.extend(controller_restart(session))
     session.executor.execute(plan)
-    return [f"sealed-keys: {len(keys)} controller key(s) restored"]
+    return [f"sealed-keys: {len(keys)} controller key(s) restored, controller restarted to load them"]
+
+
+def controller_restart(session: Any) -> list[Action]:
+    """Restart the Sealed Secrets controller: a rollout restart on a cluster, the process on the sandbox."""
+    cfg = session.cfg
+    if cfg.target == "sandbox":
+        from homelab.sandbox import controllers
+
+        return controllers.restart_actions(session, "sealed-secrets-controller")
+    name, ns = cfg.secrets.controller_name, cfg.secrets.controller_namespace
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = {"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": stamp}}}}}
+    client = session.executor.kube
+    return [
+        Patch("apps/v1", "Deployment", name, ns, body, why="the controller reads its keys only at start"),
+        Wait(f"Deployment {ns}/{name} to roll out", lambda: client().deployments_pending([(ns, name)]), 300),
+    ]
 
 
 # --- cluster objects -----------------------------------------------------------------------------

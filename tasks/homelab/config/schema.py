@@ -221,9 +221,8 @@ class Tls(Strict):
 
 
 class GitOps(Strict):
-    """ArgoCD app-of-apps."""
+    """ArgoCD app-of-apps; Argo CD manages itself from ``install_manifest``, the file it is bootstrapped from."""
 
-    chart_version: ChartVersion = "8.3.0"
     repo_url: GitUrl = "https://github.com/example/homelab.git"
     revision: GitRef = "main"
     path: RepoPath = "k8s"

@@ -4,6 +4,7 @@ a chart version with values from the config, plus plain manifests of its own
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -37,10 +38,11 @@ CHARTS = {
 }
 
 
-# A failed automated sync is not tried again for the same commit unless the policy says so: an
-# Application synced before the CRDs it uses exist (another Application installs them, in an earlier
-# wave that Argo CD does not wait for) would stay failed. With retry it recovers once they are served.
-RETRY = {"limit": 10, "backoff": {"duration": "5s", "factor": 2, "maxDuration": "3m"}}
+# Argo CD v3 retries a failed automated sync 5 times (about 2.5 minutes with its default backoff), then
+# not again for the same commit. An Application synced before the CRDs it uses exist (another
+# Application installs them, in an earlier wave Argo CD does not wait for) stays failed when they take
+# longer. So: retry until it works (a negative limit), at most every 30 seconds.
+RETRY = {"limit": -1, "backoff": {"duration": "5s", "factor": 2, "maxDuration": "30s"}}
 
 
 def sync_policy() -> Obj:
@@ -67,6 +69,48 @@ def application(name: str, source: Obj, dest_namespace: str, wave: int) -> Obj:
             "syncPolicy": sync_policy(),
         },
     }
+
+
+RAW_GITHUB = re.compile(
+    r"^https://raw\.githubusercontent\.com/(?P<owner>[^/]+)/(?P<repo>[^/]+)/(?P<ref>[^/]+)/(?P<file>.+)$"
+)
+
+
+def install_source(cfg: HomelabConfig) -> Obj | None:
+    """Where ``gitops.bootstrap`` installs Argo CD from, as an Application source; None when not a Git file.
+
+    ``gitops.install_manifest`` (by default Argo CD's ``manifests/install.yaml`` at
+    ``gitops.argocd_version`` on GitHub) read through its repository: the same file,
+    so the same objects, with the same immutable selectors.
+    """
+    url = cfg.gitops.install_manifest.format(version=cfg.gitops.argocd_version)
+    found = RAW_GITHUB.match(url)
+    if found is None:
+        return None
+    directory, _, name = found["file"].rpartition("/")
+    return {
+        "repoURL": f"https://github.com/{found['owner']}/{found['repo']}.git",
+        "targetRevision": found["ref"],
+        "path": directory or ".",
+        "directory": {"include": name},
+    }
+
+
+def argocd_itself(cfg: HomelabConfig) -> Obj | None:
+    """Argo CD managing itself from the manifest it was bootstrapped from (wave -4, after Sealed Secrets).
+
+    Not from the argo-cd Helm chart: its Deployments' selectors carry
+    ``app.kubernetes.io/instance`` and the install manifest's do not, and a
+    selector cannot change, so that sync fails on every Deployment.
+    """
+    source = install_source(cfg)
+    if source is None:
+        return None
+    app = application("argocd", source, ARGOCD_NAMESPACE, -4)
+    # No resources finalizer: deleting this Application must not delete Argo CD (and its CRDs, and so
+    # every Application), as Argo CD's docs on managing itself advise.
+    del app["metadata"]["finalizers"]
+    return app
 
 
 def chart_app(component: str, version: str, values: Obj, wave: int) -> Obj:
@@ -444,18 +488,7 @@ def platform(cfg: HomelabConfig) -> dict[str, tuple[Obj | None, list[Obj]]]:
             ),
             [],
         ),
-        "argocd": (
-            chart_app(
-                "argocd",
-                cfg.gitops.chart_version,
-                {
-                    "global": {"image": {"tag": cfg.gitops.argocd_version}},
-                    "configs": {"params": {"server.insecure": True}},
-                },
-                -4,
-            ),
-            [namespace(ARGOCD_NAMESPACE)],
-        ),
+        "argocd": (argocd_itself(cfg), [namespace(ARGOCD_NAMESPACE)]),
     }
     if cfg.metallb.enabled:
         parts["metallb"] = (

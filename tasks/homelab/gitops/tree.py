@@ -56,6 +56,11 @@ def render(cfg: HomelabConfig, local_controllers: bool = False) -> Rendered:
     out = Rendered()
     out.files["root.yaml"] = [platform.root_application(cfg)]
     parts = platform.platform(cfg)
+    if parts["argocd"][0] is None:
+        out.notes.append(
+            "Argo CD does not manage itself: gitops.install_manifest is not a file of a GitHub repository "
+            "(https://raw.githubusercontent.com/OWNER/REPO/REF/PATH), so no Application can read it"
+        )
     if local_controllers and cfg.ingress.enabled:
         chart, _ = parts["ingress-nginx"]
         parts["ingress-nginx"] = (chart, [platform.ingress_service(cfg)])
@@ -113,7 +118,10 @@ def _under(path: str, directory: str) -> bool:
 def switch_differences(cfg: HomelabConfig) -> list[str]:
     """What ``local_controllers`` (the sandbox) changes in the tree, one line each, for plans and docs."""
     charts = [name for name, (chart, _) in platform.platform(cfg).items() if chart is not None]
-    lines = [f"not installed from Helm charts: {', '.join(charts)} (their CRDs are installed by the sandbox)"]
+    lines = [
+        f"no Application installs {', '.join(charts)} from upstream (Helm charts; Argo CD's install manifest): "
+        "their CRDs are installed by the sandbox"
+    ]
     if cfg.ingress.enabled:
         lines.append(
             f"Service ingress-nginx/{platform.INGRESS_SERVICE} rendered on its own (the ingress-nginx chart makes it)"

@@ -456,6 +456,35 @@ def stop_actions(session: Any) -> list[Action]:
     ]
 
 
+def restart_actions(session: Any, name: str) -> list[Action]:
+    """Stop the process ``name`` (when it runs) and start it again, then wait until it serves.
+
+    For a program that reads some state only at start, as the Sealed Secrets
+    controller reads its keys (a restored key is used only after a restart).
+    """
+    lay = layout(session)
+    ports = read_ports(lay)
+    if set(ports) != set(PORTS) or not lay.kubeconfig.is_file():
+        return [Note(f"{name} has not been started here: it reads the current state when inv sandbox.up starts it")]
+    [daemon] = [d for d in daemons(session, lay, ports, api_of(lay.kubeconfig)) if d.name == name]
+    actions: list[Action] = []
+    pid = live_pid(lay, name)
+    if pid is not None:
+
+        def exited() -> str | None:
+            return f"{name} (pid {pid}) still running" if running(pid, PROCESSES[name]) else None
+
+        actions += [
+            Run(("kill", "-TERM", "--", f"-{pid}"), why=f"stop {name}"),
+            Wait(f"{name} to exit", exited, 30.0, 0.5, LOCAL),
+        ]
+    actions.append(daemon.launch(lay.pid_file(name), lay.log(name)))
+    actions.append(
+        Wait(f"{name} to serve on {daemon.probe.describe()}", serving(daemon, lay), START_TIMEOUT, 1.0, LOCAL)
+    )
+    return actions
+
+
 def down_actions(session: Any) -> list[Action]:
     """What ``sandbox.down`` does for the controllers: stop them and remove their files."""
     lay = layout(session)
