@@ -33,8 +33,12 @@ def _any_url() -> TypeAdapter[AnyUrl]:
 
 
 def hidden(message: str) -> PydanticCustomError:
-    """A validation error whose value is never shown (its type tells the loader so)."""
-    return PydanticCustomError(HIDDEN, message.replace("{", "{{").replace("}", "}}"))
+    """A validation error whose value is never shown (its type tells the loader so).
+
+    The message is passed as is: pydantic fills in only placeholders named in an
+    error's context (there is none), so ``{version}`` reaches the user unchanged.
+    """
+    return PydanticCustomError(HIDDEN, message)
 
 
 def _text(value: object, what: str) -> str:
