@@ -361,6 +361,17 @@ def key(obj: dict[str, Any]) -> tuple[str, str, str, str]:
     return obj["apiVersion"], obj["kind"], meta.get("namespace") or "", meta["name"]
 
 
+def stop_argocd(cluster: Cluster) -> None:
+    """Stop the sandbox's controllers: the direct apply measured next writes the tree without Argo CD,
+    whose self-heal would otherwise undo the writes (the apply's re-check then reports them pending)."""
+    from invoke import Context
+
+    from homelab.core.session import Session
+    from homelab.sandbox import controllers
+
+    controllers.stop(Session(Context(), config_path=cluster.config, out=lambda _: None))
+
+
 def apply_rows(cluster: Cluster, apps: dict[str, dict[str, Any]]) -> list[Row]:
     """`inv gitops.apply` of a fresh copy of ``apps`` against the floor: a dry run of what it must send.
 
@@ -372,6 +383,7 @@ def apply_rows(cluster: Cluster, apps: dict[str, dict[str, Any]]) -> list[Row]:
     beforehand for both (untimed): a dry run cannot create objects in a namespace
     that does not exist.
     """
+    stop_argocd(cluster)
     from homelab.config.loader import load
     from homelab.gitops import tree
 
