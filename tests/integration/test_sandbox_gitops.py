@@ -91,10 +91,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         server.shutdown()
 
 
-def applications_of(rendered: tree.Rendered) -> dict[str, dict[str, Any]]:
-    return {o["metadata"]["name"]: o for objs in rendered.files.values() for o in objs if o["kind"] == "Application"}
-
-
 def application_state(kube: Kube, name: str) -> tuple[str, str, str]:
     status = (kube.get(*APPLICATION, name, ARGOCD_NAMESPACE) or {}).get("status") or {}
     sync = status.get("sync") or {}
@@ -103,8 +99,7 @@ def application_state(kube: Kube, name: str) -> tuple[str, str, str]:
 
 def test_up_brings_every_application_synced_and_healthy_at_the_pushed_commit(lab: Lab) -> None:
     rendered = tree.render(local.sandbox_config(lab.session.cfg, controllers.repo_url(lab.session)), True)
-    apps = [o for objs in rendered.files.values() for o in objs if o["kind"] == "Application"]
-    names = sorted(o["metadata"]["name"] for o in apps)
+    names = sorted(tree.applications(rendered))
     commit = local.pushed_commit(controllers.layout(lab.session).repository)
     assert len(commit) == 40
     for name in names:
@@ -366,7 +361,7 @@ def test_argo_cd_takes_over_its_bootstrapped_install_without_an_immutable_field_
     assert manifest.is_file(), "scripts/get-binaries.sh crds provides it"
     installed = bootstrap.install_objects(str(manifest))
     lab.kube.apply(installed)  # what gitops.bootstrap applies on the real homelab
-    rendered = applications_of(tree.render(cfg))["argocd"]
+    rendered = tree.applications(tree.render(cfg))["argocd"]
     source = rendered["spec"]["source"]
     in_repo = f"{source['path']}/{source['directory']['include']}"
     local_url = controllers.repo_url(lab.session)

@@ -65,7 +65,7 @@ def live_state(env: dict[str, str]) -> dict[str, Any]:
         body = json.loads(json.dumps(project(live, obj)).replace(url, "<repository>"))
         state[f"{obj['kind']} {meta.get('namespace', '')}/{meta['name']}"] = body
     state["nodes"] = kube.ready_nodes()
-    names = [o["metadata"]["name"] for o in tree.objects_in_apply_order(rendered) if o["kind"] == "Application"]
+    names = sorted(tree.applications(rendered))
     lay = controllers.layout(session)
     assert local.applications_pending(kube, names, lambda: local.pushed_commit(lay.repository)) is None
     return state

@@ -7,7 +7,6 @@ names its key, and values kept exactly as written.
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -15,26 +14,15 @@ from unittest.mock import Mock
 
 import pytest
 from invoke import MockContext, Result
+from test_config_checks_rules import problems_at
+from test_config_kinds import config_with
 
-from helpers import loopback_data
 from homelab.config import cron, image_ref, kinds, loader, urls
 from homelab.core.errors import CommandFailed, ConfigError
 from homelab.core.executor import Executor
 from homelab.core.plan import Download
 
-NODE = {"name": "a", "role": "server", "ip": "192.168.105.10"}
-APP = {"image": "vaultwarden/server:1.34.3", "port": 80, "hostname": "vault"}
 DIGEST = "sha256:" + "0" * 64
-
-
-def config_with(path: str, value: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {"nodes": [dict(NODE)], "apps": {"vault": dict(APP)}}
-    keys = path.split(".")
-    target: Any = data
-    for key in keys[:-1]:
-        target = target[int(key)] if key.isdigit() else target.setdefault(key, {})
-    target[keys[-1]] = value
-    return data
 
 
 def rejected_at(path: str, value: Any) -> list[str]:
@@ -214,16 +202,6 @@ def test_image_references_that_fail(reference: str) -> None:
 
 
 # --- G6: checks.py
-
-
-def problems_at(prefix: str, change: Any) -> list[str]:
-    data = copy.deepcopy(loopback_data())
-    change(data)
-    try:
-        loader.validate(data)
-    except ConfigError as err:
-        return [str(p) for p in err.problems if p.path.startswith(prefix)]
-    return []
 
 
 def test_a_lima_node_after_an_ssh_node_is_still_checked() -> None:  # _node_problems_60

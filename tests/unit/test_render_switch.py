@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -20,14 +19,10 @@ def cfg() -> HomelabConfig:
     return validate(yaml.safe_load(REFERENCE.read_text()))
 
 
-def applications(rendered: tree.Rendered) -> dict[str, dict[str, Any]]:
-    return {o["metadata"]["name"]: o for objs in rendered.files.values() for o in objs if o["kind"] == "Application"}
-
-
 def test_the_switch_leaves_out_every_chart_application_and_nothing_else(cfg: HomelabConfig) -> None:
     real, sandbox = tree.render(cfg), tree.render(cfg, local_controllers=True)
     charts = {name for name, (chart, _) in platform.platform(cfg).items() if chart is not None}
-    real_apps, sandbox_apps = applications(real), applications(sandbox)
+    real_apps, sandbox_apps = tree.applications(real), tree.applications(sandbox)
     assert set(real_apps) - set(sandbox_apps) == charts
     assert set(sandbox_apps) - set(real_apps) == {"ingress-nginx-config"}
     for name, app in sandbox_apps.items():
@@ -52,7 +47,7 @@ def test_the_switch_changes_no_file_but_the_chart_lists_and_adds_only_the_ingres
 
 def test_every_application_retries_a_failed_sync(cfg: HomelabConfig) -> None:
     """Argo CD v3 gives up on a failed automated sync after 5 retries unless the policy says otherwise."""
-    for name, app in applications(tree.render(cfg)).items():
+    for name, app in tree.applications(tree.render(cfg)).items():
         retry = app["spec"]["syncPolicy"].get("retry") or {}
         assert retry.get("limit") == -1, name  # until it works
         assert retry["backoff"]["maxDuration"] == "30s", name
@@ -60,11 +55,11 @@ def test_every_application_retries_a_failed_sync(cfg: HomelabConfig) -> None:
 
 def test_an_application_delivers_the_sealed_secrets_directory(cfg: HomelabConfig) -> None:
     rendered = tree.render(cfg)
-    sealed = applications(rendered)["sealed-secrets-sealed"]
+    sealed = tree.applications(rendered)["sealed-secrets-sealed"]
     assert sealed["spec"]["source"]["path"] == cfg.secrets.sealed_dir == "k8s/sealed"
     assert sealed["spec"]["source"]["repoURL"] == cfg.gitops.repo_url
     controller_wave = int(
-        applications(rendered)["sealed-secrets"]["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]
+        tree.applications(rendered)["sealed-secrets"]["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]
     )
     assert int(sealed["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) > controller_wave
     assert "sealed/_keep.yaml" in rendered.files  # git keeps no empty directory; Argo CD fails on a missing path
@@ -73,13 +68,13 @@ def test_an_application_delivers_the_sealed_secrets_directory(cfg: HomelabConfig
 def test_a_sealed_dir_outside_the_repository_gets_no_application_and_a_note(cfg: HomelabConfig) -> None:
     moved = cfg.model_copy(update={"secrets": cfg.secrets.model_copy(update={"sealed_dir": "/srv/elsewhere/sealed"})})
     rendered = tree.render(moved)
-    assert "sealed-secrets-sealed" not in applications(rendered)
+    assert "sealed-secrets-sealed" not in tree.applications(rendered)
     assert any("outside the repository" in note for note in rendered.notes)
 
 
 def test_argo_cd_manages_itself_from_the_manifest_it_was_bootstrapped_from(cfg: HomelabConfig) -> None:
     """Same file, same objects: no immutable selector differs (the Helm chart's do)."""
-    argocd = applications(tree.render(cfg))["argocd"]
+    argocd = tree.applications(tree.render(cfg))["argocd"]
     source = argocd["spec"]["source"]
     assert "chart" not in source
     bootstrapped = cfg.gitops.install_manifest.format(version=cfg.gitops.argocd_version)
@@ -92,5 +87,5 @@ def test_argo_cd_manages_itself_from_the_manifest_it_was_bootstrapped_from(cfg: 
 def test_an_install_manifest_outside_github_leaves_argo_cd_unmanaged_with_a_note(cfg: HomelabConfig) -> None:
     gitops = cfg.gitops.model_copy(update={"install_manifest": "/srv/argocd/install.yaml"})
     rendered = tree.render(cfg.model_copy(update={"gitops": gitops}))
-    assert "argocd" not in applications(rendered)
+    assert "argocd" not in tree.applications(rendered)
     assert any("does not manage itself" in note for note in rendered.notes)

@@ -21,7 +21,7 @@ from homelab.core.errors import HomelabError
 from homelab.core.kube import Kube, load_manifests
 from homelab.core.plan import Note, Plan, Wait
 from homelab.gitops import deploy
-from homelab.gitops.platform import ARGOCD_NAMESPACE, root_application
+from homelab.gitops.platform import ARGOCD_NAMESPACE, install_url, root_application
 
 Obj = dict[str, Any]
 
@@ -67,7 +67,7 @@ def bootstrap_plan(session: Any, objects: list[Obj] | None, wait: int) -> Plan:
     if problem:
         plan.add(Note(f"the cluster cannot be read ({problem}): planned as if it were empty"))
     if objects is None:
-        source = cfg.gitops.install_manifest.format(version=cfg.gitops.argocd_version)
+        source = install_url(cfg)
         plan.add(Note(f"ArgoCD's install manifest {source} is fetched when the bootstrap runs; its objects then"))
     crds = [o for o in objects or [] if o["kind"] == "CustomResourceDefinition"]
     rest = [namespace(ARGOCD_NAMESPACE)] + [o for o in objects or [] if o["kind"] != "CustomResourceDefinition"]
@@ -88,7 +88,7 @@ def bootstrap_plan(session: Any, objects: list[Obj] | None, wait: int) -> Plan:
 def bootstrap(session: Any, wait: int) -> bool:
     """Converge ArgoCD and the root Application; True when something changed."""
     cfg = session.cfg
-    source = cfg.gitops.install_manifest.format(version=cfg.gitops.argocd_version)
+    source = install_url(cfg)
     objects: list[Obj] | None = None
     if not (session.dry_run and "://" in source):  # a dry run downloads nothing
         try:

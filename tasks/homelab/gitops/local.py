@@ -27,6 +27,7 @@ from homelab.config.schema import HomelabConfig
 from homelab.core.converge import converge
 from homelab.core.errors import HomelabError
 from homelab.core.kube import Kube, load_manifests
+from homelab.core.kube.apply import live_key
 from homelab.core.paths import resolve_in_project
 from homelab.core.plan import Action, Note, Patch, Plan, Run, Wait, WriteFile
 from homelab.core.tools import require
@@ -181,8 +182,9 @@ def freed_volumes(kube: Kube, volumes: list[dict[str, Any]]) -> list[Patch]:
     without its bound claim's uid it is Available again to the claim it names.
     """
     patches = []
+    index = kube.live_index(volumes)  # one LIST, not a GET per volume: this runs on every no-op `inv up`
     for volume in volumes:
-        live = kube.get("v1", "PersistentVolume", volume["metadata"]["name"]) or {}
+        live = index.get(live_key(volume)) or {}
         phase = (live.get("status") or {}).get("phase")
         if phase in ("Released", "Failed") and ((live.get("spec") or {}).get("claimRef") or {}).get("uid"):
             body = {"spec": {"claimRef": {"uid": None, "resourceVersion": None}}}
@@ -227,8 +229,7 @@ def waits(
     timeout: float,
 ) -> list[Wait]:
     """Every Application Synced to the pushed commit and Healthy, SealedSecrets unsealed, the ingress address held."""
-    apps = [o for objs in rendered.files.values() for o in objs if o["kind"] == "Application"]
-    names = sorted(o["metadata"]["name"] for o in apps)
+    names = sorted(tree.applications(rendered))
 
     def commit() -> str:  # read when the wait runs, after the push
         return pushed_commit(lay.repository)
@@ -275,13 +276,11 @@ def status(session: Any) -> tuple[bool, str]:
     try:
         url = controllers.repo_url(session)
         cfg = sandbox_config(session.cfg, url)
-        rendered = tree.render(cfg, local_controllers=True)
-        apps = [o for objs in rendered.files.values() for o in objs if o["kind"] == "Application"]
-        names = sorted(o["metadata"]["name"] for o in apps)
-        repository = controllers.layout(session).repository
-        pending = applications_pending(session.executor.kube(), names, lambda: pushed_commit(repository))
+        names = sorted(tree.applications(tree.render(cfg, local_controllers=True)))
+        commit = pushed_commit(controllers.layout(session).repository)
+        pending = applications_pending(session.executor.kube(), names, lambda: commit)
     except HomelabError as err:
         return False, str(err).splitlines()[0]
     if pending:
         return False, f"Argo CD: {pending}"
-    return True, f"Argo CD: {len(names)} Applications synced to {pushed_commit(repository)[:12]} and healthy"
+    return True, f"Argo CD: {len(names)} Applications synced to {commit[:12]} and healthy"

@@ -76,6 +76,11 @@ RAW_GITHUB = re.compile(
 )
 
 
+def install_url(cfg: HomelabConfig) -> str:
+    """``gitops.install_manifest`` with ``{version}`` filled in: where Argo CD is installed from."""
+    return cfg.gitops.install_manifest.format(version=cfg.gitops.argocd_version)
+
+
 def install_source(cfg: HomelabConfig) -> Obj | None:
     """Where ``gitops.bootstrap`` installs Argo CD from, as an Application source; None when not a Git file.
 
@@ -83,8 +88,7 @@ def install_source(cfg: HomelabConfig) -> Obj | None:
     ``gitops.argocd_version`` on GitHub) read through its repository: the same file,
     so the same objects, with the same immutable selectors.
     """
-    url = cfg.gitops.install_manifest.format(version=cfg.gitops.argocd_version)
-    found = RAW_GITHUB.match(url)
+    found = RAW_GITHUB.match(install_url(cfg))
     if found is None:
         return None
     directory, _, name = found["file"].rpartition("/")

@@ -129,6 +129,11 @@ def switch_differences(cfg: HomelabConfig) -> list[str]:
     return lines
 
 
+def applications(rendered: Rendered) -> dict[str, Obj]:
+    """Every Argo CD Application of the tree, by name."""
+    return {o["metadata"]["name"]: o for objs in rendered.files.values() for o in objs if o["kind"] == "Application"}
+
+
 def _namespace_of(objects: list[Obj]) -> str:
     for obj in objects:
         if obj.get("metadata", {}).get("namespace"):

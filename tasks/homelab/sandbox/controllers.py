@@ -438,10 +438,10 @@ def api_answers(executor: Any) -> bool:
 # --- stopping ----------------------------------------------------------------------------
 
 
-def stop_actions(session: Any) -> list[Action]:
-    """Stop every running process (each with the children in its session), then wait until all have exited."""
+def stop_actions(session: Any, only: tuple[str, ...] = tuple(PROCESSES)) -> list[Action]:
+    """Stop every running process of ``only`` (each with the children in its session), then wait until all exited."""
     lay = layout(session)
-    live = {name: pid for name in PROCESSES if (pid := live_pid(lay, name)) is not None}
+    live = {name: pid for name in only if (pid := live_pid(lay, name)) is not None}
     if not live:
         return []
 
@@ -467,17 +467,7 @@ def restart_actions(session: Any, name: str) -> list[Action]:
     if set(ports) != set(PORTS) or not lay.kubeconfig.is_file():
         return [Note(f"{name} has not been started here: it reads the current state when inv sandbox.up starts it")]
     [daemon] = [d for d in daemons(session, lay, ports, api_of(lay.kubeconfig)) if d.name == name]
-    actions: list[Action] = []
-    pid = live_pid(lay, name)
-    if pid is not None:
-
-        def exited() -> str | None:
-            return f"{name} (pid {pid}) still running" if running(pid, PROCESSES[name]) else None
-
-        actions += [
-            Run(("kill", "-TERM", "--", f"-{pid}"), why=f"stop {name}"),
-            Wait(f"{name} to exit", exited, 30.0, 0.5, LOCAL),
-        ]
+    actions = stop_actions(session, (name,))
     actions.append(daemon.launch(lay.pid_file(name), lay.log(name)))
     actions.append(
         Wait(f"{name} to serve on {daemon.probe.describe()}", serving(daemon, lay), START_TIMEOUT, 1.0, LOCAL)

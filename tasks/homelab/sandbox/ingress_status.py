@@ -35,12 +35,12 @@ def served(ingress: dict[str, Any]) -> bool:
     return (ingress.get("spec") or {}).get("ingressClassName") == INGRESS_CLASS
 
 
-def one_pass(api: Any, networking: Any, service_ns: str, service_name: str) -> int:
+def one_pass(api: Any, core: Any, networking: Any, service_ns: str, service_name: str) -> int:
     """Bring every nginx Ingress's status in line with the Service's; returns how many it patched."""
     from kubernetes.client.exceptions import ApiException
 
     try:
-        service = api.sanitize_for_serialization(core(api).read_namespaced_service(service_name, service_ns))
+        service = api.sanitize_for_serialization(core.read_namespaced_service(service_name, service_ns))
     except ApiException as err:
         if err.status != 404:
             raise
@@ -58,12 +58,6 @@ def one_pass(api: Any, networking: Any, service_ns: str, service_name: str) -> i
         networking.patch_namespaced_ingress_status(meta["name"], meta["namespace"], body)
         patched += 1
     return patched
-
-
-def core(api: Any) -> Any:
-    from kubernetes import client
-
-    return client.CoreV1Api(api)
 
 
 class Health:
@@ -99,13 +93,13 @@ def main() -> None:
     from kubernetes import client, config
 
     api = config.new_client_from_config(config_file=args.kubeconfig, context=args.context)  # type: ignore[no-untyped-call]
-    networking = client.NetworkingV1Api(api)
+    core, networking = client.CoreV1Api(api), client.NetworkingV1Api(api)
     service_ns, _, service_name = args.service.partition("/")
     health = Health()
     serve_health(args.health_port, health)
     while True:
         try:
-            patched = one_pass(api, networking, service_ns, service_name)
+            patched = one_pass(api, core, networking, service_ns, service_name)
             health.ok = True
             if patched:
                 print(f"published the ingress address into {patched} Ingress status(es)", flush=True)
