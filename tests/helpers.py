@@ -17,7 +17,7 @@ LOOPBACK_CONFIG = REPO / "tests" / "configs" / "loopback.yaml"
 REFERENCE_CONFIG = REPO / "config" / "homelab.yaml"
 FAKES = REPO / "tests" / "fakes"
 NO_NETWORK = REPO / "scripts" / "no_network.py"
-# Written into objects by the loopback config (an EndpointSlice for LM Studio), never contacted.
+# Written into objects by the loopback config (LM Studio's address), never contacted.
 NEVER_CONTACTED = ipaddress.ip_network("192.0.2.0/24")
 
 

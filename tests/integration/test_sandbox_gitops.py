@@ -67,6 +67,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     (root / "config").mkdir()
     data = loopback_data()
     data.update({"name": "gl", "state_dir": str(root / "state")})
+    data["media"]["enabled"] = True  # the shared hostPath and its node pinning go through the real scheduler too
     data["secrets"] = {"sealed_dir": "k8s/sealed", "plaintext_file": "config/secrets.local.yaml"}
     (root / "restic-password").write_text("correct horse battery staple\n")
     (root / "restic-password").chmod(0o600)

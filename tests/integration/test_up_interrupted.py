@@ -31,11 +31,6 @@ KILL_AFTER = [
 ]
 
 
-# Kinds the resource.exclusions of Argo CD's install manifest (argocd-cm) leave out of every sync
-# (README, known problems: LM Studio's EndpointSlice).
-ARGOCD_EXCLUDED = {"EndpointSlice", "Endpoints"}
-
-
 def config_in(tmp: Path) -> dict[str, str]:
     data = loopback_data()
     data.update({"name": "upkill", "state_dir": str(tmp / "state")})
@@ -56,8 +51,6 @@ def live_state(env: dict[str, str]) -> dict[str, Any]:
     rendered = tree.render(local.sandbox_config(session.cfg, url), local_controllers=True)
     state: dict[str, Any] = {}
     for obj in tree.objects_in_apply_order(rendered):
-        if obj["kind"] in ARGOCD_EXCLUDED:
-            continue
         meta = obj["metadata"]
         live = kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
         assert live is not None, f"{obj['kind']} {meta['name']} missing"

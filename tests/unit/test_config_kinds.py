@@ -21,7 +21,8 @@ from homelab.config.schema import HomelabConfig
 from homelab.core.errors import ConfigError
 
 NODE = {"name": "a", "role": "server", "ip": "192.168.105.10"}
-APP = {"image": "vaultwarden/server:1.34.3", "port": 80, "hostname": "vault"}
+# An image without a contract (homelab.apps.contracts): these tests are about the kinds of values alone.
+APP = {"image": "registry.home.arpa/notes:1.0", "port": 80, "hostname": "vault"}
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 
 VALID: dict[str, list[Any]] = {
@@ -45,7 +46,7 @@ VALID: dict[str, list[Any]] = {
     ],
     "apps.vault.image": [
         "nginx:1.27",
-        "ghcr.io/gethomepage/homepage:v1.4.6",
+        "ghcr.io/gethomepage/homepage-fork:v1.4.6",
         "localhost:5000/app:dev",
         "localhost/app:1",
         f"registry.home:5000/team/app:1.0@{DIGEST}",

@@ -18,13 +18,26 @@ def cfg():
     return validate(loopback_data())
 
 
-def test_pdb_fits_the_replica_count(cfg) -> None:
+def test_pdb_only_where_a_pod_can_be_spared(cfg) -> None:
+    """A budget on one replica either protects nothing or blocks every drain of its node: none is rendered."""
     app = cfg.apps["homepage"]
     pdb, note = apps.disruption_budget("homepage", app.model_copy(update={"replicas": 3}))
-    assert pdb["spec"]["minAvailable"] == 2 and "2 of 3" in note
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": "homepage"}}}
+    assert "1 of 3" in note
     pdb, note = apps.disruption_budget("vault", app.model_copy(update={"replicas": 1}))
-    assert pdb["metadata"]["labels"][apps.SINGLE_REPLICA] == "true" and "--allow-downtime" in note
+    assert pdb is None and "no PDB" in note and apps.CRITICAL_PRIORITY in note
     assert apps.disruption_budget("x", app.model_copy(update={"critical": False})) == (None, "")
+
+
+def test_critical_apps_are_scheduled_first(cfg) -> None:
+    rendered = tree.render(cfg)
+    [priority] = rendered.files["platform/scheduling/manifests.yaml"]
+    assert priority["kind"] == "PriorityClass" and priority["metadata"]["name"] == apps.CRITICAL_PRIORITY
+    for name, app in cfg.deployed_apps.items():
+        [deployment] = [o for o in rendered.files[f"apps/{name}/app.yaml"] if o["kind"] == "Deployment"]
+        assert deployment["spec"]["template"]["spec"].get("priorityClassName") == (
+            apps.CRITICAL_PRIORITY if app.critical else None
+        ), name
 
 
 ROOT_APP_CAPABILITIES = {"CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER"}  # what a non_root: false app may add
@@ -33,12 +46,13 @@ ROOT_APP_CAPABILITIES = {"CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER"} 
 def test_every_app_gets_hardening(cfg) -> None:
     rendered = tree.render(cfg)
     assert {a.non_root for a in cfg.apps.values()} == {True, False}, "the catalog has both kinds of app"
-    for name, app in cfg.apps.items():
+    for name, app in cfg.deployed_apps.items():
         objects = rendered.files[f"apps/{name}/app.yaml"]
         kinds = [o["kind"] for o in objects]
-        assert {"Namespace", "Deployment", "Service", "Ingress", "NetworkPolicy"} <= set(kinds), name
+        assert {"Namespace", "Deployment", "Service", "NetworkPolicy"} <= set(kinds), name
+        assert ("Ingress" in kinds) == app.public, name
         assert ("PersistentVolumeClaim" in kinds) == bool(app.storage), name
-        assert ("PodDisruptionBudget" in kinds) == app.critical, name
+        assert ("PodDisruptionBudget" in kinds) == (app.critical and app.replicas >= 2), name
         [deployment] = [o for o in objects if o["kind"] == "Deployment"]
         pod = deployment["spec"]["template"]["spec"]
         assert pod["automountServiceAccountToken"] is False, name
@@ -48,21 +62,24 @@ def test_every_app_gets_hardening(cfg) -> None:
             assert pod["securityContext"]["runAsUser"] == app.run_as_user, name
         else:
             assert "runAsNonRoot" not in pod["securityContext"], name
-        for container in pod["containers"]:
+        for container in pod["containers"] + pod.get("initContainers", []):
             security = container["securityContext"]
             assert security["allowPrivilegeEscalation"] is False and "privileged" not in security, name
             assert security["capabilities"]["drop"] == ["ALL"], name
             assert set(security["capabilities"].get("add", [])) <= (set() if app.non_root else ROOT_APP_CAPABILITIES)
             assert set(container["resources"]["requests"]) == set(container["resources"]["limits"]) == {"cpu", "memory"}
+        for container in pod["containers"]:
             assert container["readinessProbe"]["tcpSocket"] == container["livenessProbe"]["tcpSocket"], name
         policies = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "NetworkPolicy"}
         assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}, name
 
 
-def test_tunnel_routes_every_app_and_ends_with_404(cfg) -> None:
+def test_tunnel_routes_every_public_hostname_and_ends_with_404(cfg) -> None:
     config_map = next(o for o in platform.cloudflared(cfg) if o["kind"] == "ConfigMap")
     rules = yaml.safe_load(config_map["data"]["config.yaml"])["ingress"]
-    assert {r["hostname"] for r in rules[:-1]} == {f"{a.hostname}.{cfg.domain}" for a in cfg.apps.values()}
+    public = {f"{a.hostname}.{cfg.domain}" for a in cfg.deployed_apps.values() if a.public}
+    assert {r["hostname"] for r in rules[:-1]} == public | {f"{cfg.monitoring.grafana_hostname}.{cfg.domain}"}
+    assert all(r["originRequest"]["originServerName"] == r["hostname"] for r in rules[:-1])
     assert rules[-1] == {"service": "http_status:404"}
 
 

@@ -1,9 +1,11 @@
 """One app catalog entry in, the app's hardened manifests out.
 
 Every app gets requests and limits, probes, a securityContext, its PVC, an
-Ingress served by the wildcard certificate, a default-deny NetworkPolicy with
-only the allows it needs, and (when critical) a PodDisruptionBudget that fits
-its replica count.
+Ingress served by the wildcard certificate (when public), a default-deny
+NetworkPolicy with only the allows it needs, and what its image's contract
+(``contracts``) says it cannot run without. Critical apps get a
+PodDisruptionBudget only where one can protect them without blocking drains
+(two replicas or more), and a PriorityClass that keeps them scheduled first.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from homelab.apps import contracts
 from homelab.config.schema import App, HomelabConfig
-from homelab.core.kube import SINGLE_REPLICA_LABEL as SINGLE_REPLICA
 
 PART_OF = "homelab"
 PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+CRITICAL_PRIORITY = "homelab-critical"
+MEDIA_VOLUME = "media"
 
 Obj = dict[str, Any]
 
@@ -44,7 +48,7 @@ def secret_name(app: str) -> str:
     return f"{app}-secrets"
 
 
-def container(name: str, app: App) -> Obj:
+def container(name: str, app: App, cfg: HomelabConfig) -> Obj:
     probe = {"tcpSocket": {"port": "http"}, "periodSeconds": 10, "timeoutSeconds": 3}
     security: Obj = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
     if not app.non_root:
@@ -61,16 +65,57 @@ def container(name: str, app: App) -> Obj:
         "readinessProbe": {**probe, "initialDelaySeconds": 5, "failureThreshold": 3},
         "securityContext": security,
     }
-    if app.env:
-        spec["env"] = [{"name": k, "value": v} for k, v in sorted(app.env.items())]
+    env = {**contracts.env_for(name, app, cfg), **app.env}
+    if env:
+        spec["env"] = [{"name": k, "value": v} for k, v in sorted(env.items())]
     if app.secrets:
         spec["envFrom"] = [{"secretRef": {"name": secret_name(name)}}]
-    if app.storage:
-        spec["volumeMounts"] = [{"name": "data", "mountPath": app.mount_path}]
+    mounts = volume_mounts(name, app, cfg)
+    if mounts:
+        spec["volumeMounts"] = mounts
     return spec
 
 
-def deployment(name: str, app: App) -> Obj:
+def volume_mounts(name: str, app: App, cfg: HomelabConfig) -> list[Obj]:
+    """The volume at mount_path and each of ``mounts`` (a directory of it), scratch paths, the media share."""
+    found: list[Obj] = []
+    if app.storage:
+        found.append({"name": "data", "mountPath": app.mount_path})
+        for path, sub in sorted(app.mounts.items()):
+            found.append({"name": "data", "mountPath": path, **({"subPath": sub} if sub else {})})
+    for i, path in enumerate(contracts.scratch_paths(app)):
+        found.append({"name": f"scratch-{i}", "mountPath": path})
+    share = media_path(name, cfg)
+    if share:
+        found.append({"name": MEDIA_VOLUME, "mountPath": share})
+    return found
+
+
+def media_path(name: str, cfg: HomelabConfig) -> str | None:
+    """Where ``name`` sees the shared media directory, or None when it does not mount it."""
+    return cfg.media.mounts.get(name) if cfg.media.enabled else None
+
+
+def media_node(cfg: HomelabConfig) -> str | None:
+    """The node that holds the media directory (default: the first agent, else the server)."""
+    if cfg.media.node:
+        return cfg.media.node
+    nodes = cfg.agents or [n for n in cfg.nodes if n.role == "server"]
+    return nodes[0].name if nodes else None
+
+
+def volumes(name: str, app: App, cfg: HomelabConfig) -> list[Obj]:
+    found: list[Obj] = []
+    if app.storage:
+        found.append({"name": "data", "persistentVolumeClaim": {"claimName": f"{name}-data"}})
+    for i, _ in enumerate(contracts.scratch_paths(app)):
+        found.append({"name": f"scratch-{i}", "emptyDir": {}})
+    if media_path(name, cfg):
+        found.append({"name": MEDIA_VOLUME, "hostPath": {"path": cfg.media.host_path, "type": "DirectoryOrCreate"}})
+    return found
+
+
+def deployment(name: str, app: App, cfg: HomelabConfig) -> Obj:
     pod_security: Obj = {"seccompProfile": {"type": "RuntimeDefault"}}
     if app.non_root:
         pod_security.update(
@@ -84,10 +129,26 @@ def deployment(name: str, app: App) -> Obj:
     pod: Obj = {
         "automountServiceAccountToken": False,
         "securityContext": pod_security,
-        "containers": [container(name, app)],
+        "containers": [container(name, app, cfg)],
     }
-    if app.storage:
-        pod["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": f"{name}-data"}}]
+    init = contracts.init_containers(app, cfg)
+    if init:
+        pod["initContainers"] = init
+    if app.critical:
+        pod["priorityClassName"] = CRITICAL_PRIORITY
+    if "lm-studio" in app.egress:  # resolved from /etc/hosts: no wait for CoreDNS to load its custom zone
+        pod["hostAliases"] = [
+            {"ip": lm_studio_cidr(cfg).split("/")[0], "hostnames": [LM_STUDIO_SERVICE, lm_studio_name(cfg)]}
+        ]
+    if app.host_network:
+        pod["hostNetwork"] = True
+        pod["dnsPolicy"] = "ClusterFirstWithHostNet"  # still resolves cluster Services
+    pod_volumes = volumes(name, app, cfg)
+    if pod_volumes:
+        pod["volumes"] = pod_volumes
+    node = media_node(cfg) if media_path(name, cfg) else None
+    if node:
+        pod["nodeSelector"] = {"kubernetes.io/hostname": node}  # the media directory lives on that node
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -95,8 +156,8 @@ def deployment(name: str, app: App) -> Obj:
         "spec": {
             "replicas": app.replicas,
             "revisionHistoryLimit": 3,
-            # A ReadWriteOnce volume cannot be mounted by old and new pod at once.
-            "strategy": {"type": "Recreate"} if app.storage else {"type": "RollingUpdate"},
+            # A ReadWriteOnce volume cannot be mounted by old and new pod at once; a host port neither.
+            "strategy": {"type": "Recreate"} if app.storage or app.host_network else {"type": "RollingUpdate"},
             "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
             "template": {"metadata": {"labels": labels(name)}, "spec": pod},
         },
@@ -172,18 +233,23 @@ def network_policies(name: str, app: App, cfg: HomelabConfig) -> list[Obj]:
             "metadata": meta("default-deny", name),
             "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
         },
-        {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": meta("allow-ingress-controller", name),
-            "spec": {
-                "podSelector": selector,
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    {"from": [from_namespace("ingress-nginx")], "ports": [{"port": app.port, "protocol": "TCP"}]}
-                ],
-            },
-        },
+    ]
+    if app.public:
+        policies.append(
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": meta("allow-ingress-controller", name),
+                "spec": {
+                    "podSelector": selector,
+                    "policyTypes": ["Ingress"],
+                    "ingress": [
+                        {"from": [from_namespace("ingress-nginx")], "ports": [{"port": app.port, "protocol": "TCP"}]}
+                    ],
+                },
+            }
+        )
+    policies += [
         {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
@@ -225,6 +291,19 @@ def network_policies(name: str, app: App, cfg: HomelabConfig) -> list[Obj]:
                 },
             }
         )
+    if "lan" in app.egress:
+        policies.append(
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": meta("allow-lan", name),
+                "spec": {
+                    "podSelector": selector,
+                    "policyTypes": ["Egress"],
+                    "egress": [{"to": [{"ipBlock": {"cidr": cfg.network.subnet}}]}],
+                },
+            }
+        )
     if "lm-studio" in app.egress:
         policies.append(
             {
@@ -246,34 +325,52 @@ def network_policies(name: str, app: App, cfg: HomelabConfig) -> list[Obj]:
     return policies
 
 
+def lm_studio_name(cfg: HomelabConfig) -> str:
+    """The DNS name the cluster resolves to LM Studio's host (a zone of our own, never a public one)."""
+    return f"lm-studio.{cfg.name}.internal"
+
+
+LM_STUDIO_SERVICE = "lm-studio.lm-studio.svc.cluster.local"
+
+
 def lm_studio_cidr(cfg: HomelabConfig) -> str:
     return f"{ipaddress.IPv4Address(cfg.lm_studio.host)}/32"
 
 
 def disruption_budget(name: str, app: App) -> tuple[Obj | None, str]:
-    """The PDB for a critical app, and a sentence saying what was chosen and why."""
+    """The PDB for a critical app, and a sentence saying what was chosen and why.
+
+    A budget can only protect an app that has a pod to spare: on one replica any
+    budget either allows the eviction (protects nothing) or refuses it (and every
+    drain of that node waits forever). So one-replica apps get none; they are
+    protected by their PriorityClass, their Recreate strategy and backups.
+    """
     if not app.critical:
         return None, ""
-    selector = {"matchLabels": {"app.kubernetes.io/name": name}}
     if app.replicas >= 2:
-        spec = {"minAvailable": app.replicas - 1, "selector": selector}
+        spec = {"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": name}}}
         return (
             {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta(name, name), "spec": spec},
-            f"{name}: PDB minAvailable {app.replicas - 1} of {app.replicas} replicas; drains proceed one pod at a time",
+            f"{name}: PDB maxUnavailable 1 of {app.replicas} replicas; drains proceed one pod at a time",
         )
-    spec = {"minAvailable": 1, "selector": selector}
-    obj = {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": meta(name, name, extra={SINGLE_REPLICA: "true"}),
-        "spec": spec,
-    }
     return (
-        obj,
-        f"{name}: critical with 1 replica: PDB minAvailable 1 protects it from voluntary evictions, so a drain "
-        "of its node stops and names this PDB; `inv k3s.upgrade --allow-downtime` briefly lifts it "
-        "(or scale the app to 2 replicas)",
+        None,
+        f"{name}: critical with 1 replica: no PDB (one that protects its only pod blocks every drain); "
+        f"PriorityClass {CRITICAL_PRIORITY} keeps it scheduled first; scale it to 2 replicas for a PDB",
     )
+
+
+def priority_class() -> Obj:
+    """Critical apps are scheduled before, and preempted after, everything else of the homelab."""
+    return {
+        "apiVersion": "scheduling.k8s.io/v1",
+        "kind": "PriorityClass",
+        "metadata": meta(CRITICAL_PRIORITY),
+        "value": 100000,
+        "globalDefault": False,
+        "preemptionPolicy": "PreemptLowerPriority",
+        "description": "Apps marked critical in the homelab catalog",
+    }
 
 
 def render_app(name: str, app: App, cfg: HomelabConfig) -> tuple[list[Obj], list[str]]:
@@ -282,9 +379,15 @@ def render_app(name: str, app: App, cfg: HomelabConfig) -> tuple[list[Obj], list
     claim = volume_claim(name, app)
     if claim:
         objects.append(claim)
-    objects += [deployment(name, app), service(name, app), ingress(name, app, cfg.domain)]
+    objects += [deployment(name, app, cfg), service(name, app)]
+    if app.public:
+        objects.append(ingress(name, app, cfg.domain))
     objects += network_policies(name, app, cfg)
     pdb, note = disruption_budget(name, app)
     if pdb:
         objects.append(pdb)
-    return objects, [note] if note else []
+    notes = [note] if note else []
+    contract = contracts.contract_for(app)
+    if contract and contract.note and not app.host_network:
+        notes.append(f"{name}: {contract.note}")
+    return objects, notes

@@ -11,13 +11,15 @@ from homelab.core.tasks import session, task
 
 @task
 def list_(c: Any) -> None:
-    """Every app in the catalog: image, hostname, replicas, storage, critical."""
+    """Every app in the catalog: image, hostname (or in-cluster only), replicas, storage, critical, off if opt-in."""
     s = session(c)
     print(f"{'APP':<16} {'REPLICAS':>8} {'CRITICAL':<8} {'STORAGE':<8} {'HOST':<28} IMAGE")
     for name, app in sorted(s.cfg.apps.items()):
+        host = f"{app.hostname}.{s.cfg.domain}" if app.public else "(in-cluster only)"
+        replicas = str(app.replicas) if app.enabled else "off"
         print(
-            f"{name:<16} {app.replicas:>8} {'yes' if app.critical else 'no':<8} {app.storage or '-':<8} "
-            f"{app.hostname + '.' + s.cfg.domain:<28} {app.image}"
+            f"{name:<16} {replicas:>8} {'yes' if app.critical else 'no':<8} {app.storage or '-':<8} "
+            f"{host:<28} {app.image}"
         )
 
 
@@ -31,7 +33,7 @@ def status(c: Any, target: str | None = None) -> None:
     s = session(c, target=target)
     kube = cluster.connect(s)
     healthy = True
-    for name in sorted(s.cfg.apps):
+    for name in sorted(s.cfg.deployed_apps):
         waiting = kube.deployment_waiting(name, name)
         healthy = healthy and waiting is None
         print(f"{name:<16} {'Available' if waiting is None else waiting}")
@@ -45,9 +47,12 @@ def url(c: Any, app: str) -> None:
     from homelab.core.errors import UsageError
 
     s = session(c)
-    if app not in s.cfg.apps:
-        raise UsageError(f"no app named {app!r}; apps: {', '.join(sorted(s.cfg.apps))}")
-    print(f"https://{s.cfg.apps[app].hostname}.{s.cfg.domain}")
+    deployed = s.cfg.deployed_apps
+    if app not in deployed:
+        raise UsageError(f"no deployed app named {app!r}; apps: {', '.join(sorted(deployed))}")
+    if not deployed[app].public:
+        raise UsageError(f"{app} is not public (apps.{app}.public is false): it has no URL outside the cluster")
+    print(f"https://{deployed[app].hostname}.{s.cfg.domain}")
 
 
 ns = Collection("apps", status, url)

@@ -181,7 +181,7 @@ def unpack_sqlite(archive: Path, folder: Path, databases: list[str]) -> None:
 def collect_volumes(session: Any, out: Path, kube: Any) -> None:
     """Each app PVC's files, read on its node; SQLite databases through SQLite's online backup."""
     failures = []
-    for name, app in sorted(session.cfg.apps.items()):
+    for name, app in sorted(session.cfg.deployed_apps.items()):
         if not app.storage:
             continue
         target = out / name

@@ -198,7 +198,7 @@ def volume_reads(session: Any, out: Path) -> list[Action]:
         kube = cluster.connect(session)
     except HomelabError as err:
         return [Note(f"volumes cannot be planned: {err}")]
-    for name, app in sorted(session.cfg.apps.items()):
+    for name, app in sorted(session.cfg.deployed_apps.items()):
         if not app.storage:
             continue
         try:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from homelab.apps import contracts
+from homelab.config.image_ref import repository
 from homelab.config.kinds import cpu_millicores, size_mib
 from homelab.config.schema import HomelabConfig, SecretRef
 from homelab.core.errors import Problem
@@ -181,6 +183,53 @@ def _app_problems(cfg: HomelabConfig) -> list[Problem]:
             problems.append(
                 Problem(f"{at}.sqlite_databases", "the databases live in the app's volume, but storage is null")
             )
+        if app.mounts and not app.storage:
+            problems.append(Problem(f"{at}.mounts", "these paths are on the app's volume, but storage is null"))
+        if app.mount_path in app.mounts:
+            problems.append(Problem(f"{at}.mounts", f"{app.mount_path} is already mount_path"))
+        if app.enabled and placeholder_image(app.image):
+            problems.append(
+                Problem(
+                    f"{at}.image",
+                    f"{app.image} is a placeholder, not a published image: build and push yours and name it here, "
+                    f"or set {at}.enabled: false",
+                )
+            )
+        problems += contracts.problems(name, app)
+    return problems + _media_problems(cfg)
+
+
+# Names that only ever appear in examples: RFC 2606 domains and top-level names, and an "example" organisation.
+EXAMPLE_DOMAINS = ("example.com", "example.org", "example.net")
+EXAMPLE_TLDS = ("example", "test", "invalid")
+
+
+def placeholder_image(reference: str) -> bool:
+    """Whether ``reference`` names an image that cannot exist (an example registry or organisation)."""
+    parts = repository(reference).split("/")
+    host = parts[0] if len(parts) > 1 and ("." in parts[0] or ":" in parts[0]) else "docker.io"
+    host = host.split(":")[0]
+    path = parts[1:] if host != "docker.io" or parts[0] == "docker.io" else parts
+    example_host = host in EXAMPLE_DOMAINS or host.endswith(tuple("." + d for d in EXAMPLE_DOMAINS))
+    return example_host or host.rsplit(".", 1)[-1] in EXAMPLE_TLDS or (len(path) > 1 and path[0] == "example")
+
+
+def _media_problems(cfg: HomelabConfig) -> list[Problem]:
+    media = cfg.media
+    if not media.enabled:
+        return []
+    problems = []
+    names = {n.name for n in cfg.nodes}
+    if media.node and cfg.nodes and media.node not in names:
+        problems.append(Problem("media.node", f"{media.node!r} is not one of nodes: {', '.join(sorted(names))}"))
+    if not media.mounts:
+        problems.append(Problem("media.mounts", "no app mounts the media directory; name each app and its path"))
+    for app_name, path in sorted(media.mounts.items()):
+        app = cfg.deployed_apps.get(app_name)
+        if app is None:
+            problems.append(Problem(f"media.mounts.{app_name}", f"{app_name!r} is not a deployed app"))
+        elif app.storage and path in (app.mount_path, *app.mounts):
+            problems.append(Problem(f"media.mounts.{app_name}", f"{path} is already a path of its volume"))
     return problems
 
 

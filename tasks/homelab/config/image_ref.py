@@ -84,6 +84,13 @@ def problem(reference: str) -> str | None:
     return None
 
 
+def repository(reference: str) -> str:
+    """The image's name without tag or digest (``ghcr.io/org/app:1.2`` -> ``ghcr.io/org/app``)."""
+    rest = reference.partition("@")[0]
+    last = rest.rfind(":")
+    return rest[:last] if last > rest.rfind("/") else rest
+
+
 def check(reference: str) -> str:
     """``reference`` if it is a pinned image reference; ``ValueError`` naming it and the reason otherwise."""
     reason = problem(reference)

@@ -244,6 +244,14 @@ def _repo_path(value: str) -> str:
     return _path(value)
 
 
+def _volume_sub_path(value: str) -> str:
+    """A directory inside an app's volume; empty means the volume's top."""
+    path = PurePosixPath(value)
+    if path.is_absolute() or ".." in path.parts or "\\" in value or ":" in value:
+        raise ValueError(f"{value!r} is not a directory inside the volume (relative, no '..'; '' for its top)")
+    return "" if value in ("", ".") else _path(value)
+
+
 def _sqlite_file(value: str) -> str:
     if not SQLITE_FILE.match(value) or value in (".", ".."):
         raise ValueError(f"{value!r} is not a database file name (letters, digits, '.', '_', '-'; no directories)")
@@ -369,6 +377,7 @@ AbsolutePath = Annotated[str, _kind(_absolute_path)]
 ContainerPath = Annotated[str, _kind(_container_path)]
 RepoPath = Annotated[str, _kind(_repo_path)]
 SqliteFile = Annotated[str, _kind(_sqlite_file)]
+VolumeSubPath = Annotated[str, _kind(_volume_sub_path)]
 GitRef = Annotated[str, _kind(_git_ref)]
 LabelKey = Annotated[str, _kind(_label_key)]
 LabelValue = Annotated[str, _kind(_label_value)]

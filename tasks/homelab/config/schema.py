@@ -50,6 +50,7 @@ from homelab.config.kinds import (
     Taint,
     Text,
     TunnelName,
+    VolumeSubPath,
 )
 from homelab.config.urls import (
     ApiEndpoint,
@@ -255,11 +256,17 @@ class LmStudio(Strict):
 
 
 class App(Strict):
-    """One catalog entry: everything the renderer needs for an app."""
+    """One catalog entry: everything the renderer needs for an app.
 
+    What the app's image itself requires (port, paths it writes, user) is its
+    contract (``homelab.apps.contracts``); validation holds each entry to it.
+    """
+
+    enabled: bool = True  # false keeps an entry in the catalog without deploying it (opt-in apps)
     image: ImageReference
     port: Port
     hostname: DnsLabel  # the app is served at <hostname>.<domain>
+    public: bool = True  # an Ingress and a tunnel route at <hostname>.<domain>; false: reachable only in-cluster
     storage: Size | None = "1GiB"
     storage_class: KubeSubdomain = "local-path"
     replicas: Annotated[Int, Field(ge=0, le=20)] = 1
@@ -270,9 +277,12 @@ class App(Strict):
     memory_limit: Size = "512MiB"
     env: dict[ContainerEnvName, Text] = Field(default_factory=dict)
     secrets: dict[ContainerEnvName, SecretRef] = Field(default_factory=dict)
-    egress: Annotated[list[Literal["internet", "lm-studio"]], Unique] = Field(default_factory=list)
-    sqlite_databases: Annotated[list[SqliteFile], Unique] = Field(default_factory=list)
+    # internet: the public internet; lan: network.subnet (devices on the home network); lm-studio: its port on the Mac
+    egress: Annotated[list[Literal["internet", "lan", "lm-studio"]], Unique] = Field(default_factory=list)
+    sqlite_databases: Annotated[list[SqliteFile], Unique] = Field(default_factory=list)  # at the volume's top
     mount_path: ContainerPath = "/data"
+    mounts: dict[ContainerPath, VolumeSubPath] = Field(default_factory=dict)  # more paths on the same volume
+    host_network: bool = False  # the node's network (mDNS/SSDP discovery); NetworkPolicies no longer apply
     non_root: bool = True
     run_as_user: Annotated[Int, Field(ge=0, le=2**31 - 1)] = 1000
     quiesce: list[Command] = Field(default_factory=list)
@@ -313,6 +323,20 @@ class Secrets(Strict):
     sealed_dir: PathText = "k8s/sealed"
 
 
+class Media(Strict):
+    """One media directory shared by apps (Plex reads what qBittorrent downloads).
+
+    Apps live in namespaces of their own, and a claim belongs to one namespace,
+    so the share is a directory on one node that every listed app mounts, and
+    those apps run on that node. Not backed up: media can be fetched again.
+    """
+
+    enabled: bool = False
+    node: KubeName | None = None  # default: the first agent (the server when there is none)
+    host_path: AbsolutePath = "/var/lib/homelab/media"
+    mounts: dict[KubeName, ContainerPath] = Field(default_factory=dict)  # app -> where it sees the directory
+
+
 class Options(Strict):
     """Opt-in components."""
 
@@ -344,9 +368,15 @@ class HomelabConfig(Strict):
     monitoring: Monitoring = Monitoring()
     lm_studio: LmStudio = LmStudio()
     apps: dict[KubeName, App] = Field(default_factory=dict)  # the name is the app's namespace
+    media: Media = Media()
     backup: Backup = Backup()
     secrets: Secrets = Secrets()
     options: Options = Options()
+
+    @property
+    def deployed_apps(self) -> dict[str, App]:
+        """The catalog entries that are deployed (``enabled``), by name; what every layer acts on."""
+        return {name: app for name, app in self.apps.items() if app.enabled}
 
     @property
     def server(self) -> Node:

@@ -27,7 +27,8 @@ def validate(c: Any, secrets: bool = False, target: str | None = None) -> None:
         if problems:
             raise ConfigError(problems)
     files = ", ".join(str(f) for f in s.loaded.files)
-    print(f"config OK: {len(s.cfg.nodes)} nodes, {len(s.cfg.apps)} apps, target {s.cfg.target} ({files})")
+    apps = f"{len(s.cfg.deployed_apps)} apps deployed"
+    print(f"config OK: {len(s.cfg.nodes)} nodes, {apps}, target {s.cfg.target} ({files})")
 
 
 @task(

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from homelab.apps.render import lm_studio_cidr, meta, namespace
+from homelab.apps.render import lm_studio_name, meta, namespace, priority_class
 from homelab.config.schema import HomelabConfig
 
 Obj = dict[str, Any]
@@ -238,14 +238,27 @@ def cert_manager(cfg: HomelabConfig) -> list[Obj]:
     return [namespace("ingress-nginx"), *issuers, certificate]
 
 
+def public_hostnames(cfg: HomelabConfig) -> dict[str, str]:
+    """Every hostname served through the ingress controller -> the config key that names it."""
+    found = {
+        f"{app.hostname}.{cfg.domain}": f"apps.{name}.hostname"
+        for name, app in sorted(cfg.deployed_apps.items())
+        if app.public
+    }
+    if cfg.monitoring.enabled:
+        found[f"{cfg.monitoring.grafana_hostname}.{cfg.domain}"] = "monitoring.grafana_hostname"
+    return found
+
+
 def cloudflared(cfg: HomelabConfig) -> list[Obj]:
-    rules = [
+    """The tunnel: one ingress rule per public hostname, all to ingress-nginx (TLS checked for that name)."""
+    rules: list[Obj] = [
         {
-            "hostname": f"{app.hostname}.{cfg.domain}",
+            "hostname": host,
             "service": "https://ingress-nginx-controller.ingress-nginx.svc:443",
-            "originRequest": {"originServerName": f"{app.hostname}.{cfg.domain}"},
+            "originRequest": {"originServerName": host},
         }
-        for _, app in sorted(cfg.apps.items())
+        for host in sorted(public_hostnames(cfg))
     ]
     rules.append({"service": "http_status:404"})
     config = {
@@ -419,23 +432,36 @@ def monitoring_values(cfg: HomelabConfig) -> Obj:
 
 
 def lm_studio(cfg: HomelabConfig) -> list[Obj]:
-    """LM Studio on the Mac, as a selectorless Service with a fixed endpoint."""
-    ns = "lm-studio"
+    """LM Studio on the Mac: an ExternalName Service to a name K3S's CoreDNS answers with the Mac's address.
+
+    Why not a selectorless Service with an EndpointSlice: the ``argocd-cm`` of
+    Argo CD's install manifest excludes Endpoints and EndpointSlices from every
+    sync, so that object would never reach the cluster. K3S's CoreDNS imports
+    ``*.server`` blocks from the optional ``coredns-custom`` ConfigMap, which
+    Argo CD does sync; pods then resolve the Service to ``lm_studio.host``.
+    CoreDNS reads imported files only when it starts, so apps that declare the
+    ``lm-studio`` egress also get both names as host aliases and need no restart.
+    """
+    ns, name = "lm-studio", lm_studio_name(cfg)
+    zone = name.split(".", 1)[1]
+    server_block = f"{zone}:53 {{\n  hosts {{\n    {cfg.lm_studio.host} {name}\n  }}\n}}\n"
     return [
         namespace(ns),
         {
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": meta("lm-studio", ns),
-            "spec": {"ports": [{"name": "http", "port": cfg.lm_studio.port, "protocol": "TCP"}]},
+            "spec": {
+                "type": "ExternalName",
+                "externalName": name,
+                "ports": [{"name": "http", "port": cfg.lm_studio.port, "protocol": "TCP"}],
+            },
         },
         {
-            "apiVersion": "discovery.k8s.io/v1",
-            "kind": "EndpointSlice",
-            "metadata": meta("lm-studio-host", ns, extra={"kubernetes.io/service-name": "lm-studio"}),
-            "addressType": "IPv4",
-            "ports": [{"name": "http", "port": cfg.lm_studio.port, "protocol": "TCP"}],
-            "endpoints": [{"addresses": [lm_studio_cidr(cfg).split("/")[0]]}],
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": meta("coredns-custom", "kube-system"),
+            "data": {"lm-studio.server": server_block},
         },
     ]
 
@@ -474,7 +500,11 @@ def velero(cfg: HomelabConfig) -> list[Obj]:
             "metadata": meta("daily", "velero"),
             "spec": {
                 "schedule": "0 2 * * *",
-                "template": {"ttl": "720h0m0s", "includedNamespaces": sorted(cfg.apps), "storageLocation": "default"},
+                "template": {
+                    "ttl": "720h0m0s",
+                    "includedNamespaces": sorted(cfg.deployed_apps),
+                    "storageLocation": "default",
+                },
             },
         },
     ]
@@ -513,6 +543,8 @@ def platform(cfg: HomelabConfig) -> dict[str, tuple[Obj | None, list[Obj]]]:
             [namespace("monitoring")],
         )
     parts["lm-studio"] = (None, lm_studio(cfg))
+    if any(app.critical for app in cfg.deployed_apps.values()):
+        parts["scheduling"] = (None, [priority_class()])
     if cfg.options.longhorn:
         parts["longhorn"] = (
             chart_app("longhorn", "1.9.1", {"defaultSettings": {"defaultReplicaCount": 2}}, -3),

@@ -86,7 +86,7 @@ def render(cfg: HomelabConfig, local_controllers: bool = False) -> Rendered:
         inside = PurePosixPath(sealed).relative_to(cfg.gitops.path) if _under(sealed, cfg.gitops.path) else None
         if inside is not None:  # Git keeps no empty directory; Argo CD fails on a path that does not exist
             out.files[str(inside / SEALED_PLACEHOLDER)] = []
-    for name, app in sorted(cfg.apps.items()):
+    for name, app in sorted(cfg.deployed_apps.items()):
         objects, notes = apps.render_app(name, app, cfg)
         out.files[f"apps/{name}/app.yaml"] = objects
         out.files[f"argocd/app-{name}.yaml"] = [platform.git_app(cfg, f"app-{name}", f"apps/{name}", name, 1)]

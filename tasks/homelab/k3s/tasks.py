@@ -37,7 +37,8 @@ def install(c: Any, dry_run: bool = False) -> None:
 @task(
     help={
         "dry_run": DRY_RUN,
-        "allow_downtime": "Lift the PDBs of single-replica critical apps during each node's drain (short outage).",
+        "allow_downtime": "Lift PDBs labelled homelab.dev/single-replica-pdb=true (guards you add yourself; "
+        "the homelab renders none) during each node's drain (short outage).",
     }
 )
 def upgrade(c: Any, dry_run: bool = False, allow_downtime: bool = False) -> None:

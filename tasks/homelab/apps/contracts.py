@@ -1,0 +1,246 @@
+"""What each app's upstream image requires, written down once and checked.
+
+Pods never run on the sandbox, so nothing in a test run would notice that an
+image listens on another port, writes a path that is not on its volume, must
+start as root, or refuses proxied requests without a setting. Each contract
+records those facts with the upstream file or page they come from; the
+renderer satisfies them (``env_for``, ``init_containers``, ``scratch_paths``)
+and the config checks reject a catalog entry that breaks one (``problems``),
+naming the key to change.
+
+Contracts are keyed by image repository, so a catalog entry that runs an image
+we know is held to it whatever the entry is called; images without a contract
+(your own) are rendered from the entry alone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Literal
+
+from homelab.config.image_ref import repository
+from homelab.core.errors import Problem
+
+if TYPE_CHECKING:
+    from homelab.config.schema import App, HomelabConfig
+
+Egress = Literal["internet", "lan", "lm-studio"]
+K3S_DEFAULT_POD_CIDR = "10.42.0.0/16"
+
+
+@dataclass(frozen=True)
+class Contract:
+    """One image's requirements; ``source`` names where each fact was read."""
+
+    source: str
+    port: int
+    writes: dict[str, str]  # container path -> what the image keeps there
+    regenerated: frozenset[str] = frozenset()  # written paths it recreates at start: losing them loses nothing
+    runs_as_root: bool = False  # its start script needs uid 0 (s6-overlay, chown, su-exec)
+    root_unless_secret: str | None = None  # ...unless this setting comes from the app's secrets
+    port_env: str | None = None  # the setting that moves the port, when the image has one
+    reaches: dict[Egress, str] = field(default_factory=dict)  # egress it cannot work without -> why
+    env: Callable[[str, App, HomelabConfig], dict[str, str]] | None = None  # settings it cannot serve without
+    note: str = ""  # what a homelab owner should know that no field expresses
+    needs: str = ""  # the settings it cannot serve without, and who provides them, for the one-line summary
+
+
+def pod_cidr(cfg: HomelabConfig) -> str:
+    """The pod network: where proxied requests come from (the ingress controller's pods)."""
+    return cfg.k3s.extra_server_config.get("cluster-cidr", K3S_DEFAULT_POD_CIDR).split(",")[0]
+
+
+def _homepage_env(name: str, app: App, cfg: HomelabConfig) -> dict[str, str]:
+    # Homepage >= 1.0 answers "Host validation failed" unless the Host header is listed.
+    return {"HOMEPAGE_ALLOWED_HOSTS": f"{app.hostname}.{cfg.domain}"}
+
+
+LINUXSERVER = "runs s6-overlay as root, which drops to PUID/PGID (https://docs.linuxserver.io/general/understanding-puid-and-pgid/)"
+
+CONTRACTS: dict[str, Contract] = {
+    "ghcr.io/gethomepage/homepage": Contract(
+        source="https://gethomepage.dev/installation/#homepage_allowed_hosts; src/skeleton copied into /app/config",
+        port=3000,
+        writes={"/app/config": "settings copied from its skeleton at start"},
+        regenerated=frozenset({"/app/config"}),
+        env=_homepage_env,
+        needs="HOMEPAGE_ALLOWED_HOSTS = its hostname (rendered)",
+    ),
+    "ghcr.io/home-assistant/home-assistant": Contract(
+        source="https://www.home-assistant.io/integrations/http/#reverse-proxies; image runs s6-overlay as root",
+        port=8123,
+        writes={"/config": "configuration.yaml, the recorder database, .storage"},
+        runs_as_root=True,
+        reaches={
+            "internet": "integrations, weather, updates and cloud services",
+            "lan": "devices on the home network",
+        },
+        note="discovery (mDNS, SSDP, DHCP) needs host_network: true; then NetworkPolicies no longer apply to it",
+        needs="http.use_x_forwarded_for and trusted_proxies = the pod network (an init container adds them)",
+    ),
+    "lscr.io/linuxserver/plex": Contract(
+        source=f"https://docs.linuxserver.io/images/docker-plex/; {LINUXSERVER}",
+        port=32400,
+        writes={"/config": "the Plex library database and metadata"},
+        runs_as_root=True,
+        reaches={"internet": "plex.tv sign-in and claim"},
+    ),
+    "lscr.io/linuxserver/qbittorrent": Contract(
+        source=f"https://docs.linuxserver.io/images/docker-qbittorrent/; {LINUXSERVER}",
+        port=8080,
+        port_env="WEBUI_PORT",
+        writes={"/config": "qBittorrent.conf and torrent state"},
+        runs_as_root=True,
+        reaches={"internet": "trackers and peers"},
+    ),
+    "vaultwarden/server": Contract(
+        source="https://github.com/dani-garcia/vaultwarden/wiki/Configuration-overview (ROCKET_PORT, DATA_FOLDER)",
+        port=80,
+        port_env="ROCKET_PORT",
+        writes={"/data": "db.sqlite3, rsa_key.pem, attachments"},
+    ),
+    "filebrowser/filebrowser": Contract(
+        source="filebrowser docker/common/defaults/settings.json and docker/alpine/init.sh (user 1000)",
+        port=80,
+        writes={
+            "/srv": "the files it serves",
+            "/database": "filebrowser.db (users, settings, shares)",
+            "/config": "settings.json, copied from the image's defaults at start",
+        },
+        regenerated=frozenset({"/config"}),
+    ),
+    "ghcr.io/open-webui/open-webui": Contract(
+        source="open-webui backend/start.sh: writes .webui_secret_key next to itself unless WEBUI_SECRET_KEY is set",
+        port=8080,
+        port_env="PORT",
+        writes={"/app/backend/data": "webui.db, uploads, vector store"},
+        runs_as_root=True,
+        root_unless_secret="WEBUI_SECRET_KEY",  # noqa: S106 - the setting's name, not a value
+        reaches={"lm-studio": "the models it chats with"},
+        needs="root, or WEBUI_SECRET_KEY in its secrets",
+    ),
+}
+
+
+def contract_for(app: App) -> Contract | None:
+    return CONTRACTS.get(repository(app.image))
+
+
+def listening_port(app: App, contract: Contract) -> int:
+    """The port the image will listen on, after the app's settings."""
+    moved = app.env.get(contract.port_env) if contract.port_env else None
+    return int(moved) if moved and moved.isdigit() else contract.port
+
+
+def volume_paths(app: App) -> list[str]:
+    """Container paths backed by the app's volume."""
+    return [app.mount_path, *app.mounts] if app.storage else []
+
+
+def _covered(path: str, mounted: list[str]) -> bool:
+    return any(PurePosixPath(path).is_relative_to(PurePosixPath(m)) for m in mounted)
+
+
+def scratch_paths(app: App) -> list[str]:
+    """Paths the image writes that no volume holds: an emptyDir each, so a non-root start can still write them."""
+    contract = contract_for(app)
+    if contract is None:
+        return []
+    return [path for path in contract.writes if not _covered(path, volume_paths(app))]
+
+
+def env_for(name: str, app: App, cfg: HomelabConfig) -> dict[str, str]:
+    """Settings the image cannot serve without, computed from the config (the entry's own env wins)."""
+    contract = contract_for(app)
+    if contract is None or contract.env is None:
+        return {}
+    return {k: v for k, v in contract.env(name, app, cfg).items() if k not in app.env}
+
+
+def problems(name: str, app: App) -> list[Problem]:
+    """Where the catalog entry breaks its image's contract, each at the key to change."""
+    contract = contract_for(app)
+    if contract is None:
+        return []
+    at, image = f"apps.{name}", repository(app.image)
+    found = []
+    port = listening_port(app, contract)
+    if app.port != port:
+        how = f" (set {contract.port_env} in env to move it)" if contract.port_env else ""
+        found.append(Problem(f"{at}.port", f"{app.port} is not where {image} listens: {port}{how}"))
+    if (
+        app.non_root
+        and contract.runs_as_root
+        and not (contract.root_unless_secret and contract.root_unless_secret in app.secrets)
+    ):
+        instead = f", or give {contract.root_unless_secret} in {at}.secrets" if contract.root_unless_secret else ""
+        found.append(
+            Problem(f"{at}.non_root", f"{image} must start as root ({contract.source}); set non_root: false{instead}")
+        )
+    for path, what in contract.writes.items():
+        if app.storage and not _covered(path, volume_paths(app)) and path not in contract.regenerated:
+            found.append(
+                Problem(
+                    f"{at}.mounts",
+                    f"{image} writes {path} ({what}), which is not on its volume: add {path} to {at}.mounts "
+                    "or make it mount_path",
+                )
+            )
+    for egress, why in contract.reaches.items():
+        if egress not in app.egress and not app.host_network:
+            found.append(Problem(f"{at}.egress", f"{image} must reach {egress} ({why}); add {egress!r} to egress"))
+    return found
+
+
+def home_assistant_init(app: App, cfg: HomelabConfig) -> dict[str, object]:
+    """An init container that makes Home Assistant trust the ingress controller's forwarded headers.
+
+    Without ``use_x_forwarded_for`` and ``trusted_proxies`` it answers 400 to
+    every proxied request. The block is added once, only when the file has no
+    ``http:`` section of its own (yours is left alone); a missing configuration
+    is first created by Home Assistant's own ``ensure_config`` script.
+    """
+    cidr = str(ipaddress.ip_network(pod_cidr(cfg), strict=False))
+    return {
+        "name": "trust-ingress-proxy",
+        "image": app.image,
+        "command": ["sh", "-c", TRUST_PROXY_SCRIPT],
+        "env": [{"name": "CONFIG_DIR", "value": app.mount_path}, {"name": "POD_CIDR", "value": cidr}],
+        "volumeMounts": [{"name": "data", "mountPath": app.mount_path}],
+        "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+
+
+# Values come from the environment, never from the script text; tests run it with sh as is.
+TRUST_PROXY_SCRIPT = (
+    'set -e; cd "$CONFIG_DIR"; '
+    '[ -f configuration.yaml ] || python3 -m homeassistant --script ensure_config --config "$CONFIG_DIR"; '
+    "grep -q '^http:' configuration.yaml || "
+    "printf '\\nhttp:\\n  use_x_forwarded_for: true\\n  trusted_proxies:\\n    - %s\\n' \"$POD_CIDR\" "
+    ">> configuration.yaml"
+)
+
+
+INIT_CONTAINERS: dict[str, Callable[[App, HomelabConfig], dict[str, object]]] = {
+    "ghcr.io/home-assistant/home-assistant": home_assistant_init,
+}
+
+
+def init_containers(app: App, cfg: HomelabConfig) -> list[dict[str, object]]:
+    make = INIT_CONTAINERS.get(repository(app.image))
+    return [make(app, cfg)] if make and app.storage else []
+
+
+def one_line(app: App) -> str:
+    """The contract in one line, for the README's app table and ``apps.list``."""
+    contract = contract_for(app)
+    if contract is None:
+        return "no contract (your own image)"
+    user = "root" if contract.runs_as_root else "any uid"
+    reach = ", ".join(contract.reaches) or "DNS only"
+    line = f"port {contract.port}; writes {', '.join(contract.writes)}; runs as {user}; reaches {reach}"
+    return f"{line}; needs {contract.needs}" if contract.needs else line
