@@ -17,12 +17,14 @@ import os
 import re
 import stat
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from backup_support import Receiver, sealing_key_secret
+from git_server import git_server
 from k3s_nodes import Lab
 
 from helpers import CliResult, run_cli
@@ -75,6 +77,7 @@ ARGS: dict[str, list[str]] = {
 
 # Tasks for which the prepared state leaves work to do: their dry run must print a non-empty plan.
 WORK_EXPECTED = {
+    "gitops.publish",
     "k3s.upgrade",
     "k3s.snapshot",
     "k3s.uninstall",
@@ -233,6 +236,11 @@ def fake_crontab(bin_dir: Path) -> None:
 @pytest.fixture
 def world(lab: Lab, kube: Kube, receiver: Receiver) -> Iterator[World]:
     """The lab with K3S installed, a first backup taken, an app added and a K3S upgrade pending."""
+    with ExitStack() as stack:
+        yield from _world(lab, kube, receiver, stack)
+
+
+def _world(lab: Lab, kube: Kube, receiver: Receiver, stack: ExitStack) -> Iterator[World]:
     tmp = lab.tmp
     fake_crontab(tmp / "bin")
     (tmp / "pw").write_text("correct horse battery staple\n")
@@ -245,6 +253,9 @@ def world(lab: Lab, kube: Kube, receiver: Receiver) -> Iterator[World]:
         # The apps' volumes are not bound on this lab (nothing provisions them): back up the rest.
         "components": ["config", "cluster", "sealed-keys", "datastore"],
     }
+    # The repository Argo CD would sync: a real Git server on 127.0.0.1, empty, so gitops.publish has work.
+    server = stack.enter_context(git_server(tmp / "git"))
+    lab.data["gitops"] = {**(lab.data.get("gitops") or {}), "repo_url": server.create()}
     lab.data["secrets"] = {
         "sealed_dir": str(tmp / "sealed"),
         "plaintext_file": str(tmp / "secrets.local.yaml"),

@@ -227,7 +227,8 @@ class GitOps(Strict):
     repo_url: GitUrl = "https://github.com/example/homelab.git"
     revision: GitRef = "main"
     path: RepoPath = "k8s"
-    repo_credentials: SecretRef | None = None
+    repo_credentials: SecretRef | None = None  # a private repository: its ssh key, or an https token
+    repo_username: Text = "git"  # who the https token belongs to (GitHub accepts any name with a token)
     argocd_version: ReleaseTag = "v3.6.1"  # what the sandbox runs (sandbox/controllers.py)
     install_manifest: ManifestSource = (
         "https://raw.githubusercontent.com/argoproj/argo-cd/{version}/manifests/install.yaml"

@@ -10,6 +10,7 @@ observation; under ``--dry-run`` only that happens (a manifest URL is not fetche
 
 from __future__ import annotations
 
+import base64
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -58,6 +59,38 @@ def applications_pending(kube: Kube) -> str | None:
     return ", ".join(pending[:4]) + (f" (+{len(pending) - 4} more)" if len(pending) > 4 else "") or None
 
 
+REPOSITORY_SECRET = "homelab-repository"  # noqa: S105 - the Secret's name
+
+
+def repository_secret(cfg: Any) -> Obj | None:
+    """Argo CD's repository Secret for a private ``gitops.repo_url``, from ``gitops.repo_credentials``.
+
+    Applied by the bootstrap, never rendered into Git: Argo CD needs it to read the
+    repository at all, so it cannot come from that repository. An ssh or scp-like
+    URL takes the secret as its private key; https takes it as the password (a
+    token) of ``gitops.repo_username``.
+    """
+    ref = cfg.gitops.repo_credentials
+    if ref is None:
+        return None
+    value = ref.location().resolve().reveal()
+    url = cfg.gitops.repo_url
+    ssh = url.startswith("ssh://") or "://" not in url
+    fields = {"type": "git", "url": url}
+    fields.update({"sshPrivateKey": value} if ssh else {"username": cfg.gitops.repo_username, "password": value})
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": REPOSITORY_SECRET,
+            "namespace": ARGOCD_NAMESPACE,
+            "labels": {"argocd.argoproj.io/secret-type": "repository", "app.kubernetes.io/part-of": "homelab"},
+        },
+        "type": "Opaque",
+        "data": {key: base64.b64encode(text.encode()).decode() for key, text in fields.items()},
+    }
+
+
 def bootstrap_plan(session: Any, objects: list[Obj] | None, wait: int) -> Plan:
     """What bootstrapping still has to do; ``objects`` is the install manifest (None: it could not be read)."""
     cfg = session.cfg
@@ -74,6 +107,9 @@ def bootstrap_plan(session: Any, objects: list[Obj] | None, wait: int) -> Plan:
     if crds:
         plan.extend(deploy.crd_actions(kube, client, crds, "ArgoCD's CRDs"))
     plan.extend(deploy.applies(kube, rest, f"ArgoCD {cfg.gitops.argocd_version}, pinned"))
+    credentials = repository_secret(cfg)
+    if credentials is not None:
+        plan.extend(deploy.applies(kube, [credentials], "read access to the private repository"))
     plan.extend(deploy.applies(kube, [root_application(cfg)], f"app of apps: {cfg.gitops.repo_url}"))
     if wait:
         names = [(ARGOCD_NAMESPACE, o["metadata"]["name"]) for o in rest if o["kind"] == "Deployment"]

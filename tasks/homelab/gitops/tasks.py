@@ -159,6 +159,30 @@ def sync(c: Any, app: str, target: str | None = None, dry_run: bool = False) -> 
         print(f"sync of {app} requested")
 
 
+@task(help={"dry_run": "Fetch the branch and print the diff a publish would push; commit and push nothing."})
+def publish(c: Any, dry_run: bool = False) -> None:
+    """Commit the rendered tree on top of gitops.repo_url's branch gitops.revision and push it (never forced)."""
+    from homelab.core.converge import converge
+    from homelab.gitops import publish as gitops_publish
+
+    s = session(c, dry_run)
+    if s.cfg.target == "sandbox":
+        from homelab.core.errors import UsageError
+
+        raise UsageError("the sandbox publishes to its own git server: inv up --target sandbox")
+    gitops_publish.require_real_repository(s.cfg)
+    wanted = gitops_publish.wanted_files(s)
+    if dry_run:
+        remote = gitops_publish.fetch(s)
+        found = gitops_publish.difference(s.cfg, wanted, remote)
+        s.executor.execute(gitops_publish.publish_plan(s, remote, wanted))
+        print(gitops_publish.diff_text(remote, wanted, found, s.cfg.gitops.revision), end="")
+        return
+    changed = converge(s.executor, lambda: gitops_publish.publish_plan(s, gitops_publish.fetch(s), wanted))
+    where = f"{s.cfg.gitops.repo_url} ({s.cfg.gitops.revision})"
+    print(f"gitops.publish: pushed to {where}" if changed else f"gitops.publish: {where} already holds the render")
+
+
 @task(help={"dry_run": DRY_RUN, "wait": "Seconds to wait for ArgoCD and the root Application (0: do not wait)."})
 def bootstrap(c: Any, dry_run: bool = False, wait: int = 600) -> None:
     """Install ArgoCD (pinned), the repository credentials and the root Application; wait until healthy."""
@@ -176,7 +200,34 @@ def layer_up(c: Any, dry_run: bool, overrides: dict[str, Any]) -> bool:
         from homelab.gitops import local
 
         return local.sync(s)
+    require_published(s)  # before the cluster is touched: Argo CD would sync (or wait for) another tree
     return gitops_bootstrap.bootstrap(s, 600)
+
+
+def require_published(s: Any) -> None:
+    """``inv up`` is not converged while the branch Argo CD syncs holds another tree than the render."""
+    from homelab.core.errors import HomelabError
+    from homelab.core.plan import Note, Plan
+    from homelab.gitops import publish as gitops_publish
+
+    try:
+        found = gitops_publish.pending(s)
+    except HomelabError as err:
+        if not s.dry_run:
+            raise
+        s.executor.execute(Plan("gitops", [Note(f"the real run stops here: {err}")]))
+        return
+    if found.clean:
+        return
+    where = f"{s.cfg.gitops.repo_url} ({s.cfg.gitops.revision})"
+    if s.dry_run:
+        s.executor.execute(Plan("gitops", [Note(f"{where} differs from the render: {', '.join(found.lines(4))}")]))
+        return
+    raise HomelabError(
+        f"not converged: Argo CD syncs {where}, which differs from the render:\n  "
+        + "\n  ".join(found.lines())
+        + "\nrun inv gitops.publish (inv gitops.publish --dry-run shows the diff)"
+    )
 
 
 def layer_down(c: Any, dry_run: bool, overrides: dict[str, Any]) -> None:
@@ -206,4 +257,4 @@ def layer_status(c: Any, overrides: dict[str, Any]) -> tuple[bool, str]:
     )
 
 
-ns = Collection("gitops", render, apply, diff, status, sync, bootstrap)
+ns = Collection("gitops", render, publish, apply, diff, status, sync, bootstrap)
