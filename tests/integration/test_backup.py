@@ -476,3 +476,35 @@ def test_backup_run_dry_run_prints_its_plan_and_writes_no_repository_and_no_stat
     again = bk.cli("backup.run", "--dry-run")
     assert again.code == 0 and " init" not in again.stdout, again.output
     assert repository_picture(bk.repo) == repository
+
+
+def test_a_complete_run_renews_the_clusters_backup_heartbeat_and_a_partial_one_does_not(
+    bk: BackupEnv, kube: Kube
+) -> None:
+    """Prometheus alerts on the Lease (kube-state-metrics exports its renew time); backup.prom on the Mac is unseen."""
+    from datetime import UTC, datetime
+
+    from homelab.gitops.platform import BACKUP_LEASE
+
+    kube.delete("coordination.k8s.io/v1", "Lease", BACKUP_LEASE, "monitoring")
+    no_namespace = bk.cli("backup.run")
+    assert no_namespace.code == 0, no_namespace.output
+    assert "heartbeat was not renewed (no monitoring namespace yet" in no_namespace.stderr
+    kube.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "monitoring"}}])
+    before = time.time()
+    assert bk.cli("backup.run").code == 0
+    lease = kube.get("coordination.k8s.io/v1", "Lease", BACKUP_LEASE, "monitoring")
+    assert lease is not None
+    renewed = datetime.strptime(lease["spec"]["renewTime"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+    assert before - 1 <= renewed <= time.time() + 1
+    dead = yaml.safe_load(Path(bk.data["kubeconfig"]).read_text())
+    dead["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:9"
+    (bk.tmp / "dead-kubeconfig").write_text(yaml.safe_dump(dead))
+    live_kubeconfig = bk.data["kubeconfig"]
+    bk.data["kubeconfig"] = str(bk.tmp / "dead-kubeconfig")
+    bk.save()
+    assert bk.cli("backup.run").code == 3  # partial: the cluster component is missing
+    bk.data["kubeconfig"] = live_kubeconfig
+    bk.save()
+    after = kube.get("coordination.k8s.io/v1", "Lease", BACKUP_LEASE, "monitoring")
+    assert after is not None and after["spec"]["renewTime"] == lease["spec"]["renewTime"]

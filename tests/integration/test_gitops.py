@@ -102,7 +102,7 @@ def test_every_app_is_available_with_requests_and_limits(platform: tuple[Session
     session, config = platform
     result = run_cli(["apps.status"], {"HOMELAB_CONFIG": str(config)})
     assert result.code == 0, result.output
-    for name in session.cfg.apps:
+    for name in session.cfg.deployed_apps:
         deployment = kube.get("apps/v1", "Deployment", name, name)
         for container in deployment["spec"]["template"]["spec"]["containers"]:
             resources = container["resources"]
@@ -112,9 +112,17 @@ def test_every_app_is_available_with_requests_and_limits(platform: tuple[Session
 
 
 def test_critical_apps_pdbs_are_enforced_by_the_eviction_api(platform: tuple[Session, Path], kube: Kube) -> None:
-    critical = {n: a for n, a in platform[0].cfg.apps.items() if a.critical}
-    assert set(critical) == {"homepage", "vaultwarden"}
+    """A PDB guards a critical app with a pod to spare; a one-replica critical app has none and drains go on."""
+    critical = {n: a for n, a in platform[0].cfg.deployed_apps.items() if a.critical}
+    assert {n: a.replicas for n, a in critical.items()} == {"homepage": 2, "vaultwarden": 1}
+    assert kube.get("policy/v1", "PodDisruptionBudget", "vaultwarden", "vaultwarden") is None
+    for name in critical:
+        pod = kube.get("apps/v1", "Deployment", name, name)["spec"]["template"]["spec"]
+        assert pod["priorityClassName"] == "homelab-critical", name
+    assert kube.get("scheduling.k8s.io/v1", "PriorityClass", "homelab-critical")["value"] > 0
     for name, app in critical.items():
+        if app.replicas < 2:
+            continue
         kube.wait_for(
             f"{name} PDB",
             lambda n=name, r=app.replicas: (
@@ -142,13 +150,16 @@ def test_critical_apps_pdbs_are_enforced_by_the_eviction_api(platform: tuple[Ses
         assert len(blocked) == len(pods) - (app.replicas - 1), (name, blocked)
         assert f"PodDisruptionBudget {name}/{name}" in blocked[0]
         kube.wait_deployments([(name, name)], timeout=60)
+    [solo] = kube.list_objects("v1", "Pod", "vaultwarden", label_selector="app.kubernetes.io/name=vaultwarden")
+    kube.evict(solo["metadata"]["name"], "vaultwarden")  # nothing blocks a drain of its node
+    kube.wait_deployments([("vaultwarden", "vaultwarden")], timeout=60)
 
 
 def test_each_app_namespace_denies_by_default_and_allows_only_what_is_declared(
     platform: tuple[Session, Path], kube: Kube
 ) -> None:
     cfg = platform[0].cfg
-    for name, app in cfg.apps.items():
+    for name, app in cfg.deployed_apps.items():
         policies = {
             p["metadata"]["name"]: p["spec"] for p in kube.list_objects("networking.k8s.io/v1", "NetworkPolicy", name)
         }
@@ -188,16 +199,37 @@ def test_alertmanager_config_is_valid_and_routes_to_telegram(
     check = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     routes = {}
-    for labels in ("severity=critical", "severity=warning", "alertname=Watchdog"):
+    cases = (
+        "severity=critical",
+        "severity=warning",
+        "alertname=Watchdog",
+        "alertname=InfoInhibitor severity=none",
+        "alertname=HomelabBackupTooOld severity=critical",
+    )
+    for labels in cases:
         out = subprocess.run(
-            [amtool, "config", "routes", "test", f"--config.file={path}", labels], capture_output=True, text=True
+            [amtool, "config", "routes", "test", f"--config.file={path}", *labels.split()],
+            capture_output=True,
+            text=True,
         )
         routes[labels] = out.stdout.strip()
     assert routes == {
         "severity=critical": "telegram-critical",
         "severity=warning": "telegram",
         "alertname=Watchdog": "null",
+        "alertname=InfoInhibitor severity=none": "null",  # it only mutes info alerts; Telegram never sees it
+        "alertname=HomelabBackupTooOld severity=critical": "telegram-critical",
     }
+    inhibited = {tuple(rule.get("target_matchers", [])) for rule in config["inhibit_rules"]}
+    assert ('severity = "info"',) in inhibited and ('alertname = "InfoInhibitor"',) in inhibited
+    rule = kube.get("monitoring.coreos.com/v1", "PrometheusRule", "homelab-backup", "monitoring")
+    alerts = {r["alert"]: r for r in rule["spec"]["groups"][0]["rules"]}
+    hours = platform[0].cfg.backup.max_age_hours
+    assert alerts["HomelabBackupTooOld"]["expr"].endswith(f"> {hours * 3600}")
+    assert (
+        'kube_lease_renew_time{namespace="monitoring", lease="homelab-backup"}' in alerts["HomelabBackupTooOld"]["expr"]
+    )
+    assert values["prometheus"]["prometheusSpec"]["ruleSelectorNilUsesHelmValues"] is False
     assert values["kubeScheduler"] == {"enabled": False} and values["kubeControllerManager"] == {"enabled": False}
 
 
@@ -225,7 +257,11 @@ def test_fields_the_config_no_longer_sets_are_named_by_diff_and_removed_by_the_d
 ) -> None:
     """An env var, a label, a ConfigMap key and an annotation we set before, dropped from the config."""
     session, config = platform
-    [tunnel] = [o for o in tree.objects_in_apply_order(tree.render(session.cfg)) if o["kind"] == "ConfigMap"]
+    [tunnel] = [
+        o
+        for o in tree.objects_in_apply_order(tree.render(session.cfg))
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "cloudflared"
+    ]
     earlier = {  # what an earlier config rendered, applied under our field manager
         **tunnel,
         "metadata": {**tunnel["metadata"], "annotations": {"homelab.dev/note": "old"}},
@@ -234,7 +270,6 @@ def test_fields_the_config_no_longer_sets_are_named_by_diff_and_removed_by_the_d
     kube.apply([earlier])
     data = yaml.safe_load(config.read_text())
     del data["apps"]["open-webui"]["env"]
-    data["apps"]["vaultwarden"]["replicas"] = 2  # a critical app with 2 replicas: no single-replica label
     env = {"HOMELAB_CONFIG": str(write_config(tmp_path, data))}
 
     diff = run_cli(["gitops.diff"], env)
@@ -242,7 +277,6 @@ def test_fields_the_config_no_longer_sets_are_named_by_diff_and_removed_by_the_d
     env_var = "spec.template.spec.containers[name=open-webui].env[name=OPENAI_API_BASE_URL]"
     assert {
         f"Deployment open-webui/open-webui: {env_var} removed",
-        "PodDisruptionBudget vaultwarden/vaultwarden: metadata.labels.homelab.dev/single-replica-pdb removed",
         "ConfigMap cloudflared/cloudflared: data.legacy.yaml removed",
         "ConfigMap cloudflared/cloudflared: metadata.annotations.homelab.dev/note removed",
     } <= set(diff.stdout.splitlines()), diff.stdout
@@ -251,8 +285,6 @@ def test_fields_the_config_no_longer_sets_are_named_by_diff_and_removed_by_the_d
     assert up.code == 0, up.output
     webui = kube.get("apps/v1", "Deployment", "open-webui", "open-webui")
     assert "env" not in webui["spec"]["template"]["spec"]["containers"][0]
-    pdb_labels = kube.get("policy/v1", "PodDisruptionBudget", "vaultwarden", "vaultwarden")["metadata"]["labels"]
-    assert "homelab.dev/single-replica-pdb" not in pdb_labels
     live_tunnel = kube.get("v1", "ConfigMap", "cloudflared", "cloudflared")
     assert set(live_tunnel["data"]) == {"config.yaml"}
     assert "homelab.dev/note" not in live_tunnel["metadata"]["annotations"]

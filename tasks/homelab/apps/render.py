@@ -367,7 +367,6 @@ def priority_class() -> Obj:
         "kind": "PriorityClass",
         "metadata": meta(CRITICAL_PRIORITY),
         "value": 100000,
-        "globalDefault": False,
         "preemptionPolicy": "PreemptLowerPriority",
         "description": "Apps marked critical in the homelab catalog",
     }

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from homelab.backup import components
+from homelab.backup import components, heartbeat
 from homelab.backup.restic import restic_for
 from homelab.core.errors import EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, HomelabError
 from homelab.core.executor import write_local
@@ -177,6 +177,8 @@ def dry_run_plan(session: Any) -> Plan:
         plan.add(restic.init_action())
     tags = ["homelab", "run:<time>-<pid>", "status:<complete|partial>"]
     plan.add(restic.action(*restic.backup_args(tags, cfg.name), why="store the staged run", cwd=staging))
+    if cfg.monitoring.enabled:
+        plan.add(Note("when complete: renew the Lease monitoring/homelab-backup, the heartbeat Prometheus alerts on"))
     return plan
 
 
@@ -239,6 +241,10 @@ def run(session: Any) -> RunReport:
             raise
         report.seconds = time.time() - started
         write_metrics(session, report)
+        if not report.failed:
+            missed = heartbeat.record(session, time.time())
+            if missed:
+                print(f"backup: stored, but the cluster's backup heartbeat was not renewed ({missed})", file=sys.stderr)
         if report.failed:
             notify(session, report.summary())
             ping(cfg.backup.deadman_url, "fail")

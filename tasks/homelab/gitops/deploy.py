@@ -126,15 +126,17 @@ def tree_actions(
 def diff_paths(live: Any, wanted: Any, path: str = "") -> list[str]:
     """Leaf paths where ``wanted`` differs from ``live``; fields only in ``live`` are left to ``dropped``.
 
-    Lists whose items all carry a ``name`` (containers, env, volumes) are matched
-    by it, so a path reads ``containers[name=app].env[name=FOO]``, as in managedFields.
+    Lists are matched by their Kubernetes merge key, so a path reads
+    ``containers[name=app].env[name=FOO]`` or ``volumeMounts[mountPath=/srv]``, as in
+    managedFields; a list whose items all carry a ``name`` is matched by it.
     """
     if isinstance(wanted, dict) and isinstance(live, dict):
         return [p for key, value in wanted.items() for p in diff_paths(live.get(key), value, f"{path}.{key}")]
     if isinstance(wanted, list) and isinstance(live, list):
-        if _named(wanted) and _named(live):
-            by_name = {item["name"]: item for item in live}
-            steps = [(by_name.get(item["name"]), item, f"{path}[name={item['name']}]") for item in wanted]
+        key = MERGE_KEYS.get(path.rsplit(".", 1)[-1], "name")
+        if _keyed(wanted, key) and _keyed(live, key):
+            by_key = {item[key]: item for item in live}
+            steps = [(by_key.get(item[key]), item, f"{path}[{key}={item[key]}]") for item in wanted]
             return [p for a, b, step in steps for p in diff_paths(a, b, step)]
         if len(wanted) == len(live):
             pairs = enumerate(zip(live, wanted, strict=True))
@@ -142,8 +144,12 @@ def diff_paths(live: Any, wanted: Any, path: str = "") -> list[str]:
     return [] if live == wanted else [path.lstrip(".")]
 
 
-def _named(items: list[Any]) -> bool:
-    return all(isinstance(item, dict) and isinstance(item.get("name"), str) for item in items)
+# Lists whose merge key is not ``name`` (several mounts of one volume share its name).
+MERGE_KEYS = {"volumeMounts": "mountPath"}
+
+
+def _keyed(items: list[Any], key: str) -> bool:
+    return all(isinstance(item, dict) and isinstance(item.get(key), str) for item in items)
 
 
 def _comparable(obj: Obj) -> Obj:

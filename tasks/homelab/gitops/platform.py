@@ -360,7 +360,8 @@ def alertmanager_config(cfg: HomelabConfig) -> Obj:
             "group_interval": "5m",
             "repeat_interval": "12h",
             "routes": [
-                {"receiver": "null", "matchers": ['alertname = "Watchdog"']},
+                # Watchdog always fires (the pipeline's heartbeat); InfoInhibitor only exists to mute info alerts.
+                {"receiver": "null", "matchers": ['alertname =~ "Watchdog|InfoInhibitor"']},
                 {
                     "receiver": "telegram-critical",
                     "matchers": ['severity = "critical"'],
@@ -377,13 +378,75 @@ def alertmanager_config(cfg: HomelabConfig) -> Obj:
                 "telegram_configs": [{**telegram, "message": ('{{ template "telegram.default.message" . }}')}],
             },
         ],
+        # kube-prometheus-stack's own set: a louder alert mutes its quieter twins, and InfoInhibitor
+        # (firing while any warning or critical alert fires in a namespace) mutes that namespace's info alerts.
         "inhibit_rules": [
             {
                 "source_matchers": ['severity = "critical"'],
-                "target_matchers": ['severity = "warning"'],
-                "equal": ["alertname", "namespace"],
-            }
+                "target_matchers": ['severity =~ "warning|info"'],
+                "equal": ["namespace", "alertname"],
+            },
+            {
+                "source_matchers": ['severity = "warning"'],
+                "target_matchers": ['severity = "info"'],
+                "equal": ["namespace", "alertname"],
+            },
+            {
+                "source_matchers": ['alertname = "InfoInhibitor"'],
+                "target_matchers": ['severity = "info"'],
+                "equal": ["namespace"],
+            },
+            {"target_matchers": ['alertname = "InfoInhibitor"']},
         ],
+    }
+
+
+BACKUP_LEASE = "homelab-backup"
+
+
+def backup_rules(cfg: HomelabConfig) -> Obj:
+    """Alerts on the backup's heartbeat, a Lease each complete run renews (``backup.heartbeat``).
+
+    The backup runs on the Mac, where nothing scrapes; the Lease lives in the
+    cluster, and kube-state-metrics exports its renew time as
+    ``kube_lease_renew_time``, which Prometheus does scrape.
+    """
+    seconds = cfg.backup.max_age_hours * 3600
+    selector = f'kube_lease_renew_time{{namespace="monitoring", lease="{BACKUP_LEASE}"}}'
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": meta("homelab-backup", "monitoring"),
+        "spec": {
+            "groups": [
+                {
+                    "name": "homelab-backup",
+                    "rules": [
+                        {
+                            "alert": "HomelabBackupTooOld",
+                            "expr": f"time() - max({selector}) > {seconds}",
+                            "for": "10m",
+                            "labels": {"severity": "critical"},
+                            "annotations": {
+                                "summary": f"No complete backup for more than {cfg.backup.max_age_hours} hours",
+                                "description": "Run inv backup.run on the Mac and read its report; inv doctor "
+                                "shows the last backup.",
+                            },
+                        },
+                        {
+                            "alert": "HomelabBackupNeverRecorded",
+                            "expr": f"absent({selector})",
+                            "for": f"{cfg.backup.max_age_hours}h",
+                            "labels": {"severity": "critical"},
+                            "annotations": {
+                                "summary": "No complete backup has ever been recorded in the cluster",
+                                "description": "Schedule backups with inv backup.schedule.",
+                            },
+                        },
+                    ],
+                }
+            ]
+        },
     }
 
 
@@ -410,6 +473,7 @@ def monitoring_values(cfg: HomelabConfig) -> Obj:
                     }
                 },
                 "serviceMonitorSelectorNilUsesHelmValues": False,
+                "ruleSelectorNilUsesHelmValues": False,  # our PrometheusRules carry no chart release label
             }
         },
         "grafana": {
@@ -540,7 +604,7 @@ def platform(cfg: HomelabConfig) -> dict[str, tuple[Obj | None, list[Obj]]]:
     if cfg.monitoring.enabled:
         parts["kube-prometheus-stack"] = (
             chart_app("kube-prometheus-stack", cfg.monitoring.chart_version, monitoring_values(cfg), -2),
-            [namespace("monitoring")],
+            [namespace("monitoring"), backup_rules(cfg)],
         )
     parts["lm-studio"] = (None, lm_studio(cfg))
     if any(app.critical for app in cfg.deployed_apps.values()):
