@@ -259,3 +259,24 @@ def test_key_files_readable_by_others_are_named_by_their_key(tmp_path: Path) -> 
     keys.chmod(0o755)
     a_directory = lambda d: d["ssh"].update(private_key=str(keys))  # noqa: E731
     assert problems_at("ssh", a_directory) == [], "only files are judged by their mode"
+
+
+def test_hostnames_deeper_than_universal_ssl_covers_are_one_warning_at_domain() -> None:
+    from homelab.config.checks import tunnel_warnings
+
+    def warnings(**change: Any) -> list[str]:
+        data = copy.deepcopy(BASE)
+        cloudflare = change.pop("cloudflare", {})
+        data.update(change)
+        data["cloudflare"] = {**data.get("cloudflare", {}), **cloudflare}
+        return [str(p) for p in tunnel_warnings(loader.validate(data))]
+
+    assert warnings() == []  # home.test: its own zone, hostnames one label below
+    [deep] = warnings(domain="home.example.com")
+    assert deep.startswith("domain: public hostnames such as chat.home.example.com (8 in all) are 2 labels below")
+    assert "set domain to example.com" in deep
+    assert warnings(domain="home.example.com", cloudflare={"zone": "home.example.com"}) == []
+    assert warnings(domain="home.example.com", cloudflare={"zone": "example.org"}) == [
+        "cloudflare.zone: domain home.example.com is outside the Cloudflare zone example.org"
+    ]
+    assert warnings(domain="home.example.com", cloudflare={"tunnel_enabled": False}) == []

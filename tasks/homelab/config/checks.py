@@ -343,3 +343,32 @@ def missing_secret_problems(cfg: HomelabConfig) -> list[Problem]:
             if file_mode & (stat.S_IRWXG | stat.S_IRWXO):
                 problems.append(Problem(path, f"secret file {location.file} is readable by others; chmod 600 it"))
     return problems
+
+
+def tunnel_warnings(cfg: HomelabConfig) -> list[Problem]:
+    """Public hostnames Cloudflare's free certificate does not cover; warnings, since an Advanced Certificate does.
+
+    Universal SSL covers the zone and one label below it (``*.zone``). Every public
+    hostname is ``<label>.<domain>``, so they all sit as deep as the domain allows:
+    one warning, at ``domain``, says it for all of them.
+    """
+    from homelab.gitops.platform import public_hostnames
+
+    hosts = sorted(public_hostnames(cfg))
+    if not cfg.cloudflare.tunnel_enabled or not hosts:
+        return []
+    domain, zone = cfg.domain, cfg.cloudflare.zone_of(cfg.domain)
+    if domain != zone and not domain.endswith("." + zone):
+        return [Problem("cloudflare.zone", f"domain {domain} is outside the Cloudflare zone {zone}")]
+    depth = domain.count(".") - zone.count(".") + 1
+    if depth <= 1:
+        return []
+    return [
+        Problem(
+            "domain",
+            f"public hostnames such as {hosts[0]} ({len(hosts)} in all) are {depth} labels below the Cloudflare "
+            f"zone {zone}: free Universal SSL covers only {zone} and *.{zone}, so browsers would refuse them; set "
+            f"domain to {zone} (or cloudflare.zone to {domain} if it is a zone of its own), or buy an Advanced "
+            "Certificate",
+        )
+    ]

@@ -209,8 +209,12 @@ class Cloudflare(Strict):
 
     tunnel_enabled: bool = True
     tunnel_name: TunnelName = "homelab"
+    zone: Fqdn | None = None  # the Cloudflare zone holding domain; default: domain's last two labels
     tunnel_credentials: SecretRef = SecretRef(file="~/.config/homelab/cloudflared.json")
     api_token: SecretRef = SecretRef(env="CLOUDFLARE_API_TOKEN")
+
+    def zone_of(self, domain: str) -> str:
+        return self.zone or ".".join(domain.split(".")[-2:])
 
 
 class Tls(Strict):

@@ -26,6 +26,10 @@ def validate(c: Any, secrets: bool = False, target: str | None = None) -> None:
         problems = missing_secret_problems(s.cfg)
         if problems:
             raise ConfigError(problems)
+    from homelab.config.checks import tunnel_warnings
+
+    for warning in tunnel_warnings(s.cfg):
+        print(f"warning: {warning}")
     files = ", ".join(str(f) for f in s.loaded.files)
     apps = f"{len(s.cfg.deployed_apps)} apps deployed"
     print(f"config OK: {len(s.cfg.nodes)} nodes, {apps}, target {s.cfg.target} ({files})")

@@ -34,6 +34,7 @@ INSTALL_HINTS: dict[str, str] = {
     "metallb-controller": "scripts/get-binaries.sh controllers",
     "redis-server": "apt-get install redis-server (brew install redis)",
     "git": "apt-get install git",
+    "cloudflared": "brew install cloudflared, then cloudflared tunnel login (DNS routes need its cert.pem)",
     "unshare": "apt-get install util-linux (the sandbox's Sealed Secrets controller needs Linux mount namespaces)",
 }
 

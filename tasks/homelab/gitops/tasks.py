@@ -200,6 +200,10 @@ def layer_up(c: Any, dry_run: bool, overrides: dict[str, Any]) -> bool:
         from homelab.gitops import local
 
         return local.sync(s)
+    if dry_run:
+        from homelab.gitops.narrate import narration
+
+        s.executor.execute(narration(s.cfg))
     require_published(s)  # before the cluster is touched: Argo CD would sync (or wait for) another tree
     return gitops_bootstrap.bootstrap(s, 600)
 

@@ -38,4 +38,31 @@ def status(c: Any, target: str | None = None) -> None:
         raise Exit(code=1)
 
 
-ns = Collection("net", status)
+@task(name="tunnel-routes", help={"dry_run": "Print the cloudflared commands; run none."})
+def tunnel_routes(c: Any, dry_run: bool = False) -> None:
+    """A DNS route (CNAME to the tunnel) for every public hostname, Grafana included, through cloudflared.
+
+    Each route is ``cloudflared tunnel route dns TUNNEL HOSTNAME``, which needs the
+    cert.pem of ``cloudflared tunnel login``. It leaves a record that already points
+    to the tunnel as it is, so a re-run changes nothing; a record pointing elsewhere
+    is refused by Cloudflare and named, never overwritten.
+    """
+    from homelab.core.errors import UsageError
+    from homelab.core.plan import Plan, Run
+    from homelab.core.tools import find, require
+    from homelab.gitops.platform import public_hostnames
+
+    s = session(c, dry_run)
+    tunnel = s.cfg.cloudflare.tunnel_name
+    if not s.cfg.cloudflare.tunnel_enabled:
+        raise UsageError("cloudflare.tunnel_enabled is false: there is no tunnel to route to")
+    binary = (find("cloudflared") or "cloudflared") if dry_run else require("cloudflared")
+    plan = Plan(f"route every public hostname to tunnel {tunnel}")
+    for host in sorted(public_hostnames(s.cfg)):
+        plan.add(Run((binary, "tunnel", "route", "dns", tunnel, host), why=f"CNAME {host} -> tunnel {tunnel}"))
+    s.executor.execute(plan)
+    if not dry_run:
+        print(f"tunnel-routes: {len(plan.actions)} hostnames route to tunnel {tunnel}")
+
+
+ns = Collection("net", status, tunnel_routes)

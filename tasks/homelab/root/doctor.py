@@ -282,6 +282,18 @@ def check_certificates(kube: Any, days: int = 14) -> list[Check]:
     return checks or [warn("certificates", "none found", "inv gitops.render and sync")]
 
 
+def check_tunnel_hostnames(session: Any) -> list[Check]:
+    from homelab.config.checks import tunnel_warnings
+
+    if not session.cfg.cloudflare.tunnel_enabled:
+        return []
+    found = tunnel_warnings(session.cfg)
+    if found:
+        return [warn("tunnel hostnames", found[0].message, f"change {found[0].path}")]
+    zone = session.cfg.cloudflare.zone_of(session.cfg.domain)
+    return [ok("tunnel hostnames", f"every public hostname is covered by *.{zone}")]
+
+
 def check_tunnel(session: Any, kube: Any) -> list[Check]:
     if not session.cfg.cloudflare.tunnel_enabled:
         return []
@@ -354,6 +366,7 @@ def run_checks(session: Any, host_facts: HostFacts | None = None) -> list[Check]
     )
     checks += check_host_network(session, host_facts)
     checks += check_nodes(session)
+    checks += check_tunnel_hostnames(session)
     kube = None
     try:
         kube = cluster.connect(session)

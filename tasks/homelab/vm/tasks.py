@@ -239,6 +239,16 @@ def forget(c: Any, name: str, yes: bool = False, dry_run: bool = False) -> None:
 
 
 def layer_up(c: Any, dry_run: bool, overrides: dict[str, Any]) -> bool:
+    if dry_run:
+        from homelab.core.plan import Note, Plan
+
+        s = session(c, dry_run, **overrides)
+        cfg = s.cfg
+        plan = Plan(f"the nodes: Lima VMs ({cfg.lima.vm_type}, {cfg.lima.arch}) on {cfg.network.subnet}")
+        for node in cfg.nodes:
+            what = f"{node.cpus} CPUs, {node.memory} memory, {node.disk} disk"
+            plan.add(Note(f"{node.name} ({node.role}) at {node.ip}: {what}; K3S {cfg.k3s.version}"))
+        s.executor.execute(plan)
     return apply_vms(c, [], dry_run, overrides)
 
 

@@ -1,0 +1,24 @@
+"""``inv up --dry-run`` on a cluster target says what the real homelab will get, from the same render."""
+
+from __future__ import annotations
+
+from helpers import REPO
+from homelab.config import loader
+from homelab.gitops import narrate, tree
+
+
+def test_the_narration_names_every_application_in_wave_order_and_every_app() -> None:
+    cfg = loader.load(REPO / "config" / "homelab.yaml", environ={}).config
+    lines = [a.display() for a in narrate.narration(cfg).actions]
+    waves = [line for line in lines if "] wave " in line]
+    assert len(waves) == len(tree.applications(tree.render(cfg)))
+    numbers = [int(line.split("] wave ")[1].split()[0]) for line in waves]
+    assert numbers == sorted(numbers)
+    assert any("sealed-secrets -> kube-system: Helm chart sealed-secrets 2.19.3" in line for line in waves)
+    for name, app in cfg.deployed_apps.items():
+        assert any(f"app {name}: https://{app.hostname}.{cfg.domain}, {app.image}" in line for line in lines), name
+    assert any("app telegram-bot: off (enabled: false)" in line for line in lines)
+    assert any(
+        "Cloudflare tunnel homelab: 8 hostnames" in line and "grafana.home.example.com" in line for line in lines
+    )
+    assert any("vaultwarden: critical with 1 replica: no PDB" in line for line in lines)
