@@ -31,10 +31,10 @@ def _origin(app: dict[str, Any]) -> str:
 def narration(cfg: HomelabConfig) -> Plan:
     rendered = tree.render(cfg)
     plan = Plan(f"what Argo CD will deploy from {cfg.gitops.repo_url} (branch {cfg.gitops.revision})")
-    apps = sorted(tree.applications(rendered).values(), key=lambda a: (_wave(a), a["metadata"]["name"]))
-    for app in apps:
-        destination = app["spec"]["destination"]["namespace"]
-        plan.add(Note(f"wave {_wave(app):>2}  {app['metadata']['name']} -> {destination}: {_origin(app)}"))
+    applications = sorted(tree.applications(rendered).values(), key=lambda a: (_wave(a), a["metadata"]["name"]))
+    for application in applications:
+        name, destination = application["metadata"]["name"], application["spec"]["destination"]["namespace"]
+        plan.add(Note(f"wave {_wave(application):>2}  {name} -> {destination}: {_origin(application)}"))
     for name, app in sorted(cfg.deployed_apps.items()):
         where = f"https://{app.hostname}.{cfg.domain}" if app.public else "in-cluster only"
         storage = f"{app.storage} volume" if app.storage else "no volume"
