@@ -78,9 +78,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         "components": ["sealed-keys"],
         "notify_api": receiver.url,
     }
+    # Every secret the cluster needs, given by reference as a user would: inv up seals them itself.
+    (root / "tunnel.json").write_text(json.dumps({"TunnelID": "not-a-real-tunnel", "TunnelSecret": TUNNEL_SECRET}))
+    (root / "tunnel.json").chmod(0o600)
+    data["cloudflare"] = {**data.get("cloudflare", {}), "tunnel_credentials": {"file": str(root / "tunnel.json")}}
     config = root / "config" / "homelab.yaml"
     config.write_text(yaml.safe_dump(data))
-    env = {"HOMELAB_CONFIG": str(config), "HOMELAB_ROOT": str(root)}
+    env = {"HOMELAB_CONFIG": str(config), "HOMELAB_ROOT": str(root), **REFERENCED}
     try:
         first = run_cli(["up", "--target", "sandbox"], env, timeout=900)
         assert first.code == 0, first.output
@@ -90,6 +94,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     finally:
         run_cli(["sandbox.down"], env, timeout=300)
         server.shutdown()
+
+
+TUNNEL_SECRET = "tunnel-secret-" + uuid.uuid4().hex
+REFERENCED = {  # the env: references of the reference config, with values only this run knows
+    "CLOUDFLARE_API_TOKEN": "cf-token-" + uuid.uuid4().hex,
+    "TELEGRAM_BOT_TOKEN": "123456789:" + uuid.uuid4().hex,
+    "VAULTWARDEN_ADMIN_TOKEN": "admin-" + uuid.uuid4().hex,
+}
 
 
 def application_state(kube: Kube, name: str) -> tuple[str, str, str]:
@@ -119,6 +131,27 @@ def test_up_brings_every_application_synced_and_healthy_at_the_pushed_commit(lab
     assert ingress["status"]["loadBalancer"]["ingress"][0]["ip"] == lab.session.cfg.ingress.load_balancer_ip
     again = lab.up()
     assert "up: nothing to do" in again, again
+
+
+def test_inv_up_seals_every_secret_the_cluster_needs_from_the_config_references(lab: Lab) -> None:
+    """No plaintext file: each Secret the tree references is sealed from its reference and unsealed in place."""
+    expected = {
+        ("cert-manager", "cloudflare-api-token"): {"api-token": REFERENCED["CLOUDFLARE_API_TOKEN"]},
+        ("monitoring", "alertmanager-telegram"): {"bot-token": REFERENCED["TELEGRAM_BOT_TOKEN"]},
+        ("vaultwarden", "vaultwarden-secrets"): {"ADMIN_TOKEN": REFERENCED["VAULTWARDEN_ADMIN_TOKEN"]},
+        ("cloudflared", "cloudflared-credentials"): {"credentials.json": (lab.root / "tunnel.json").read_text()},
+    }
+    for (namespace, name), data in expected.items():
+        sealed = lab.root / "k8s" / "sealed" / f"{namespace}-{name}.yaml"
+        assert sealed.is_file(), sealed
+        assert not any(value in sealed.read_text() for value in data.values())
+        secret = lab.kube.get("v1", "Secret", name, namespace)
+        assert secret is not None, f"{namespace}/{name} was not unsealed"
+        assert {k: base64.b64decode(v).decode() for k, v in secret["data"].items()} == data
+    doctor = run_cli(["doctor", "--json", "--target", "sandbox"], lab.env, timeout=300)
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)}
+    assert checks["references"]["status"] == "ok", checks["references"]
+    assert not any(value in doctor.output for value in REFERENCED.values())
 
 
 def test_a_sealed_secret_reaches_the_cluster_through_its_application(lab: Lab) -> None:

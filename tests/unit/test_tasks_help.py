@@ -27,6 +27,8 @@ from homelab.core.session import Session
 
 # Tasks that change something: VMs, nodes, the cluster, the backup repository, files the user keeps.
 MUTATING = {
+    "gitops.publish",
+    "net.tunnel-routes",
     "up",
     "down",
     "vm.render",

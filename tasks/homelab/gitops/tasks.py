@@ -192,6 +192,31 @@ def bootstrap(c: Any, dry_run: bool = False, wait: int = 600) -> None:
         gitops_bootstrap.bootstrap(s, wait)
 
 
+def seal_missing(s: Any, key_wait: float) -> bool:
+    """Seal every Secret the cluster needs that has no SealedSecret yet (pinning the certificate first if it
+    can be read); True when files were written. ``key_wait``: seconds to wait for a starting controller's key."""
+    import time
+
+    from homelab.core.errors import HomelabError
+    from homelab.secrets import sealing
+
+    if not sealing.cert_path(s).is_file():
+        deadline = time.monotonic() + key_wait
+        while True:
+            try:
+                s.executor.execute(sealing.cert_plan(s, s.executor.kube())[0])
+                break
+            except HomelabError:
+                if time.monotonic() >= deadline:
+                    break  # no controller yet: missing_plan says when they will be sealed
+                time.sleep(2)
+    plan = sealing.missing_plan(s)
+    s.executor.execute(plan)
+    if not s.dry_run:
+        sealing.require_written(plan)
+    return not plan.empty
+
+
 def layer_up(c: Any, dry_run: bool, overrides: dict[str, Any]) -> bool:
     from homelab.gitops import bootstrap as gitops_bootstrap
 
@@ -199,13 +224,15 @@ def layer_up(c: Any, dry_run: bool, overrides: dict[str, Any]) -> bool:
     if s.cfg.target == "sandbox":
         from homelab.gitops import local
 
-        return local.sync(s)
+        sealed = seal_missing(s, key_wait=0 if dry_run else 60)  # the sandbox's controller is starting or running
+        return local.sync(s) or sealed
+    sealed_now = seal_missing(s, key_wait=0)
     if dry_run:
         from homelab.gitops.narrate import narration
 
         s.executor.execute(narration(s.cfg))
     require_published(s)  # before the cluster is touched: Argo CD would sync (or wait for) another tree
-    return gitops_bootstrap.bootstrap(s, 600)
+    return gitops_bootstrap.bootstrap(s, 600) or sealed_now
 
 
 def require_published(s: Any) -> None:

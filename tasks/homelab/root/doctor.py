@@ -282,6 +282,48 @@ def check_certificates(kube: Any, days: int = 14) -> list[Check]:
     return checks or [warn("certificates", "none found", "inv gitops.render and sync")]
 
 
+def referenced(pod: dict[str, Any]) -> list[tuple[str, str]]:
+    """(kind, name) of every Secret, ConfigMap and claim a pod spec needs to start (optional ones left out)."""
+    found = []
+    for volume in pod.get("volumes") or []:
+        if "secret" in volume and not volume["secret"].get("optional"):
+            found.append(("Secret", volume["secret"]["secretName"]))
+        if "configMap" in volume and not volume["configMap"].get("optional"):
+            found.append(("ConfigMap", volume["configMap"]["name"]))
+        if "persistentVolumeClaim" in volume:
+            found.append(("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"]))
+    for container in (pod.get("containers") or []) + (pod.get("initContainers") or []):
+        for source in container.get("envFrom") or []:
+            for key, kind in (("secretRef", "Secret"), ("configMapRef", "ConfigMap")):
+                if key in source and not source[key].get("optional"):
+                    found.append((kind, source[key]["name"]))
+        for env in container.get("env") or []:
+            for key, kind in (("secretKeyRef", "Secret"), ("configMapKeyRef", "ConfigMap")):
+                ref = (env.get("valueFrom") or {}).get(key)
+                if ref and not ref.get("optional"):
+                    found.append((kind, ref["name"]))
+    return found
+
+
+def check_references(session: Any, kube: Any) -> list[Check]:
+    """Every Secret, ConfigMap and claim the rendered workloads reference exists: a missing one keeps pods Pending."""
+    from homelab.gitops import tree
+
+    missing = []
+    workloads = [o for o in tree.objects_in_apply_order(tree.render(session.cfg)) if o["kind"] == "Deployment"]
+    for workload in workloads:
+        namespace = workload["metadata"]["namespace"]
+        for kind, name in referenced(workload["spec"]["template"]["spec"]):
+            if kube.get("v1", kind, name, namespace) is None:
+                missing.append(f"{kind} {namespace}/{name} (for {workload['metadata']['name']})")
+    if not missing:
+        return [ok("references", f"every Secret, ConfigMap and claim of {len(workloads)} Deployments exists")]
+    shown = ", ".join(sorted(set(missing))[:4]) + (f" (+{len(set(missing)) - 4} more)" if len(set(missing)) > 4 else "")
+    return [
+        fail("references", f"missing: {shown}", "set the references in the config, then inv secrets.seal and inv up")
+    ]
+
+
 def check_tunnel_hostnames(session: Any) -> list[Check]:
     from homelab.config.checks import tunnel_warnings
 
@@ -386,6 +428,7 @@ def run_checks(session: Any, host_facts: HostFacts | None = None) -> list[Check]
         else:
             checks += check_argocd(kube) + check_certificates(kube)
         checks += check_load_balancers(session, kube)
+        checks += check_references(session, kube)
         checks += check_tunnel(session, kube)
     checks += check_backups(session, kube)
     return checks

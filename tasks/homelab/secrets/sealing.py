@@ -145,14 +145,50 @@ def sealed_writes(session: Any, secrets: Iterable[PlainSecret]) -> list[WriteFil
     ]
 
 
+def from_config(session: Any) -> tuple[list[PlainSecret], list[str]]:
+    """The Secrets the cluster needs (``needed``), resolved from their references; and one line per unresolved one."""
+    from homelab.secrets.needed import needed
+
+    resolved, missing = [], []
+    for want in needed(session.cfg):
+        data, absent = {}, []
+        for key, (path, ref) in want.keys.items():
+            try:
+                data[key] = ref.location().resolve().reveal()
+            except HomelabError as err:
+                absent.append(f"{path} ({err})")
+        if absent:
+            missing.append(f"{want.ref}: {'; '.join(absent)}")
+        else:
+            resolved.append(PlainSecret(want.name, want.namespace, data))
+    return resolved, missing
+
+
 def seal_plan(session: Any, names: list[str]) -> Plan:
-    """Seal every secret of the plaintext file (or only ``names``) into its manifest under sealed_dir."""
-    secrets = [s for s in read_plaintext(session) if not names or s.name in names]
+    """Seal the Secrets the config's references name and those of the plaintext file (or only ``names``)."""
+    configured, missing = from_config(session)
+    listed = read_plaintext(session) if plaintext_path(session).is_file() or not configured else []
+    secrets = [s for s in [*configured, *listed] if not names or s.name in names]
     unknown = sorted(set(names) - {s.name for s in secrets})
     if unknown:
-        raise UsageError(f"no secret named {', '.join(unknown)} in {plaintext_path(session)}")
+        raise UsageError(
+            f"no secret named {', '.join(unknown)} in the config's references or {plaintext_path(session)}"
+        )
     plan = Plan(f"secrets.seal: seal {len(secrets)} secret{'' if len(secrets) == 1 else 's'} (strict scope)")
+    plan.extend(Note(f"not sealed, its reference is not found: {line}") for line in missing if not names)
     return plan.extend(sealed_writes(session, secrets))
+
+
+def missing_plan(session: Any) -> Plan:
+    """For ``inv up``: seal each Secret the cluster needs that has no SealedSecret file yet; notes for the rest."""
+    configured, unresolved = from_config(session)
+    todo = [s for s in configured if not sealed_file(session, s).is_file()]
+    plan = Plan(f"seal the Secrets the cluster needs ({len(todo)} without a SealedSecret yet)")
+    plan.extend(Note(f"not sealed, its reference is not found: {line}") for line in unresolved)
+    if todo and not cert_path(session).is_file():
+        names = ", ".join(f"{s.namespace}/{s.name}" for s in todo)
+        return plan.add(Note(f"{names} sealed once the Sealed Secrets controller runs: inv up again after it"))
+    return plan.extend(sealed_writes(session, todo))
 
 
 def rotate_plan(session: Any, name: str, key: str, value: str) -> Plan:

@@ -35,12 +35,18 @@ def fetch_cert(c: Any, target: str | None = None, dry_run: bool = False) -> None
 @task(
     iterable=["name"],
     help={
-        "name": "Only this secret (repeatable); default: every secret in the plaintext file.",
+        "name": "Only this secret (repeatable); default: every one the config's references and the plaintext "
+        "file name.",
         "dry_run": "Print the SealedSecret files that would be written (sealed offline to count them); write nothing.",
     },
 )
 def seal(c: Any, name: list[str], dry_run: bool = False) -> None:
-    """Seal secrets from the git-ignored plaintext file into SealedSecret manifests (strict scope)."""
+    """Seal the Secrets the cluster needs, from the config's file:/env:/keychain: references, into SealedSecrets.
+
+    Also the git-ignored plaintext file's secrets, when it exists. Strict scope: each
+    decrypts only under its own name and namespace. A reference that is not found is
+    named and its Secret left unsealed.
+    """
     from homelab.secrets import sealing
 
     s = session(c, dry_run)

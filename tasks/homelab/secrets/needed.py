@@ -1,0 +1,63 @@
+"""Every Secret the cluster needs, where it lives, its keys, and the config reference each key comes from.
+
+The rendered tree names these Secrets (the ClusterIssuer's API token, the tunnel's
+credentials, Alertmanager's bot token, each app's ``secrets:``) but never holds
+them: they reach the cluster as SealedSecrets sealed from the references, so a
+plaintext value is never written to the repository. Argo CD's own repository
+Secret is not here: Argo CD needs it before it can read the repository, so the
+bootstrap applies it (``gitops.bootstrap.repository_secret``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from homelab.apps.render import secret_name
+from homelab.config.schema import HomelabConfig, SecretRef
+
+
+@dataclass(frozen=True)
+class NeededSecret:
+    name: str
+    namespace: str
+    keys: dict[str, tuple[str, SecretRef]]  # key in the Secret -> (config path, reference)
+    used_by: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def needed(cfg: HomelabConfig) -> list[NeededSecret]:
+    found = []
+    found.append(
+        NeededSecret(
+            "cloudflare-api-token",
+            "cert-manager",
+            {"api-token": ("cloudflare.api_token", cfg.cloudflare.api_token)},
+            "cert-manager's DNS-01 solver (the ClusterIssuers)",
+        )
+    )
+    if cfg.cloudflare.tunnel_enabled:
+        found.append(
+            NeededSecret(
+                "cloudflared-credentials",
+                "cloudflared",
+                {"credentials.json": ("cloudflare.tunnel_credentials", cfg.cloudflare.tunnel_credentials)},
+                "the cloudflared Deployment",
+            )
+        )
+    if cfg.monitoring.enabled:
+        found.append(
+            NeededSecret(
+                "alertmanager-telegram",
+                "monitoring",
+                {"bot-token": ("monitoring.telegram.bot_token", cfg.monitoring.telegram.bot_token)},
+                "Alertmanager's Telegram receivers",
+            )
+        )
+    for name, app in sorted(cfg.deployed_apps.items()):
+        if app.secrets:
+            keys = {key: (f"apps.{name}.secrets.{key}", ref) for key, ref in sorted(app.secrets.items())}
+            found.append(NeededSecret(secret_name(name), name, keys, f"the {name} Deployment (envFrom)"))
+    return found
