@@ -341,3 +341,20 @@ def test_the_readme_table_shows_each_contract_in_one_line() -> None:
     defaults = loader.load(REPO / "config" / "homelab.yaml", environ={}).config
     for name, app in defaults.apps.items():
         assert f"| {name} | `{app.image}` | {contracts.one_line(app)} |" in readme, name
+
+
+def test_cloudflared_runs_as_its_image_expects(cfg: HomelabConfig) -> None:
+    """Its own user, its entrypoint kept (args only), /ready on the metrics port, nothing written."""
+    objects = platform.cloudflared(cfg)
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    contract = contracts.PLATFORM["cloudflare/cloudflared"]
+    assert container["image"].startswith("cloudflare/cloudflared:")
+    assert "command" not in container and container["args"][0] == "tunnel" and container["args"][-1] == "run"
+    assert pod["securityContext"]["runAsUser"] == contracts.CLOUDFLARED_USER
+    assert container["ports"] == [{"name": "metrics", "containerPort": contract.port}]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "metrics"}
+    assert not contract.writes and container["securityContext"]["readOnlyRootFilesystem"] is True
+    config = yaml.safe_load(tunnel_config(cfg))
+    assert config["metrics"].endswith(f":{contract.port}")

@@ -125,6 +125,19 @@ CONTRACTS: dict[str, Contract] = {
 }
 
 
+# Platform components the homelab renders itself (the rest come from their own charts, which hold their contracts).
+PLATFORM: dict[str, Contract] = {
+    "cloudflare/cloudflared": Contract(
+        source="cloudflared Dockerfile: USER 65532, ENTRYPOINT cloudflared --no-autoupdate, TUNNEL_METRICS :2000 "
+        "with /ready",
+        port=2000,
+        writes={},
+        reaches={"internet": "Cloudflare's edge, outbound only"},
+    ),
+}
+CLOUDFLARED_USER = 65532  # the image's nonroot user
+
+
 def contract_for(app: App) -> Contract | None:
     return CONTRACTS.get(repository(app.image))
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from homelab.apps.contracts import CLOUDFLARED_USER
 from homelab.apps.render import lm_studio_name, meta, namespace, priority_class
 from homelab.config.schema import HomelabConfig
 
@@ -271,7 +272,11 @@ def cloudflared(cfg: HomelabConfig) -> list[Obj]:
     ns = "cloudflared"
     pod = {
         "automountServiceAccountToken": False,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": CLOUDFLARED_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "containers": [
             {
                 "name": "cloudflared",
