@@ -54,6 +54,7 @@ def test_an_agents_config_names_itself_its_address_the_token_file_and_the_server
         "node-label": ["disk=ssd", "zone=b"],
         "node-taint": ["gpu=true:NoSchedule"],
         "server": "https://127.0.0.11:6443",
+        "flannel-iface": "lima0",  # a Lima VM has a second NIC (user-mode networking): flannel is told which
     }
     keys = [line.split(":")[0] for line in text.splitlines()[1:] if not line.startswith(("-", " "))]
     assert keys == sorted(keys), "keys are sorted, so the digest of the same options never changes"
@@ -70,7 +71,10 @@ def test_the_servers_config_holds_its_options_and_the_extra_ones(cfg: Any) -> No
         "tls-san": ["127.0.0.11", "k3s-server"],
         "disable": ["traefik", "servicelb"],
         "cluster-cidr": "10.42.0.0/16",
+        "flannel-iface": "lima0",
     }
+    ssh_node = cfg.server.model_copy(update={"provider": "ssh"})  # your own machine: its interface is yours to name
+    assert "flannel-iface" not in yaml.safe_load(k3s.node_config(cfg, ssh_node))
     bare = cfg.model_copy(
         update={
             "ingress": cfg.ingress.model_copy(update={"enabled": False}),

@@ -49,6 +49,9 @@ def node_config(cfg: HomelabConfig, node: Node) -> str:
         "node-ip": node.ip,
         "token-file": TOKEN_PATH,
     }
+    if node.provider == "lima":
+        # The VM has Lima's user-mode NIC besides the node network: flannel must not pick that one.
+        data["flannel-iface"] = cfg.lima.interface
     if node.labels:
         data["node-label"] = [f"{k}={v}" for k, v in sorted(node.labels.items())]
     if node.taints:
