@@ -185,7 +185,9 @@ def missing_plan(session: Any) -> Plan:
     todo = [s for s in configured if not sealed_file(session, s).is_file()]
     plan = Plan(f"seal the Secrets the cluster needs ({len(todo)} without a SealedSecret yet)")
     plan.extend(Note(f"not sealed, its reference is not found: {line}") for line in unresolved)
-    if todo and not cert_path(session).is_file():
+    if not todo:
+        return plan
+    if not cert_path(session).is_file():
         names = ", ".join(f"{s.namespace}/{s.name}" for s in todo)
         return plan.add(Note(f"{names} sealed once the Sealed Secrets controller runs: inv up again after it"))
     return plan.extend(sealed_writes(session, todo))
