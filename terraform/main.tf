@@ -1,10 +1,15 @@
-# The VM lifecycle: one terraform_data resource per Lima VM.
+# The VM lifecycle: per Lima VM, one terraform_data resource for the VM and one for its size.
 #
 # terraform_data is built into Terraform >= 1.4 (and OpenTofu), so this module
-# needs no provider download. A VM is replaced when the hash of its rendered
-# Lima template changes; the toolkit reads the `vms` output to write the
-# inventory that later layers use. Values reach the shell only through
-# environment variables, never spliced into the command text.
+# needs no provider download. A VM is replaced only when what a new VM alone can
+# change (image, arch, network, provisioning: spec_hash) changes; `inv vm.apply`
+# refuses that without --yes, naming what is lost. cpus, memory and disk growth
+# (size_hash) are changed in place: stop, `limactl edit`, start. Creating is
+# idempotent: a VM whose create or start failed is tainted, Terraform runs no
+# destroy provisioner for a tainted resource, so the next create finds it and
+# only starts it. The toolkit reads the `vms` output to write the inventory.
+# Values reach the shell only through environment variables, never spliced
+# into the command text.
 
 terraform {
   required_version = ">= 1.4"
@@ -19,13 +24,18 @@ variable "limactl" {
 variable "vms" {
   description = "VMs by name: rendered template path, its hash, and facts for the inventory."
   type = map(object({
-    template  = string
-    spec_hash = string
-    ip        = string
-    role      = string
-    cpus      = number
-    memory    = string
-    disk      = string
+    template     = string
+    spec_hash    = string
+    size_hash    = string
+    ip           = string
+    role         = string
+    cpus         = number
+    memory       = string
+    disk         = string
+    memory_gib   = string
+    disk_gib     = string
+    memory_bytes = string
+    disk_bytes   = string
   }))
 }
 
@@ -45,7 +55,7 @@ resource "terraform_data" "vm" {
   }
 
   provisioner "local-exec" {
-    command = "\"$LIMACTL\" create --tty=false --name=\"$NAME\" \"$TEMPLATE\" && \"$LIMACTL\" start --tty=false \"$NAME\""
+    command = "{ \"$LIMACTL\" list \"$NAME\" >/dev/null 2>&1 || \"$LIMACTL\" create --tty=false --name=\"$NAME\" \"$TEMPLATE\"; } && \"$LIMACTL\" start --tty=false \"$NAME\""
     environment = {
       LIMACTL  = var.limactl
       NAME     = each.key
@@ -59,6 +69,33 @@ resource "terraform_data" "vm" {
     environment = {
       LIMACTL = self.input.limactl
       NAME    = self.input.name
+    }
+  }
+}
+
+resource "terraform_data" "size" {
+  for_each = var.vms
+
+  triggers_replace = each.value.size_hash
+  input            = { vm = terraform_data.vm[each.key].id } # after its own VM, and only that one
+
+  provisioner "local-exec" {
+    command = <<-EOT
+      now=$("$LIMACTL" list --format='{{.CPUs}} {{.Memory}} {{.Disk}}' "$NAME") || exit 1
+      if [ "$now" != "$CPUS $MEMORY_BYTES $DISK_BYTES" ]; then
+        "$LIMACTL" stop "$NAME" &&
+        "$LIMACTL" edit --tty=false --cpus="$CPUS" --memory="$MEMORY_GIB" --disk="$DISK_GIB" "$NAME" &&
+        "$LIMACTL" start --tty=false "$NAME"
+      fi
+    EOT
+    environment = {
+      LIMACTL      = var.limactl
+      NAME         = each.key
+      CPUS         = each.value.cpus
+      MEMORY_GIB   = each.value.memory_gib
+      DISK_GIB     = each.value.disk_gib
+      MEMORY_BYTES = each.value.memory_bytes
+      DISK_BYTES   = each.value.disk_bytes
     }
   }
 }

@@ -77,18 +77,101 @@ def test_apply_creates_every_vm_and_a_second_apply_does_nothing(lima_env: dict[s
     assert [c for c in calls(lima_env)[before:] if c[0] in ("create", "delete", "start")] == []
 
 
-def test_changing_one_vm_cpus_replaces_only_that_vm(lima_env: dict[str, str]) -> None:
-    assert run_cli(["vm.apply"], lima_env).code == 0
-    config = Path(lima_env["HOMELAB_CONFIG"])
+def instances(env: dict[str, str]) -> dict[str, Any]:
+    """What the stand-in limactl holds: name -> record (status, sizes in bytes, creation time)."""
+    state = Path(env["FAKE_LIMA_STATE"]) / "instances.json"
+    return dict(json.loads(state.read_text())) if state.exists() else {}
+
+
+def edit_config(env: dict[str, str], change: Any) -> None:
+    config = Path(env["HOMELAB_CONFIG"])
     data = yaml.safe_load(config.read_text())
-    data["nodes"][1]["cpus"] = 5
+    change(data)
     config.write_text(yaml.safe_dump(data))
-    before = len(calls(lima_env))
+
+
+def test_a_size_change_resizes_that_vm_in_place_and_keeps_its_disk(lima_env: dict[str, str]) -> None:
+    """cpus and memory change through stop, limactl edit, start: the VM (and its data) is the same one."""
+    assert run_cli(["vm.apply"], lima_env).code == 0
+    before_vms, before = instances(lima_env), len(calls(lima_env))
+
+    def grow(data: dict[str, Any]) -> None:
+        data["nodes"][1].update(cpus=5, memory="10GiB")
+
+    edit_config(lima_env, grow)
     result = run_cli(["vm.apply"], lima_env)
     assert result.code == 0, result.output
-    changed = [c for c in calls(lima_env)[before:] if c[0] in ("create", "delete")]
-    assert names(changed) == ["k3s-worker-1", "k3s-worker-1"]
-    assert [c[0] for c in changed] == ["delete", "create"]
+    acted = [c for c in calls(lima_env)[before:] if c[0] in ("create", "delete", "stop", "edit", "start")]
+    assert [c[0] for c in acted] == ["stop", "edit", "start"] and all(c[-1] == "k3s-worker-1" for c in acted)
+    after = instances(lima_env)["k3s-worker-1"]
+    assert after["created"] == before_vms["k3s-worker-1"]["created"]  # not re-created
+    assert (after["cpus"], after["memory"], after["status"]) == (5, 10 * 1024**3, "Running")
+    again = run_cli(["vm.apply"], lima_env)
+    assert again.code == 0 and "nothing to do" in again.stdout, again.output
+
+
+def test_resizes_of_several_vms_run_one_at_a_time(lima_env: dict[str, str]) -> None:
+    assert run_cli(["vm.apply"], lima_env).code == 0
+    before = len(records(lima_env))
+
+    def grow(data: dict[str, Any]) -> None:
+        for node in data["nodes"]:
+            node["memory"] = "12GiB"
+
+    edit_config(lima_env, grow)
+    result = run_cli(["vm.apply"], {**lima_env, "FAKE_LIMA_DELAY": "0.5"})
+    assert result.code == 0, result.output
+    steps = [(r["argv"][0], r["argv"][-1]) for r in records(lima_env)[before:] if r["argv"][0] in ("stop", "start")]
+    # each VM is back up before the next one stops: never two nodes down at once
+    assert [verb for verb, _ in steps] == ["stop", "start"] * 3, steps
+    assert [name for _, name in steps[::2]] == [name for _, name in steps[1::2]]
+
+
+def test_a_change_only_a_new_vm_can_make_is_refused_without_yes_naming_the_loss(lima_env: dict[str, str]) -> None:
+    assert run_cli(["vm.apply"], lima_env).code == 0
+    state = Path(lima_env["HOMELAB__STATE_DIR"])
+    pinned = (state / "known_hosts").read_text()
+    created = {name: vm["created"] for name, vm in instances(lima_env).items()}
+    before = len(calls(lima_env))
+
+    def new_image(data: dict[str, Any]) -> None:
+        arch = data["lima"]["arch"]
+        data["lima"]["images"] = {arch: "https://images.example.org/debian-13.qcow2"}
+
+    edit_config(lima_env, new_image)
+    refused = run_cli(["vm.apply"], lima_env)
+    assert refused.code == 2, refused.output
+    assert "k3s-server, k3s-worker-1, k3s-worker-2 would be deleted and created again" in refused.stderr
+    assert "k3s-server loses the K3S datastore" in refused.stderr and "inv vm.apply --yes" in refused.stderr
+    assert [c for c in calls(lima_env)[before:] if c[0] in ("create", "delete", "stop", "edit")] == []
+    shown = run_cli(["vm.apply", "--dry-run"], lima_env)
+    assert shown.code == 0 and "the real run stops here without --yes" in shown.stdout, shown.output
+    accepted = run_cli(["vm.apply", "--yes"], lima_env)
+    assert accepted.code == 0, accepted.output
+    assert all(instances(lima_env)[name]["created"] != when for name, when in created.items())
+    repinned = (state / "known_hosts").read_text()
+    assert repinned != pinned and len(repinned.splitlines()) == 3  # old keys forgotten, new ones pinned
+
+
+def test_a_start_killed_midway_is_finished_by_the_next_apply(lima_env: dict[str, str]) -> None:
+    """The failed VM is tainted; Terraform runs no destroy provisioner for it, so the next create must find it."""
+    failing = {**lima_env, "FAKE_LIMA_FAIL_START": "k3s-worker-2"}
+    first = run_cli(["vm.apply"], failing)
+    assert first.code != 0
+    assert instances(lima_env)["k3s-worker-2"]["status"] == "Stopped"
+    second = run_cli(["vm.apply"], failing)
+    assert second.code == 0, second.output
+    assert "already exists" not in second.output
+    assert names(calls(lima_env, "create")).count("k3s-worker-2") == 1
+    assert {vm["status"] for vm in instances(lima_env).values()} == {"Running"}
+
+
+def test_destroy_deletes_a_vm_whose_creation_failed(lima_env: dict[str, str]) -> None:
+    assert run_cli(["vm.apply"], {**lima_env, "FAKE_LIMA_FAIL_START": "k3s-worker-2"}).code != 0
+    assert "k3s-worker-2" in instances(lima_env)
+    gone = run_cli(["vm.destroy", "--yes"], lima_env)
+    assert gone.code == 0, gone.output
+    assert instances(lima_env) == {}
 
 
 def test_dry_run_prints_the_plan_and_changes_nothing(lima_env: dict[str, str]) -> None:
@@ -146,7 +229,8 @@ def test_every_vm_dry_run_shows_its_plan_and_changes_no_state_no_vm(lima_env: di
     config.write_text(yaml.safe_dump(data))
     before, first_call = picture(lima_env), len(calls(lima_env))
     expected = {
-        ("vm.apply",): ["1 to add, 0 to change, 1 to destroy", "apply -input=false", "k3s-worker-1.yaml"],
+        # the size resource is replaced (stop, edit, start); the VM itself only has its recorded cpus updated
+        ("vm.apply",): ["1 to add, 1 to change, 1 to destroy", "resized in place", "apply -input=false"],
         ("vm.create", "--name", "k3s-worker-1"): ['-target=terraform_data.vm["k3s-worker-1"]'],
         ("vm.render",): ["write", "k3s-worker-1.yaml"],
         ("vm.delete", "--name", "k3s-worker-2"): [
@@ -170,7 +254,7 @@ def test_every_vm_dry_run_shows_its_plan_and_changes_no_state_no_vm(lima_env: di
 
 def test_apply_after_a_dry_run_does_what_it_showed_and_says_converged(lima_env: dict[str, str]) -> None:
     shown = run_cli(["vm.apply", "--dry-run"], lima_env)
-    assert "3 to add" in shown.stdout, shown.output
+    assert "6 to add" in shown.stdout, shown.output  # each VM and its size
     done = run_cli(["vm.apply"], lima_env)
     assert done.code == 0 and "vm: converged" in done.stdout, done.output
     again = run_cli(["vm.apply", "--dry-run"], lima_env)

@@ -116,3 +116,16 @@ def render_all(cfg: HomelabConfig, public_key: str) -> dict[str, str]:
 
 def spec_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+SIZE_FIELDS = ("cpus", "memory", "disk")
+
+
+def identity_hash(text: str) -> str:
+    """The hash of what only a new VM can change (image, arch, network, provisioning): sizes left out.
+
+    cpus, memory and disk growth are changed in place with ``limactl edit``, so a
+    change of size must not replace the VM (and lose its disk).
+    """
+    template = yaml.safe_load(text) or {}
+    return spec_hash(yaml.safe_dump({k: v for k, v in template.items() if k not in SIZE_FIELDS}, sort_keys=True))

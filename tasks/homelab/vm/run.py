@@ -47,19 +47,47 @@ def inputs_plan(s: Any, ws: terraform.Workspace) -> Plan:
     return vms.prepare_plan(s.cfg, s.state_dir, lima.read_public_key(s.cfg), ws, limactl_path(s))
 
 
-def terraform_plan(s: Any, targets: list[str]) -> Plan:
-    """Inputs to write, then ``init`` and ``apply`` when Terraform (asked in a scratch copy) has changes."""
+LOST = {
+    "server": "the K3S datastore (every object of the cluster) and its local-path volumes",
+    "agent": "the local-path volumes of the pods it runs",
+}
+
+
+def terraform_plan(s: Any, targets: list[str], replace_ok: bool = False) -> Plan:
+    """Inputs to write, then ``init`` and ``apply`` when Terraform (asked in a scratch copy) has changes.
+
+    A VM that would be deleted and created again is refused unless ``replace_ok``,
+    naming what it would lose; its pinned host key is forgotten with it. Resizes
+    run one VM at a time (each stops its VM), so the cluster keeps the others.
+    """
+    from homelab.core.errors import UsageError
+
     ws = workspace(s)
     inputs = inputs_plan(s, ws)
     writes = [a for a in inputs.actions if isinstance(a, WriteFile)]
     planned = terraform.scratch_plan(s.executor, ws, writes, targets)
     plan = Plan("VMs through Terraform", list(inputs.actions))
-    if planned.changes:
-        summary = [line.strip() for line in planned.report.splitlines() if line.startswith("Plan:")]
-        plan.add(Note("terraform: " + (summary[0] if summary else "changes pending")))
-        plan.add(ws.init(), ws.apply(targets, s.cfg.terraform.parallelism))
-    else:
-        plan.add(Note("terraform: every VM matches the config"))
+    if not planned.changes:
+        return plan.add(Note("terraform: every VM matches the config"))
+    replaced, resized = terraform.replacements(planned.report)
+    if replaced and not replace_ok:
+        losses = "; ".join(f"{name} loses {LOST[s.node(name).role]}" for name in replaced)
+        message = (
+            f"{', '.join(replaced)} would be deleted and created again (image, arch, network or provisioning "
+            f"changed): {losses}. Back up first (inv backup.run), then run inv vm.apply --yes, or undo the change"
+        )
+        if not s.dry_run:
+            raise UsageError(message)
+        plan.add(Note(f"the real run stops here without --yes: {message}"))
+    summary = [line.strip() for line in planned.report.splitlines() if line.startswith("Plan:")]
+    plan.add(Note("terraform: " + (summary[0] if summary else "changes pending")))
+    if resized:
+        plan.add(Note(f"resized in place, one VM at a time (stop, limactl edit, start): {', '.join(resized)}"))
+    parallelism = 1 if len(resized) > 1 else s.cfg.terraform.parallelism
+    plan.add(ws.init(), ws.apply(targets, parallelism))
+    known_hosts = s.known_hosts.without([s.endpoint(s.node(name)) for name in replaced])
+    if known_hosts is not None:
+        plan.add(WriteFile(str(s.known_hosts.path), known_hosts, 0o600, why=f"forget {', '.join(replaced)}'s old keys"))
     return plan
 
 
@@ -88,14 +116,14 @@ def inventory_plan(s: Any, names: list[str]) -> Plan:
     return plan
 
 
-def apply(s: Any, names: list[str]) -> bool:
+def apply(s: Any, names: list[str], replace_ok: bool = False) -> bool:
     """Converge the selected VMs (all when ``names`` is empty); True when something changed.
 
     What the inventory and the host keys need depends on the VMs Terraform
     creates, so under ``--dry-run`` with VMs to create that part is a note.
     """
     targets = [n.name for n in selected(s, names)] if names else []
-    first = terraform_plan(s, targets)
+    first = terraform_plan(s, targets, replace_ok)
     if s.dry_run and has_run(first):
         first.add(Note("then: inventory.json from Terraform's outputs and the new VMs' host keys, once they exist"))
         s.executor.execute(first)
@@ -123,20 +151,58 @@ def destroy_plan(s: Any, nodes: list[Node], every: bool) -> Plan:
     return plan
 
 
+def existing_vms(s: Any, nodes: list[Node]) -> list[str]:
+    """The selected VMs that limactl knows now (none when limactl is not installed)."""
+    from homelab.core.tools import find
+
+    limactl = find("limactl")
+    if limactl is None:
+        return []
+    listed = s.executor.observe(Run((limactl, "list", "--json")), check=False)
+    if listed.exited != 0:  # e.g. limactl refuses root: then no VM of this user can exist either
+        return []
+    known = vms.parse_limactl_list(listed.stdout)
+    return [n.name for n in nodes if n.name in known]
+
+
+def leftovers_plan(s: Any, nodes: list[Node]) -> Plan:
+    """``limactl delete`` for selected VMs that exist although Terraform's state no longer holds them.
+
+    Terraform runs no destroy provisioner for a tainted resource (a VM whose
+    create or start failed), so ``terraform destroy`` forgets such a VM but leaves it.
+    """
+    from homelab.core.tools import require
+
+    plan = Plan("delete VMs Terraform left behind")
+    held = terraform.outputs(s.executor, workspace(s))
+    for name in existing_vms(s, nodes):
+        if name not in held:
+            plan.add(Run((require("limactl"), "delete", "--force", name), why="not in Terraform's state any more"))
+    return plan
+
+
 def destroy(s: Any, names: list[str], yes: bool) -> bool:
     """Delete the selected VMs (all when ``names`` is empty); asks unless ``yes``; True when something changed."""
     from homelab.core.tasks import confirm
 
     nodes = selected(s, names)
     plan = destroy_plan(s, nodes, every=not names)
+    present = existing_vms(s, nodes)
     question = f"Delete VMs {', '.join(n.name for n in nodes)} and their disks?"
-    if not (s.dry_run or plan.empty) and not confirm(question, yes):
+    if not (s.dry_run or (plan.empty and not present)) and not confirm(question, yes):
         s.executor.out("nothing deleted")
         return False
+    if s.dry_run and present:
+        plan.add(Note(f"then: limactl delete any of {', '.join(present)} that Terraform leaves (a failed create)"))
     s.executor.execute(plan)
-    if s.dry_run or plan.empty:
+    if s.dry_run:
         return False
-    require_empty(destroy_plan(s, nodes, every=not names))
+    sweep = leftovers_plan(s, nodes)
+    s.executor.execute(sweep)
+    if plan.empty and sweep.empty:
+        return False
+    again = destroy_plan(s, nodes, every=not names).actions + leftovers_plan(s, nodes).actions
+    require_empty(Plan("delete VMs", again))
     return True
 
 

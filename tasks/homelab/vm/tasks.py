@@ -46,21 +46,32 @@ def plan(c: Any) -> None:
     print(planned.report if planned.changes else "VMs: no changes; every VM matches the config")
 
 
-def apply_vms(c: Any, names: list[str], dry_run: bool, overrides: dict[str, Any] | None = None) -> bool:
+def apply_vms(
+    c: Any, names: list[str], dry_run: bool, overrides: dict[str, Any] | None = None, yes: bool = False
+) -> bool:
     """Converge the selected VMs through Terraform; True when something changed."""
     from homelab.vm import run
 
     s = session(c, dry_run, **(overrides or {}))
-    changed = run.apply(s, names)
+    changed = run.apply(s, names, replace_ok=yes)
     if not dry_run:
         print("vm: converged" if changed else "VMs: nothing to do; every VM matches the config")
     return changed
 
 
-@task(help={"dry_run": DRY_RUN})
-def apply(c: Any, dry_run: bool = False) -> None:
-    """Create, replace or keep every VM so it matches the config (Terraform apply)."""
-    apply_vms(c, [], dry_run)
+@task(
+    help={
+        "dry_run": DRY_RUN,
+        "yes": "Accept deleting and re-creating VMs whose image, arch, network or provisioning changed (their "
+        "disks are lost).",
+    }
+)
+def apply(c: Any, dry_run: bool = False, yes: bool = False) -> None:
+    """Create, resize in place (cpus, memory, disk growth) or keep every VM so it matches the config.
+
+    A change only a new VM can make is refused unless --yes, naming what each VM would lose.
+    """
+    apply_vms(c, [], dry_run, yes=yes)
 
 
 @task(iterable=["name"], help={"name": NAMES, "dry_run": DRY_RUN})

@@ -16,16 +16,18 @@ re-check after acting never touch the state directory.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from homelab.config.kinds import size_mib
 from homelab.config.schema import HomelabConfig
 from homelab.core.paths import project_root
 from homelab.core.plan import Run, WriteFile
-from homelab.vm.lima import lima_nodes, spec_hash
+from homelab.vm.lima import identity_hash, lima_nodes, spec_hash
 
 MODULE_DIR = Path("terraform")
 VAR_FILE = "homelab.auto.tfvars.json"
@@ -117,7 +119,22 @@ def outputs(executor: Any, ws: Workspace) -> dict[str, Any]:
 
 
 def _target_args(names: list[str]) -> list[str]:
-    return [f'-target=terraform_data.vm["{name}"]' for name in names]
+    return [f'-target=terraform_data.{kind}["{name}"]' for name in names for kind in ("vm", "size")]
+
+
+REPLACED = re.compile(r'^\s*# terraform_data\.(vm|size)\["([^"]+)"\] must be replaced$', re.MULTILINE)
+
+
+def replacements(report: str) -> tuple[list[str], list[str]]:
+    """From a plan's report: (VMs that would be deleted and created again, VMs resized in place).
+
+    A tainted VM (its create or start failed) reads "is tainted, so must be replaced":
+    finishing it loses nothing, so it is not among the first.
+    """
+    found: dict[str, list[str]] = {"vm": [], "size": []}
+    for kind, name in REPLACED.findall(report):
+        found[kind].append(name)
+    return sorted(found["vm"]), sorted(found["size"])
 
 
 def module_files(ws: Workspace) -> list[WriteFile]:
@@ -132,21 +149,26 @@ def module_files(ws: Workspace) -> list[WriteFile]:
 
 
 def variables(cfg: HomelabConfig, templates: dict[str, Path], rendered: dict[str, str], limactl: str) -> dict[str, Any]:
-    return {
-        "limactl": limactl,
-        "vms": {
-            node.name: {
-                "template": str(templates[node.name]),
-                "spec_hash": spec_hash(rendered[node.name]),
-                "ip": node.ip,
-                "role": node.role,
-                "cpus": node.cpus,
-                "memory": node.memory,
-                "disk": node.disk,
-            }
-            for node in lima_nodes(cfg)
-        },
-    }
+    """The module's inputs: per VM its template, what replaces it (``spec_hash``) and what resizes it in place."""
+    vms = {}
+    for node in lima_nodes(cfg):
+        memory, disk = size_mib(node.memory), size_mib(node.disk)
+        vms[node.name] = {
+            "template": str(templates[node.name]),
+            "spec_hash": identity_hash(rendered[node.name]),
+            "size_hash": spec_hash(f"{node.cpus} {memory} {disk}"),
+            "ip": node.ip,
+            "role": node.role,
+            "cpus": node.cpus,
+            "memory": node.memory,
+            "disk": node.disk,
+            # limactl edit takes GiB; limactl list reports bytes
+            "memory_gib": f"{memory / 1024:g}",
+            "disk_gib": f"{disk / 1024:g}",
+            "memory_bytes": str(memory * 1024 * 1024),
+            "disk_bytes": str(disk * 1024 * 1024),
+        }
+    return {"limactl": limactl, "vms": vms}
 
 
 def var_file(ws: Workspace, values: dict[str, Any]) -> list[WriteFile]:
