@@ -300,7 +300,7 @@ def test_round_trip_of_objects_a_sealed_secret_and_its_key_then_drill(
     bk.write_plaintext(
         yaml.safe_dump({"secrets": [{"name": "db", "namespace": namespace, "data": {"password": "round-trip-value"}}]})
     )
-    assert bk.cli("secrets.seal").code == 0
+    assert bk.cli("secrets.seal", "--name", "db").code == 0  # only this one: the config's are not the point here
     sealed = yaml.safe_load((bk.tmp / "sealed" / f"{namespace}-db.yaml").read_text())
     kube.apply(
         [
@@ -378,11 +378,12 @@ def rendered_app(kube: Kube, sandbox_session: Session) -> Iterator[tuple[str, li
     NetworkPolicies, PDB: every kind the renderer makes), applied, its claim bound, its Deployment Available."""
     import uuid
 
-    from homelab.apps.render import render_app
+    from homelab.apps.render import priority_class, render_app
 
     cfg = sandbox_session.cfg
     name = f"vw-{uuid.uuid4().hex[:6]}"
-    objects, _ = render_app(name, cfg.apps["vaultwarden"], cfg)
+    # Two replicas: a critical app gets its PDB only when it has a pod to spare.
+    objects, _ = render_app(name, cfg.apps["vaultwarden"].model_copy(update={"replicas": 2}), cfg)
     assert {o["kind"] for o in objects} >= {
         "Namespace",
         "PersistentVolumeClaim",
@@ -392,6 +393,7 @@ def rendered_app(kube: Kube, sandbox_session: Session) -> Iterator[tuple[str, li
         "NetworkPolicy",
         "PodDisruptionBudget",
     }
+    kube.apply([priority_class()])  # the platform's, which its pods name
     kube.apply(objects + sandbox.volumes_for([o for o in objects if o["kind"] == "PersistentVolumeClaim"]))
     kube.wait_deployments([(name, name)], timeout=120)
     yield name, objects

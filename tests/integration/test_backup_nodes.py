@@ -30,7 +30,7 @@ def app(lab: Lab, kube: Kube, receiver: Receiver) -> Iterator[tuple[str, Path]]:
     (lab.tmp / "pw").chmod(0o600)
     lab.data["apps"] = {
         name: {
-            "image": "example/notes:1",
+            "image": "registry.home.arpa/notes:1",
             "port": 8080,
             "hostname": name,
             "storage": "1GiB",
@@ -200,7 +200,7 @@ def start_app(kube: Kube, name: str, replicas: int) -> None:
                     "template": {
                         "metadata": {"labels": {"app": name}},
                         "spec": {
-                            "containers": [{"name": "app", "image": "example/notes:1"}],
+                            "containers": [{"name": "app", "image": "registry.home.arpa/notes:1"}],
                             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": f"{name}-data"}}],
                         },
                     },

@@ -36,8 +36,14 @@ def lease(finished: float) -> Obj:
 
 
 def record(session: Any, finished: float) -> str | None:
-    """Renew the Lease; None when done, else why not (the run's snapshot stands either way)."""
-    if not session.cfg.monitoring.enabled:
+    """Renew the Lease; None when done, else why not (the run's snapshot stands either way).
+
+    Only a run that backs the cluster up (its objects or its sealing keys) reaches
+    the cluster, so only such a run renews it: one that does not has no business there.
+    """
+    from homelab.backup.components import applicable
+
+    if not session.cfg.monitoring.enabled or not {"cluster", "sealed-keys"} & set(applicable(session)):
         return None
     from homelab.core import cluster
 
