@@ -16,12 +16,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from homelab.core.errors import HomelabError
-from homelab.gitops.platform import BACKUP_LEASE
 
 Obj = dict[str, Any]
 
 
 def lease(finished: float) -> Obj:
+    from homelab.gitops.platform import BACKUP_LEASE  # here, not at import: every backup.run would load the renderer
+
     renewed = datetime.fromtimestamp(finished, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return {
         "apiVersion": "coordination.k8s.io/v1",
