@@ -16,6 +16,10 @@ from homelab.config.schema import HomelabConfig
 Obj = dict[str, Any]
 ARGOCD_NAMESPACE = "argocd"
 IN_CLUSTER = "https://kubernetes.default.svc"
+# Secrets the platform reads (name, key): rendered here by name only, sealed from the config (secrets/needed.py).
+DNS_TOKEN_SECRET = ("cloudflare-api-token", "api-token")
+TUNNEL_SECRET = ("cloudflared-credentials", "credentials.json")
+TELEGRAM_SECRET = ("alertmanager-telegram", "bot-token")
 CLOUDFLARED_IMAGE = "cloudflare/cloudflared:2025.9.0"
 # The controller images are pinned in the charts' values, not left to each chart's appVersion, so the
 # real homelab runs the code the sandbox runs as processes (sandbox/controllers.py VERSIONS): Argo CD
@@ -216,7 +220,7 @@ def cert_manager(cfg: HomelabConfig) -> list[Obj]:
                             {
                                 "dns01": {
                                     "cloudflare": {
-                                        "apiTokenSecretRef": {"name": "cloudflare-api-token", "key": "api-token"}
+                                        "apiTokenSecretRef": {"name": DNS_TOKEN_SECRET[0], "key": DNS_TOKEN_SECRET[1]}
                                     }
                                 },
                                 "selector": {"dnsZones": [cfg.domain]},
@@ -264,7 +268,7 @@ def cloudflared(cfg: HomelabConfig) -> list[Obj]:
     rules.append({"service": "http_status:404"})
     config = {
         "tunnel": cfg.cloudflare.tunnel_name,
-        "credentials-file": "/etc/cloudflared/creds/credentials.json",
+        "credentials-file": f"/etc/cloudflared/creds/{TUNNEL_SECRET[1]}",
         "metrics": "0.0.0.0:2000",
         "no-autoupdate": True,
         "ingress": rules,
@@ -302,7 +306,7 @@ def cloudflared(cfg: HomelabConfig) -> list[Obj]:
         ],
         "volumes": [
             {"name": "config", "configMap": {"name": "cloudflared"}},
-            {"name": "creds", "secret": {"secretName": "cloudflared-credentials"}},
+            {"name": "creds", "secret": {"secretName": TUNNEL_SECRET[0]}},
         ],
     }
     selector = {"matchLabels": {"app.kubernetes.io/name": "cloudflared"}}
@@ -352,7 +356,7 @@ def cloudflared(cfg: HomelabConfig) -> list[Obj]:
 def alertmanager_config(cfg: HomelabConfig) -> Obj:
     """Alertmanager's own config: Telegram, bot token from a mounted secret file, critical route."""
     telegram = {
-        "bot_token_file": "/etc/alertmanager/secrets/alertmanager-telegram/bot-token",
+        "bot_token_file": f"/etc/alertmanager/secrets/{TELEGRAM_SECRET[0]}/{TELEGRAM_SECRET[1]}",
         "chat_id": cfg.monitoring.telegram.chat_id,
         "parse_mode": "HTML",
         "send_resolved": True,
@@ -493,7 +497,7 @@ def monitoring_values(cfg: HomelabConfig) -> Obj:
         "alertmanager": {
             "config": alertmanager_config(cfg),
             "alertmanagerSpec": {
-                "secrets": ["alertmanager-telegram"],
+                "secrets": [TELEGRAM_SECRET[0]],
                 "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
             },
         },

@@ -29,32 +29,30 @@ class NeededSecret:
 
 
 def needed(cfg: HomelabConfig) -> list[NeededSecret]:
-    found = []
-    found.append(
-        NeededSecret(
-            "cloudflare-api-token",
+    from homelab.gitops.platform import DNS_TOKEN_SECRET, TELEGRAM_SECRET, TUNNEL_SECRET
+
+    def one(secret: tuple[str, str], namespace: str, path: str, ref: SecretRef, used_by: str) -> NeededSecret:
+        name, key = secret
+        return NeededSecret(name, namespace, {key: (path, ref)}, used_by)
+
+    found = [
+        one(
+            DNS_TOKEN_SECRET,
             "cert-manager",
-            {"api-token": ("cloudflare.api_token", cfg.cloudflare.api_token)},
+            "cloudflare.api_token",
+            cfg.cloudflare.api_token,
             "cert-manager's DNS-01 solver (the ClusterIssuers)",
         )
-    )
+    ]
     if cfg.cloudflare.tunnel_enabled:
+        tunnel = cfg.cloudflare.tunnel_credentials
         found.append(
-            NeededSecret(
-                "cloudflared-credentials",
-                "cloudflared",
-                {"credentials.json": ("cloudflare.tunnel_credentials", cfg.cloudflare.tunnel_credentials)},
-                "the cloudflared Deployment",
-            )
+            one(TUNNEL_SECRET, "cloudflared", "cloudflare.tunnel_credentials", tunnel, "the cloudflared Deployment")
         )
     if cfg.monitoring.enabled:
+        token = cfg.monitoring.telegram.bot_token
         found.append(
-            NeededSecret(
-                "alertmanager-telegram",
-                "monitoring",
-                {"bot-token": ("monitoring.telegram.bot_token", cfg.monitoring.telegram.bot_token)},
-                "Alertmanager's Telegram receivers",
-            )
+            one(TELEGRAM_SECRET, "monitoring", "monitoring.telegram.bot_token", token, "Alertmanager's receivers")
         )
     for name, app in sorted(cfg.deployed_apps.items()):
         if app.secrets:
