@@ -148,6 +148,14 @@ build_lima() {
     go_build_pinned limactl github.com/lima-vm/lima "$LIMA_VERSION" github.com/lima-vm/lima/cmd/limactl "$BIN_DIR/limactl" \
         "-X github.com/lima-vm/lima/pkg/version.Version=$LIMA_VERSION"
 }
+# Lima's guest agent, where limactl looks for it (share/lima next to bin/), and where the
+# guest image bakes it in (scripts/build-guest-image.sh). Built for x86_64 Linux guests.
+build_lima_guestagent() {
+    mkdir -p "$CACHE_DIR/share/lima"
+    GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go_build_pinned limactl github.com/lima-vm/lima "$LIMA_VERSION" \
+        github.com/lima-vm/lima/cmd/lima-guestagent "$CACHE_DIR/share/lima/lima-guestagent.Linux-x86_64" \
+        "-X github.com/lima-vm/lima/pkg/version.Version=$LIMA_VERSION"
+}
 build_restic() { go_install github.com/restic/restic/cmd/restic "v$RESTIC_VERSION"; }
 build_kubeseal() {
     GOFLAGS=-mod=mod CGO_ENABLED=0 go_build_pinned kubeseal github.com/bitnami/sealed-secrets "$SEALED_SECRETS_VERSION" \
@@ -224,7 +232,10 @@ want_sandbox() {
     timed etcd "$ETCD_VERSION" build_etcd
     timed kwok "$KWOK_VERSION" build_kwok
 }
-want_lima() { timed limactl "$LIMA_VERSION" build_lima; }
+want_lima() {
+    timed limactl "$LIMA_VERSION" build_lima
+    timed lima-guestagent "$LIMA_VERSION" build_lima_guestagent
+}
 want_restic() { timed restic "$RESTIC_VERSION" build_restic; }
 want_kubeseal() { timed kubeseal "$SEALED_SECRETS_VERSION" build_kubeseal; }
 want_amtool() { timed amtool "$ALERTMANAGER_VERSION" build_amtool; }
