@@ -21,6 +21,12 @@ variable "limactl" {
   default     = "limactl"
 }
 
+variable "ready_timeout" {
+  description = "Seconds a started VM may take until its provisioning has finished."
+  type        = number
+  default     = 600
+}
+
 variable "vms" {
   description = "VMs by name: rendered template path, its hash, and facts for the inventory."
   type = map(object({
@@ -54,12 +60,24 @@ resource "terraform_data" "vm" {
     disk    = each.value.disk
   }
 
+  # `limactl start` of an instance an interrupted start left booting returns at once ("already
+  # running"), so the VM counts as created only once its provisioning script has finished this
+  # boot (it touches /run/homelab-provisioned last; tasks/homelab/vm/lima.py).
   provisioner "local-exec" {
-    command = "{ \"$LIMACTL\" list \"$NAME\" >/dev/null 2>&1 || \"$LIMACTL\" create --tty=false --name=\"$NAME\" \"$TEMPLATE\"; } && \"$LIMACTL\" start --tty=false \"$NAME\""
+    command = <<-EOT
+      { "$LIMACTL" list "$NAME" >/dev/null 2>&1 || "$LIMACTL" create --tty=false --name="$NAME" "$TEMPLATE"; } &&
+      "$LIMACTL" start --tty=false "$NAME" || exit 1
+      waited=0
+      until "$LIMACTL" shell "$NAME" test -f /run/homelab-provisioned >/dev/null 2>&1; do
+        [ "$waited" -lt "$READY_TIMEOUT" ] || { echo "$NAME: not provisioned after $READY_TIMEOUT s; see: limactl shell $NAME sudo tail /var/log/cloud-init-output.log" >&2; exit 1; }
+        sleep 5 && waited=$((waited + 5))
+      done
+    EOT
     environment = {
-      LIMACTL  = var.limactl
-      NAME     = each.key
-      TEMPLATE = each.value.template
+      LIMACTL       = var.limactl
+      NAME          = each.key
+      TEMPLATE      = each.value.template
+      READY_TIMEOUT = var.ready_timeout
     }
   }
 
@@ -81,21 +99,28 @@ resource "terraform_data" "size" {
 
   provisioner "local-exec" {
     command = <<-EOT
-      now=$("$LIMACTL" list --format='{{.CPUs}} {{.Memory}} {{.Disk}}' "$NAME") || exit 1
-      if [ "$now" != "$CPUS $MEMORY_BYTES $DISK_BYTES" ]; then
-        "$LIMACTL" stop "$NAME" &&
+      now=$("$LIMACTL" list --format='{{.Status}} {{.CPUs}} {{.Memory}} {{.Disk}}' "$NAME") || exit 1
+      if [ "$${now#* }" != "$CPUS $MEMORY_BYTES $DISK_BYTES" ]; then
+        # limactl stop refuses an instance that is not running (a VM stopped with inv vm.stop)
+        if [ "$${now%% *}" = Running ]; then "$LIMACTL" stop "$NAME" || exit 1; fi
         "$LIMACTL" edit --tty=false --cpus="$CPUS" --memory="$MEMORY_GIB" --disk="$DISK_GIB" "$NAME" &&
-        "$LIMACTL" start --tty=false "$NAME"
+        "$LIMACTL" start --tty=false "$NAME" || exit 1
       fi
+      waited=0
+      until "$LIMACTL" shell "$NAME" test -f /run/homelab-provisioned >/dev/null 2>&1; do
+        [ "$waited" -lt "$READY_TIMEOUT" ] || { echo "$NAME: not provisioned after $READY_TIMEOUT s; see: limactl shell $NAME sudo tail /var/log/cloud-init-output.log" >&2; exit 1; }
+        sleep 5 && waited=$((waited + 5))
+      done
     EOT
     environment = {
-      LIMACTL      = var.limactl
-      NAME         = each.key
-      CPUS         = each.value.cpus
-      MEMORY_GIB   = each.value.memory_gib
-      DISK_GIB     = each.value.disk_gib
-      MEMORY_BYTES = each.value.memory_bytes
-      DISK_BYTES   = each.value.disk_bytes
+      LIMACTL       = var.limactl
+      READY_TIMEOUT = var.ready_timeout
+      NAME          = each.key
+      CPUS          = each.value.cpus
+      MEMORY_GIB    = each.value.memory_gib
+      DISK_GIB      = each.value.disk_gib
+      MEMORY_BYTES  = each.value.memory_bytes
+      DISK_BYTES    = each.value.disk_bytes
     }
   }
 }

@@ -110,6 +110,20 @@ def test_a_size_change_resizes_that_vm_in_place_and_keeps_its_disk(lima_env: dic
     assert again.code == 0 and "nothing to do" in again.stdout, again.output
 
 
+def test_a_stopped_vm_is_resized_without_a_stop_and_started(lima_env: dict[str, str]) -> None:
+    """limactl stop refuses a stopped instance (Lima 1.2): the module must not ask it to."""
+    assert run_cli(["vm.apply"], lima_env).code == 0
+    assert run_cli(["vm.stop", "--name", "k3s-worker-2"], lima_env).code == 0
+    before = len(calls(lima_env))
+    edit_config(lima_env, lambda data: data["nodes"][2].update(memory="9GiB"))
+    result = run_cli(["vm.apply"], lima_env)
+    assert result.code == 0, result.output
+    acted = [c for c in calls(lima_env)[before:] if c[0] in ("stop", "edit", "start")]
+    assert [(c[0], c[-1]) for c in acted] == [("edit", "k3s-worker-2"), ("start", "k3s-worker-2")]
+    after = instances(lima_env)["k3s-worker-2"]
+    assert (after["memory"], after["status"]) == (9 * 1024**3, "Running")
+
+
 def test_resizes_of_several_vms_run_one_at_a_time(lima_env: dict[str, str]) -> None:
     assert run_cli(["vm.apply"], lima_env).code == 0
     before = len(records(lima_env))

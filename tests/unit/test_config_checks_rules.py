@@ -41,7 +41,7 @@ def test_the_gateway_must_be_a_host_address_of_the_subnet() -> None:
 
 def test_a_point_to_point_subnet_has_no_network_or_broadcast_address() -> None:
     for subnet, gateway in (("127.0.0.10/31", "127.0.0.10"), ("127.0.0.11/32", "127.0.0.11")):
-        change = lambda d, s=subnet, g=gateway: d["network"].update(subnet=s, gateway=g, dns=[g])  # noqa: E731
+        change = lambda d, s=subnet, g=gateway: d["network"].update(subnet=s, gateway=g, dns=[g], dhcp_end=None)  # noqa: E731
         assert problems_at("network", change) == [], subnet
 
 

@@ -45,7 +45,74 @@ def semantic_problems(cfg: HomelabConfig) -> list[Problem]:
         *_k3s_problems(cfg),
         *_private_path_problems(cfg),
         *_lm_studio_problems(cfg),
+        *_lima_problems(cfg),
+        *_dhcp_problems(cfg),
     ]
+
+
+USER_V2_SUBNET = "192.168.104.0/24"  # Lima's user-v2 network (networks.yaml), gateway .1
+
+
+def dhcp_collisions(cfg: HomelabConfig, end: str) -> list[str]:
+    """Config addresses inside a DHCP range from after the gateway to ``end``: each names its key."""
+    first, last = ipaddress.IPv4Address(cfg.network.gateway) + 1, ipaddress.IPv4Address(end)
+    inside = [
+        f"nodes[{i}].ip {n.ip}"
+        for i, n in enumerate(cfg.nodes)
+        if n.provider == "lima" and first <= ipaddress.IPv4Address(n.ip) <= last
+    ]
+    pool_start = ipaddress.IPv4Address(cfg.metallb.pool.start)
+    if cfg.metallb.enabled and pool_start <= last and ipaddress.IPv4Address(cfg.metallb.pool.end) >= first:
+        inside.append(f"metallb.pool {cfg.metallb.pool.start}-{cfg.metallb.pool.end}")
+    return inside
+
+
+def _dhcp_problems(cfg: HomelabConfig) -> list[Problem]:
+    end = cfg.network.dhcp_end
+    subnet = ipaddress.IPv4Network(cfg.network.subnet)
+    if end is None or not _usable(ipaddress.IPv4Address(cfg.network.gateway), subnet):
+        return []  # a bad gateway is its own problem; the range starts after it
+    if not _usable(ipaddress.IPv4Address(end), subnet):
+        return [Problem("network.dhcp_end", f"'{end}' is not a host address in network.subnet {subnet}")]
+    if ipaddress.IPv4Address(end) <= ipaddress.IPv4Address(cfg.network.gateway):
+        return [Problem("network.dhcp_end", f"'{end}' is not after network.gateway {cfg.network.gateway}")]
+    inside = dhcp_collisions(cfg, end)
+    if inside:
+        return [
+            Problem(
+                "network.dhcp_end",
+                f"DHCP would hand out {', '.join(inside)}: set it below them (the range starts after the gateway)",
+            )
+        ]
+    return []
+
+
+def _lima_problems(cfg: HomelabConfig) -> list[Problem]:
+    """What Lima's user-v2 network and a built guest image need from the rest of the config."""
+    lima_nodes = [(i, n) for i, n in enumerate(cfg.nodes) if n.provider == "lima"]
+    problems: list[Problem] = []
+    if cfg.lima.guest_image is not None:
+        if cfg.lima.arch != "x86_64":
+            problems.append(Problem("lima.guest_image", "the built guest image is x86_64: set lima.arch: x86_64"))
+        if cfg.lima.vm_type != "qemu":
+            problems.append(Problem("lima.guest_image", "boots only with lima.vm_type: qemu"))
+    if cfg.lima.network != "user-v2" or not lima_nodes:
+        return problems
+    if cfg.network.subnet != USER_V2_SUBNET:
+        problems.append(
+            Problem("network.subnet", f"lima.network user-v2 is Lima's {USER_V2_SUBNET}: set network.subnet to it")
+        )
+    if cfg.lima.vm_type != "qemu":
+        problems.append(Problem("lima.network", "user-v2 is for Linux hosts: set lima.vm_type: qemu"))
+    ports = Counter(n.ssh_port for _, n in lima_nodes)
+    for i, node in lima_nodes:
+        if node.ssh_port is None:
+            problems.append(
+                Problem(f"nodes[{i}].ssh_port", "required with lima.network user-v2 (Lima forwards it on 127.0.0.1)")
+            )
+        elif ports[node.ssh_port] > 1:
+            problems.append(Problem(f"nodes[{i}].ssh_port", f"{node.ssh_port} is used by more than one node"))
+    return problems
 
 
 def _lm_studio_problems(cfg: HomelabConfig) -> list[Problem]:

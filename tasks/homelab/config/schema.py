@@ -119,6 +119,10 @@ class Network(Strict):
     gateway: IPv4 = "192.168.105.1"
     # resolv.conf uses at most three nameservers.
     dns: Annotated[list[IPv4], Unique] = Field(default_factory=lambda: ["192.168.105.1"], min_length=1, max_length=3)
+    # The last address socket_vmnet's DHCP hands out (its --vmnet-dhcp-end; the range starts after the
+    # gateway). It must stay below the node addresses and the MetalLB pool; the doctor compares it with
+    # the running socket_vmnet. Unset: not managed (socket_vmnet's own default runs to .254).
+    dhcp_end: IPv4 | None = None
 
 
 class SshAccess(Strict):
@@ -159,6 +163,16 @@ class Lima(Strict):
     )
     socket: AbsolutePath = "/var/run/socket_vmnet"
     interface: InterfaceName = "lima0"
+    # socket_vmnet: the Mac's shared network (the host reaches every node and MetalLB address).
+    # user-v2: Lima's own user-mode network, for Linux hosts (socket_vmnet is macOS only): the VMs
+    # reach each other and the host; the host reaches each node through Lima's forwarded SSH port
+    # (nodes[].ssh_port on 127.0.0.1).
+    network: Literal["socket_vmnet", "user-v2"] = "socket_vmnet"
+    # QEMU's accelerator on a Linux host: auto uses KVM when /dev/kvm is a usable Intel/AMD KVM, else TCG.
+    accel: Literal["auto", "kvm", "tcg"] = "auto"
+    # A directory made by scripts/build-guest-image.sh (disk.qcow2, vmlinuz, initrd.img): Lima boots
+    # its kernel directly. For Linux hosts that cannot download a cloud image; replaces images[arch].
+    guest_image: PathText | None = None
 
 
 class Terraform(Strict):

@@ -20,6 +20,13 @@ from homelab.core.paths import resolve_in_project
 from homelab.core.ssh import Endpoint, KnownHosts, connect
 
 
+def ssh_host(cfg: HomelabConfig, node: Node) -> str:
+    """Where SSH reaches a node: its address, or Lima's port forward on loopback for user-v2 VMs."""
+    if node.provider == "lima" and cfg.lima.network == "user-v2":
+        return "127.0.0.1"
+    return node.ip
+
+
 class Session:
     """Config, state paths and executor for one task run."""
 
@@ -55,7 +62,7 @@ class Session:
     def endpoint(self, node: Node) -> Endpoint:
         return Endpoint(
             name=node.name,
-            host=node.ip,
+            host=ssh_host(self.cfg, node),
             port=node.ssh_port or self.cfg.ssh.port,
             user=node.ssh_user or self.cfg.ssh.user,
             key_file=self.cfg.ssh.private_key,

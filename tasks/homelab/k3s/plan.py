@@ -20,6 +20,7 @@ from homelab.config.schema import HomelabConfig, Node
 from homelab.core.errors import HomelabError
 from homelab.core.plan import Action, Cordon, Drain, LiftPdbs, Note, Patch, Plan, RestorePdbs, Run, Wait, WriteFile
 from homelab.core.secret_refs import REDACTOR, Secret, SecretLocation
+from homelab.vm import lima
 
 CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
 TOKEN_PATH = "/etc/rancher/k3s/token"  # noqa: S105 - a path, not a secret
@@ -39,7 +40,12 @@ def size_kib(size: str) -> int:
 
 
 def api_endpoint(cfg: HomelabConfig) -> str:
-    return cfg.k3s.api_endpoint or f"https://{cfg.server.ip}:6443"
+    """Where the toolkit and kubectl reach the API server: on user-v2, Lima's forward on loopback."""
+    if cfg.k3s.api_endpoint:
+        return cfg.k3s.api_endpoint
+    if cfg.server.provider == "lima" and cfg.lima.network == "user-v2":
+        return f"https://127.0.0.1:{lima.API_PORT}"
+    return f"https://{cfg.server.ip}:{lima.API_PORT}"
 
 
 def node_config(cfg: HomelabConfig, node: Node) -> str:
@@ -51,7 +57,7 @@ def node_config(cfg: HomelabConfig, node: Node) -> str:
     }
     if node.provider == "lima":
         # The VM has Lima's user-mode NIC besides the node network: flannel must not pick that one.
-        data["flannel-iface"] = cfg.lima.interface
+        data["flannel-iface"] = lima.node_interface(cfg)
     if node.labels:
         data["node-label"] = [f"{k}={v}" for k, v in sorted(node.labels.items())]
     if node.taints:

@@ -16,7 +16,7 @@ import yaml
 
 from homelab.config.schema import HomelabConfig, Node
 from homelab.core.errors import HomelabError
-from homelab.core.paths import project_root
+from homelab.core.paths import project_root, resolve_in_project
 
 BASE_TEMPLATE = Path("lima") / "base.yaml"
 
@@ -45,30 +45,53 @@ def read_public_key(cfg: HomelabConfig) -> str:
     return key
 
 
+# Written by the provisioning script as its last step, on tmpfs: present once this boot's provisioning
+# is done. vm.apply waits for it (terraform/main.tf), so no later layer meets a node without its address.
+PROVISIONED = "/run/homelab-provisioned"
+# Lima gives every boot a new cloud-init instance-id, and cloud-init's ssh module deletes and
+# regenerates the host keys on each new instance: every restart would change the keys the toolkit
+# pinned, and SSH would refuse the node. Written at the first boot, this keeps them from then on.
+KEEP_HOST_KEYS = "/etc/cloud/cloud.cfg.d/90-homelab-keep-host-keys.cfg"
+USER_V2_INTERFACE = "eth0"
+API_PORT = 6443  # K3S's API server  # Lima makes the first user-v2 network the VM's first NIC, in place of slirp
+GUEST_IMAGE_FILES = ("disk.qcow2", "vmlinuz", "initrd.img")
+
+
+def node_interface(cfg: HomelabConfig) -> str:
+    """The guest interface on the node network: the one K3S and flannel must use."""
+    return USER_V2_INTERFACE if cfg.lima.network == "user-v2" else cfg.lima.interface
+
+
+def node_address_config(cfg: HomelabConfig, node: Node) -> dict[str, Any]:
+    """The netplan entry that gives the node its configured address.
+
+    On socket_vmnet the address is static, with the default route and DNS of the
+    node network. On user-v2 Lima's DHCP lease stays (Lima forwards SSH to the
+    leased address) and the configured address is added next to it.
+    """
+    address = f"{node.ip}/{cfg.network.subnet.split('/')[1]}"
+    if cfg.lima.network == "user-v2":
+        return {"addresses": [address]}
+    return {
+        "dhcp4": False,
+        "addresses": [address],
+        "routes": [{"to": "default", "via": cfg.network.gateway, "metric": 50}],
+        "nameservers": {"addresses": list(cfg.network.dns)},
+    }
+
+
 def provision_script(cfg: HomelabConfig, node: Node, public_key: str) -> str:
-    """First-boot script: login user with key-only SSH and passwordless sudo, static address."""
-    prefix = cfg.network.subnet.split("/")[1]
+    """First-boot script: login user with key-only SSH and passwordless sudo, the node's address."""
     user = shlex.quote(cfg.ssh.user)
     netplan = yaml.safe_dump(
-        {
-            "network": {
-                "version": 2,
-                "ethernets": {
-                    cfg.lima.interface: {
-                        "dhcp4": False,
-                        "addresses": [f"{node.ip}/{prefix}"],
-                        "routes": [{"to": "default", "via": cfg.network.gateway, "metric": 50}],
-                        "nameservers": {"addresses": list(cfg.network.dns)},
-                    }
-                },
-            }
-        },
+        {"network": {"version": 2, "ethernets": {node_interface(cfg): node_address_config(cfg, node)}}},
         sort_keys=True,
     )
     return "\n".join(
         [
             "#!/bin/bash",
             "set -euo pipefail",
+            f"echo 'ssh_deletekeys: false' > {KEEP_HOST_KEYS}",
             f"hostnamectl set-hostname {shlex.quote(node.name)}",
             f"id -u {user} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash {user}",
             f"install -d -m 0700 -o {user} -g {user} /home/{user}/.ssh",
@@ -80,9 +103,45 @@ def provision_script(cfg: HomelabConfig, node: Node, public_key: str) -> str:
             netplan.rstrip(),
             "NETPLAN",
             "chmod 0600 /etc/netplan/60-homelab.yaml && netplan apply",
+            f"touch {PROVISIONED}",
             "",
         ]
     )
+
+
+def guest_image_dir(cfg: HomelabConfig) -> Path:
+    """The built guest image's directory, checked: a clear error instead of Lima's, later, per VM."""
+    assert cfg.lima.guest_image is not None
+    directory = resolve_in_project(cfg.lima.guest_image)
+    missing = [name for name in GUEST_IMAGE_FILES if not (directory / name).is_file()]
+    if missing:
+        raise HomelabError(
+            f"lima.guest_image {directory} lacks {', '.join(missing)}: build it with scripts/build-guest-image.sh "
+            "(it prints the directory to set)"
+        )
+    return directory
+
+
+def images(cfg: HomelabConfig) -> list[dict[str, Any]]:
+    """Lima's image list: the configured cloud image, or the built image with its kernel booted directly."""
+    arch = cfg.lima.arch
+    if cfg.lima.guest_image is None:
+        return [{"location": cfg.lima.images[arch], "arch": arch}]
+    directory = guest_image_dir(cfg)
+    return [
+        {
+            "location": str(directory / "disk.qcow2"),
+            "arch": arch,
+            "kernel": {"location": str(directory / "vmlinuz"), "cmdline": "root=LABEL=homelab-root ro console=ttyS0"},
+            "initrd": {"location": str(directory / "initrd.img")},
+        }
+    ]
+
+
+def networks(cfg: HomelabConfig, node: Node) -> list[dict[str, Any]]:
+    if cfg.lima.network == "user-v2":
+        return [{"lima": "user-v2"}]
+    return [{"socket": cfg.lima.socket, "macAddress": mac_address(node.name), "interface": cfg.lima.interface}]
 
 
 def render_node(cfg: HomelabConfig, node: Node, public_key: str, base: dict[str, Any]) -> dict[str, Any]:
@@ -91,16 +150,22 @@ def render_node(cfg: HomelabConfig, node: Node, public_key: str, base: dict[str,
         {
             "vmType": cfg.lima.vm_type,
             "arch": cfg.lima.arch,
-            "images": [{"location": cfg.lima.images[cfg.lima.arch], "arch": cfg.lima.arch}],
+            "images": images(cfg),
             "cpus": node.cpus,
             "memory": node.memory,
             "disk": node.disk,
-            "networks": [
-                {"socket": cfg.lima.socket, "macAddress": mac_address(node.name), "interface": cfg.lima.interface}
-            ],
+            "networks": networks(cfg, node),
             "provision": [{"mode": "system", "script": provision_script(cfg, node, public_key)}],
         }
     )
+    if cfg.lima.guest_image is not None:
+        template["firmware"] = {"legacyBIOS": True}  # the built image has no EFI partition: SeaBIOS boots its kernel
+    if cfg.lima.network == "user-v2":
+        # The host reaches user-v2 VMs only through Lima's forwards: SSH, and the API on the server.
+        template["ssh"] = {**template.get("ssh", {}), "localPort": node.ssh_port}
+        if node.role == "server":
+            api = {"guestPort": API_PORT, "hostIP": "127.0.0.1", "hostPort": API_PORT}
+            template["portForwards"] = [api, *template.get("portForwards", [])]
     return template
 
 

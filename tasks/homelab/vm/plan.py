@@ -15,6 +15,7 @@ from typing import Any
 
 from homelab.config.schema import HomelabConfig, Node
 from homelab.core.plan import Note, Plan, Run, WriteFile
+from homelab.core.session import ssh_host
 from homelab.vm import lima, terraform
 
 
@@ -66,8 +67,10 @@ def parse_limactl_list(text: str) -> dict[str, VmState]:
     return states
 
 
-def power_plan(nodes: list[Node], states: dict[str, VmState], limactl: str, want: str) -> Plan:
-    """Start or stop each VM that is not yet in the wanted state."""
+def power_plan(
+    nodes: list[Node], states: dict[str, VmState], limactl: str, want: str, env: tuple[tuple[str, str], ...] = ()
+) -> Plan:
+    """Start or stop each VM that is not yet in the wanted state (``env``: the QEMU accelerator's)."""
     verb = "start" if want == "Running" else "stop"
     plan = Plan(f"{verb} VMs")
     for node in nodes:
@@ -77,7 +80,7 @@ def power_plan(nodes: list[Node], states: dict[str, VmState], limactl: str, want
         elif state.status == want:
             plan.add(Note(f"{node.name}: already {want.lower()}"))
         else:
-            plan.add(Run((limactl, verb, "--tty=false", node.name), why=f"{verb} {node.name}"))
+            plan.add(Run((limactl, verb, "--tty=false", node.name), why=f"{verb} {node.name}", env=env))
     return plan
 
 
@@ -97,6 +100,7 @@ def inventory(cfg: HomelabConfig, outputs: dict[str, Any]) -> dict[str, Any]:
             continue
         nodes[node.name] = {
             "ip": node.ip,
+            "ssh_host": ssh_host(cfg, node),
             "role": node.role,
             "provider": node.provider,
             "ssh_port": node.ssh_port or cfg.ssh.port,

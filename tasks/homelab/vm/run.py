@@ -18,7 +18,7 @@ from typing import Any
 from homelab.config.schema import Node
 from homelab.core.converge import require_empty
 from homelab.core.plan import Note, Plan, Run, WriteFile
-from homelab.vm import lima, terraform
+from homelab.vm import accel, lima, terraform
 from homelab.vm import plan as vms
 
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
@@ -32,7 +32,12 @@ def selected(s: Any, names: list[str]) -> list[Node]:
 
 
 def workspace(s: Any) -> terraform.Workspace:
-    return terraform.Workspace(s.state_dir / "terraform", terraform.choose_binary(s.cfg.terraform.binary))
+    accelerator = accel.detect(s.cfg) if lima.lima_nodes(s.cfg) else None
+    return terraform.Workspace(
+        s.state_dir / "terraform",
+        terraform.choose_binary(s.cfg.terraform.binary),
+        accelerator.env if accelerator else (),
+    )
 
 
 def limactl_path(s: Any) -> str:
@@ -69,6 +74,9 @@ def terraform_plan(s: Any, targets: list[str], replace_ok: bool = False) -> Plan
     plan = Plan("VMs through Terraform", list(inputs.actions))
     if not planned.changes:
         return plan.add(Note("terraform: every VM matches the config"))
+    accelerator = accel.detect(s.cfg)
+    if accelerator.name in ("kvm", "tcg"):
+        plan.add(Note(accelerator.describe()))
     replaced, resized = terraform.replacements(planned.report)
     if replaced and not replace_ok:
         losses = "; ".join(f"{name} loses {LOST[s.node(name).role]}" for name in replaced)
@@ -216,9 +224,10 @@ def power(s: Any, names: list[str], want: str) -> bool:
 
     limactl = require("limactl")
     nodes = selected(s, names)
-    plan = vms.power_plan(nodes, states(s, limactl), limactl, want)
+    env = accel.detect(s.cfg).env
+    plan = vms.power_plan(nodes, states(s, limactl), limactl, want, env)
     s.executor.execute_concurrently(plan, key=lambda a: a.argv[-1] if isinstance(a, Run) else a.host)
     if s.dry_run or plan.empty:
         return False
-    require_empty(vms.power_plan(nodes, states(s, limactl), limactl, want))
+    require_empty(vms.power_plan(nodes, states(s, limactl), limactl, want, env))
     return True

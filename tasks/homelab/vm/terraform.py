@@ -40,9 +40,11 @@ class Workspace:
 
     directory: Path
     binary: str
+    # What every limactl Terraform starts must see too (the QEMU accelerator on Linux hosts).
+    extra_env: tuple[tuple[str, str], ...] = ()
 
     def run(self, *args: str, why: str = "") -> Run:
-        return Run((self.binary, f"-chdir={self.directory}", *args), why=why, env=ENV)
+        return Run((self.binary, f"-chdir={self.directory}", *args), why=why, env=ENV + self.extra_env)
 
     def init(self) -> Run:
         return self.run("init", "-input=false", "-no-color", why="prepare the module")
