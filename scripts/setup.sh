@@ -5,8 +5,9 @@
 # `inv up --target sandbox` starts them, so a cold first run builds them too.
 #
 # Linux (Debian/Ubuntu): installs what is missing with apt-get (as root or via sudo).
-# macOS: expects Homebrew's lima, socket_vmnet, terraform or opentofu, kubectl,
-# kubeseal and restic (`brew install ...`); only the venv and cache are set up.
+# macOS: only the venv; then scripts/macos-check.sh names what is missing (Homebrew's lima,
+# terraform or opentofu, kubectl, kubeseal, restic; socket_vmnet under /opt run by launchd).
+# HOMELAB_SANDBOX=1 also builds the sandbox's binaries there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +15,10 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
 # redis-server and git: Argo CD's cache and the git daemon it syncs from on the sandbox.
-APT_PACKAGES=(openssh-server openssh-client sudo sqlite3 cron age iproute2 util-linux procps git redis-server ca-certificates)
+# qemu-system-x86, qemu-utils, debootstrap: Lima VMs on a Linux host and the guest image they boot
+# (scripts/build-guest-image.sh); socat: the real-VM tests reach the sandbox API from their namespace.
+APT_PACKAGES=(openssh-server openssh-client sudo sqlite3 cron age iproute2 util-linux procps git redis-server ca-certificates
+    qemu-system-x86 qemu-utils debootstrap socat)
 
 install_system_packages() {
     command -v apt-get >/dev/null 2>&1 || { say "no apt-get: skipping system packages"; return; }
@@ -39,13 +43,26 @@ install_python() {
     say "python: .venv ready ($(.venv/bin/python --version))"
 }
 
-if [[ $(uname -s) == Linux ]]; then
-    install_system_packages
+build_binaries() { # build_binaries TARGET...: the pinned binaries from Go modules (cached by version)
+    if command -v go >/dev/null 2>&1 || [[ -x /usr/local/go/bin/go ]]; then
+        PATH="$PATH:/usr/local/go/bin" bash scripts/get-binaries.sh "$@" >/dev/null
+    else
+        say "Go is not installed: the sandbox binaries cannot be built (install Go >= 1.25 and re-run)"
+    fi
+}
+
+if [[ $(uname -s) == Darwin ]]; then
+    # The Mac runs the real homelab with Homebrew's tools: nothing to build unless the sandbox is wanted
+    # (HOMELAB_SANDBOX=1), and never limactl (a limactl built here is unsigned: VZ refuses it).
+    install_python
+    if [[ ${HOMELAB_SANDBOX:-0} == 1 ]]; then
+        build_binaries sandbox crds controllers restic kubeseal amtool
+    fi
+    bash scripts/macos-check.sh || die "the Mac is not ready yet: see above"
+    say "done. Next: .venv/bin/inv up"
+    exit 0
 fi
+install_system_packages
 install_python
-if command -v go >/dev/null 2>&1 || [[ -x /usr/local/go/bin/go ]]; then
-    PATH="$PATH:/usr/local/go/bin" bash scripts/get-binaries.sh all >/dev/null
-else
-    say "Go is not installed: the sandbox binaries cannot be built (install Go >= 1.25 and re-run)"
-fi
+build_binaries all
 say "done. Next: .venv/bin/inv up --target sandbox"

@@ -102,9 +102,27 @@ def test_config_check_passes_with_secrets_and_warns_without(on_sandbox: Session,
 def test_host_network_checks_on_simulated_macos_facts(tmp_path: Path) -> None:
     data = loopback_data()
     data.update({"target": "lima", "state_dir": str(tmp_path / "state")})
+    data["network"]["dhcp_end"] = "127.0.0.9"
     s = session_for(tmp_path, data)
-    good = doctor.HostFacts(True, False, {n.name: [n.ip] for n in s.cfg.nodes})
+    running = "/opt/socket_vmnet/bin/socket_vmnet --vmnet-gateway=127.0.0.1 --vmnet-dhcp-end=127.0.0.9 /var/run/x"
+    addresses = {n.name: [n.ip] for n in s.cfg.nodes}
+    good = doctor.HostFacts(True, False, addresses, socket_vmnet_args=running)
     assert {c.status for c in doctor.check_host_network(s, good)} == {"ok"}
+    default_range = doctor.HostFacts(
+        True,
+        False,
+        addresses,
+        socket_present=False,
+        socket_vmnet_args=running.replace(" --vmnet-dhcp-end=127.0.0.9", ""),
+    )
+    checks = by_name(doctor.check_host_network(s, default_range))
+    assert checks["socket_vmnet socket"].status == "fail" and s.cfg.lima.socket in checks["socket_vmnet socket"].detail
+    dhcp = checks["socket_vmnet DHCP"]
+    assert dhcp.status == "fail" and "leases up to 127.0.0.254" in dhcp.detail, dhcp
+    assert "nodes[0].ip 127.0.0.11" in dhcp.detail and "metallb.pool 127.0.0.50-127.0.0.99" in dhcp.detail
+    assert "--vmnet-dhcp-end=127.0.0.9" in dhcp.fix
+    unknown = by_name(doctor.check_host_network(s, doctor.HostFacts(False, False, addresses)))
+    assert unknown["socket_vmnet DHCP"].status == "warn"
     broken = doctor.HostFacts(False, True, {"k3s-server": ["127.0.0.99"]}, socket_vmnet_installed=False)
     checks = by_name(doctor.check_host_network(s, broken))
     assert (

@@ -6,8 +6,11 @@ cannot run because a layer below it is down reports that instead of crashing.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
 import platform
+import stat
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -70,6 +73,8 @@ class HostFacts:
     bootpd_blocked: bool
     vm_addresses: dict[str, list[str]]
     socket_vmnet_installed: bool = True
+    socket_present: bool = True  # lima.socket exists and is a Unix socket
+    socket_vmnet_args: str | None = None  # the running socket_vmnet's command line, when it runs
 
 
 def macos_host_facts(session: Any) -> HostFacts:
@@ -91,7 +96,48 @@ def macos_host_facts(session: Any) -> HostFacts:
         ).stdout
         addresses[node.name] = [part.split("/")[0] for part in out.split() if part.count(".") == 3 and "/" in part]
     installed = Path(session.cfg.host.socket_vmnet_path).is_file()
-    return HostFacts(running, "is blocked" in firewall, addresses, installed)
+    try:
+        socket_present = stat.S_ISSOCK(os.stat(session.cfg.lima.socket).st_mode)
+    except OSError:
+        socket_present = False
+    pids = subprocess.run(["pgrep", "-x", "socket_vmnet"], capture_output=True, text=True).stdout.split()
+    args = None
+    if pids:
+        args = subprocess.run(["ps", "-o", "args=", "-p", pids[0]], capture_output=True, text=True).stdout.strip()
+    return HostFacts(running, "is blocked" in firewall, addresses, installed, socket_present, args or None)
+
+
+def socket_vmnet_dhcp_end(args: str, gateway: str) -> str:
+    """The last address the running socket_vmnet leases: its --vmnet-dhcp-end, else its default (.254)."""
+    for word in args.split():
+        if word.startswith("--vmnet-dhcp-end="):
+            return word.split("=", 1)[1]
+    return str(ipaddress.IPv4Network(f"{gateway}/24", strict=False).broadcast_address - 1)
+
+
+def check_dhcp_range(session: Any, facts: HostFacts) -> Check:
+    """socket_vmnet's DHCP must never lease a node address or a MetalLB address to another VM."""
+    from homelab.config.checks import dhcp_collisions
+
+    cfg = session.cfg
+    wanted = cfg.network.dhcp_end or "an address below the nodes and the pool"
+    fix = (
+        f"run socket_vmnet with --vmnet-gateway={cfg.network.gateway} --vmnet-dhcp-end={wanted} "
+        "(edit its launchd plist, then sudo launchctl kickstart -k system/io.github.lima-vm.socket_vmnet)"
+    )
+    if facts.socket_vmnet_args is None:
+        return warn("socket_vmnet DHCP", "socket_vmnet is not running: its DHCP range is unknown", fix)
+    end = socket_vmnet_dhcp_end(facts.socket_vmnet_args, cfg.network.gateway)
+    inside = dhcp_collisions(cfg, end)
+    if inside:
+        return fail("socket_vmnet DHCP", f"it leases up to {end}, which covers {', '.join(inside)}", fix)
+    if cfg.network.dhcp_end is None:
+        return warn(
+            "socket_vmnet DHCP",
+            f"leases up to {end}, clear of the nodes and the pool; the config does not record it",
+            f"set network.dhcp_end: {end}, so validation keeps new addresses out of the range",
+        )
+    return ok("socket_vmnet DHCP", f"leases up to {end}, below the nodes and the pool")
 
 
 def check_host_network(session: Any, facts: HostFacts | None) -> list[Check]:
@@ -107,6 +153,14 @@ def check_host_network(session: Any, facts: HostFacts | None) -> list[Check]:
         ok("socket_vmnet", "running")
         if facts.socket_vmnet_running
         else fail("socket_vmnet", "not running", "sudo brew services start socket_vmnet"),
+        ok("socket_vmnet socket", session.cfg.lima.socket)
+        if facts.socket_present
+        else fail(
+            "socket_vmnet socket",
+            f"{session.cfg.lima.socket} is not a socket",
+            "give socket_vmnet that path as its last argument, or set lima.socket to the path it listens on",
+        ),
+        check_dhcp_range(session, facts),
         fail(
             "bootpd firewall",
             "the application firewall blocks bootpd, so VMs lose their DHCP address",
