@@ -70,10 +70,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def integration(session: nox.Session) -> None:
-    """Integration tests against real parts: sandbox API server, sshd, terraform, limactl."""
+    """Integration tests against real parts: sandbox API server, sshd, terraform, real Lima VMs."""
     install(session, "test")
     binaries(session, "sandbox", "crds", "controllers", "lima", "amtool", "restic", "kubeseal")
-    session.run("pytest", "tests/integration", *session.posargs)
+    session.run("bash", "scripts/build-guest-image.sh", external=True)  # the real-VM tests boot it (cached)
+    session.run("pytest", "tests/integration", "--durations=30", *session.posargs)
 
 
 @nox.session

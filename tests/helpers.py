@@ -83,10 +83,12 @@ def run_cli(
     env: Mapping[str, str] | None = None,
     timeout: float = 300,
     isolated_network: bool | None = None,
+    netns: str | None = None,
 ) -> CliResult:
     """Run ``inv ARGS`` from the repo root in a clean environment plus ``env``.
 
-    With ``isolated_network`` it runs in an empty network namespace (see ``without_network``).
+    With ``isolated_network`` it runs in an empty network namespace (see ``without_network``);
+    with ``netns``, in that named namespace (one the test made, holding the VMs it started).
     Left unset, that is decided by the config: any config that names an address beyond
     loopback is isolated, so forgetting the flag cannot send traffic to a real machine.
     A run that talks to a sandbox or sshd this test started outside cannot be isolated,
@@ -97,6 +99,8 @@ def run_cli(
     if isolated_network is None:
         isolated_network = may_reach_beyond_loopback(base)
     argv = [inv_binary(), *args]
+    if netns is not None:  # a namespace the test made (and whose hosts it started) instead of an empty one
+        argv, isolated_network = ["nsenter", f"--net=/run/netns/{netns}", "--", *argv], False
     done = subprocess.run(
         without_network(argv) if isolated_network else argv,
         cwd=REPO,
