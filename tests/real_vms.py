@@ -56,6 +56,10 @@ class VmHost:
             time.sleep(0.1)
         self.bridges.append(subprocess.Popen(self.enter(inside), stderr=subprocess.DEVNULL))
 
+    @property
+    def lima_home(self) -> Path:
+        return self.base / "home" / ".lima"
+
     def enter(self, argv: list[str]) -> list[str]:
         return ["nsenter", f"--net=/run/netns/{self.netns}", "--", *argv]
 

@@ -97,7 +97,11 @@ class VmLab:
         self.config.write_text(yaml.safe_dump(self.data))
 
     def env(self) -> dict[str, str]:
-        return {"HOMELAB_CONFIG": str(self.config), "PATH": f"{self.host.wrapper_dir}:{os.environ['PATH']}"}
+        return {
+            "HOMELAB_CONFIG": str(self.config),
+            "PATH": f"{self.host.wrapper_dir}:{os.environ['PATH']}",
+            "LIMA_HOME": str(self.host.lima_home),  # what the wrapper's limactl uses, for the toolkit to look at
+        }
 
     def cli(self, *args: str, timeout: float = 900) -> CliResult:
         return run_cli(list(args), self.env(), timeout=timeout, netns=self.host.netns)

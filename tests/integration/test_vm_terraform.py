@@ -17,6 +17,14 @@ from helpers import FAKES, loopback_data, run_cli
 pytestmark = pytest.mark.integration
 
 
+def lima_home_with_its_key(tmp_path: Path) -> Path:
+    """A LIMA_HOME where Lima has run before (its SSH key exists): VMs may start in parallel."""
+    home = tmp_path / "lima-home"
+    (home / "_config").mkdir(parents=True)
+    (home / "_config" / "user").write_text("")
+    return home
+
+
 @pytest.fixture
 def lima_env(tmp_path: Path) -> dict[str, str]:
     if not (shutil.which("terraform") or shutil.which("tofu")):
@@ -36,6 +44,7 @@ def lima_env(tmp_path: Path) -> dict[str, str]:
         "PATH": f"{FAKES}:{os.environ['PATH']}",
         "FAKE_LIMA_STATE": str(tmp_path / "lima"),
         "FAKE_RECORD": str(tmp_path / "record.jsonl"),
+        "LIMA_HOME": str(lima_home_with_its_key(tmp_path)),
     }
 
 
@@ -124,6 +133,14 @@ def test_a_stopped_vm_is_resized_without_a_stop_and_started(lima_env: dict[str, 
     assert (after["memory"], after["status"]) == (9 * 1024**3, "Running")
 
 
+def test_on_limas_first_run_here_vms_are_created_one_at_a_time(lima_env: dict[str, str]) -> None:
+    fresh = {**lima_env, "LIMA_HOME": str(Path(lima_env["FAKE_LIMA_STATE"]) / "new-lima-home")}
+    result = run_cli(["vm.apply"], fresh)
+    assert result.code == 0, result.output
+    assert "Lima's first run here: VMs start one at a time" in result.stdout
+    assert "-parallelism=1" in result.stdout and "-parallelism=3" not in result.stdout
+
+
 def test_resizes_of_several_vms_run_one_at_a_time(lima_env: dict[str, str]) -> None:
     assert run_cli(["vm.apply"], lima_env).code == 0
     before = len(records(lima_env))
@@ -193,7 +210,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(lima_env: dict[str, str]) -
     assert result.code == 0, result.output
     assert "k3s-server.yaml" in result.stdout and "apply -input=false" in result.stdout
     assert not Path(lima_env["HOMELAB__STATE_DIR"]).exists()
-    assert calls(lima_env) == []
+    assert calls(lima_env) == [["list", "--json"]]  # looking (can limactl run at all?) is not acting
 
 
 def test_delete_asks_and_destroy_with_yes_removes_every_vm(lima_env: dict[str, str]) -> None:
@@ -273,3 +290,17 @@ def test_apply_after_a_dry_run_does_what_it_showed_and_says_converged(lima_env: 
     assert done.code == 0 and "vm: converged" in done.stdout, done.output
     again = run_cli(["vm.apply", "--dry-run"], lima_env)
     assert "terraform: every VM matches the config" in again.stdout and "nothing to do" in again.stdout
+
+
+def test_a_limactl_that_refuses_root_is_one_clear_error_before_terraform_runs(
+    lima_env: dict[str, str], tmp_path: Path
+) -> None:
+    refusing = tmp_path / "refusing"
+    refusing.mkdir()
+    (refusing / "limactl").write_text('#!/bin/sh\necho "must not run as the root user" >&2\nexit 1\n')
+    (refusing / "limactl").chmod(0o755)
+    result = run_cli(["vm.apply"], {**lima_env, "PATH": f"{refusing}:{lima_env['PATH']}"})
+    assert result.code != 0
+    assert "limactl cannot run (must not run as the root user): run inv as your own user, not root" in result.stderr
+    assert result.stderr.count("root user") == 1, result.stderr
+    assert not (Path(lima_env["HOMELAB__STATE_DIR"]) / "terraform" / "terraform.tfstate").exists()

@@ -13,6 +13,8 @@ is empty.
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 from homelab.config.schema import Node
@@ -45,6 +47,31 @@ def limactl_path(s: Any) -> str:
     from homelab.core.tools import find, require
 
     return require("limactl") if lima.lima_nodes(s.cfg) else (find("limactl") or "limactl")
+
+
+# limactl 1.2 makes its own SSH key ($LIMA_HOME/_config/user, in Lima's documented internal layout)
+# at the first start, checking for it outside its lock: starts in parallel on a new machine both run
+# ssh-keygen, and the second fails on "Overwrite (y/n)?". Seen with three VMs on a fresh LIMA_HOME.
+FIRST_RUN_RACE = "1.2 races creating its SSH key when VMs start in parallel"
+
+
+def lima_user_key() -> Path:
+    home = os.environ.get("LIMA_HOME") or str(Path.home() / ".lima")
+    return Path(home) / "_config" / "user"
+
+
+def limactl_problem(s: Any) -> str | None:
+    """Why limactl cannot run at all, with the fix; None when it runs.
+
+    Lima refuses to run as root ("must not run as the root user"): said once, before
+    Terraform starts it once per VM, instead of from inside Terraform's provisioner output.
+    """
+    listed = s.executor.observe(Run((limactl_path(s), "list", "--json")), check=False)
+    if listed.exited == 0:
+        return None
+    reason = ((listed.stderr or listed.stdout).strip().splitlines() or [f"exit {listed.exited}"])[-1]
+    fix = "run inv as your own user, not root" if "root" in reason else "check limactl's installation"
+    return f"limactl cannot run ({reason}): {fix}"
 
 
 def inputs_plan(s: Any, ws: terraform.Workspace) -> Plan:
@@ -92,6 +119,9 @@ def terraform_plan(s: Any, targets: list[str], replace_ok: bool = False) -> Plan
     if resized:
         plan.add(Note(f"resized in place, one VM at a time (stop, limactl edit, start): {', '.join(resized)}"))
     parallelism = 1 if len(resized) > 1 else s.cfg.terraform.parallelism
+    if parallelism > 1 and not lima_user_key().exists():
+        parallelism = 1
+        plan.add(Note(f"Lima's first run here: VMs start one at a time (limactl {FIRST_RUN_RACE})"))
     plan.add(ws.init(), ws.apply(targets, parallelism))
     known_hosts = s.known_hosts.without([s.endpoint(s.node(name)) for name in replaced])
     if known_hosts is not None:
@@ -131,7 +161,14 @@ def apply(s: Any, names: list[str], replace_ok: bool = False) -> bool:
     creates, so under ``--dry-run`` with VMs to create that part is a note.
     """
     targets = [n.name for n in selected(s, names)] if names else []
+    problem = limactl_problem(s) if lima.lima_nodes(s.cfg) else None
+    if problem and not s.dry_run:
+        from homelab.core.errors import UsageError
+
+        raise UsageError(problem)
     first = terraform_plan(s, targets, replace_ok)
+    if problem:
+        first.add(Note(f"the real run stops here: {problem}"))
     if s.dry_run and has_run(first):
         first.add(Note("then: inventory.json from Terraform's outputs and the new VMs' host keys, once they exist"))
         s.executor.execute(first)
