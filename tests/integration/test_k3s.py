@@ -295,7 +295,8 @@ def test_up_dry_run_for_lima_plans_vms_and_k3s_without_secrets(lab: Lab) -> None
     assert not lab.touched()
     record = lab.tmp / "record.jsonl"
     calls = [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
-    assert [c for c in calls if c["argv"] != ["-l"]] == [], "the dry run called a fake tool to change something"
+    looking = (["-l"], ["list", "--json"])  # crontab -l; limactl list (can limactl run at all?)
+    assert [c for c in calls if c["argv"] not in looking] == [], "the dry run called a fake tool to change something"
     assert not (lab.tmp / "crontab").exists()
 
 

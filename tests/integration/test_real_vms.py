@@ -30,6 +30,7 @@ from real_vms import VmHost, free_port, vm_host
 from helpers import FAKES, REPO, CliResult, inv_binary, loopback_data, run_cli
 from homelab.core.kube import Kube
 from homelab.core.session import Session
+from homelab.core.tools import require
 
 pytestmark = pytest.mark.integration
 
@@ -259,7 +260,8 @@ def claim_on_the_vm(kube: Kube, name: str) -> str:
 
 
 def restic_bytes(lab: VmLab, *args: str) -> bytes:
-    argv = ["restic", "-r", str(lab.tmp / "repo"), "--password-file", str(lab.tmp / "restic-pw"), *args]
+    restic_binary = require("restic")  # the built one (the cache's bin dir), as the toolkit finds it
+    argv = [restic_binary, "-r", str(lab.tmp / "repo"), "--password-file", str(lab.tmp / "restic-pw"), *args]
     done = subprocess.run(argv, capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout
