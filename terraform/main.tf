@@ -27,6 +27,19 @@ variable "ready_timeout" {
   default     = 600
 }
 
+locals {
+  # `limactl start` of an instance an interrupted start left booting returns at once ("already
+  # running"), so a VM counts as created or resized only once its provisioning script has finished
+  # this boot: it touches /run/homelab-provisioned last (tasks/homelab/vm/lima.py).
+  wait_provisioned = <<-EOT
+    waited=0
+    until "$LIMACTL" shell "$NAME" test -f /run/homelab-provisioned >/dev/null 2>&1; do
+      [ "$waited" -lt "$READY_TIMEOUT" ] || { echo "$NAME: not provisioned after $READY_TIMEOUT s; see: limactl shell $NAME sudo tail /var/log/cloud-init-output.log" >&2; exit 1; }
+      sleep 5 && waited=$((waited + 5))
+    done
+  EOT
+}
+
 variable "vms" {
   description = "VMs by name: rendered template path, its hash, and facts for the inventory."
   type = map(object({
@@ -60,18 +73,11 @@ resource "terraform_data" "vm" {
     disk    = each.value.disk
   }
 
-  # `limactl start` of an instance an interrupted start left booting returns at once ("already
-  # running"), so the VM counts as created only once its provisioning script has finished this
-  # boot (it touches /run/homelab-provisioned last; tasks/homelab/vm/lima.py).
   provisioner "local-exec" {
     command = <<-EOT
       { "$LIMACTL" list "$NAME" >/dev/null 2>&1 || "$LIMACTL" create --tty=false --name="$NAME" "$TEMPLATE"; } &&
       "$LIMACTL" start --tty=false "$NAME" || exit 1
-      waited=0
-      until "$LIMACTL" shell "$NAME" test -f /run/homelab-provisioned >/dev/null 2>&1; do
-        [ "$waited" -lt "$READY_TIMEOUT" ] || { echo "$NAME: not provisioned after $READY_TIMEOUT s; see: limactl shell $NAME sudo tail /var/log/cloud-init-output.log" >&2; exit 1; }
-        sleep 5 && waited=$((waited + 5))
-      done
+      ${local.wait_provisioned}
     EOT
     environment = {
       LIMACTL       = var.limactl
@@ -106,11 +112,7 @@ resource "terraform_data" "size" {
         "$LIMACTL" edit --tty=false --cpus="$CPUS" --memory="$MEMORY_GIB" --disk="$DISK_GIB" "$NAME" &&
         "$LIMACTL" start --tty=false "$NAME" || exit 1
       fi
-      waited=0
-      until "$LIMACTL" shell "$NAME" test -f /run/homelab-provisioned >/dev/null 2>&1; do
-        [ "$waited" -lt "$READY_TIMEOUT" ] || { echo "$NAME: not provisioned after $READY_TIMEOUT s; see: limactl shell $NAME sudo tail /var/log/cloud-init-output.log" >&2; exit 1; }
-        sleep 5 && waited=$((waited + 5))
-      done
+      ${local.wait_provisioned}
     EOT
     environment = {
       LIMACTL       = var.limactl

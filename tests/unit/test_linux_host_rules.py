@@ -191,7 +191,8 @@ def test_every_limactl_start_carries_the_accelerator(image: Path) -> None:
 
 def test_terraform_waits_for_the_marker_the_provisioning_script_writes() -> None:
     module = (REPO / "terraform" / "main.tf").read_text()
-    assert module.count(f'shell "$NAME" test -f {lima.PROVISIONED}') == 2
+    assert module.count(f'shell "$NAME" test -f {lima.PROVISIONED}') == 1  # in local.wait_provisioned
+    assert module.count("      ${local.wait_provisioned}\n    EOT") == 2  # the create and the resize step
 
 
 def test_socket_vmnet_dhcp_range_must_stay_below_nodes_and_pool() -> None:
