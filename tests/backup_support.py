@@ -181,3 +181,44 @@ def sealing_key_secret(name: str, namespace: str = "kube-system") -> tuple[dict[
         },
     }
     return secret, cert_pem
+
+
+def local_path_claim(kube: Any, name: str, node: str) -> str:
+    """App ``name``'s bound local-path volume on ``node``, as K3S's provisioner makes one; its path there."""
+    inside = f"/var/lib/rancher/k3s/storage/pvc-{name}"
+    on_node = {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}
+    kube.apply(
+        [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": f"pv-{name}"},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "local-path",
+                    "hostPath": {"path": inside},
+                    "claimRef": {"namespace": name, "name": f"{name}-data"},
+                    "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [on_node]}]}},
+                },
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": f"{name}-data", "namespace": name},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "local-path",
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+        ]
+    )
+
+    def bound() -> str | None:
+        claim = kube.get("v1", "PersistentVolumeClaim", f"{name}-data", name) or {}
+        return None if claim.get("status", {}).get("phase") == "Bound" else "pending"
+
+    kube.wait_for("claim", bound, timeout=60)
+    return inside

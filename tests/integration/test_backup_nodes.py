@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from backup_support import Receiver
+from backup_support import Receiver, local_path_claim
 from k3s_nodes import Lab
 
 from helpers import CliResult
@@ -46,55 +46,7 @@ def app(lab: Lab, kube: Kube, receiver: Receiver) -> Iterator[tuple[str, Path]]:
     lab.data["secrets"] = {"sealed_dir": str(lab.tmp / "sealed")}
     lab.save()
     assert lab.cli("k3s.install").code == 0
-    inside = f"/var/lib/rancher/k3s/storage/pvc-{name}"
-    kube.apply(
-        [
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": f"pv-{name}"},
-                "spec": {
-                    "capacity": {"storage": "1Gi"},
-                    "accessModes": ["ReadWriteOnce"],
-                    "storageClassName": "local-path",
-                    "hostPath": {"path": inside},
-                    "claimRef": {"namespace": name, "name": f"{name}-data"},
-                    "nodeAffinity": {
-                        "required": {
-                            "nodeSelectorTerms": [
-                                {
-                                    "matchExpressions": [
-                                        {"key": "kubernetes.io/hostname", "operator": "In", "values": ["k3s-worker-1"]}
-                                    ]
-                                }
-                            ]
-                        }
-                    },
-                },
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "metadata": {"name": f"{name}-data", "namespace": name},
-                "spec": {
-                    "accessModes": ["ReadWriteOnce"],
-                    "storageClassName": "local-path",
-                    "resources": {"requests": {"storage": "1Gi"}},
-                },
-            },
-        ]
-    )
-    kube.wait_for(
-        "claim",
-        lambda: (
-            None
-            if (kube.get("v1", "PersistentVolumeClaim", f"{name}-data", name) or {}).get("status", {}).get("phase")
-            == "Bound"
-            else "pending"
-        ),
-        timeout=60,
-    )
+    inside = local_path_claim(kube, name, "k3s-worker-1")
     host_dir = lab.nodes["k3s-worker-1"].path(inside)
     host_dir.mkdir(parents=True)
     yield name, host_dir

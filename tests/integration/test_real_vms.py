@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from backup_support import local_path_claim
 from k3s_nodes import embedded_kubeconfig
 from real_vms import VmHost, free_port, vm_host
 
@@ -218,47 +219,6 @@ def test_k3s_install_over_real_ssh_writes_config_token_and_a_running_unit(lab: V
     assert len(lab.shell("cat /var/lib/rancher/installer-log.jsonl").stdout.splitlines()) == 1
 
 
-def claim_on_the_vm(kube: Kube, name: str) -> str:
-    """A bound local-path volume of app ``name`` on the VM node, as K3S's provisioner makes one."""
-    inside = f"/var/lib/rancher/k3s/storage/pvc-{name}"
-    on_node = {"key": "kubernetes.io/hostname", "operator": "In", "values": [NAME]}
-    kube.apply(
-        [
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": f"pv-{name}"},
-                "spec": {
-                    "capacity": {"storage": "1Gi"},
-                    "accessModes": ["ReadWriteOnce"],
-                    "storageClassName": "local-path",
-                    "hostPath": {"path": inside},
-                    "claimRef": {"namespace": name, "name": f"{name}-data"},
-                    "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [on_node]}]}},
-                },
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "metadata": {"name": f"{name}-data", "namespace": name},
-                "spec": {
-                    "accessModes": ["ReadWriteOnce"],
-                    "storageClassName": "local-path",
-                    "resources": {"requests": {"storage": "1Gi"}},
-                },
-            },
-        ]
-    )
-
-    def bound() -> str | None:
-        claim = kube.get("v1", "PersistentVolumeClaim", f"{name}-data", name) or {}
-        return None if claim.get("status", {}).get("phase") == "Bound" else "pending"
-
-    kube.wait_for("claim", bound, timeout=60)
-    return inside
-
-
 def restic_bytes(lab: VmLab, *args: str) -> bytes:
     restic_binary = require("restic")  # the built one (the cache's bin dir), as the toolkit finds it
     argv = [restic_binary, "-r", str(lab.tmp / "repo"), "--password-file", str(lab.tmp / "restic-pw"), *args]
@@ -275,7 +235,7 @@ def test_the_backup_reads_the_datastore_and_a_volume_from_the_vm_and_restores_th
     lab: VmLab, kube: Kube
 ) -> None:
     name = f"notes-{os.getpid()}"
-    inside = claim_on_the_vm(kube, name)
+    inside = local_path_claim(kube, name, NAME)
     written = lab.shell(
         f"mkdir -p {inside} && echo 'remember the milk' > {inside}/notes.txt && chmod 0640 {inside}/notes.txt"
     )
