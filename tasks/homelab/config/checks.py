@@ -50,7 +50,7 @@ def semantic_problems(cfg: HomelabConfig) -> list[Problem]:
     ]
 
 
-USER_V2_SUBNET = "192.168.104.0/24"  # Lima's user-v2 network (networks.yaml), gateway .1
+USER_V2_SUBNET = "192.168.104.0/24"  # Lima's user-v2 network (networks.yaml); its gateway and DNS are .2
 
 
 def dhcp_collisions(cfg: HomelabConfig, end: str) -> list[str]:

@@ -78,7 +78,7 @@ class HostFacts:
 
 
 def macos_host_facts(session: Any) -> HostFacts:
-    running = subprocess.run(["pgrep", "-x", "socket_vmnet"], capture_output=True).returncode == 0
+    pids = subprocess.run(["pgrep", "-x", "socket_vmnet"], capture_output=True, text=True).stdout.split()
     firewall = subprocess.run(
         ["/usr/libexec/ApplicationFirewall/socketfilterfw", "--getappblocked", "/usr/libexec/bootpd"],
         capture_output=True,
@@ -100,11 +100,10 @@ def macos_host_facts(session: Any) -> HostFacts:
         socket_present = stat.S_ISSOCK(os.stat(session.cfg.lima.socket).st_mode)
     except OSError:
         socket_present = False
-    pids = subprocess.run(["pgrep", "-x", "socket_vmnet"], capture_output=True, text=True).stdout.split()
     args = None
     if pids:
         args = subprocess.run(["ps", "-o", "args=", "-p", pids[0]], capture_output=True, text=True).stdout.strip()
-    return HostFacts(running, "is blocked" in firewall, addresses, installed, socket_present, args or None)
+    return HostFacts(bool(pids), "is blocked" in firewall, addresses, installed, socket_present, args or None)
 
 
 def socket_vmnet_dhcp_end(args: str, gateway: str) -> str:

@@ -52,8 +52,8 @@ PROVISIONED = "/run/homelab-provisioned"
 # regenerates the host keys on each new instance: every restart would change the keys the toolkit
 # pinned, and SSH would refuse the node. Written at the first boot, this keeps them from then on.
 KEEP_HOST_KEYS = "/etc/cloud/cloud.cfg.d/90-homelab-keep-host-keys.cfg"
-USER_V2_INTERFACE = "eth0"
-API_PORT = 6443  # K3S's API server  # Lima makes the first user-v2 network the VM's first NIC, in place of slirp
+USER_V2_INTERFACE = "eth0"  # Lima makes the first user-v2 network the VM's first NIC, in place of slirp
+API_PORT = 6443  # K3S's API server
 GUEST_IMAGE_FILES = ("disk.qcow2", "vmlinuz", "initrd.img")
 
 
