@@ -18,14 +18,19 @@ def test_node_checks_fail_on_sudo_password_and_low_disk(tmp_path, monkeypatch) -
     data.update({"target": "lima", "state_dir": str(tmp_path / "state")})
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
     s = Session(Context(), config_path=tmp_path / "c.yaml", out=lambda _: None)
-    good = preflight.Facts("h", "ok", True, (), 50 * 1024**2, True)
+    good = preflight.Facts("h", "ok", True, (), 50 * 1024**2, True, True, True)
+    password = "sudo: a password is required"
     facts = {
         "k3s-server": good,
-        "k3s-worker-1": preflight.Facts("h1", "sudo: a password is required", True, (), 50 * 1024**2, True),
-        "k3s-worker-2": preflight.Facts("h2", "ok", True, (), 1024, True),
+        "k3s-worker-1": preflight.Facts("h1", password, True, (), 50 * 1024**2, True, False, True),
+        "k3s-worker-2": preflight.Facts("h2", "ok", True, (), 1024, True, False, False),
     }
     monkeypatch.setattr(preflight, "gather", lambda session, nodes: facts)
     checks = {c.name: c for c in doctor.check_nodes(s)}
     assert checks["node k3s-server sudo"].status == "ok" and checks["node k3s-server disk"].status == "ok"
     assert checks["node k3s-worker-1 sudo"].status == "fail" and "NOPASSWD" in checks["node k3s-worker-1 sudo"].fix
     assert checks["node k3s-worker-2 disk"].status == "fail"
+    assert checks["node k3s-server sqlite3"].status == "ok"
+    assert checks["node k3s-worker-1 sqlite3"].status == "fail"
+    assert checks["node k3s-worker-1 sqlite3"].fix == "inv k3s.install installs it with apt-get"
+    assert checks["node k3s-worker-2 sqlite3"].fix == "install sqlite3 on k3s-worker-2"

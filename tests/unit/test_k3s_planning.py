@@ -74,6 +74,8 @@ def fact(hostname: str, **changes) -> preflight.Facts:
         "listening": (),
         "disk_kib": 50 * 1024**2,
         "has_k3s": False,
+        "has_sqlite3": True,
+        "has_apt": True,
     }
     return preflight.Facts(**{**base, **changes})
 

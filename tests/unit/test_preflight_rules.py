@@ -21,6 +21,7 @@ from homelab.k3s import preflight
 
 HEALTHY = (
     "hostname={name}\nsudo=ok\ncgroup_memory=yes\nlistening=127.0.0.53:53 0.0.0.0:22 \ndisk_kib=52428800\nk3s=no\n"
+    "sqlite3=yes\napt=yes\n"
 )
 SCRIPT_LINE = Run(("sh", "-c", preflight.SCRIPT)).shell_line()
 
@@ -49,12 +50,13 @@ def lab(cfg: Any, outputs: dict[str, str | Exception]) -> Lab:
 def test_the_script_output_parses_into_facts() -> None:
     facts = preflight.parse(
         "hostname= node-1 \nsudo=sudo: a password is required\ncgroup_memory=no\n"
-        "listening=0.0.0.0:6443 [::]:10250 \ndisk_kib=1024\nk3s=yes\nnot a fact\n"
+        "listening=0.0.0.0:6443 [::]:10250 \ndisk_kib=1024\nk3s=yes\nnot a fact\nsqlite3=no\napt=yes\n"
     )
     assert facts == preflight.Facts(
-        "node-1", "sudo: a password is required", False, ("0.0.0.0:6443", "[::]:10250"), 1024, True
+        "node-1", "sudo: a password is required", False, ("0.0.0.0:6443", "[::]:10250"), 1024, True, False, True
     )
-    assert preflight.parse("") == preflight.Facts("", "", False, (), 0, False)
+    assert preflight.parse("") == preflight.Facts("", "", False, (), 0, False, False, False)
+    assert preflight.parse("sqlite3=yes\napt=no").has_sqlite3 is True
     assert preflight.parse("disk_kib=\nk3s=no\ncgroup_memory=yes").memory_cgroup is True
 
 
@@ -143,3 +145,21 @@ def test_a_node_that_could_not_be_asked_does_not_hide_the_others(cfg: Any) -> No
 def test_a_value_may_itself_contain_an_equals_sign() -> None:
     facts = preflight.parse("hostname=a\nsudo=sudo: option a=b is not allowed\ncgroup_memory=yes\n")
     assert facts.sudo == "sudo: option a=b is not allowed" and facts.hostname == "a"
+
+
+def test_sqlite3_is_installed_with_apt_where_missing_and_its_absence_without_apt_stops_preflight(cfg: Any) -> None:
+    outputs: dict[str, str | Exception] = {n.name: HEALTHY.format(name=n.name) for n in cfg.nodes}
+    outputs["k3s-worker-1"] = outputs["k3s-worker-1"].replace("sqlite3=yes", "sqlite3=no")
+    facts = preflight.check(lab(cfg, outputs))
+    plan = preflight.install_missing_tools(facts)
+    assert [(a.host, a.sudo, a.argv) for a in plan.actions] == [
+        ("k3s-worker-1", True, ("sh", "-c", preflight.INSTALL_SQLITE3))
+    ]
+    assert preflight.install_missing_tools({n: f for n, f in facts.items() if n != "k3s-worker-1"}).empty
+    outputs["k3s-worker-2"] = outputs["k3s-worker-2"].replace("sqlite3=yes", "sqlite3=no").replace("apt=yes", "apt=no")
+    with pytest.raises(HomelabError) as caught:
+        preflight.check(lab(cfg, outputs))
+    assert str(caught.value).splitlines()[1:] == [
+        "  k3s-worker-2: sqlite3 is missing and there is no apt-get to install it; install sqlite3 "
+        "(the backups snapshot the K3S datastore and app databases with it)"
+    ]

@@ -1,7 +1,10 @@
 """Node preflight: everything that must hold on every node before any node is touched.
 
 Reachable with a pinned host key, sudo without a password prompt, unique
-hostnames, the memory cgroup controller, K3S's ports free, and enough disk.
+hostnames, the memory cgroup controller, K3S's ports free, enough disk, and
+sqlite3 (the backups snapshot the K3S datastore and app databases with it on the
+node) or apt-get to install it with: Ubuntu's cloud images, which Lima boots on
+the Mac, do not ship it.
 One read-only command per node (run under --dry-run too); problems are collected for all nodes and
 reported together, one line each.
 """
@@ -14,7 +17,7 @@ from typing import Any
 
 from homelab.config.schema import HomelabConfig, Node
 from homelab.core.errors import HomelabError
-from homelab.core.plan import Run
+from homelab.core.plan import Action, Plan, Run
 from homelab.k3s.plan import size_kib
 
 SERVER_PORTS = (6443, 10250)
@@ -31,7 +34,11 @@ fi
 echo "listening=$(ss -Hltn 2>/dev/null | awk '{print $4}' | tr '\n' ' ')"
 echo "disk_kib=$(df -Pk /var/lib | awk 'NR==2 {print $4}')"
 if command -v k3s >/dev/null 2>&1; then echo "k3s=yes"; else echo "k3s=no"; fi
+if command -v sqlite3 >/dev/null 2>&1; then echo "sqlite3=yes"; else echo "sqlite3=no"; fi
+if command -v apt-get >/dev/null 2>&1; then echo "apt=yes"; else echo "apt=no"; fi
 """
+# Installs sqlite3 where it is missing (k3s.install plans it from the preflight facts).
+INSTALL_SQLITE3 = "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sqlite3"
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,8 @@ class Facts:
     listening: tuple[str, ...]
     disk_kib: int
     has_k3s: bool
+    has_sqlite3: bool
+    has_apt: bool
 
 
 def parse(text: str) -> Facts:
@@ -55,6 +64,8 @@ def parse(text: str) -> Facts:
         listening=tuple(values.get("listening", "").split()),
         disk_kib=int(values.get("disk_kib") or 0),
         has_k3s=values.get("k3s") == "yes",
+        has_sqlite3=values.get("sqlite3") == "yes",
+        has_apt=values.get("apt") == "yes",
     )
 
 
@@ -93,10 +104,25 @@ def problems_for(cfg: HomelabConfig, facts: dict[str, Facts | Exception]) -> lis
             lines.append(
                 f"{node.name}: only {fact.disk_kib // 1024} MiB free under /var/lib; need {cfg.k3s.min_free_disk}"
             )
+        if not fact.has_sqlite3 and not fact.has_apt:
+            lines.append(
+                f"{node.name}: sqlite3 is missing and there is no apt-get to install it; install sqlite3 "
+                "(the backups snapshot the K3S datastore and app databases with it)"
+            )
     for hostname, nodes in names.items():
         if len(nodes) > 1:
             lines.append(f"{', '.join(nodes)}: the same hostname {hostname!r}; K3S needs unique hostnames")
     return lines
+
+
+def install_missing_tools(facts: dict[str, Facts]) -> Plan:
+    """Install sqlite3 with apt-get on each node that lacks it (preflight failed those without apt-get)."""
+    steps: list[Action] = [
+        Run(("sh", "-c", INSTALL_SQLITE3), host=name, sudo=True, why="the backups snapshot SQLite databases with it")
+        for name, fact in facts.items()
+        if not fact.has_sqlite3
+    ]
+    return Plan("tools the backups need on the nodes", steps)
 
 
 def gather(session: Any, nodes: list[Node]) -> dict[str, Facts | Exception]:

@@ -34,27 +34,28 @@ def observe(session: Any) -> dict[str, k3s.Observed]:
         return dict(zip([n.name for n in session.cfg.nodes], pool.map(one, session.cfg.nodes), strict=True))
 
 
-def check_nodes(session: Any) -> tuple[dict[str, k3s.Observed], list[Action]]:
-    """Preflight and observe every node.
+def check_nodes(session: Any) -> tuple[dict[str, k3s.Observed], list[Action], Plan]:
+    """Preflight and observe every node; also the notes for the plan and the tools to install first.
 
     Under ``--dry-run`` nodes that cannot be reached yet (VMs the same dry run
     would create) are planned as fresh, and the plan says so.
     """
     try:
-        preflight.check(session)
-        return observe(session), []
+        facts = preflight.check(session)
+        return observe(session), [], preflight.install_missing_tools(facts)
     except HomelabError as err:
         if not session.dry_run:
             raise
         fresh = {n.name: k3s.Observed(None, None, None) for n in session.cfg.nodes}
-        return fresh, [Note(f"nodes cannot be checked yet ({str(err).splitlines()[0]}); planning a fresh install")]
+        note = Note(f"nodes cannot be checked yet ({str(err).splitlines()[0]}); planning a fresh install")
+        return fresh, [note], preflight.install_missing_tools({})
 
 
 def install(session: Any) -> bool:
     """Converge every node to the config, then re-check; True when anything changed."""
     cfg, executor = session.cfg, session.executor
     token, make_token = k3s.cluster_token(cfg.k3s.token.location())
-    observed, notes = check_nodes(session)
+    observed, notes, tools = check_nodes(session)
     plans = k3s.plan_nodes(cfg, observed, token)
     server = cfg.server.name
     agents = Plan("install k3s agents in parallel")
@@ -63,7 +64,7 @@ def install(session: Any) -> bool:
             agents.extend(plan.actions)
     if server in plans.install and session.dry_run:  # the kubeconfig is planned once the server runs K3S
         plans.install[server].add(Note(kubeconfig_later(session)))
-    first = [Plan("k3s cluster token", [*notes, *make_token]), plans.install.get(server, Plan("k3s server"))]
+    first = [tools, Plan("k3s cluster token", [*notes, *make_token]), plans.install.get(server, Plan("k3s server"))]
     changed = run_steps(executor, first)  # the server first: agents join it
     changed = run_steps(executor, [agents], parallel=True) or changed
     changed = run_steps(executor, list(plans.reconfigure.values())) or changed  # one at a time: never two restarts

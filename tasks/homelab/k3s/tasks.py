@@ -13,14 +13,15 @@ DRY_RUN = "Print the plan (commands and files; the token appears only as <redact
 
 @task
 def preflight(c: Any) -> None:
-    """Check every node (SSH, host key, sudo, hostname, cgroups, ports, disk); change nothing."""
+    """Check every node (SSH, host key, sudo, hostname, cgroups, ports, disk, sqlite3); change nothing."""
     from homelab.k3s import preflight as checks
 
     s = session(c)
     with s:
         facts = checks.check(s)
     for name, fact in facts.items():
-        print(f"{name}: ok (hostname {fact.hostname}, {fact.disk_kib // 1024 // 1024} GiB free)")
+        tools = "" if fact.has_sqlite3 else "; sqlite3 missing: k3s.install installs it with apt-get"
+        print(f"{name}: ok (hostname {fact.hostname}, {fact.disk_kib // 1024 // 1024} GiB free{tools})")
 
 
 @task(help={"dry_run": DRY_RUN})

@@ -210,6 +210,15 @@ def check_nodes(session: Any) -> list[Check]:
             if fact.disk_kib >= need
             else fail(f"node {node.name} disk", f"{fact.disk_kib // 1024} MiB free", "free space under /var/lib")
         )
+        checks.append(
+            ok(f"node {node.name} sqlite3", "present (backups snapshot SQLite databases with it)")
+            if fact.has_sqlite3
+            else fail(
+                f"node {node.name} sqlite3",
+                "missing: the datastore and app database backups would fail",
+                "inv k3s.install installs it with apt-get" if fact.has_apt else f"install sqlite3 on {node.name}",
+            )
+        )
     return checks
 
 
