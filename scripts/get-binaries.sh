@@ -53,17 +53,27 @@ have() { [[ -f "$STAMP_DIR/$1-$2" ]]; }
 stamp() { : >"$STAMP_DIR/$1-$2"; }
 
 # timed NAME VERSION CMD...: run a build step once per version and report its time.
+# A lock per NAME: a second get-binaries asking for the same build (setup.sh runs several at
+# once) waits for the first and then uses what it built, instead of building it again beside it.
 timed() {
-    local name=$1 version=$2
+    local name=$1 version=$2 lock
     shift 2
     if have "$name" "$version"; then
         say "$name $version: cached"
+        return 0
+    fi
+    exec {lock}>"$STAMP_DIR/.$name.lock"
+    flock "$lock"
+    if have "$name" "$version"; then
+        say "$name $version: built meanwhile by another get-binaries"
+        exec {lock}>&-
         return 0
     fi
     local start=$SECONDS
     say "$name $version: building from Go modules (first time only)"
     "$@"
     stamp "$name" "$version"
+    exec {lock}>&-
     say "$name $version: built in $((SECONDS - start))s"
 }
 
@@ -253,11 +263,23 @@ want_tofu() {
     fi
 }
 
+# everything, in two lanes at once: a Go build leaves a core idle while it downloads modules and
+# links, so two lanes of about equal measured build time finish sooner than one after the other.
+want_all() {
+    (want_sandbox; want_crds; want_restic; want_kubeseal; want_lima) &
+    local first=$!
+    (want_controllers; want_amtool; want_tofu) &
+    local second=$! failed=0
+    wait "$first" || failed=1
+    wait "$second" || failed=1
+    [[ $failed -eq 0 ]] || die "a build failed (see above); re-run to finish: finished builds are kept"
+}
+
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(all)
 for t in "${targets[@]}"; do
     case "$t" in
-    all) want_sandbox; want_crds; want_controllers; want_lima; want_restic; want_kubeseal; want_amtool; want_tofu ;;
+    all) want_all ;;
     sandbox | crds | lima | restic | kubeseal | amtool | tofu | controllers) "want_$t" ;;
     *) die "unknown target '$t' (use all, sandbox, crds, controllers, lima, restic, kubeseal, amtool or tofu)" ;;
     esac

@@ -8,6 +8,8 @@
 # macOS: only the venv; then scripts/macos-check.sh names what is missing (Homebrew's lima,
 # terraform or opentofu, kubectl, kubeseal, restic; socket_vmnet under /opt run by launchd).
 # HOMELAB_SANDBOX=1 also builds the sandbox's binaries there.
+# HOMELAB_GUEST_IMAGE=1 (Linux, root) also builds the guest image the real-VM tests boot, beside
+# the binaries (CI sets it; otherwise nox's integration session builds it when it first runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,7 +64,24 @@ if [[ $(uname -s) == Darwin ]]; then
     say "done. Next: .venv/bin/inv up"
     exit 0
 fi
+# build_binaries_and_guest_image: the binaries and, beside them (HOMELAB_GUEST_IMAGE=1, as root),
+# the guest image the real-VM tests boot: debootstrap mostly waits on the mirror, so it overlaps well.
+build_binaries_and_guest_image() {
+    if [[ ${HOMELAB_GUEST_IMAGE:-0} != 1 ]]; then
+        build_binaries all
+        return
+    fi
+    [[ $(id -u) -eq 0 ]] || die "HOMELAB_GUEST_IMAGE=1: building the guest image needs root (debootstrap)"
+    build_binaries all &
+    local binaries=$!
+    (build_binaries lima && bash scripts/build-guest-image.sh >/dev/null) &
+    local image=$! failed=0
+    wait "$binaries" || failed=1
+    wait "$image" || failed=1
+    [[ $failed -eq 0 ]] || die "a build failed (see above); re-run to finish: finished builds are kept"
+}
+
 install_system_packages
 install_python
-build_binaries all
+build_binaries_and_guest_image
 say "done. Next: .venv/bin/inv up --target sandbox"
