@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,17 @@ class TestNode:
         self.process.wait(timeout=10)
 
 
-def start_node(name: str, ip: str, root: Path, client_key: Path, hide_memory_cgroup: bool = False) -> TestNode:
+def start_node(
+    name: str,
+    ip: str,
+    root: Path,
+    client_key: Path,
+    hide_memory_cgroup: bool = False,
+    hide_sqlite3: bool = False,
+    apt_get: bool = True,
+) -> TestNode:
+    """Start a node; ``hide_sqlite3`` makes it lack sqlite3 as Ubuntu's cloud images do, with a
+    recording apt-get (``tests/fakes/apt-get``) that can install it, or none when ``apt_get`` is off."""
     for key in NODE_DIRS:
         (root / key).mkdir(parents=True, exist_ok=True)
     for mount in NODE_DIRS.values():
@@ -69,6 +80,14 @@ def start_node(name: str, ip: str, root: Path, client_key: Path, hide_memory_cgr
     if hide_memory_cgroup:
         (root / "cgroups").write_text("#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpu\t1\t1\t1\n")
         mounts += f" && mount --bind {root / 'cgroups'} /proc/cgroups"
+    if hide_sqlite3:  # a file that is not executable: `command -v` no longer finds the host's binary
+        missing = root / "missing-command"
+        missing.write_text("")
+        missing.chmod(0o644)
+        shutil.copy2(_host_command("sqlite3"), root / "lib" / "sqlite3.real")
+        apt = FAKES / "apt-get" if apt_get else missing
+        mounts += f" && mount --bind {missing} {_host_command('sqlite3')}"
+        mounts += f" && mount --bind {apt} {_host_command('apt-get')}"
     script = f"hostname {name} && {mounts} && exec {SSHD} -D -e -f {root / 'sshd_config'}"
     process = subprocess.Popen(
         ["unshare", "--mount", "--uts", "--propagation", "private", "--", "sh", "-c", script],
@@ -76,6 +95,13 @@ def start_node(name: str, ip: str, root: Path, client_key: Path, hide_memory_cgr
     )
     wait_listening(ip, port, process)
     return TestNode(name, ip, port, root, process)
+
+
+def _host_command(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} is missing on this machine: scripts/setup.sh installs it")
+    return found
 
 
 NODES = [("k3s-server", "127.0.0.11"), ("k3s-worker-1", "127.0.0.12"), ("k3s-worker-2", "127.0.0.13")]
@@ -162,6 +188,21 @@ class Lab:
 
     def touched(self) -> bool:
         return any(n.installer_log() or n.path("/etc/rancher/k3s/config.yaml").exists() for n in self.nodes.values())
+
+    def restart_node(self, name: str, **options: bool) -> TestNode:
+        """Replace node ``name`` by a fresh one started with ``options`` (see start_node), its key pinned."""
+        index = [entry["name"] for entry in self.data["nodes"]].index(name)
+        old = self.nodes[name]
+        old.stop()
+        new = start_node(name, old.ip, self.tmp / f"{name}-restarted", self.key, **options)
+        (new.root / "lib" / "fake-k3s.yaml").write_text((old.root / "lib" / "fake-k3s.yaml").read_text())
+        self.nodes[name] = new
+        self.data["nodes"][index]["ssh_port"] = new.port
+        self.save()
+        pub = (new.root / "host_ed25519.pub").read_text().split()
+        with (self.tmp / "state" / "known_hosts").open("a") as known:
+            known.write(f"[{new.ip}]:{new.port} {pub[0]} {pub[1]}\n")
+        return new
 
     def pin_wrong_key(self, index: int) -> Path:
         """Replace node ``index``'s pinned host key by another key; returns the known_hosts path."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from k3s_nodes import NODES, Lab, start_node
+from k3s_nodes import NODES, Lab
 
 from helpers import FAKES, CliResult, run_cli
 from homelab.core.kube import Kube
@@ -210,13 +210,16 @@ def test_merged_kubeconfig_keeps_other_contexts_and_is_private(lab: Lab) -> None
     assert Kube(target, "itest").ready()
 
 
-@pytest.mark.parametrize("fault", ["unreachable", "changed_host_key", "sudo_password", "no_memory_cgroup"])
+@pytest.mark.parametrize(
+    "fault", ["unreachable", "changed_host_key", "sudo_password", "no_memory_cgroup", "no_sqlite3_nor_apt"]
+)
 def test_preflight_failure_is_clear_and_no_node_is_touched(lab: Lab, fault: str) -> None:
     expected = {
         "unreachable": "k3s-worker-2: cannot reach",
         "changed_host_key": "k3s-worker-1: host key for",
         "sudo_password": "k3s-worker-2: sudo needs a password",
         "no_memory_cgroup": "k3s-worker-1: the memory cgroup controller is off",
+        "no_sqlite3_nor_apt": "k3s-server: sqlite3 is missing and there is no apt-get to install it",
     }[fault]
     if fault == "unreachable":
         lab.nodes["k3s-worker-2"].stop()
@@ -231,18 +234,10 @@ def test_preflight_failure_is_clear_and_no_node_is_touched(lab: Lab, fault: str)
         subprocess.run(["chown", "-R", "hlnosudo:", str(ssh_dir)], check=True)
         lab.data["nodes"][2]["ssh_user"] = "hlnosudo"
         lab.save()
+    elif fault == "no_memory_cgroup":
+        lab.restart_node("k3s-worker-1", hide_memory_cgroup=True)
     else:
-        node = lab.nodes["k3s-worker-1"]
-        node.stop()
-        lab.nodes["k3s-worker-1"] = start_node(
-            "k3s-worker-1", "127.0.0.12", lab.tmp / "w1b", lab.key, hide_memory_cgroup=True
-        )
-        new = lab.nodes["k3s-worker-1"]
-        lab.data["nodes"][1]["ssh_port"] = new.port
-        lab.save()
-        pub = (new.root / "host_ed25519.pub").read_text().split()
-        with (lab.tmp / "state" / "known_hosts").open("a") as known:
-            known.write(f"[{new.ip}]:{new.port} {pub[0]} {pub[1]}\n")
+        lab.restart_node("k3s-server", hide_sqlite3=True, apt_get=False)
     known_before = (lab.tmp / "state" / "known_hosts").read_bytes()
     result = lab.cli("k3s.install")
     assert result.code == 1, result.output
@@ -250,6 +245,30 @@ def test_preflight_failure_is_clear_and_no_node_is_touched(lab: Lab, fault: str)
     assert expected in result.stderr, result.stderr
     assert not lab.touched()
     assert (lab.tmp / "state" / "known_hosts").read_bytes() == known_before
+
+
+def test_a_node_without_sqlite3_gets_it_from_apt_before_k3s_and_only_once(lab: Lab) -> None:
+    """Ubuntu's cloud images (Lima's on the Mac) lack sqlite3; the backups run it on the nodes."""
+    server = lab.restart_node("k3s-server", hide_sqlite3=True)
+    apt_log = server.root / "lib" / "apt-get.log"
+    preflight = lab.cli("k3s.preflight")
+    assert preflight.code == 0, preflight.output
+    assert "k3s-server: ok (" in preflight.stdout and "sqlite3 missing: k3s.install installs it" in preflight.stdout
+    assert "k3s-worker-1: ok (" in preflight.stdout and preflight.stdout.count("sqlite3 missing") == 1
+
+    dry = lab.cli("k3s.install", "--dry-run")
+    assert dry.code == 0, dry.output
+    assert "[k3s-server] run: sudo -n -- sh -c 'apt-get update -qq && " in dry.stdout, dry.stdout
+    assert dry.stdout.count("apt-get install -y -qq sqlite3") == 1
+    assert not apt_log.exists() and not lab.touched()
+
+    result = lab.cli("k3s.install")  # the stand-in installer itself runs sqlite3 on the server: tools come first
+    assert result.code == 0, result.output
+    assert apt_log.read_text().splitlines() == ["update -qq", "install -y -qq sqlite3"]
+    assert lab.cli("k3s.snapshot").code == 0
+    again = lab.cli("k3s.install")
+    assert again.code == 0 and "k3s: nothing to do" in again.stdout, again.output
+    assert len(apt_log.read_text().splitlines()) == 2
 
 
 def test_snapshot_saves_a_consistent_sqlite_copy_and_the_token(lab: Lab) -> None:
