@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import socket
 import subprocess
@@ -271,3 +272,30 @@ def test_cli_up_twice_is_one_cluster_and_down_leaves_nothing(tmp_path: Path) -> 
     assert stopped.code == 1
     leftovers = subprocess.run(["pgrep", "-f", str(state)], capture_output=True, text=True).stdout
     assert leftovers == ""
+
+
+def test_two_sandboxes_created_at_the_same_moment_both_answer(tmp_path: Path) -> None:
+    """Two homelabs on one machine (or two test workers): their control planes must not pick the same ports."""
+    envs = []
+    for name in ("twina", "twinb"):
+        data = loopback_data()
+        data["name"] = name
+        (tmp_path / name).mkdir()
+        config = tmp_path / name / "homelab.yaml"
+        config.write_text(yaml.safe_dump(data))
+        envs.append({"HOMELAB_CONFIG": str(config), "HOMELAB__STATE_DIR": str(tmp_path / name / "state")})
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            ups = list(pool.map(lambda env: run_cli(["sandbox.up"], env), envs))
+        for up in ups:
+            assert up.code == 0, up.output
+        servers = set()
+        for env in envs:
+            status = run_cli(["sandbox.status"], env)
+            assert status.code == 0 and "3/3 nodes Ready" in status.stdout, status.output
+            kubeconfig = yaml.safe_load(Path(env["HOMELAB__STATE_DIR"], "kubeconfig").read_text())
+            servers.add(kubeconfig["clusters"][0]["cluster"]["server"])
+        assert len(servers) == 2
+    finally:
+        for env in envs:
+            run_cli(["sandbox.down"], env)

@@ -23,6 +23,7 @@ from homelab.core.kube.pending import apply_actions
 from homelab.core.kubeconfig import merge_action, remove_action
 from homelab.core.plan import LOCAL, Apply, Note, Plan, Run, Wait, WriteFile
 from homelab.core.tools import require
+from homelab.sandbox.processes import free_ports
 
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "etcd", "kwok")
@@ -55,8 +56,22 @@ def paths_for(cfg: HomelabConfig, state_dir: Path) -> SandboxPaths:
     )
 
 
-def kwokctl_config(kube_version: str) -> str:
-    """The KwokctlConfiguration that pins every component to a local binary."""
+# The ports of the control plane's processes. kwokctl picks each port it is not given by counting
+# down from 32767, the same sequence in every kwokctl: two sandboxes created at the same moment
+# (two homelabs on one machine, parallel test workers) took the same ports, and one API server
+# never answered. Ports the kernel hands out to each sandbox do not collide.
+KWOKCTL_PORTS = (
+    "etcdPort",
+    "etcdPeerPort",
+    "kubeApiserverPort",
+    "kubeControllerManagerPort",
+    "kubeSchedulerPort",
+    "kwokControllerPort",
+)
+
+
+def kwokctl_config(kube_version: str, ports: dict[str, int]) -> str:
+    """The KwokctlConfiguration that pins every component to a local binary and its ports (KWOKCTL_PORTS)."""
     binaries = {name: require(name) for name in BINARIES}
     options = {
         "runtime": "binary",
@@ -69,6 +84,7 @@ def kwokctl_config(kube_version: str) -> str:
         "etcdBinary": binaries["etcd"],
         "kwokControllerBinary": binaries["kwok"],
         "kubeControllerManagerNodeMonitorGracePeriodMilliseconds": 40000,
+        **{name: ports[name] for name in KWOKCTL_PORTS},
     }
     doc = {"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokctlConfiguration", "options": options}
     return yaml.safe_dump(doc, sort_keys=True)
@@ -245,7 +261,12 @@ def control_plane_plan(session: Any, kube_version: str, timeout: float) -> Plan:
         f"{int(timeout)}s",
     )
     return plan.add(
-        WriteFile(str(config_file), kwokctl_config(kube_version), 0o644, why="pin local binaries"),
+        WriteFile(
+            str(config_file),
+            kwokctl_config(kube_version, free_ports(KWOKCTL_PORTS)),
+            0o644,
+            why="pin binaries and ports",
+        ),
         Run(create, env=env, why="start etcd, kube-apiserver, controller-manager, scheduler and kwok on 127.0.0.1"),
         WriteFile(str(marker), "", 0o644, why="the create finished"),
     )

@@ -65,7 +65,7 @@ from homelab.gitops import deploy
 from homelab.gitops.platform import ARGOCD_NAMESPACE, INGRESS_SERVICE
 from homelab.sandbox import cluster
 from homelab.sandbox.controller_objects import METALLB_NAMESPACE, cluster_objects, crds
-from homelab.sandbox.processes import Daemon, Probe, free_port, log_tail, read_pid, running
+from homelab.sandbox.processes import Daemon, Probe, free_ports, log_tail, read_pid, running
 
 REPOSITORY = "homelab.git"
 TOKEN_LIFETIME = "8760h"  # noqa: S105 - a duration: the Sealed Secrets controller's token; each start mints one
@@ -372,7 +372,7 @@ def ports_for(lay: Layout, alive: dict[str, int | None]) -> dict[str, int]:
     recorded = read_ports(lay)
     if any(alive.values()) and set(recorded) == set(PORTS):
         return recorded
-    return {name: free_port() for name in PORTS}
+    return free_ports(PORTS)
 
 
 def serving(daemon: Daemon, lay: Layout) -> Callable[[], str | None]:

@@ -9,10 +9,12 @@ crash is not taken for it. Every probe talks to 127.0.0.1 only, through no proxy
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,11 +55,18 @@ def log_tail(path: Path, lines: int = 8) -> str:
     return "\n    ".join(text[-lines:]) or "(empty log)"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def free_ports(names: Iterable[str]) -> dict[str, int]:
+    """A port on 127.0.0.1 for each name, each one the kernel just handed out; never two the same.
+
+    Every socket stays bound until all are chosen, so the kernel cannot hand one port out twice.
+    """
+    with contextlib.ExitStack() as stack:
+        bound = {}
+        for name in names:
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            bound[name] = int(sock.getsockname()[1])
+        return bound
 
 
 @dataclass(frozen=True)
