@@ -187,7 +187,8 @@ def test_forty_concurrent_starts_never_have_two_holders(tmp_path: Path) -> None:
     script = (
         "import os, sys, time\n"
         "sys.path.insert(0, sys.argv[3])\n"
-        "from homelab.backup.run import exclusive_lock, Locked\n"
+        "from homelab.backup.run import exclusive_lock\n"
+        "from homelab.core.locks import Locked\n"
         "try:\n"
         "    with exclusive_lock(__import__('pathlib').Path(sys.argv[1])):\n"
         "        fd = os.open(sys.argv[2], os.O_WRONLY | os.O_APPEND | os.O_CREAT)\n"

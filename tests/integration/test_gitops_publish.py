@@ -8,6 +8,7 @@ read back what the server holds.
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,41 @@ def test_publish_builds_on_a_branch_that_moved(project: Project, tmp_path: Path)
         d for d in yaml.safe_load_all(project.server.files()["k8s/apps/homepage/app.yaml"]) if d["kind"] == "Deployment"
     )
     assert deployment["spec"]["replicas"] == 3
+
+
+def test_git_locks_a_killed_publish_left_are_removed_and_the_next_publish_pushes(project: Project) -> None:
+    """A publish killed mid-commit leaves index.lock in the cache repository; git then refuses every later command."""
+    assert project.cli("gitops.publish").code == 0
+    cache = project.root / "state" / "publish" / ".git"
+    for left in (cache / "index.lock", cache / "refs" / "heads" / "publish.lock"):
+        left.write_text("")
+    project.data["apps"]["homepage"]["replicas"] = 3
+    project.save()
+    done = project.cli("gitops.publish")
+    assert done.code == 0, done.output
+    assert not list(cache.rglob("*.lock"))
+    assert "replicas: 3" in project.server.files()["k8s/apps/homepage/app.yaml"]
+
+
+def test_a_publish_while_another_run_publishes_stops_naming_it(project: Project) -> None:
+    lock = project.root / "state" / "publish.lock"
+    lock.parent.mkdir(parents=True)
+    lock.touch()
+    holder = subprocess.Popen(
+        ["flock", "--exclusive", str(lock), "sh", "-c", f"echo $PPID > {lock}; sleep 60"],
+    )
+    try:
+        for _ in range(100):  # until the holder has the lock and wrote its pid
+            if lock.read_text().strip():
+                break
+            time.sleep(0.05)
+        done = project.cli("gitops.publish")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.code == 11, done.output
+    assert f"another inv run publishing the rendered tree holds {lock}" in done.stderr, done.stderr
+    assert project.server.head() == "", "nothing was pushed"
 
 
 def test_dry_run_shows_the_diff_and_pushes_nothing(project: Project) -> None:

@@ -10,6 +10,7 @@ controllers did.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import signal
@@ -250,7 +251,11 @@ def test_a_lost_key_restored_from_its_backup_decrypts_what_was_sealed_before(lab
 
 
 def test_dropping_an_app_and_an_env_var_from_the_config_reaches_the_cluster(lab: Lab) -> None:
-    """Prune (an app dropped) and field removal (an env var dropped) on the GitOps path, through `inv up`."""
+    """Prune (an app dropped) and field removal (an env var dropped) on the GitOps path, through `inv up`.
+
+    With the lock files an `inv up` killed mid-commit and mid-push leaves in the working copy and
+    the sandbox's repository: git refuses to commit or push past them, so the next run removes them.
+    """
     webui = lab.kube.get("apps/v1", "Deployment", "open-webui", "open-webui")
     assert webui["spec"]["template"]["spec"]["containers"][0].get("env"), "the reference config sets an env var"
     assert lab.kube.get("apps/v1", "Deployment", "filebrowser", "filebrowser") is not None
@@ -259,8 +264,14 @@ def test_dropping_an_app_and_an_env_var_from_the_config_reaches_the_cluster(lab:
     del data["apps"]["filebrowser"]
     del data["apps"]["open-webui"]["env"]
     lab.write(data)
+    lay = controllers.layout(lab.session)
+    left = [lay.root / "publish" / ".git" / "index.lock", lay.repository / "refs" / "heads" / "main.lock"]
+    for path in left:
+        path.write_text("")
     try:
-        lab.up()
+        out = lab.up()
+        assert "git lock files a killed run left" in out
+        assert not any(path.exists() for path in left)
         wait_for(
             "the dropped app's Application to be deleted",
             lambda: None if lab.kube.get(*APPLICATION, "app-filebrowser", ARGOCD_NAMESPACE) is None else "live",
@@ -277,6 +288,19 @@ def test_dropping_an_app_and_an_env_var_from_the_config_reaches_the_cluster(lab:
         lab.write(original)
         lab.up()
     assert lab.kube.get("apps/v1", "Deployment", "filebrowser", "filebrowser") is not None
+
+
+def test_an_up_while_another_run_publishes_stops_naming_it_and_changes_nothing(lab: Lab) -> None:
+    lock = controllers.layout(lab.session).root / local.PUBLISH_LOCK
+    commit = local.pushed_commit(controllers.layout(lab.session).repository)
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("4242\n")
+        held.flush()
+        done = run_cli(["up", "--target", "sandbox"], lab.env, timeout=300)
+    assert done.code == 11, done.output
+    assert f"another inv run publishing to the sandbox's git daemon holds {lock} (pid 4242)" in done.stderr
+    assert local.pushed_commit(controllers.layout(lab.session).repository) == commit
 
 
 def test_self_heal_restores_a_hand_edited_object(lab: Lab) -> None:

@@ -10,7 +10,6 @@ a run killed at any point leaves either no snapshot or a complete one.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import http.client
 import json
@@ -21,23 +20,19 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from homelab.backup import components, heartbeat
 from homelab.backup.restic import restic_for
-from homelab.core.errors import EXIT_LOCKED, EXIT_OK, EXIT_PARTIAL, HomelabError
+from homelab.core import locks
+from homelab.core.errors import EXIT_OK, EXIT_PARTIAL, HomelabError
 from homelab.core.executor import write_local
 from homelab.core.plan import Action, Note, Plan
 from homelab.core.secret_refs import REDACTOR
 
 MANIFEST = "manifest.json"
-
-
-class Locked(HomelabError):
-    exit_code = EXIT_LOCKED
 
 
 @dataclass
@@ -63,22 +58,9 @@ class RunReport:
         return REDACTOR.redact(text)
 
 
-@contextlib.contextmanager
-def exclusive_lock(path: Path) -> Iterator[None]:
+def exclusive_lock(path: Path) -> contextlib.AbstractContextManager[None]:
     """Hold ``path`` locked for the run; raise ``Locked`` at once if another run holds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise Locked(f"another backup.run holds {path} (pid {holder}); this run did nothing") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock, also when the process is killed
+    return locks.exclusive(path, "backup.run")
 
 
 def lock_path(session: Any) -> Path:

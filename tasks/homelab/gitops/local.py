@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from homelab.config.schema import HomelabConfig
+from homelab.core import locks
 from homelab.core.converge import converge
 from homelab.core.errors import HomelabError
 from homelab.core.kube import Kube, load_manifests
@@ -83,6 +84,9 @@ def pushed_commit(repository: Path) -> str:
     return git("--git-dir", str(repository), "rev-parse", "--verify", "--quiet", f"refs/heads/{BRANCH}")
 
 
+PUBLISH_LOCK = "publish.lock"  # beside the working copy, in the controllers' directory
+
+
 def publish_actions(lay: controllers.Layout, files: dict[str, str]) -> list[Action]:
     """Write, commit and push what differs; nothing when the repository's ``main`` already holds ``files``.
 
@@ -92,6 +96,9 @@ def publish_actions(lay: controllers.Layout, files: dict[str, str]) -> list[Acti
     work = lay.root / "publish"
     gitc = (require("git"), "-C", str(work))
     actions: list[Action] = []
+    left = locks.stale_git_locks(work, lay.repository)
+    if left:  # a run killed mid-commit or mid-push; the caller holds PUBLISH_LOCK, so no git of ours runs there
+        actions.append(Run(("rm", "-f", "--", *map(str, left)), why="git lock files a killed run left"))
     if not (work / ".git").is_dir():
         actions.append(Run((require("git"), "init", "--quiet", f"--initial-branch={BRANCH}", str(work)), why="new"))
     current = work_files(work)
@@ -204,6 +211,8 @@ def sync_plan(session: Any, executor: Any, repo_url: str, wait: float = SYNC_TIM
     plan.extend(Note(f"sandbox switch: {line}") for line in tree.switch_differences(cfg))
     plan.extend(Note(f"sandbox: {name} is awaited Synced only: {why}") for name, why in SYNCED_ONLY.items())
     plan.extend(deploy.crd_actions(kube, client, deploy.component_crds(), "the components' CRDs"))
+    if not executor.dry_run:  # one run at a time in the working copy; a dry run only reads it
+        locks.hold(lay.root / PUBLISH_LOCK, "inv run publishing to the sandbox's git daemon")
     publish = publish_actions(lay, files)
     plan.extend(publish)
     claims = [o for path in rendered.files for o in rendered.files[path] if o["kind"] == "PersistentVolumeClaim"]

@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from homelab.config.schema import HomelabConfig
+from homelab.core import locks
 from homelab.core.errors import HomelabError, UsageError
 from homelab.core.plan import Plan, Run, WriteFile
 from homelab.core.secret_refs import REDACTOR
@@ -36,6 +37,7 @@ REMOTE_REF = "refs/homelab/remote"
 LOCAL_BRANCH = "refs/heads/publish"
 COMMITTER = ("-c", "user.name=homelab", "-c", "user.email=homelab@localhost")
 SHA = re.compile(r"^[0-9a-f]{7,40}$")
+PUBLISH_LOCK = "publish.lock"  # beside the cache repository: one run at a time in it
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,11 @@ def fetch(session: Any) -> RemoteTree:
     if SHA.match(revision):
         raise UsageError(f"gitops.revision {revision} is a commit: publishing needs a branch for Argo CD to follow")
     if not session.dry_run:
-        return _fetch_into(session.cfg, workdir(session))
+        work = workdir(session)
+        locks.hold(session.state_dir / PUBLISH_LOCK, "inv run publishing the rendered tree")
+        for left in locks.stale_git_locks(work):  # a run killed mid-fetch or mid-commit; none of ours runs there now
+            left.unlink()
+        return _fetch_into(session.cfg, work)
     with tempfile.TemporaryDirectory(prefix="homelab-publish-") as scratch:
         return _fetch_into(session.cfg, Path(scratch))
 
