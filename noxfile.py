@@ -68,13 +68,19 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "tests/unit", *session.posargs)
 
 
+# Most integration tests wait (Argo CD syncing, VMs booting, backoffs), so two pytest-xdist workers
+# overlap that waiting. A module stays on one worker (its module-scoped sandboxes are built once);
+# the order is the conftest's, longest first. `nox -s integration -- -n 0` runs them one at a time.
+INTEGRATION_WORKERS = ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder"]
+
+
 @nox.session
 def integration(session: nox.Session) -> None:
     """Integration tests against real parts: sandbox API server, sshd, terraform, real Lima VMs."""
     install(session, "test")
     binaries(session, "sandbox", "crds", "controllers", "lima", "amtool", "restic", "kubeseal")
     session.run("bash", "scripts/build-guest-image.sh", external=True)  # the real-VM tests boot it (cached)
-    session.run("pytest", "tests/integration", "--durations=30", *session.posargs)
+    session.run("pytest", "tests/integration", *INTEGRATION_WORKERS, "--durations=30", *session.posargs)
 
 
 @nox.session

@@ -1,4 +1,4 @@
-"""The sandbox cluster, started once per test run and removed after it."""
+"""The sandbox cluster, started once per test run (per xdist worker) and removed after it."""
 
 from __future__ import annotations
 
@@ -18,6 +18,26 @@ from homelab.core.kube import Kube
 from homelab.core.session import Session
 from homelab.sandbox import cluster as sandbox
 from sshd import keygen
+
+# The modules that take longest, longest first. nox runs this suite on several xdist workers,
+# one module per worker at a time, in collection order: starting the long ones first keeps
+# one of them from being left alone on a worker at the end while the others sit idle.
+LONGEST_FIRST = (
+    "test_real_vms.py",
+    "test_sandbox_gitops.py",
+    "test_up_interrupted.py",
+    "test_backup.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the longest modules first; the rest keep pytest's order."""
+
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: tests within a module keep their order
 
 
 @pytest.fixture(scope="session")
@@ -79,10 +99,12 @@ def lab(tmp_path: Path, sandbox_session: Session, kube: Kube) -> Iterator[Lab]:
         node = start_node(name, ip, tmp_path / name, key)
         (node.root / "lib" / "fake-k3s.yaml").write_text(yaml.safe_dump(k3s_yaml))
         nodes.append(node)
-    yield Lab(tmp_path, sandbox_session, nodes, key)
-    for node in nodes:
+    made = Lab(tmp_path, sandbox_session, nodes, key)
+    yield made
+    for node in [*nodes, *made.nodes.values()]:  # with the nodes a test restarted (stopping twice is harmless)
         node.stop()
-        kube.cordon(node.name, unschedulable=False)
+    for name, _ in NODES:
+        kube.cordon(name, unschedulable=False)
 
 
 @pytest.fixture(scope="module")
