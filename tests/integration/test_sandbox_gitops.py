@@ -270,7 +270,8 @@ def test_dropping_an_app_and_an_env_var_from_the_config_reaches_the_cluster(lab:
         path.write_text("")
     try:
         out = lab.up()
-        assert "git lock files a killed run left" in out
+        [removal] = [line for line in out.splitlines() if "run: rm -f -- " in line]
+        assert all(str(path) in removal for path in left), removal
         assert not any(path.exists() for path in left)
         wait_for(
             "the dropped app's Application to be deleted",

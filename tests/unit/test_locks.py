@@ -38,11 +38,3 @@ def test_a_second_holder_is_refused_naming_the_first_and_the_exit_code(tmp_path:
         assert refused.value.exit_code == EXIT_LOCKED
     assert path.stat().st_mode & 0o777 == 0o600
     os.close(locks.acquire(path, "inv run publishing"))  # released when the block ended
-
-
-def test_hold_keeps_the_lock_for_the_process_and_taking_it_again_is_a_no_op(tmp_path: Path) -> None:
-    path = tmp_path / "held.lock"
-    locks.hold(path, "run")
-    locks.hold(path, "run")
-    with pytest.raises(locks.Locked):
-        locks.acquire(path, "run")

@@ -24,10 +24,6 @@ class Locked(HomelabError):
     exit_code = EXIT_LOCKED
 
 
-# Locks this process holds until it ends (see hold()), by path: taking one twice is a no-op.
-_HELD: dict[Path, int] = {}
-
-
 def acquire(path: Path, holder: str) -> int:
     """Lock ``path`` (created 0600) and record this pid in it; returns the descriptor, whose closing releases it.
 
@@ -54,12 +50,6 @@ def exclusive(path: Path, holder: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def hold(path: Path, holder: str) -> None:
-    """Hold ``path`` locked until this process ends: for work planned and executed in one run."""
-    if path not in _HELD:
-        _HELD[path] = acquire(path, holder)
 
 
 def stale_git_locks(*repositories: Path) -> list[Path]:

@@ -97,7 +97,7 @@ def publish_actions(lay: controllers.Layout, files: dict[str, str]) -> list[Acti
     gitc = (require("git"), "-C", str(work))
     actions: list[Action] = []
     left = locks.stale_git_locks(work, lay.repository)
-    if left:  # a run killed mid-commit or mid-push; the caller holds PUBLISH_LOCK, so no git of ours runs there
+    if left:  # a run killed mid-commit or mid-push; sync() holds PUBLISH_LOCK, so no git of ours runs there
         actions.append(Run(("rm", "-f", "--", *map(str, left)), why="git lock files a killed run left"))
     if not (work / ".git").is_dir():
         actions.append(Run((require("git"), "init", "--quiet", f"--initial-branch={BRANCH}", str(work)), why="new"))
@@ -211,8 +211,6 @@ def sync_plan(session: Any, executor: Any, repo_url: str, wait: float = SYNC_TIM
     plan.extend(Note(f"sandbox switch: {line}") for line in tree.switch_differences(cfg))
     plan.extend(Note(f"sandbox: {name} is awaited Synced only: {why}") for name, why in SYNCED_ONLY.items())
     plan.extend(deploy.crd_actions(kube, client, deploy.component_crds(), "the components' CRDs"))
-    if not executor.dry_run:  # one run at a time in the working copy; a dry run only reads it
-        locks.hold(lay.root / PUBLISH_LOCK, "inv run publishing to the sandbox's git daemon")
     publish = publish_actions(lay, files)
     plan.extend(publish)
     claims = [o for path in rendered.files for o in rendered.files[path] if o["kind"] == "PersistentVolumeClaim"]
@@ -277,7 +275,11 @@ def sync(session: Any) -> bool:
             executor.execute(Plan("GitOps on the sandbox", notes))
             return False
         raise HomelabError("the sandbox's API server or git daemon is not running; run inv sandbox.up first")
-    return converge(executor, lambda: sync_plan(session, executor, url))
+    if executor.dry_run:  # only reads the working copy
+        return converge(executor, lambda: sync_plan(session, executor, url))
+    lock = controllers.layout(session).root / PUBLISH_LOCK
+    with locks.exclusive(lock, "inv run publishing to the sandbox's git daemon"):  # makes git's lock files stale
+        return converge(executor, lambda: sync_plan(session, executor, url))
 
 
 def status(session: Any) -> tuple[bool, str]:

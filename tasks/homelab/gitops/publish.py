@@ -16,10 +16,12 @@ difference and leaves the state directory as it was.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -94,17 +96,29 @@ def published_paths(cfg: HomelabConfig) -> list[str]:
     return paths
 
 
+@contextlib.contextmanager
+def cache_in_use(session: Any) -> Iterator[None]:
+    """One run at a time in the cache repository (a dry run reads a throwaway copy: no lock).
+
+    While the lock is held no git of ours runs in the cache, so lock files git left there
+    (a run killed mid-fetch or mid-commit, after which git refuses every command) are removed.
+    """
+    if session.dry_run:
+        yield
+        return
+    with locks.exclusive(session.state_dir / PUBLISH_LOCK, "inv run publishing the rendered tree"):
+        for left in locks.stale_git_locks(workdir(session)):
+            left.unlink()
+        yield
+
+
 def fetch(session: Any) -> RemoteTree:
     """The remote branch's published files, read through the cache repository (a throwaway one in a dry run)."""
     revision = session.cfg.gitops.revision
     if SHA.match(revision):
         raise UsageError(f"gitops.revision {revision} is a commit: publishing needs a branch for Argo CD to follow")
     if not session.dry_run:
-        work = workdir(session)
-        locks.hold(session.state_dir / PUBLISH_LOCK, "inv run publishing the rendered tree")
-        for left in locks.stale_git_locks(work):  # a run killed mid-fetch or mid-commit; none of ours runs there now
-            left.unlink()
-        return _fetch_into(session.cfg, work)
+        return _fetch_into(session.cfg, workdir(session))
     with tempfile.TemporaryDirectory(prefix="homelab-publish-") as scratch:
         return _fetch_into(session.cfg, Path(scratch))
 
@@ -190,4 +204,5 @@ def diff_text(remote: RemoteTree, wanted: dict[str, str], found: Difference, bra
 def pending(session: Any) -> Difference:
     """How the remote branch differs from the render (clean: Argo CD syncs exactly this render)."""
     require_real_repository(session.cfg)
-    return difference(session.cfg, wanted_files(session), fetch(session))
+    with cache_in_use(session):
+        return difference(session.cfg, wanted_files(session), fetch(session))

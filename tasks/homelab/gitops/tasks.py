@@ -178,7 +178,8 @@ def publish(c: Any, dry_run: bool = False) -> None:
         s.executor.execute(gitops_publish.publish_plan(s, remote, wanted))
         print(gitops_publish.diff_text(remote, wanted, found, s.cfg.gitops.revision), end="")
         return
-    changed = converge(s.executor, lambda: gitops_publish.publish_plan(s, gitops_publish.fetch(s), wanted))
+    with gitops_publish.cache_in_use(s):
+        changed = converge(s.executor, lambda: gitops_publish.publish_plan(s, gitops_publish.fetch(s), wanted))
     where = f"{s.cfg.gitops.repo_url} ({s.cfg.gitops.revision})"
     print(f"gitops.publish: pushed to {where}" if changed else f"gitops.publish: {where} already holds the render")
 
