@@ -22,6 +22,14 @@ ROOTFS_SIZE="${GUEST_ROOTFS_SIZE:-3G}"
 PACKAGES=sqlite3,systemd-sysv,udev,dbus,openssh-server,sudo,linux-image-cloud-amd64,iproute2,iputils-ping,ca-certificates,curl,python3-cffi-backend,netplan.io,systemd-resolved,e2fsprogs,cloud-guest-utils,procps,less
 
 CACHE_DIR="${HOMELAB_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/homelab}"
+OWNER=""
+# Run with sudo (as the README says): the image goes into the cache of the user who ran sudo, where
+# their get-binaries put Lima's guest agent and where their Lima reads it, not into root's (sudo
+# sets HOME to /root, which Lima, run as that user, cannot read); and it is theirs.
+if [[ -z ${HOMELAB_CACHE_DIR:-} && -n ${SUDO_USER:-} && $SUDO_USER != root && $(id -u) -eq 0 ]]; then
+    OWNER=$SUDO_USER
+    CACHE_DIR="$(getent passwd "$OWNER" | cut -d: -f6)/.cache/homelab"
+fi
 AGENT="$CACHE_DIR/share/lima/lima-guestagent.Linux-x86_64"
 
 say() { printf '[guest-image] %s\n' "$*" >&2; }
@@ -115,5 +123,6 @@ chmod 0644 "$OUT"/*
 for old in "$CACHE_DIR/images/debian-$SUITE-x86_64-"*; do # older builds: VMs made from them keep their own copy
     [[ "$old" == "$OUT" ]] || rm -rf -- "$old"
 done
+[[ -z $OWNER ]] || chown -R "$OWNER": "$CACHE_DIR/images"
 say "built in $((SECONDS - start))s: $OUT"
 echo "$OUT"
