@@ -10,6 +10,7 @@ import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tasks"))
@@ -123,3 +124,31 @@ def loopback_data() -> dict:
     loopback = yaml.safe_load(LOOPBACK_CONFIG.read_text())
     merged, _ = merge_layers([Layer("reference", reference), Layer("loopback", loopback)])
     return merged
+
+
+# What kube-controller-manager puts into every new namespace by itself, moments later (late on a loaded machine).
+CONTROLLER_MADE = {("ConfigMap", "kube-root-ca.crt"), ("ServiceAccount", "default")}
+
+
+def settled_objects(kube: Any, kinds: list[tuple[str, str]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(kind, object) for every served kind, less what the cluster changes by itself while a test runs.
+
+    For pictures that must change only when a task writes: a namespace an earlier test deleted
+    (its deletion finishes in the background) and what it holds, and CONTROLLER_MADE, are left out.
+    """
+    from homelab.core.kube import KubeError
+
+    leaving = {
+        ns["metadata"]["name"] for ns in kube.list_objects("v1", "Namespace") if ns["metadata"].get("deletionTimestamp")
+    }
+    for api_version, kind in kinds:
+        try:
+            objects = kube.list_objects(api_version, kind)
+        except KubeError:
+            continue  # not served: its CRD is not installed on this cluster
+        for obj in objects:
+            meta = obj["metadata"]
+            if meta.get("namespace") in leaving or (kind == "Namespace" and meta["name"] in leaving):
+                continue
+            if (kind, meta["name"]) not in CONTROLLER_MADE:
+                yield kind, obj

@@ -27,9 +27,9 @@ from backup_support import Receiver, sealing_key_secret
 from git_server import git_server
 from k3s_nodes import Lab
 
-from helpers import CliResult, run_cli
+from helpers import CliResult, run_cli, settled_objects
 from homelab.cli import namespace
-from homelab.core.kube import Kube, KubeError
+from homelab.core.kube import Kube
 from homelab.gitops import deploy
 
 pytestmark = pytest.mark.integration
@@ -158,22 +158,16 @@ KINDS = [
 def cluster_digest(kube: Kube) -> dict[str, Any]:
     """Desired state of every object of the kinds a task may write, plus each node's schedulability."""
     found: dict[str, Any] = {}
-    for api_version, kind in KINDS:
-        try:
-            objects = kube.list_objects(api_version, kind)
-        except KubeError:
-            continue  # not served: its CRD is not installed on this cluster
-        for obj in objects:
-            meta = obj["metadata"]
-            key = f"{kind} {meta.get('namespace', '')}/{meta['name']}"
-            found[key] = {
-                "generation": meta.get("generation"),
-                "labels": meta.get("labels"),
-                "annotations": {
-                    k: v for k, v in (meta.get("annotations") or {}).items() if "leader" not in k and "kwok" not in k
-                },
-                "body": {k: v for k, v in obj.items() if k not in ("metadata", "status")},
-            }
+    for kind, obj in settled_objects(kube, KINDS):
+        meta = obj["metadata"]
+        found[f"{kind} {meta.get('namespace', '')}/{meta['name']}"] = {
+            "generation": meta.get("generation"),
+            "labels": meta.get("labels"),
+            "annotations": {
+                k: v for k, v in (meta.get("annotations") or {}).items() if "leader" not in k and "kwok" not in k
+            },
+            "body": {k: v for k, v in obj.items() if k not in ("metadata", "status")},
+        }
     for node in kube.list_objects("v1", "Node"):
         found[f"Node {node['metadata']['name']}"] = {
             "unschedulable": (node.get("spec") or {}).get("unschedulable"),

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from helpers import run_cli
+from helpers import run_cli, settled_objects
 from homelab.core.kube import Kube
 from homelab.core.session import Session
 from homelab.gitops import deploy, tree
@@ -90,18 +90,15 @@ def cluster_picture(kube: Kube) -> dict[str, str]:
         ("argoproj.io/v1alpha1", "Application"),
     ]
     found = {}
-    for api_version, kind in kinds:
-        for obj in kube.list_objects(api_version, kind):
-            meta = obj["metadata"]
-            desired = {
-                "generation": meta.get("generation"),
-                "labels": meta.get("labels"),
-                "annotations": meta.get("annotations"),
-                "body": {k: v for k, v in obj.items() if k not in ("metadata", "status")},
-            }
-            found[f"{kind} {meta.get('namespace', '')}/{meta['name']}"] = json.dumps(
-                desired, sort_keys=True, default=str
-            )
+    for kind, obj in settled_objects(kube, kinds):
+        meta = obj["metadata"]
+        desired = {
+            "generation": meta.get("generation"),
+            "labels": meta.get("labels"),
+            "annotations": meta.get("annotations"),
+            "body": {k: v for k, v in obj.items() if k not in ("metadata", "status")},
+        }
+        found[f"{kind} {meta.get('namespace', '')}/{meta['name']}"] = json.dumps(desired, sort_keys=True, default=str)
     return found
 
 
