@@ -47,8 +47,16 @@ def check_nodes(session: Any) -> tuple[dict[str, k3s.Observed], list[Action], Pl
         if not session.dry_run:
             raise
         fresh = {n.name: k3s.Observed(None, None, None) for n in session.cfg.nodes}
-        note = Note(f"nodes cannot be checked yet ({str(err).splitlines()[0]}); planning a fresh install")
+        note = Note(f"nodes cannot be checked yet ({first_problem(err)}); planning a fresh install")
         return fresh, [note], preflight.install_missing_tools({})
+
+
+def first_problem(err: HomelabError) -> str:
+    """The first problem an error names, and how many more: not the preflight's header line."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    problems = lines[1:] if len(lines) > 1 and lines[0].endswith(":") else lines
+    more = f"; {len(problems) - 1} more" if len(problems) > 1 else ""
+    return f"{problems[0]}{more}" if problems else type(err).__name__
 
 
 def install(session: Any) -> bool:
