@@ -72,6 +72,11 @@ def test_apply_creates_every_vm_and_a_second_apply_does_nothing(lima_env: dict[s
     assert first.code == 0, first.output
     assert names(calls(lima_env, "create")) == ["k3s-server", "k3s-worker-1", "k3s-worker-2"]
     assert names(calls(lima_env, "start")) == ["k3s-server", "k3s-worker-1", "k3s-worker-2"]
+    # Creating VMs takes minutes: Terraform's own progress lines are shown as they come, not the provisioners'.
+    progress = [line for line in first.stdout.splitlines() if line.startswith("    | ")]
+    assert '    | terraform_data.vm["k3s-server"]: Creating...' in progress, first.stdout
+    assert any(line.startswith('    | terraform_data.vm["k3s-worker-2"]: Creation complete after') for line in progress)
+    assert not [line for line in progress if "local-exec" in line]
     state = Path(lima_env["HOMELAB__STATE_DIR"])
     inventory = json.loads((state / "inventory.json").read_text())
     assert inventory["nodes"]["k3s-worker-1"]["ip"] == "127.0.0.12"

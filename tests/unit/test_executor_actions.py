@@ -467,3 +467,28 @@ def test_a_wait_polls_at_its_own_interval() -> None:
     started = time.monotonic()
     run.apply(Wait("quick", lambda: next(answers), timeout=10, interval=0.01))
     assert time.monotonic() - started < 0.3
+
+
+def test_a_long_commands_matching_lines_are_shown_as_they_come_redacted_and_still_captured() -> None:
+    from invoke import Context
+
+    from homelab.core.secret_refs import REDACTOR
+
+    REDACTOR.register("s3cr3t-progress-token")
+    shown: list[str] = []
+    script = (
+        "printf 'step: one\\nnoise\\n'; sleep 0.2; printf 'step: two s3cr3t-progress-token'; "
+        "sleep 0.2; printf ' done\\nstep: three' >&2; printf '\\n' >&2"
+    )
+    run = Run(("sh", "-c", script), progress=r"^step: ")
+    result = Executor(Context(), None, out=shown.append).run(run)
+    assert shown == ["    | step: one", "    | step: two <redacted> done", "    | step: three"]
+    assert "noise" in result.stdout and "s3cr3t-progress-token" in result.stdout
+
+
+def test_without_progress_a_commands_output_stays_hidden() -> None:
+    from invoke import Context
+
+    shown: list[str] = []
+    result = Executor(Context(), None, out=shown.append).run(Run(("echo", "step: quiet")))
+    assert shown == [] and result.stdout == "step: quiet\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -44,6 +45,23 @@ class Output(Protocol):
 
 def print_line(text: str) -> None:
     print(text, flush=True)
+
+
+class ProgressLines(io.TextIOBase):
+    """A stream for a command's output that shows each complete line matching ``pattern``, redacted."""
+
+    def __init__(self, pattern: str, out: Callable[[str], None]) -> None:
+        self.pattern, self.out, self.partial = re.compile(pattern), out, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        *lines, self.partial = (self.partial + text).split("\n")
+        for line in lines:
+            if self.pattern.search(line):
+                self.out("    | " + REDACTOR.redact(line.rstrip()))
+        return len(text)
 
 
 class Executor:
@@ -175,6 +193,9 @@ class Executor:
             kwargs["env"] = dict(action.env)
         if action.timeout:
             kwargs["timeout"] = action.timeout
+        if action.progress:  # still captured in the result; matching lines are also shown as they come
+            shown = ProgressLines(action.progress, self.out)
+            kwargs.update(hide=False, out_stream=shown, err_stream=shown)
         result = ctx.run(action.shell_line(), **kwargs)
         if check and result.exited != 0:
             raise CommandFailed(

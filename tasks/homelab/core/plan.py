@@ -43,6 +43,9 @@ class Run:
     cwd: str | None = None
     env: tuple[tuple[str, str], ...] = ()
     timeout: float | None = None
+    # For long commands: a regular expression; each output line it matches is shown as it comes
+    # (redacted), so minutes of work are not minutes of silence. Empty: the output stays hidden.
+    progress: str = ""
 
     def shell_line(self) -> str:
         """The argv quoted once, for the shell that invoke or fabric runs it in."""

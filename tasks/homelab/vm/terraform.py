@@ -32,6 +32,12 @@ from homelab.vm.lima import identity_hash, lima_nodes, spec_hash
 MODULE_DIR = Path("terraform")
 VAR_FILE = "homelab.auto.tfvars.json"
 ENV = (("CHECKPOINT_DISABLE", "1"), ("TF_IN_AUTOMATION", "1"))
+# What an apply or destroy shows as it goes (creating a VM takes minutes): Terraform's own line
+# for each step of each resource, not the provisioners' output, and one "still ..." line a minute.
+PROGRESS = (
+    r"^terraform_data\.\S+: (Creating|Modifying|Destroying|Creation complete|Modifications complete"
+    r"|Destruction complete|Still \w+\.\.\. \[\d+m0s elapsed\])"
+)
 
 
 @dataclass(frozen=True)
@@ -43,8 +49,9 @@ class Workspace:
     # What every limactl Terraform starts must see too (the QEMU accelerator on Linux hosts).
     extra_env: tuple[tuple[str, str], ...] = ()
 
-    def run(self, *args: str, why: str = "") -> Run:
-        return Run((self.binary, f"-chdir={self.directory}", *args), why=why, env=ENV + self.extra_env)
+    def run(self, *args: str, why: str = "", progress: str = "") -> Run:
+        argv = (self.binary, f"-chdir={self.directory}", *args)
+        return Run(argv, why=why, env=ENV + self.extra_env, progress=progress)
 
     def init(self) -> Run:
         return self.run("init", "-input=false", "-no-color", why="prepare the module")
@@ -62,12 +69,12 @@ class Workspace:
             f"-parallelism={parallelism}",
             *_target_args(targets),
             why="create or replace VMs whose spec changed",
+            progress=PROGRESS,
         )
 
     def destroy(self, targets: list[str]) -> Run:
-        return self.run(
-            "destroy", "-input=false", "-no-color", "-auto-approve", *_target_args(targets), why="delete VMs"
-        )
+        argv = ("destroy", "-input=false", "-no-color", "-auto-approve", *_target_args(targets))
+        return self.run(*argv, why="delete VMs", progress=PROGRESS)
 
     def output(self) -> Run:
         return self.run("output", "-no-color", "-json", "vms")
