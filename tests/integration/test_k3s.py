@@ -20,6 +20,7 @@ from helpers import FAKES, CliResult, run_cli
 from homelab.core.kube import Kube
 from homelab.core.kube.nodes import LIFTED_ANNOTATION, SINGLE_REPLICA_LABEL
 from homelab.k3s.plan import UPGRADING_ANNOTATION
+from sshd import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -348,6 +349,19 @@ def test_airgap_install_uploads_the_supplied_binary_and_images(lab: Lab) -> None
         assert "INSTALL_K3S_SKIP_DOWNLOAD=true" in record["env"]
         uploaded = node.path("/var/lib/rancher/k3s/agent/images/k3s-airgap-images.tar")
         assert uploaded.read_bytes() == images.read_bytes()
+
+
+def test_an_installer_download_that_fails_says_why_and_what_to_set(lab: Lab) -> None:
+    """A node that cannot download get.k3s.io (no route, no DNS): curl's reason and the offline settings."""
+    del lab.data["k3s"]["installer_file"]
+    closed = free_port("127.0.0.1")  # nothing listens there
+    lab.data["k3s"]["installer_url"] = f"http://127.0.0.1:{closed}/install.sh"
+    lab.save()
+    result = lab.cli("k3s.install")
+    assert result.code == 1, result.output
+    assert "curl: (7) Failed to connect to 127.0.0.1" in result.stderr, result.stderr
+    assert "without the internet set k3s.installer_file" in result.stderr, result.stderr
+    assert [n.installer_log() for n in lab.nodes.values()] == [[], [], []]
 
 
 def test_uninstall_asks_then_removes_agents_before_the_server(lab: Lab) -> None:

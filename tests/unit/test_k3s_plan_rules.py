@@ -97,7 +97,7 @@ def test_the_installer_is_downloaded_or_uploaded_and_run_with_the_version_pinned
     node = cfg.nodes[1]
     [download] = k3s.installer_files(cfg, node)
     assert download == Run(
-        ("curl", "-sfL", "-o", k3s.INSTALLER_PATH, "https://get.k3s.io"),
+        ("curl", "-sSfL", "-o", k3s.INSTALLER_PATH, "https://get.k3s.io"),
         host="k3s-worker-1",
         sudo=True,
         why="download the k3s installer",

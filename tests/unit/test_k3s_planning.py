@@ -122,7 +122,7 @@ def test_a_node_upgrade_cordons_drains_installs_waits_and_ends_putting_the_node_
     }
     assert cordon == Cordon("k3s-worker-1") and drain == Drain("k3s-worker-1", cfg.k3s.drain_timeout)
     assert (
-        isinstance(installer, Run) and installer.argv[:2] == ("curl", "-sfL") and k3s.INSTALLER_PATH in installer.argv
+        isinstance(installer, Run) and installer.argv[:2] == ("curl", "-sSfL") and k3s.INSTALLER_PATH in installer.argv
     )
     assert isinstance(run, Run) and "INSTALL_K3S_VERSION=v1.34.1+k3s1" in run.argv and run.host == "k3s-worker-1"
     assert isinstance(wait, Wait) and wait.check is never_ready and wait.timeout == cfg.k3s.ready_timeout

@@ -62,9 +62,10 @@ class ToolMissing(HomelabError):
 class CommandFailed(HomelabError):
     """An external command exited non-zero."""
 
-    def __init__(self, where: str, argv_display: str, code: int, stderr: str) -> None:
+    def __init__(self, where: str, argv_display: str, code: int, stderr: str, hint: str = "") -> None:
         detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
-        super().__init__(f"{where}: `{argv_display}` failed with exit code {code}: {detail}")
+        advice = f". {hint}" if hint else ""
+        super().__init__(f"{where}: `{argv_display}` failed with exit code {code}: {detail}{advice}")
         self.code = code
 
 

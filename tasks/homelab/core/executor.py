@@ -203,6 +203,7 @@ class Executor:
                 REDACTOR.redact(action.shell_line()),
                 result.exited,
                 REDACTOR.redact(result.stderr or result.stdout or ""),
+                action.hint,
             )
         return result
 

@@ -46,6 +46,9 @@ class Run:
     # For long commands: a regular expression; each output line it matches is shown as it comes
     # (redacted), so minutes of work are not minutes of silence. Empty: the output stays hidden.
     progress: str = ""
+    # What the owner can do when the command fails, added to its error (the command's own
+    # last line of error output says what went wrong, not what to change).
+    hint: str = ""
 
     def shell_line(self) -> str:
         """The argv quoted once, for the shell that invoke or fabric runs it in."""

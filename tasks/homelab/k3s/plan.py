@@ -141,6 +141,12 @@ def installer_run(cfg: HomelabConfig, node: Node, version: str) -> Run:
     return Run(("env", *env, "sh", INSTALLER_PATH), host=node.name, sudo=True, why=f"install k3s {version}")
 
 
+NO_INSTALLER_HINT = (
+    "The node must reach k3s.installer_url; without the internet set k3s.installer_file to a copy of the"
+    " installer, and k3s.install_method: airgap with k3s.airgap_binary and k3s.airgap_images"
+)
+
+
 def installer_files(cfg: HomelabConfig, node: Node) -> list[Run | WriteFile]:
     """Get the installer (and, air-gapped, the binary and images) onto the node."""
     steps: list[Run | WriteFile] = []
@@ -150,10 +156,11 @@ def installer_files(cfg: HomelabConfig, node: Node) -> list[Run | WriteFile]:
     else:
         steps.append(
             Run(
-                ("curl", "-sfL", "-o", INSTALLER_PATH, cfg.k3s.installer_url),
+                ("curl", "-sSfL", "-o", INSTALLER_PATH, cfg.k3s.installer_url),  # -S: curl's reason when it fails
                 host=node.name,
                 sudo=True,
                 why="download the k3s installer",
+                hint=NO_INSTALLER_HINT,
             )
         )
     if cfg.k3s.install_method == "airgap":
