@@ -101,7 +101,9 @@ def test_the_installer_is_downloaded_or_uploaded_and_run_with_the_version_pinned
         host="k3s-worker-1",
         sudo=True,
         why="download the k3s installer",
+        hint=k3s.NO_INSTALLER_HINT,
     )
+    assert "k3s.installer_file" in download.hint
     script = tmp_path / "install.sh"
     script.write_text("#!/bin/sh\necho installer\n")
     [upload] = k3s.installer_files(with_k3s(cfg, installer_file=str(script)), node)
