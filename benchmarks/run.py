@@ -463,7 +463,7 @@ class Bench:
 def main() -> int:
     started = time.perf_counter()
     bench = Bench()
-    bench.add("CLI start-up", cli_startup, 1.5)
+    bench.add("CLI start-up", cli_startup, 1.2)
     for mebibytes in BACKUP_MIB:
         bench.add(f"backup.run vs raw restic, {mebibytes} MiB", functools.partial(backup_rows, mebibytes), 2.0)
     with tempfile.TemporaryDirectory() as work:
