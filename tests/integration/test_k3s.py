@@ -351,17 +351,23 @@ def test_airgap_install_uploads_the_supplied_binary_and_images(lab: Lab) -> None
         assert uploaded.read_bytes() == images.read_bytes()
 
 
-def test_an_installer_download_that_fails_says_why_and_what_to_set(lab: Lab) -> None:
-    """A node that cannot download get.k3s.io (no route, no DNS): curl's reason and the offline settings."""
+def test_an_installer_that_does_not_download_stops_preflight_saying_why_and_what_to_set(lab: Lab) -> None:
+    """A node that cannot download get.k3s.io (no route, no DNS): preflight stops, with curl's reason."""
     del lab.data["k3s"]["installer_file"]
     closed = free_port("127.0.0.1")  # nothing listens there
     lab.data["k3s"]["installer_url"] = f"http://127.0.0.1:{closed}/install.sh"
     lab.save()
     result = lab.cli("k3s.install")
     assert result.code == 1, result.output
-    assert "curl: (7) Failed to connect to 127.0.0.1" in result.stderr, result.stderr
+    assert "preflight failed; no node was changed" in result.stderr, result.stderr
+    for node in lab.nodes:  # every node tries, and each says so: each may have its own way out
+        assert f"{node}: cannot download the k3s installer from http://127.0.0.1:{closed}/install.sh (curl: (7)" in (
+            result.stderr
+        )
     assert "without the internet set k3s.installer_file" in result.stderr, result.stderr
-    assert [n.installer_log() for n in lab.nodes.values()] == [[], [], []]
+    assert not lab.touched()
+    doctor = run_cli(["doctor"], {"HOMELAB_CONFIG": str(lab.config)})
+    assert "node k3s-worker-1 installer" in doctor.stdout and "fix: The node must reach" in doctor.stdout
 
 
 def test_uninstall_asks_then_removes_agents_before_the_server(lab: Lab) -> None:

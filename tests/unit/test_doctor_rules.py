@@ -34,3 +34,29 @@ def test_node_checks_fail_on_sudo_password_and_low_disk(tmp_path, monkeypatch) -
     assert checks["node k3s-worker-1 sqlite3"].status == "fail"
     assert checks["node k3s-worker-1 sqlite3"].fix == "inv k3s.install installs it with apt-get"
     assert checks["node k3s-worker-2 sqlite3"].fix == "install sqlite3 on k3s-worker-2"
+    assert not [name for name in checks if name.endswith(" installer")]  # K3S is on every node: nothing to download
+
+
+def test_an_installer_that_does_not_download_fails_the_node_check(tmp_path, monkeypatch) -> None:
+    import yaml
+
+    from homelab.core.session import Session
+
+    data = loopback_data()
+    data.update({"target": "lima", "state_dir": str(tmp_path / "state")})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
+    s = Session(Context(), config_path=tmp_path / "c.yaml", out=lambda _: None)
+    fresh = preflight.Facts("h", "ok", True, (), 50 * 1024**2, False, True, True, "ok")
+    facts = {
+        "k3s-server": fresh,
+        "k3s-worker-1": fresh,
+        "k3s-worker-2": preflight.Facts(
+            "h2", "ok", True, (), 50 * 1024**2, False, True, True, "curl: (6) Could not resolve host: get.k3s.io"
+        ),
+    }
+    monkeypatch.setattr(preflight, "gather", lambda session, nodes: facts)
+    checks = {c.name: c for c in doctor.check_nodes(s)}
+    assert checks["node k3s-server installer"].status == "ok"
+    failed = checks["node k3s-worker-2 installer"]
+    assert failed.status == "fail" and "Could not resolve host" in failed.detail
+    assert "k3s.installer_file" in failed.fix

@@ -147,6 +147,9 @@ def test_a_failure_names_the_host_the_command_and_the_last_line_of_its_output() 
     assert str(caught.value) == "local: `sh -c 'exit 4'` failed with exit code 4: last words"
     assert caught.value.code == 4
     assert run.run(Run(("sh", "-c", "exit 4")), check=False).exited == 4
+    with pytest.raises(CommandFailed) as caught:
+        run.run(Run(("sh", "-c", "exit 4"), hint="Set x.y to go on"))
+    assert str(caught.value) == "local: `sh -c 'exit 4'` failed with exit code 4: last words. Set x.y to go on"
 
 
 def test_a_wait_polls_its_check_and_reports_progress() -> None:

@@ -6,7 +6,11 @@ so gathering, parsing and judging run exactly as against real nodes.
 
 from __future__ import annotations
 
+import shlex
+import shutil
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +27,6 @@ HEALTHY = (
     "hostname={name}\nsudo=ok\ncgroup_memory=yes\nlistening=127.0.0.53:53 0.0.0.0:22 \ndisk_kib=52428800\nk3s=no\n"
     "sqlite3=yes\napt=yes\n"
 )
-SCRIPT_LINE = Run(("sh", "-c", preflight.SCRIPT)).shell_line()
 
 
 @pytest.fixture
@@ -38,11 +41,13 @@ class Lab:
 
 
 def lab(cfg: Any, outputs: dict[str, str | Exception]) -> Lab:
+    script_line = Run(("sh", "-c", preflight.script_for(cfg))).shell_line()
+
     def connect(host: str) -> MockContext:
         answer = outputs[host]
         if isinstance(answer, Exception):
             raise answer
-        return MockContext(run={SCRIPT_LINE: Result(stdout=answer)})
+        return MockContext(run={script_line: Result(stdout=answer)})
 
     return Lab(cfg, Executor(MockContext(), connect=connect, dry_run=True, out=lambda _: None))
 
@@ -163,3 +168,43 @@ def test_sqlite3_is_installed_with_apt_where_missing_and_its_absence_without_apt
         "  k3s-worker-2: sqlite3 is missing and there is no apt-get to install it; install sqlite3 "
         "(the backups snapshot the K3S datastore and app databases with it)"
     ]
+
+
+def installer_check(url: str, path: str) -> str:
+    """Run the installer part of the preflight script in a real shell; PATH decides whether k3s is there."""
+    script = preflight.INSTALLER_CHECK.format(url=shlex.quote(url))
+    done = subprocess.run(["/bin/sh", "-c", script], env={"PATH": path}, capture_output=True, text=True, check=True)
+    return preflight.parse(done.stdout).installer
+
+
+def test_the_installer_check_downloads_only_where_k3s_is_missing_and_keeps_curls_reason(tmp_path: Path) -> None:
+    (tmp_path / "install.sh").write_text("#!/bin/sh\n")
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "curl").symlink_to(shutil.which("curl") or "/usr/bin/curl")
+    plain = f"{tools}:/usr/bin:/bin"
+    assert installer_check(f"file://{tmp_path}/install.sh", plain) == "ok"
+    missing = installer_check(f"file://{tmp_path}/gone.sh", plain)
+    assert missing.startswith("curl: (37)"), missing  # curl's own reason, one line
+    (tools / "k3s").write_text("#!/bin/sh\n")
+    (tools / "k3s").chmod(0o755)
+    assert installer_check(f"file://{tmp_path}/gone.sh", plain) == "skip"  # installed: no download, no failure
+    (tools / "k3s").unlink()
+    (tools / "curl").unlink()
+    assert installer_check(f"file://{tmp_path}/install.sh", str(tools)) == "curl is missing"
+
+
+def test_an_uploaded_installer_is_not_downloaded_and_a_failed_download_stops_preflight(cfg: Any) -> None:
+    assert "curl" in preflight.script_for(cfg) and shlex.quote(cfg.k3s.installer_url) in preflight.script_for(cfg)
+    uploaded = cfg.model_copy(update={"k3s": cfg.k3s.model_copy(update={"installer_file": "install.sh"})})
+    assert preflight.script_for(uploaded) == preflight.SCRIPT
+    outputs: dict[str, str | Exception] = {n.name: HEALTHY.format(name=n.name) + "installer=ok\n" for n in cfg.nodes}
+    preflight.check(lab(cfg, outputs))
+    outputs["k3s-worker-1"] = HEALTHY.format(name="w1") + "installer=curl: (6) Could not resolve host: get.k3s.io\n"
+    with pytest.raises(HomelabError) as caught:
+        preflight.check(lab(cfg, outputs))
+    [line] = str(caught.value).splitlines()[1:]
+    assert line.startswith(
+        f"  k3s-worker-1: cannot download the k3s installer from {cfg.k3s.installer_url} "
+        "(curl: (6) Could not resolve host: get.k3s.io). The node must reach k3s.installer_url"
+    )

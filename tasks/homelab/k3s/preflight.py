@@ -1,16 +1,19 @@
 """Node preflight: everything that must hold on every node before any node is touched.
 
 Reachable with a pinned host key, sudo without a password prompt, unique
-hostnames, the memory cgroup controller, K3S's ports free, enough disk, and
+hostnames, the memory cgroup controller, K3S's ports free, enough disk,
 sqlite3 (the backups snapshot the K3S datastore and app databases with it on the
 node) or apt-get to install it with: Ubuntu's cloud images, which Lima boots on
-the Mac, do not ship it.
+the Mac, do not ship it; and, on a node K3S is not on yet, that the installer
+downloads (a VM without DNS or a route out fails here, before the first node
+gets its token and config).
 One read-only command per node (run under --dry-run too); problems are collected for all nodes and
 reported together, one line each.
 """
 
 from __future__ import annotations
 
+import shlex
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +21,7 @@ from typing import Any
 from homelab.config.schema import HomelabConfig, Node
 from homelab.core.errors import HomelabError
 from homelab.core.plan import Action, Plan, Run
-from homelab.k3s.plan import size_kib
+from homelab.k3s.plan import NO_INSTALLER_HINT, size_kib
 
 SERVER_PORTS = (6443, 10250)
 AGENT_PORTS = (10250,)
@@ -37,6 +40,14 @@ if command -v k3s >/dev/null 2>&1; then echo "k3s=yes"; else echo "k3s=no"; fi
 if command -v sqlite3 >/dev/null 2>&1; then echo "sqlite3=yes"; else echo "sqlite3=no"; fi
 if command -v apt-get >/dev/null 2>&1; then echo "apt=yes"; else echo "apt=no"; fi
 """
+# Only where K3S is not installed yet: a node that has it needs no download for a no-op run, and
+# a run that changes nothing must not fail because get.k3s.io is down.
+INSTALLER_CHECK = r"""
+if command -v k3s >/dev/null 2>&1; then echo "installer=skip"
+elif ! command -v curl >/dev/null 2>&1; then echo "installer=curl is missing"
+elif why=$(curl -sSfL --max-time 20 -o /dev/null {url} 2>&1); then echo "installer=ok"
+else echo "installer=$(printf '%s' "$why" | tail -n 1)"; fi
+"""
 # Installs sqlite3 where it is missing (k3s.install plans it from the preflight facts).
 INSTALL_SQLITE3 = "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sqlite3"
 
@@ -53,6 +64,15 @@ class Facts:
     has_k3s: bool
     has_sqlite3: bool
     has_apt: bool
+    # "ok" (it downloads), "skip" (K3S is on the node, or the installer is uploaded), else why not
+    installer: str = "skip"
+
+
+def script_for(cfg: HomelabConfig) -> str:
+    """The preflight script; it tries the installer's download unless the config uploads the installer."""
+    if cfg.k3s.installer_file:
+        return SCRIPT
+    return SCRIPT + INSTALLER_CHECK.format(url=shlex.quote(cfg.k3s.installer_url))
 
 
 def parse(text: str) -> Facts:
@@ -66,6 +86,7 @@ def parse(text: str) -> Facts:
         has_k3s=values.get("k3s") == "yes",
         has_sqlite3=values.get("sqlite3") == "yes",
         has_apt=values.get("apt") == "yes",
+        installer=values.get("installer", "skip").strip() or "no error output",
     )
 
 
@@ -109,6 +130,11 @@ def problems_for(cfg: HomelabConfig, facts: dict[str, Facts | Exception]) -> lis
                 f"{node.name}: sqlite3 is missing and there is no apt-get to install it; install sqlite3 "
                 "(the backups snapshot the K3S datastore and app databases with it)"
             )
+        if fact.installer not in ("ok", "skip"):
+            lines.append(
+                f"{node.name}: cannot download the k3s installer from {cfg.k3s.installer_url} ({fact.installer})."
+                f" {NO_INSTALLER_HINT}"
+            )
     for hostname, nodes in names.items():
         if len(nodes) > 1:
             lines.append(f"{', '.join(nodes)}: the same hostname {hostname!r}; K3S needs unique hostnames")
@@ -127,10 +153,11 @@ def install_missing_tools(facts: dict[str, Facts]) -> Plan:
 
 def gather(session: Any, nodes: list[Node]) -> dict[str, Facts | Exception]:
     """Run the preflight script on every node at once; errors are kept per node."""
+    script = script_for(session.cfg)
 
     def one(node: Node) -> Facts | Exception:
         try:
-            result = session.executor.observe(Run(("sh", "-c", SCRIPT), host=node.name, why="preflight"))
+            result = session.executor.observe(Run(("sh", "-c", script), host=node.name, why="preflight"))
             return parse(result.stdout)
         except HomelabError as err:
             return err

@@ -187,7 +187,7 @@ def check_host_network(session: Any, facts: HostFacts | None) -> list[Check]:
 
 def check_nodes(session: Any) -> list[Check]:
     from homelab.k3s import preflight
-    from homelab.k3s.plan import size_kib
+    from homelab.k3s.plan import NO_INSTALLER_HINT, size_kib
 
     if session.cfg.target != "lima":
         return []
@@ -219,6 +219,12 @@ def check_nodes(session: Any) -> list[Check]:
                 "inv k3s.install installs it with apt-get" if fact.has_apt else f"install sqlite3 on {node.name}",
             )
         )
+        if fact.installer != "skip":  # only asked where K3S is not installed yet
+            checks.append(
+                ok(f"node {node.name} installer", f"downloads from {session.cfg.k3s.installer_url}")
+                if fact.installer == "ok"
+                else fail(f"node {node.name} installer", fact.installer, NO_INSTALLER_HINT)
+            )
     return checks
 
 
