@@ -87,9 +87,12 @@ resource "terraform_data" "vm" {
     }
   }
 
+  # limactl 1.2's delete can fail after removing the instance, while it reads a sibling that another
+  # delete removes at the same moment (seen destroying three VMs on user-v2); delete --force of a
+  # missing instance succeeds, so a retry finishes the job instead of leaving it in the state.
   provisioner "local-exec" {
     when    = destroy
-    command = "\"$LIMACTL\" delete --force \"$NAME\""
+    command = "for try in 1 2 3; do \"$LIMACTL\" delete --force \"$NAME\" && exit 0; sleep 2; done; exit 1"
     environment = {
       LIMACTL = self.input.limactl
       NAME    = self.input.name

@@ -210,6 +210,16 @@ def test_destroy_deletes_a_vm_whose_creation_failed(lima_env: dict[str, str]) ->
     assert instances(lima_env) == {}
 
 
+def test_destroy_finishes_when_a_delete_fails_after_removing_its_vm(lima_env: dict[str, str]) -> None:
+    assert run_cli(["vm.apply"], lima_env).code == 0
+    gone = run_cli(["vm.destroy", "--yes"], {**lima_env, "FAKE_LIMA_FAIL_DELETE": "k3s-server"})
+    assert gone.code == 0, gone.output
+    assert instances(lima_env) == {}
+    assert names(calls(lima_env, "delete")).count("k3s-server") == 2
+    state = json.loads((Path(lima_env["HOMELAB__STATE_DIR"]) / "terraform" / "terraform.tfstate").read_text())
+    assert state["resources"] == []  # nothing left for a later apply to trip over
+
+
 def test_dry_run_prints_the_plan_and_changes_nothing(lima_env: dict[str, str]) -> None:
     result = run_cli(["vm.apply", "--dry-run"], lima_env)
     assert result.code == 0, result.output
