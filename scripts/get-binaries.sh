@@ -6,33 +6,51 @@
 # cached by version under $HOMELAB_CACHE_DIR (default ~/.cache/homelab). A warm
 # cache makes this a no-op that only prints where the binaries are.
 #
-# Usage: scripts/get-binaries.sh [all|sandbox|crds|controllers|lima|restic|kubeseal|amtool|tofu]...
+# Usage: scripts/get-binaries.sh [all|sandbox|crds|controllers|lima|restic|kubeseal|amtool|registry|tofu]...
 #        (default: all). Prints the bin directory to put on PATH as its last line.
 set -euo pipefail
 
-K8S_VERSION="${K8S_VERSION:-1.35.4}"
-ETCD_VERSION="${ETCD_VERSION:-3.6.16}"
-KWOK_VERSION="${KWOK_VERSION:-0.7.0}"
-LIMA_VERSION="${LIMA_VERSION:-1.2.1}"
-RESTIC_VERSION="${RESTIC_VERSION:-0.18.1}"
-TOFU_VERSION="${TOFU_VERSION:-1.10.6}"
-ALERTMANAGER_VERSION="${ALERTMANAGER_VERSION:-0.28.1}"
-# The controllers the sandbox runs as local processes, at the versions the real homelab deploys
-# (tasks/homelab/sandbox/controllers.py VERSIONS and the config defaults; a unit test keeps them in step).
-ARGOCD_VERSION="${ARGOCD_VERSION:-3.6.1}"
-ARGOCD_GO_TOOLCHAIN="${ARGOCD_GO_TOOLCHAIN:-go1.27.4}" # Argo CD 3.6 needs Go >= 1.27; the module proxy serves it
-SEALED_SECRETS_VERSION="${SEALED_SECRETS_VERSION:-0.40.0}" # the controller and kubeseal
-METALLB_VERSION="${METALLB_VERSION:-0.15.2}"
+# Every version comes from versions.toml (the one version manifest; Renovate keeps it current).
+# An environment variable of the same name still wins, to try another version without editing it.
+PINS="$(cd "$(dirname "$0")/.." && pwd)/versions.toml"
+command -v python3 >/dev/null 2>&1 || { echo "[get-binaries] error: python3 (>= 3.11) is required" >&2; exit 1; }
+pin() { # pin TABLE.NAME.KEY: one value of the manifest
+    python3 - "$PINS" "$1" <<'PY' || { echo "[get-binaries] error: no $1 in $PINS" >&2; exit 1; }
+import sys, tomllib
+value = tomllib.load(open(sys.argv[1], "rb"))
+for key in sys.argv[2].split("."):
+    value = value[key]
+print(value)
+PY
+}
+K8S_VERSION="${K8S_VERSION:-$(pin binaries.kubernetes.version)}"
+ETCD_VERSION="${ETCD_VERSION:-$(pin binaries.etcd.version)}"
+KWOK_VERSION="${KWOK_VERSION:-$(pin binaries.kwok.version)}"
+LIMA_VERSION="${LIMA_VERSION:-$(pin binaries.lima.version)}"
+RESTIC_VERSION="${RESTIC_VERSION:-$(pin binaries.restic.version)}"
+TOFU_VERSION="${TOFU_VERSION:-$(pin binaries.tofu.version)}"
+ALERTMANAGER_VERSION="${ALERTMANAGER_VERSION:-$(pin binaries.alertmanager.version)}"
+# The controllers the sandbox runs as local processes, at the versions the real homelab deploys.
+ARGOCD_VERSION="${ARGOCD_VERSION:-$(pin binaries.argocd.version)}"
+ARGOCD_GO_TOOLCHAIN="${ARGOCD_GO_TOOLCHAIN:-$(pin toolchains.argocd)}"
+SEALED_SECRETS_VERSION="${SEALED_SECRETS_VERSION:-$(pin binaries.sealed-secrets.version)}" # the controller and kubeseal
+METALLB_VERSION="${METALLB_VERSION:-$(pin binaries.metallb.version)}"
+CERT_MANAGER_VERSION="${CERT_MANAGER_VERSION:-$(pin binaries.cert-manager.version)}"
+PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-$(pin binaries.prometheus-operator.version)}"
+VELERO_VERSION="${VELERO_VERSION:-$(pin binaries.velero.version)}"
+# The test bench's OCI registry and its client (inv versions.check resolves image tags against it).
+DISTRIBUTION_VERSION="${DISTRIBUTION_VERSION:-$(pin binaries.distribution.version)}"
+GGCR_VERSION="${GGCR_VERSION:-$(pin binaries.go-containerregistry.version)}"
 # The Sealed Secrets module moved to github.com/bitnami/sealed-secrets, which the checksum database does not know.
 export GONOSUMDB="${GONOSUMDB:+$GONOSUMDB,}github.com/bitnami/sealed-secrets"
 # Component CRDs, shipped inside the components' own Go modules (module@version:dir).
 CRD_SOURCES=(
     "argocd github.com/argoproj/argo-cd/v3@v$ARGOCD_VERSION manifests/crds"
-    "cert-manager github.com/cert-manager/cert-manager@v1.18.2 deploy/crds"
+    "cert-manager github.com/cert-manager/cert-manager@v$CERT_MANAGER_VERSION deploy/crds"
     "metallb go.universe.tf/metallb@v$METALLB_VERSION config/crd/bases"
-    "prometheus-operator github.com/prometheus-operator/prometheus-operator@v0.85.0 example/prometheus-operator-crd"
+    "prometheus-operator github.com/prometheus-operator/prometheus-operator@v$PROMETHEUS_OPERATOR_VERSION example/prometheus-operator-crd"
     "sealed-secrets github.com/bitnami/sealed-secrets@v$SEALED_SECRETS_VERSION helm/sealed-secrets/crds"
-    "velero github.com/vmware-tanzu/velero@v1.16.2 config/crd/v1/bases"
+    "velero github.com/vmware-tanzu/velero@v$VELERO_VERSION config/crd/v1/bases"
 )
 
 CACHE_DIR="${HOMELAB_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/homelab}"
@@ -176,6 +194,14 @@ build_tofu() {
         "-X github.com/opentofu/opentofu/version.dev=no"
 }
 
+# The test bench's OCI registry (the CNCF distribution registry) and crane, which pushes images into it.
+build_registry() {
+    CGO_ENABLED=0 go_build_pinned registry github.com/distribution/distribution/v3 "$DISTRIBUTION_VERSION" \
+        github.com/distribution/distribution/v3/cmd/registry "$BIN_DIR/registry"
+    CGO_ENABLED=0 go_build_pinned crane github.com/google/go-containerregistry "$GGCR_VERSION" \
+        github.com/google/go-containerregistry/cmd/crane "$BIN_DIR/crane"
+}
+
 build_amtool() {
     go_build_pinned amtool github.com/prometheus/alertmanager "$ALERTMANAGER_VERSION" \
         github.com/prometheus/alertmanager/cmd/amtool "$BIN_DIR/amtool"
@@ -249,6 +275,7 @@ want_lima() {
 want_restic() { timed restic "$RESTIC_VERSION" build_restic; }
 want_kubeseal() { timed kubeseal "$SEALED_SECRETS_VERSION" build_kubeseal; }
 want_amtool() { timed amtool "$ALERTMANAGER_VERSION" build_amtool; }
+want_registry() { timed registry "$DISTRIBUTION_VERSION-$GGCR_VERSION" build_registry; }
 want_crds() { timed crds "$(printf '%s' "${CRD_SOURCES[*]}" "install-v2" | sha256sum | cut -c1-12)" fetch_crds; }
 want_controllers() {
     timed argocd "$ARGOCD_VERSION" build_argocd
@@ -268,7 +295,7 @@ want_tofu() {
 want_all() {
     (want_sandbox; want_crds; want_restic; want_kubeseal; want_lima) &
     local first=$!
-    (want_controllers; want_amtool; want_tofu) &
+    (want_controllers; want_amtool; want_registry; want_tofu) &
     local second=$! failed=0
     wait "$first" || failed=1
     wait "$second" || failed=1
@@ -280,8 +307,8 @@ targets=("$@")
 for t in "${targets[@]}"; do
     case "$t" in
     all) want_all ;;
-    sandbox | crds | lima | restic | kubeseal | amtool | tofu | controllers) "want_$t" ;;
-    *) die "unknown target '$t' (use all, sandbox, crds, controllers, lima, restic, kubeseal, amtool or tofu)" ;;
+    sandbox | crds | lima | restic | kubeseal | amtool | registry | tofu | controllers) "want_$t" ;;
+    *) die "unknown target '$t' (use all, sandbox, crds, controllers, lima, restic, kubeseal, amtool, registry or tofu)" ;;
     esac
 done
 echo "$BIN_DIR"

@@ -13,6 +13,7 @@ from helpers import loopback_data
 from homelab.config import loader
 from homelab.config.checks import missing_secret_problems, secret_refs
 from homelab.config.schema import SecretRef
+from homelab.core import pins
 from homelab.core.errors import ConfigError
 
 BASE = loopback_data()
@@ -188,7 +189,9 @@ def test_the_ingress_address_is_inside_the_pool_including_its_ends() -> None:
 
 
 def test_apps_may_not_take_a_platform_namespace_or_another_apps_hostname() -> None:
-    rename = lambda new: lambda d: d["apps"].update({new: d["apps"].pop("plex")})  # noqa: E731
+    # A renamed entry is no longer the catalog's plex: it names its image itself.
+    plex_image = pins.load().image("plex")
+    rename = lambda new: lambda d: d["apps"].update({new: {**d["apps"].pop("plex"), "image": plex_image}})  # noqa: E731
     assert problems_at("apps", rename("kube-tools")) == [
         "apps.kube-tools: 'kube-tools' is a namespace the platform or Kubernetes uses; rename the app"
     ]

@@ -62,6 +62,7 @@ from homelab.config.urls import (
     ResticRepository,
     VmImage,
 )
+from homelab.core import pins
 from homelab.core.secret_refs import SecretLocation
 
 Target = Literal["lima", "sandbox", "k3d", "existing"]
@@ -185,11 +186,11 @@ class Terraform(Strict):
 class K3s(Strict):
     """K3S on the nodes. Options are written to /etc/rancher/k3s/config.yaml, not passed as flags."""
 
-    version: K3sVersion = "v1.33.5+k3s1"
+    version: K3sVersion = Field(default_factory=lambda: pins.load().k3s_version)  # versions.toml
     datastore: Literal["sqlite", "etcd"] = "sqlite"
     flannel_backend: Literal["vxlan", "host-gw", "wireguard-native", "none"] = "vxlan"
     install_method: Literal["script", "airgap"] = "script"
-    installer_url: DownloadUrl = "https://get.k3s.io"
+    installer_url: DownloadUrl = Field(default_factory=lambda: pins.load().k3s_installer)
     installer_file: PathText | None = None
     airgap_binary: PathText | None = None
     airgap_images: PathText | None = None
@@ -208,13 +209,13 @@ class IpPool(Strict):
 
 class MetalLB(Strict):
     enabled: bool = True
-    chart_version: ChartVersion = "0.15.2"
+    chart_version: ChartVersion = Field(default_factory=lambda: pins.load().chart("metallb").version)
     pool: IpPool = IpPool(start="192.168.105.50", end="192.168.105.99")
 
 
 class Ingress(Strict):
     enabled: bool = True
-    chart_version: ChartVersion = "4.13.3"
+    chart_version: ChartVersion = Field(default_factory=lambda: pins.load().chart("ingress-nginx").version)
     load_balancer_ip: IPv4 = "192.168.105.50"
 
 
@@ -234,7 +235,7 @@ class Cloudflare(Strict):
 class Tls(Strict):
     """cert-manager with Let's Encrypt wildcard certificates via DNS-01."""
 
-    chart_version: ChartVersion = "v1.18.2"
+    chart_version: ChartVersion = Field(default_factory=lambda: pins.load().chart("cert-manager").version)
     email: Email = "admin@example.com"
     issuer: Literal["letsencrypt-staging", "letsencrypt-prod"] = "letsencrypt-prod"
 
@@ -247,10 +248,8 @@ class GitOps(Strict):
     path: RepoPath = "k8s"
     repo_credentials: SecretRef | None = None  # a private repository: its ssh key, or an https token
     repo_username: Text = "git"  # who the https token belongs to (GitHub accepts any name with a token)
-    argocd_version: ReleaseTag = "v3.6.1"  # what the sandbox runs (sandbox/controllers.py)
-    install_manifest: ManifestSource = (
-        "https://raw.githubusercontent.com/argoproj/argo-cd/{version}/manifests/install.yaml"
-    )
+    argocd_version: ReleaseTag = Field(default_factory=lambda: pins.load().argocd_version)  # the sandbox runs it too
+    install_manifest: ManifestSource = Field(default_factory=lambda: pins.load().argocd_install_manifest)
 
 
 class Telegram(Strict):
@@ -260,7 +259,7 @@ class Telegram(Strict):
 
 class Monitoring(Strict):
     enabled: bool = True
-    chart_version: ChartVersion = "77.0.0"
+    chart_version: ChartVersion = Field(default_factory=lambda: pins.load().chart("kube-prometheus-stack").version)
     retention: PrometheusDuration = "15d"
     storage: Size = "20GiB"
     grafana_hostname: DnsLabel = "grafana"
@@ -336,7 +335,7 @@ class Secrets(Strict):
 
     controller_namespace: DnsLabel = "kube-system"
     controller_name: KubeName = "sealed-secrets-controller"
-    chart_version: ChartVersion = "2.19.3"  # deploys controller v0.40.0 (image tag pinned in the render)
+    chart_version: ChartVersion = Field(default_factory=lambda: pins.load().chart("sealed-secrets").version)
     plaintext_file: PathText = "config/secrets.local.yaml"
     cert_file: PathText | None = None
     sealed_dir: PathText = "k8s/sealed"
@@ -391,6 +390,21 @@ class HomelabConfig(Strict):
     backup: Backup = Backup()
     secrets: Secrets = Secrets()
     options: Options = Options()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _catalog_images(cls, data: object) -> object:
+        """An app entry without ``image`` runs the catalog's pinned image (``versions.toml`` [images])."""
+        if not isinstance(data, dict) or not isinstance(data.get("apps"), dict):
+            return data
+        images = pins.load().images
+        apps = {
+            name: {**entry, "image": images[name]}
+            if isinstance(entry, dict) and "image" not in entry and isinstance(name, str) and name in images
+            else entry
+            for name, entry in data["apps"].items()
+        }
+        return {**data, "apps": apps}
 
     @property
     def deployed_apps(self) -> dict[str, App]:

@@ -12,6 +12,7 @@ import yaml
 from homelab.apps.contracts import CLOUDFLARED_USER
 from homelab.apps.render import lm_studio_name, meta, namespace, priority_class
 from homelab.config.schema import HomelabConfig
+from homelab.core import pins
 
 Obj = dict[str, Any]
 ARGOCD_NAMESPACE = "argocd"
@@ -20,27 +21,27 @@ IN_CLUSTER = "https://kubernetes.default.svc"
 DNS_TOKEN_SECRET = ("cloudflare-api-token", "api-token")
 TUNNEL_SECRET = ("cloudflared-credentials", "credentials.json")
 TELEGRAM_SECRET = ("alertmanager-telegram", "bot-token")
-CLOUDFLARED_IMAGE = "cloudflare/cloudflared:2025.9.0"
 # The controller images are pinned in the charts' values, not left to each chart's appVersion, so the
-# real homelab runs the code the sandbox runs as processes (sandbox/controllers.py VERSIONS): Argo CD
-# at gitops.argocd_version, Sealed Secrets at this tag (its chart in the v0.40.0 tag still names 0.39.1).
-SEALED_SECRETS_IMAGE_TAG = "0.40.0"
+# real homelab runs the code the sandbox runs as processes: every version comes from versions.toml.
 
-# component -> (helm repository, chart, namespace)
-CHARTS = {
-    "metallb": ("https://metallb.github.io/metallb", "metallb", "metallb-system"),
-    "ingress-nginx": ("https://kubernetes.github.io/ingress-nginx", "ingress-nginx", "ingress-nginx"),
-    "cert-manager": ("https://charts.jetstack.io", "cert-manager", "cert-manager"),
-    "argocd": ("https://argoproj.github.io/argo-helm", "argo-cd", ARGOCD_NAMESPACE),
-    "kube-prometheus-stack": (
-        "https://prometheus-community.github.io/helm-charts",
-        "kube-prometheus-stack",
-        "monitoring",
-    ),
-    "sealed-secrets": ("https://bitnami-labs.github.io/sealed-secrets", "sealed-secrets", "kube-system"),
-    "longhorn": ("https://charts.longhorn.io", "longhorn", "longhorn-system"),
-    "velero": ("https://vmware-tanzu.github.io/helm-charts", "velero", "velero"),
+# component -> the namespace its chart installs into (repository, chart and version: versions.toml)
+CHART_NAMESPACES = {
+    "metallb": "metallb-system",
+    "ingress-nginx": "ingress-nginx",
+    "cert-manager": "cert-manager",
+    "kube-prometheus-stack": "monitoring",
+    "sealed-secrets": "kube-system",
+    "longhorn": "longhorn-system",
+    "velero": "velero",
 }
+
+
+def image_values(name: str) -> Obj:
+    """A chart's ``image`` values (registry, repository, tag) for the manifest's image ``name``."""
+    reference = pins.load().image(name)
+    path, _, tag = reference.rpartition(":")
+    registry, _, repository = path.partition("/")
+    return {"registry": registry, "repository": repository, "tag": tag}
 
 
 # Argo CD v3 retries a failed automated sync 5 times (about 2.5 minutes with its default backoff), then
@@ -123,9 +124,10 @@ def argocd_itself(cfg: HomelabConfig) -> Obj | None:
 
 
 def chart_app(component: str, version: str, values: Obj, wave: int) -> Obj:
-    repo, chart, ns = CHARTS[component]
-    source = {"repoURL": repo, "chart": chart, "targetRevision": version, "helm": {"valuesObject": values}}
-    return application(component, source, ns, wave)
+    """The Application of ``component``'s chart (repository and chart from versions.toml) at ``version``."""
+    chart = pins.load().chart(component)
+    source = {"repoURL": chart.repository, "chart": chart.chart, "targetRevision": version, "helm": {"valuesObject": values}}
+    return application(component, source, CHART_NAMESPACES[component], wave)
 
 
 def git_app(cfg: HomelabConfig, name: str, path: str, dest_namespace: str, wave: int) -> Obj:
@@ -284,7 +286,7 @@ def cloudflared(cfg: HomelabConfig) -> list[Obj]:
         "containers": [
             {
                 "name": "cloudflared",
-                "image": CLOUDFLARED_IMAGE,
+                "image": pins.load().image("cloudflared"),
                 "args": ["tunnel", "--config", "/etc/cloudflared/config/config.yaml", "run"],
                 "ports": [{"name": "metrics", "containerPort": 2000}],
                 "livenessProbe": {"httpGet": {"path": "/ready", "port": "metrics"}, "periodSeconds": 10},
@@ -590,7 +592,7 @@ def platform(cfg: HomelabConfig) -> dict[str, tuple[Obj | None, list[Obj]]]:
             chart_app(
                 "sealed-secrets",
                 cfg.secrets.chart_version,
-                {"fullnameOverride": cfg.secrets.controller_name, "image": {"tag": SEALED_SECRETS_IMAGE_TAG}},
+                {"fullnameOverride": cfg.secrets.controller_name, "image": image_values("sealed-secrets-controller")},
                 -5,
             ),
             [],
@@ -620,9 +622,9 @@ def platform(cfg: HomelabConfig) -> dict[str, tuple[Obj | None, list[Obj]]]:
         parts["scheduling"] = (None, [priority_class()])
     if cfg.options.longhorn:
         parts["longhorn"] = (
-            chart_app("longhorn", "1.9.1", {"defaultSettings": {"defaultReplicaCount": 2}}, -3),
+            chart_app("longhorn", pins.load().chart("longhorn").version, {"defaultSettings": {"defaultReplicaCount": 2}}, -3),
             longhorn(cfg),
         )
     if cfg.options.velero:
-        parts["velero"] = (chart_app("velero", "10.1.0", {"snapshotsEnabled": False}, -1), velero(cfg))
+        parts["velero"] = (chart_app("velero", pins.load().chart("velero").version, {"snapshotsEnabled": False}, -1), velero(cfg))
     return parts

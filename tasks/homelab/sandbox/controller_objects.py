@@ -13,12 +13,13 @@ from homelab.apps.render import namespace
 from homelab.core.kube import KubeError, load_manifests
 from homelab.core.paths import cache_dir
 from homelab.gitops import deploy
-from homelab.gitops.platform import ARGOCD_NAMESPACE, CHARTS
+from homelab.core import pins
+from homelab.gitops.platform import ARGOCD_NAMESPACE, CHART_NAMESPACES
 
-# The versions the sandbox runs; the rendered tree pins the real homelab to the same ones
-# (config defaults), and scripts/get-binaries.sh builds these (a unit test keeps the three in step).
-VERSIONS = {"argocd": "v3.6.1", "sealed-secrets": "v0.40.0", "metallb": "v0.15.2"}
-METALLB_NAMESPACE = CHARTS["metallb"][2]
+# The versions the sandbox runs: what scripts/get-binaries.sh builds, from versions.toml, like the
+# versions the rendered tree pins the real homelab to.
+VERSIONS = {name: "v" + pins.load().binaries[name].version for name in ("argocd", "sealed-secrets", "metallb")}
+METALLB_NAMESPACE = CHART_NAMESPACES["metallb"]
 SEALED_SECRETS_CLUSTER_ROLE = "secrets-unsealer"  # the chart's name for it
 
 Obj = dict[str, Any]
