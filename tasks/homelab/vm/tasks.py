@@ -224,7 +224,13 @@ def adopt(c: Any, name: str, fingerprint: str | None = None, yes: bool = False, 
     print(f"{name}: host key {seen} " + ("pinned" if not pin.empty else "already pinned; nothing to do"))
 
 
-@task(help={"name": "Node name.", "yes": "Do not ask for confirmation.", "dry_run": "Print the known_hosts write."})
+@task(
+    help={
+        "name": "Node name.",
+        "yes": "Do not ask for confirmation.",
+        "dry_run": "Print the known_hosts write; forget nothing.",
+    }
+)
 def forget(c: Any, name: str, yes: bool = False, dry_run: bool = False) -> None:
     """Remove a node's pinned host key (after rebuilding it); asks unless --yes."""
     from homelab.core.converge import require_empty
