@@ -104,6 +104,7 @@ def _host_command(name: str) -> str:
     return found
 
 
+LAB_K3S_VERSION = "v1.33.5+k3s1"
 NODES = [("k3s-server", "127.0.0.11"), ("k3s-worker-1", "127.0.0.12"), ("k3s-worker-2", "127.0.0.13")]
 
 
@@ -156,6 +157,9 @@ class Lab:
         for entry, node in zip(data["nodes"], nodes, strict=True):
             entry.update({"provider": "ssh", "ssh_port": node.port})
         data["k3s"] = {
+            # Pinned, not versions.toml's default (which Renovate moves on): the tests install this
+            # release and upgrade one minor up from it; a lower default would make that a downgrade.
+            "version": LAB_K3S_VERSION,
             "installer_file": str(FAKES / "k3s-install.sh"),
             "token": {"file": str(tmp / "k3s-token")},
             "api_endpoint": server_url,

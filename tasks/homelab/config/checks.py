@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import os
 import stat
@@ -16,6 +17,8 @@ from homelab.config.kinds import cpu_millicores, size_mib
 from homelab.config.schema import HomelabConfig, SecretRef
 from homelab.core.errors import Problem
 from homelab.core.paths import resolve_in_project
+from homelab.core.pins import Pins, minor_of
+from homelab.core.pins import load as load_pins
 
 # Namespaces the platform itself renders into (gitops/platform.py) or Kubernetes owns:
 # an app of that name would put its default-deny NetworkPolicy into them.
@@ -437,5 +440,46 @@ def tunnel_warnings(cfg: HomelabConfig) -> list[Problem]:
             f"zone {zone}: free Universal SSL covers only {zone} and *.{zone}, so browsers would refuse them; set "
             f"domain to {zone} (or cloudflare.zone to {domain} if it is a zone of its own), or buy an Advanced "
             "Certificate",
+        )
+    ]
+
+
+def support_warnings(
+    cfg: HomelabConfig, today: datetime.date | None = None, manifest: Pins | None = None
+) -> list[Problem]:
+    """k3s.version's Kubernetes minor past its end of upstream support, or with no known date; warnings.
+
+    The dates are versions.toml's ``[kubernetes] end_of_support``; ``today`` defaults to the
+    real date and ``manifest`` to the loaded versions.toml (tests pass their own). The
+    release to move to is the newest in ``[k3s.upgrade_path]`` whose minor is still supported.
+    """
+    from homelab.k3s import versions
+
+    manifest = manifest or load_pins()
+    day = today or datetime.date.today()
+    version = cfg.k3s.version
+    minor = minor_of(version)
+    ends = manifest.end_of_support.get(minor)
+    if ends is None:
+        return [
+            Problem(
+                "k3s.version",
+                f"{version}: Kubernetes {minor} has no end-of-support date in {manifest.path} "
+                f'[kubernetes] end_of_support; add "{minor}" = its "End of Life" date from https://kubernetes.io/releases/',
+            )
+        ]
+    if day <= ends:
+        return []
+    target = versions.newest_supported(manifest, day)
+    move = (
+        f"move to {target} (supported until {manifest.end_of_support[target.minor]}): set k3s.version to it and "
+        "run inv k3s.upgrade --yes, which goes one minor at a time"
+        if target
+        else f"no release in {manifest.path} [k3s.upgrade_path] is still supported; add a newer one"
+    )
+    return [
+        Problem(
+            "k3s.version",
+            f"{version}: Kubernetes {minor} left upstream support on {ends} (no more security fixes); {move}",
         )
     ]

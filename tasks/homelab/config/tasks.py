@@ -16,7 +16,7 @@ from homelab.core.tasks import task
     }
 )
 def validate(c: Any, secrets: bool = False, target: str | None = None) -> None:
-    """Validate the config; exit 2 with one line per problem."""
+    """Validate the config; exit 2 with one line per problem (warnings, such as an unsupported K3S, exit 0)."""
     from homelab.config.checks import missing_secret_problems
     from homelab.core.errors import ConfigError
     from homelab.core.session import Session
@@ -26,9 +26,9 @@ def validate(c: Any, secrets: bool = False, target: str | None = None) -> None:
         problems = missing_secret_problems(s.cfg)
         if problems:
             raise ConfigError(problems)
-    from homelab.config.checks import tunnel_warnings
+    from homelab.config.checks import support_warnings, tunnel_warnings
 
-    for warning in tunnel_warnings(s.cfg):
+    for warning in [*tunnel_warnings(s.cfg), *support_warnings(s.cfg)]:
         print(f"warning: {warning}")
     files = ", ".join(str(f) for f in s.loaded.files)
     apps = f"{len(s.cfg.deployed_apps)} apps deployed"

@@ -6,6 +6,11 @@ the session's executor (or only printed, under ``--dry-run``). A step whose plan
 depends on an earlier step having run (the kubeconfig, which exists once the
 server runs K3S) is a note in the dry run. After acting, ``install`` and
 ``upgrade`` observe again and fail, naming what is left, unless nothing is.
+
+A version change goes one Kubernetes minor at a time (``homelab.k3s.versions``):
+both refuse a downgrade before changing anything; a target more than one minor
+ahead of a node is refused too, except by ``upgrade`` with ``walk`` (``--yes``),
+which rolls through each minor's release, observing the nodes again between steps.
 """
 
 from __future__ import annotations
@@ -20,10 +25,11 @@ from homelab.core.cluster import kubeconfig_path
 from homelab.core.errors import HomelabError
 from homelab.core.kube.nodes import LIFTED_ANNOTATION, SINGLE_REPLICA_LABEL
 from homelab.core.kubeconfig import merge_action
+from homelab.core.pins import load as load_pins
 from homelab.core.plan import Action, Note, Plan, Run
 from homelab.core.secret_refs import Secret
 from homelab.k3s import plan as k3s
-from homelab.k3s import preflight
+from homelab.k3s import preflight, versions
 
 
 def observe(session: Any) -> dict[str, k3s.Observed]:
@@ -32,6 +38,11 @@ def observe(session: Any) -> dict[str, k3s.Observed]:
 
     with ThreadPoolExecutor(max_workers=max(1, len(session.cfg.nodes))) as pool:
         return dict(zip([n.name for n in session.cfg.nodes], pool.map(one, session.cfg.nodes), strict=True))
+
+
+def running(observed: dict[str, k3s.Observed]) -> dict[str, str]:
+    """The version each node with K3S reports (nodes without it are left out)."""
+    return {name: o.version for name, o in observed.items() if o.version}
 
 
 def check_nodes(session: Any) -> tuple[dict[str, k3s.Observed], list[Action], Plan]:
@@ -64,6 +75,7 @@ def install(session: Any) -> bool:
     cfg, executor = session.cfg, session.executor
     token, make_token = k3s.cluster_token(cfg.k3s.token.location())
     observed, notes, tools = check_nodes(session)
+    versions.plan(running(observed), cfg.k3s.version, load_pins())  # a downgrade or a skipped minor: refused here
     plans = k3s.plan_nodes(cfg, observed, token)
     server = cfg.server.name
     agents = Plan("install k3s agents in parallel")
@@ -217,27 +229,53 @@ def put_node_back(session: Any, name: str) -> str:
     return f"Restored: {name} uncordoned; {pdbs}."
 
 
-def upgrade(session: Any, allow_downtime: bool = False) -> bool:
-    """Put back what an interrupted run left, roll every node behind the config, then re-check."""
+def upgrade(session: Any, allow_downtime: bool = False, walk: bool = False) -> bool:
+    """Put back what an interrupted run left, roll every node behind the config, then re-check.
+
+    A downgrade is refused, and so is a target more than one minor ahead of a node
+    unless ``walk``: then each step is a rolling upgrade of its own, and the nodes
+    are observed again before the next. ``--dry-run`` prints every step.
+    """
     cfg = session.cfg
     preflight.check(session)
     observed = observe(session)
     missing = [n.name for n in cfg.nodes if not observed[n.name].installed]
     if missing:
         raise HomelabError(f"k3s is not installed on {', '.join(missing)}; run inv k3s.install first")
+    pins = load_pins()
+    found = versions.plan(running(observed), cfg.k3s.version, pins, walk=walk or session.dry_run)
     changed = run_steps(session.executor, [recovery(session)])
-    behind = [n.name for n in cfg.nodes if observed[n.name].version != cfg.k3s.version]
-    if not behind:
+    if not found:
         session.executor.execute(Plan(f"k3s upgrade to {cfg.k3s.version}", [Note("every node runs it")]))
         return changed and not session.dry_run
-    roll(session, behind, cfg.k3s.version, allow_downtime)
+    total = len(found)
+    if total > 1:
+        way = versions.route(running(observed), found)
+        needs = "" if walk else " (a real run needs --yes)"
+        session.executor.out(f"k3s upgrade in {total} steps, one minor at a time: {way}{needs}")
     if session.dry_run:
+        for number, step in enumerate(found, 1):
+            announce(session, number, total, step)
+            roll(session, list(step.nodes), step.version, allow_downtime)
         return False
-    observed = observe(session)
-    left = [f"{n}: runs k3s {o.version}" for n, o in observed.items() if o.version != cfg.k3s.version]
-    if left:
-        raise HomelabError(f"k3s upgrade to {cfg.k3s.version} did not converge:\n  " + "\n  ".join(left))
+    for number in range(1, total + 1):
+        step = found[0]
+        announce(session, number, total, step)
+        roll(session, list(step.nodes), step.version, allow_downtime)
+        observed = observe(session)  # the next step is planned from what the nodes run now
+        found = versions.plan(running(observed), cfg.k3s.version, pins, walk=True)
+        if not found:
+            return True
+        if found[0] == step or number == total:
+            left = [f"{n}: runs k3s {observed[n].version}" for n in found[0].nodes]
+            raise HomelabError(f"k3s upgrade to {step.version} did not converge:\n  " + "\n  ".join(left))
     return True
+
+
+def announce(session: Any, number: int, total: int, step: versions.Step) -> None:
+    """The header of one step of a multi-minor upgrade (nothing for a single step)."""
+    if total > 1:
+        session.executor.out(f"step {number} of {total}: k3s {step.version} on {', '.join(step.nodes)}")
 
 
 def uninstall_plans(session: Any) -> tuple[Plan, Plan]:

@@ -40,14 +40,16 @@ def install(c: Any, dry_run: bool = False) -> None:
         "dry_run": DRY_RUN,
         "allow_downtime": "Lift PDBs labelled homelab.dev/single-replica-pdb=true (guards you add yourself; "
         "the homelab renders none) during each node's drain (short outage).",
+        "yes": "Go to a k3s.version more than one minor ahead of a node in steps, one rolling upgrade per minor "
+        "(through versions.toml [k3s.upgrade_path]); without it that upgrade is refused, naming the steps.",
     }
 )
-def upgrade(c: Any, dry_run: bool = False, allow_downtime: bool = False) -> None:
-    """Rolling upgrade to k3s.version: server first; cordon, drain (PDBs respected), upgrade, uncordon."""
+def upgrade(c: Any, dry_run: bool = False, allow_downtime: bool = False, yes: bool = False) -> None:
+    """Rolling upgrade to k3s.version, one minor at a time: server first; cordon, drain, upgrade, uncordon."""
     from homelab.k3s import run as k3s_run
 
     with session(c, dry_run) as s:
-        changed = k3s_run.upgrade(s, allow_downtime)
+        changed = k3s_run.upgrade(s, allow_downtime, walk=yes)
         if changed:
             print(f"k3s: every node runs {s.cfg.k3s.version}; converged")
 
