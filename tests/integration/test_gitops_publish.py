@@ -86,6 +86,7 @@ def test_inv_up_refuses_while_the_remote_differs_and_names_the_files(project: Pr
     refused = project.cli("up", "--only", "gitops")
     assert refused.code != 0
     assert "not converged: Argo CD syncs" in refused.output
+    assert "no terminal to ask whether to publish: pass --yes" in refused.output  # an empty branch: up may publish
     assert "k8s/apps/homepage/app.yaml (differs)" in refused.output
     assert "inv gitops.publish" in refused.output
     assert project.cli("gitops.publish").code == 0
@@ -227,3 +228,49 @@ def test_a_branch_that_moves_during_the_publish_refuses_the_push(project: Projec
     assert project.cli("gitops.publish").code == 0
     assert project.server.files()["racing.txt"] == "landed meanwhile\n"
     assert "replicas: 5" in project.server.files()["k8s/apps/homepage/app.yaml"]
+
+
+def offline_install_manifest(project: Project) -> None:
+    """Argo CD's install manifest from the cache, so a run that gets as far as the bootstrap fetches nothing."""
+    from homelab.core.paths import cache_dir
+    from homelab.core.pins import load
+
+    manifest = cache_dir() / "manifests" / f"argocd-install-{load().argocd_version}.yaml"
+    assert manifest.is_file(), "scripts/get-binaries.sh crds provides it"
+    project.data["gitops"]["install_manifest"] = str(manifest)
+    project.save()
+
+
+def test_inv_up_publishes_an_empty_branch_itself_and_then_builds_on_its_own_renders(project: Project) -> None:
+    """One command from nothing: the first ``inv up --yes`` publishes; a later render it publishes again.
+
+    No cluster runs here, so each run stops at the bootstrap, after the publish.
+    """
+    offline_install_manifest(project)
+    first = project.cli("up", "--only", "gitops", "--yes")
+    assert first.code != 0 and "not converged" not in first.output, first.output
+    files = project.server.files()
+    assert "k8s/apps/homepage/app.yaml" in files, "the render was published before the bootstrap"
+    head = project.server.head()
+    project.data["apps"]["homepage"]["replicas"] = 3
+    project.save()
+    again = project.cli("up", "--only", "gitops", "--yes")
+    assert again.code != 0 and "not converged" not in again.output, again.output
+    assert project.server.head() != head
+    assert "replicas: 3" in project.server.files()["k8s/apps/homepage/app.yaml"]
+
+
+def test_inv_up_never_publishes_over_commits_it_did_not_make(project: Project, tmp_path: Path) -> None:
+    offline_install_manifest(project)
+    assert project.cli("gitops.publish").code == 0
+    commit_to_remote(project, tmp_path, {"README.md": "# my homelab\n"}, "my own commit")
+    project.data["apps"]["homepage"]["replicas"] = 3
+    project.save()
+    head = project.server.head()
+    refused = project.cli("up", "--only", "gitops", "--yes")
+    assert refused.code == 1, refused.output
+    assert "it holds 1 commit not made by the toolkit" in refused.output
+    assert "run inv gitops.publish" in refused.output
+    assert project.server.head() == head, "nothing was pushed"
+    planned = project.cli("up", "--only", "gitops", "--dry-run")
+    assert planned.code == 0 and "the real run stops: run inv gitops.publish" in planned.output, planned.output

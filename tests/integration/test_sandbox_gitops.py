@@ -458,3 +458,81 @@ def test_argo_cd_takes_over_its_bootstrapped_install_without_an_immutable_field_
     finally:
         for name in apps:
             lab.kube.delete(*APPLICATION, name, ARGOCD_NAMESPACE)  # no finalizer: Argo CD's objects stay
+
+
+def foreign_certificate(directory: Path) -> Path:
+    """A certificate no controller of this cluster holds the key of (a rebuilt cluster's old one, say)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "another-controller")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    path = directory / "foreign.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def test_a_secret_sealed_for_another_key_stops_the_wait_at_once_naming_it_and_the_fix(lab: Lab, tmp_path: Path) -> None:
+    """The controller says "no key could decrypt secret": the wait stops with that, not after its 600 s timeout."""
+    secret = yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "foreign-probe", "namespace": "homepage"},
+            "stringData": {"token": "never-decrypted"},
+        }
+    )
+    argv = [require("kubeseal"), "--cert", str(foreign_certificate(tmp_path)), "--scope", "strict", "--format", "yaml"]
+    sealed = subprocess.run(argv, input=secret, capture_output=True, text=True, check=True).stdout
+    probe = lab.root / "k8s" / "sealed" / "homepage-foreign-probe.yaml"
+    probe.write_text(sealed)
+    try:
+        done = run_cli(["up", "--target", "sandbox"], lab.env, timeout=900)
+        assert done.code == 1, done.output
+        assert (
+            "the Sealed Secrets controller cannot decrypt homepage/foreign-probe: no key could decrypt" in done.output
+        )
+        assert "inv secrets.seal NAME" in done.output and "timed out" not in done.output
+        assert "Traceback" not in done.output
+    finally:
+        probe.unlink()
+    lab.up()
+    assert lab.kube.get("bitnami.com/v1alpha1", "SealedSecret", "foreign-probe", "homepage") is None  # pruned
+
+
+def test_up_down_then_up_again_reseals_for_the_new_controller_and_ends_synced_and_healthy(lab: Lab) -> None:
+    """The sandbox's key dies with it: the next ``inv up`` re-pins, reseals and unseals everything (runs last)."""
+    pinned = lab.root / "state" / "sealed-secrets-cert.pem"
+    before = pinned.read_text()
+    down = run_cli(["down", "--target", "sandbox", "--yes"], lab.env, timeout=600)
+    assert down.code == 0, down.output
+    out = lab.up()
+    assert "is none of the sandbox controller's keys: re-pin, reseal" in out, out
+    assert pinned.read_text() != before
+    paths = cluster.paths_for(lab.session.cfg, lab.session.state_dir)
+    lab.kube = Kube(paths.kubeconfig, paths.context)  # a new sandbox: new ports in a new kubeconfig
+    for (namespace, name), key in {
+        ("cert-manager", "cloudflare-api-token"): "api-token",
+        ("vaultwarden", "vaultwarden-secrets"): "ADMIN_TOKEN",
+        ("cloudflared", "cloudflared-credentials"): "credentials.json",
+    }.items():
+        assert unsealed_value(lab, name, namespace, key), f"{namespace}/{name} was not unsealed"
+    doctor = run_cli(["doctor", "--json", "--target", "sandbox"], lab.env, timeout=300)
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)}
+    assert checks["sealing key"]["status"] == "ok", checks["sealing key"]
+    assert "sealed secrets" not in checks

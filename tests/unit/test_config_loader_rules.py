@@ -44,7 +44,7 @@ def test_a_missing_key_is_named_and_said_to_be_required() -> None:
 
 def test_a_bad_mapping_key_is_named_once() -> None:
     """pydantic adds a '[key]' step for a bad dict key; the path already ends with the key."""
-    [problem] = problems_of(lambda d: d["apps"].update({"Bad_Name": d["apps"]["plex"]}))
+    [problem] = problems_of(lambda d: d["apps"].update({"Bad_Name": {**d["apps"]["plex"], "image": "x/plex:1"}}))
     assert problem.startswith("apps.Bad_Name: 'Bad_Name' is not a Kubernetes name")
     assert "[key]" not in problem
 
@@ -67,7 +67,7 @@ def test_a_bad_value_is_quoted_once() -> None:
     ]
     [problem] = problems_of(lambda d: d["apps"]["plex"].update(port="abc"))
     assert problem.endswith("unable to parse string as an integer (got 'abc')")
-    [named] = problems_of(lambda d: d["apps"].update({"Bad_Name": d["apps"]["plex"]}))
+    [named] = problems_of(lambda d: d["apps"].update({"Bad_Name": {**d["apps"]["plex"], "image": "x/plex:1"}}))
     assert named.count("'Bad_Name'") == 1, "the message already quotes it: no '(got ...)' after it"
 
 

@@ -17,10 +17,16 @@ GET_BINARIES = REPO / "scripts" / "get-binaries.sh"
 
 
 def script_default(name: str) -> str:
-    """The default of ``NAME="${NAME:-value}"`` in get-binaries.sh."""
-    found = re.search(rf'^{name}="\$\{{{name}:-([^}}]+)\}}"', GET_BINARIES.read_text(), re.MULTILINE)
-    assert found, f"{name} not pinned in {GET_BINARIES}"
-    return found.group(1)
+    """The default of ``NAME="${NAME:-$(pin table.key)}"`` in get-binaries.sh: that key of versions.toml."""
+    import tomllib
+
+    found = re.search(rf'^{name}="\$\{{{name}:-\$\(pin ([^)]+)\)\}}"', GET_BINARIES.read_text(), re.MULTILINE)
+    assert found, f"{name} is not read from versions.toml in {GET_BINARIES}"
+    value: object = tomllib.loads((REPO / "versions.toml").read_text())
+    for key in found.group(1).split("."):
+        assert isinstance(value, dict)
+        value = value[key]
+    return str(value)
 
 
 def test_the_sandbox_builds_runs_and_the_tree_deploys_the_same_controller_versions() -> None:
@@ -31,13 +37,14 @@ def test_the_sandbox_builds_runs_and_the_tree_deploys_the_same_controller_versio
     reference = validate(loopback_data())
     assert GitOps().argocd_version == reference.gitops.argocd_version == versions["argocd"]
     assert "v" + MetalLB().chart_version == "v" + reference.metallb.chart_version == versions["metallb"]
-    assert versions["sealed-secrets"] == "v" + platform.SEALED_SECRETS_IMAGE_TAG
+    assert platform.image_values("sealed-secrets-controller")["tag"] == versions["sealed-secrets"].removeprefix("v")
     rendered = platform.platform(reference)
     argocd_app, _ = rendered["argocd"]
     sealed_app, _ = rendered["sealed-secrets"]
     # Argo CD manages itself from its install manifest at the tag (which pins its image to the same tag)
-    assert argocd_app and argocd_app["spec"]["source"]["targetRevision"] == "v3.6.1"
-    assert sealed_app and sealed_app["spec"]["source"]["helm"]["valuesObject"]["image"]["tag"] == "0.40.0"
+    assert argocd_app and argocd_app["spec"]["source"]["targetRevision"] == versions["argocd"]
+    image = sealed_app and sealed_app["spec"]["source"]["helm"]["valuesObject"]["image"]
+    assert image and "v" + image["tag"] == versions["sealed-secrets"]
 
 
 def test_the_crds_installed_on_the_sandbox_are_the_running_versions() -> None:
@@ -45,8 +52,9 @@ def test_the_crds_installed_on_the_sandbox_are_the_running_versions() -> None:
     for component, version in controller_objects.VERSIONS.items():
         entry = re.search(rf'^\s+"{component} \S+@(\S+) ', text, re.MULTILINE)
         assert entry, f"no CRD source for {component}"
-        pinned = re.sub(r"\$(\w+)", lambda m: script_default(m.group(1)), entry.group(1))
-        assert pinned == version, (component, pinned)
+        shell_name = re.fullmatch(r"v\$(\w+)", entry.group(1))
+        assert shell_name, (component, entry.group(1))
+        assert "v" + script_default(shell_name.group(1)) == version, component
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from helpers import REPO
 from homelab.config import loader
+from homelab.core import pins
 from homelab.gitops import narrate, tree
 
 
@@ -14,7 +15,8 @@ def test_the_narration_names_every_application_in_wave_order_and_every_app() -> 
     assert len(waves) == len(tree.applications(tree.render(cfg)))
     numbers = [int(line.split("] wave ")[1].split()[0]) for line in waves]
     assert numbers == sorted(numbers)
-    assert any("sealed-secrets -> kube-system: Helm chart sealed-secrets 2.19.3" in line for line in waves)
+    chart = pins.load().chart("sealed-secrets").version
+    assert any(f"sealed-secrets -> kube-system: Helm chart sealed-secrets {chart}" in line for line in waves)
     for name, app in cfg.deployed_apps.items():
         assert any(f"app {name}: https://{app.hostname}.{cfg.domain}, {app.image}" in line for line in lines), name
     assert any("app telegram-bot: off (enabled: false)" in line for line in lines)

@@ -103,7 +103,7 @@ def read_yaml_file(path: Path, layer: str, required: bool = False) -> dict[str, 
 
 
 def env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
-    """``HOMELAB__K3S__VERSION=v1.33.5+k3s1`` becomes ``{"k3s": {"version": ...}}``."""
+    """``HOMELAB__K3S__VERSION=v1.34.2+k3s1`` becomes ``{"k3s": {"version": ...}}``."""
     data: dict[str, Any] = {}
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):

@@ -64,7 +64,7 @@ class Pins:
 
     def image(self, name: str) -> str:
         if name not in self.images:
-            raise HomelabError(f"{self.path}: no image {name!r} under [images]; add it as {name} = \"repo:tag\"")
+            raise HomelabError(f'{self.path}: no image {name!r} under [images]; add it as {name} = "repo:tag"')
         return self.images[name]
 
 
@@ -99,7 +99,7 @@ def parse(raw: bytes, path: Path) -> Pins:
     kube = _table(data, "kubernetes", where)
     eos = kube.get("end_of_support")
     if not isinstance(eos, dict) or not all(isinstance(d, datetime.date) for d in eos.values()):
-        raise HomelabError(f"{where}: kubernetes.end_of_support must map each minor (\"1.35\") to a date")
+        raise HomelabError(f'{where}: kubernetes.end_of_support must map each minor ("1.35") to a date')
     k3s = _table(data, "k3s", where)
     upgrade_path = _table(k3s, "upgrade_path", f"{where}: k3s")
     argocd = _table(data, "argocd", where)
@@ -125,7 +125,9 @@ def parse(raw: bytes, path: Path) -> Pins:
         charts=charts,
         images=images,
         binaries=binaries,
-        toolchains={k: _text(data.get("toolchains", {}), k, f"{where}: toolchains") for k in data.get("toolchains", {})},
+        toolchains={
+            k: _text(data.get("toolchains", {}), k, f"{where}: toolchains") for k in data.get("toolchains", {})
+        },
     )
 
 
@@ -141,6 +143,6 @@ def load() -> Pins:
 
 
 def minor_of(version: str) -> str:
-    """``"1.35"`` from ``v1.35.5+k3s1`` (or ``1.35.4``)."""
+    """``"1.35"`` from a K3S release (``v1.35.0+k3s1``) or a Kubernetes version (``1.35.0``)."""
     parts = version.lstrip("v").split(".")
     return ".".join(parts[:2])

@@ -91,8 +91,11 @@ def repository_secret(cfg: Any) -> Obj | None:
     }
 
 
-def bootstrap_plan(session: Any, objects: list[Obj] | None, wait: int) -> Plan:
-    """What bootstrapping still has to do; ``objects`` is the install manifest (None: it could not be read)."""
+def bootstrap_plan(session: Any, objects: list[Obj] | None, wait: int, applications: bool = True) -> Plan:
+    """What bootstrapping still has to do; ``objects`` is the install manifest (None: it could not be read).
+
+    ``applications``: also wait for every Application (``inv up`` waits for them itself, after sealing).
+    """
     cfg = session.cfg
     client = session.executor.kube
     kube, problem = deploy.cluster_for_planning(session)
@@ -116,12 +119,62 @@ def bootstrap_plan(session: Any, objects: list[Obj] | None, wait: int) -> Plan:
         plan.add(
             Wait("ArgoCD's deployments to be Available", lambda: client().deployments_pending(names), wait),
             Wait("the root Application to be Healthy", lambda: root_health(client()), wait),
-            Wait("every Application to be Synced and Healthy", lambda: applications_pending(client()), wait),
         )
+        if applications:
+            plan.add(applications_wait(session, wait))
     return plan
 
 
-def bootstrap(session: Any, wait: int) -> bool:
+UNDECRYPTABLE_FIX = (
+    "It was sealed for another key: compare the pinned certificate with the controller's (inv doctor, 'sealing "
+    "key'); reseal it from the references (inv secrets.fetch-cert && inv secrets.seal && inv gitops.publish) "
+    "or restore the controller's old key (inv backup.restore --component sealed-keys)"
+)
+
+
+def applications_wait(session: Any, wait: float) -> Wait:
+    """Every Application Synced and Healthy; a SealedSecret no key decrypts stops the wait at once."""
+    from homelab.gitops.local import published_files
+    from homelab.gitops.tree import render
+    from homelab.secrets import keys
+
+    client = session.executor.kube
+    ours = keys.sealed_data(published_files(session.cfg, render(session.cfg)).values())
+
+    def check() -> str | None:
+        keys.require_decryptable(client(), UNDECRYPTABLE_FIX, ours)
+        return applications_pending(client())
+
+    return Wait("every Application to be Synced and Healthy", check, wait)
+
+
+def wait_applications(session: Any, wait: float) -> None:
+    """``inv up``'s last step on a real cluster: the wait, in a plan of its own (printed in a dry run)."""
+    session.executor.execute(Plan("Argo CD syncs the tree", [applications_wait(session, wait)]))
+
+
+def refresh_applications(session: Any) -> None:
+    """Ask Argo CD to read the branch now (it polls every three minutes): a refresh request on every Application."""
+    from homelab.core.plan import Patch
+
+    kube = session.executor.kube()
+    body = {"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}}
+    apps = kube.list_objects("argoproj.io/v1alpha1", "Application", ARGOCD_NAMESPACE)
+    patches = [
+        Patch(
+            "argoproj.io/v1alpha1",
+            "Application",
+            a["metadata"]["name"],
+            ARGOCD_NAMESPACE,
+            body,
+            why="read the new commit",
+        )
+        for a in apps
+    ]
+    session.executor.execute(Plan("Argo CD reads the new commit now", list(patches)))
+
+
+def bootstrap(session: Any, wait: int, applications: bool = True) -> bool:
     """Converge ArgoCD and the root Application; True when something changed."""
     cfg = session.cfg
     source = install_url(cfg)
@@ -132,7 +185,7 @@ def bootstrap(session: Any, wait: int) -> bool:
         except (OSError, urllib.error.URLError) as err:
             if not session.dry_run:
                 raise HomelabError(f"cannot read ArgoCD's install manifest {source}: {err}") from None
-    changed = converge(session.executor, lambda: bootstrap_plan(session, objects, wait))
+    changed = converge(session.executor, lambda: bootstrap_plan(session, objects, wait, applications))
     if not session.dry_run:
         print("gitops: ArgoCD bootstrapped" if changed else "gitops: ArgoCD already bootstrapped; nothing to do")
     return changed

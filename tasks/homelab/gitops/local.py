@@ -36,6 +36,7 @@ from homelab.gitops import deploy, tree
 from homelab.gitops.platform import ARGOCD_NAMESPACE, INGRESS_SERVICE, root_application
 from homelab.sandbox import controllers
 from homelab.sandbox.cluster import volumes_for
+from homelab.secrets import keys
 
 BRANCH = "main"
 APPLICATION = ("argoproj.io/v1alpha1", "Application")
@@ -227,6 +228,13 @@ def sync_plan(session: Any, executor: Any, repo_url: str, wait: float = SYNC_TIM
     return plan.extend(waits(cfg, rendered, files, lay, client, wait))
 
 
+UNDECRYPTABLE_FIX = (
+    "inv up seals what the config's references and the plaintext file name with the running controller's "
+    "certificate; a file sealed some other way must be sealed again (inv secrets.seal NAME) or removed from "
+    "secrets.sealed_dir"
+)
+
+
 def waits(
     cfg: HomelabConfig,
     rendered: tree.Rendered,
@@ -241,17 +249,29 @@ def waits(
     def commit() -> str:  # read when the wait runs, after the push
         return pushed_commit(lay.repository)
 
+    ours = keys.sealed_data(files.values())
+
+    def hopeless() -> str | None:  # a SealedSecret no key decrypts never heals: stop now, not after the timeout
+        keys.require_decryptable(client(), UNDECRYPTABLE_FIX, ours)
+        return None
+
     found = [
         Wait(
             f"{len(names)} Applications to be Synced and Healthy",
-            lambda: applications_pending(client(), names, commit),
+            lambda: hopeless() or applications_pending(client(), names, commit),
             timeout,
             2.0,
         )
     ]
     sealed = sealed_secrets_in(files)
     if sealed:
-        found.append(Wait(f"{len(sealed)} SealedSecrets to be unsealed", lambda: sealed_pending(client(), sealed), 120))
+        found.append(
+            Wait(
+                f"{len(sealed)} SealedSecrets to be unsealed",
+                lambda: hopeless() or sealed_pending(client(), sealed),
+                120,
+            )
+        )
     if cfg.ingress.enabled and cfg.metallb.enabled:
         address = cfg.ingress.load_balancer_ip
         held = Wait(f"the ingress Service to hold {address}", lambda: ingress_address_pending(client(), address), 120)

@@ -44,10 +44,15 @@ PUBLISH_LOCK = "publish.lock"  # beside the cache repository: one run at a time 
 
 @dataclass(frozen=True)
 class RemoteTree:
-    """The published paths as the remote branch holds them; ``commit`` None when the branch does not exist."""
+    """The published paths as the remote branch holds them; ``commit`` None when the branch does not exist.
+
+    ``foreign``: how many commits on the branch are not the toolkit's own publishes (0 for a
+    branch that holds nothing but earlier renders: ``inv up`` may publish there by itself).
+    """
 
     commit: str | None
     files: dict[str, str]
+    foreign: int = 0
 
 
 @dataclass(frozen=True)
@@ -140,7 +145,18 @@ def _fetch_into(cfg: HomelabConfig, work: Path) -> RemoteTree:
     commit = git(work, "rev-parse", REMOTE_REF).stdout.strip()
     listed = git(work, "ls-tree", "-r", "-z", "--name-only", commit, "--", *published_paths(cfg)).stdout
     files = {path: git(work, "show", f"{commit}:{path}").stdout for path in filter(None, listed.split("\0"))}
-    return RemoteTree(commit, files)
+    history = git(work, "log", "--format=%ce%x09%s", commit).stdout.splitlines()
+    foreign = sum(1 for line in history if not own_commit(line))
+    return RemoteTree(commit, files, foreign)
+
+
+PUBLISH_MESSAGE = "homelab: publish the rendered tree"
+
+
+def own_commit(line: str) -> bool:
+    """Whether a ``%ce<TAB>%s`` log line is one of the toolkit's publish commits."""
+    email, _, subject = line.partition("\t")
+    return email == COMMITTER[3].split("=", 1)[1] and subject.startswith(PUBLISH_MESSAGE)
 
 
 def wanted_files(session: Any) -> dict[str, str]:
@@ -180,7 +196,7 @@ def publish_plan(session: Any, remote: RemoteTree, wanted: dict[str, str]) -> Pl
     plan.extend(WriteFile(str(work / path), wanted[path], 0o644, why="rendered") for path in found.changed)
     plan.extend(Run((*gitc, "rm", "--quiet", "--", path), why="no longer rendered") for path in found.stale)
     plan.add(Run((*gitc, "add", "--", *found.changed), why="stage the rendered files"))
-    message = f"homelab: publish the rendered tree ({len(found.changed)} changed, {len(found.stale)} removed)"
+    message = f"{PUBLISH_MESSAGE} ({len(found.changed)} changed, {len(found.stale)} removed)"
     plan.add(Run((*gitc, *COMMITTER, "commit", "--quiet", "-m", message), why="one commit on top of the remote"))
     push = (*gitc, "push", "--quiet", cfg.gitops.repo_url, f"HEAD:refs/heads/{cfg.gitops.revision}")
     plan.add(Run(push, why="not forced: a branch that moved refuses, and a re-run builds on it"))
@@ -201,8 +217,18 @@ def diff_text(remote: RemoteTree, wanted: dict[str, str], found: Difference, bra
     return REDACTOR.redact("".join(chunks))
 
 
-def pending(session: Any) -> Difference:
-    """How the remote branch differs from the render (clean: Argo CD syncs exactly this render)."""
+def pending(session: Any) -> tuple[Difference, RemoteTree]:
+    """How the remote branch differs from the render (clean: Argo CD syncs exactly this render); and the branch."""
     require_real_repository(session.cfg)
     with cache_in_use(session):
-        return difference(session.cfg, wanted_files(session), fetch(session))
+        remote = fetch(session)
+        return difference(session.cfg, wanted_files(session), remote), remote
+
+
+def push(session: Any) -> bool:
+    """Publish the render (``gitops.publish``'s work); True when something was pushed."""
+    from homelab.core.converge import converge
+
+    wanted = wanted_files(session)
+    with cache_in_use(session):
+        return converge(session.executor, lambda: publish_plan(session, fetch(session), wanted))

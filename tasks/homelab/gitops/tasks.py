@@ -162,7 +162,6 @@ def sync(c: Any, app: str, target: str | None = None, dry_run: bool = False) -> 
 @task(help={"dry_run": "Fetch the branch and print the diff a publish would push; commit and push nothing."})
 def publish(c: Any, dry_run: bool = False) -> None:
     """Commit the rendered tree on top of gitops.repo_url's branch gitops.revision and push it (never forced)."""
-    from homelab.core.converge import converge
     from homelab.gitops import publish as gitops_publish
 
     s = session(c, dry_run)
@@ -178,8 +177,7 @@ def publish(c: Any, dry_run: bool = False) -> None:
         s.executor.execute(gitops_publish.publish_plan(s, remote, wanted))
         print(gitops_publish.diff_text(remote, wanted, found, s.cfg.gitops.revision), end="")
         return
-    with gitops_publish.cache_in_use(s):
-        changed = converge(s.executor, lambda: gitops_publish.publish_plan(s, gitops_publish.fetch(s), wanted))
+    changed = gitops_publish.push(s)
     where = f"{s.cfg.gitops.repo_url} ({s.cfg.gitops.revision})"
     print(f"gitops.publish: pushed to {where}" if changed else f"gitops.publish: {where} already holds the render")
 
@@ -194,31 +192,30 @@ def bootstrap(c: Any, dry_run: bool = False, wait: int = 600) -> None:
 
 
 def seal_missing(s: Any, key_wait: float) -> bool:
-    """Seal every Secret the cluster needs that has no SealedSecret yet (pinning the certificate first if it
-    can be read); True when files were written. ``key_wait``: seconds to wait for a starting controller's key."""
-    import time
+    """Seal every Secret the cluster needs that has no SealedSecret yet; True when files were written.
 
-    from homelab.core.errors import HomelabError
-    from homelab.secrets import sealing
+    First the pinned certificate is checked against the controller's keys (``pinning.agree``: pinned
+    when there is none, re-pinned and resealed on the sandbox, a stop naming the fix on a real
+    cluster). ``key_wait``: seconds to wait for a starting controller's first key.
+    """
+    from homelab.secrets import pinning, sealing
 
-    if not sealing.cert_path(s).is_file():
-        deadline = time.monotonic() + key_wait
-        while True:
-            try:
-                s.executor.execute(sealing.cert_plan(s, s.executor.kube())[0])
-                break
-            except HomelabError:
-                if time.monotonic() >= deadline:
-                    break  # no controller yet: missing_plan says when they will be sealed
-                time.sleep(2)
+    state = pinning.agree(s, key_wait)
     plan = sealing.missing_plan(s)
     s.executor.execute(plan)
     if not s.dry_run:
         sealing.require_written(plan)
-    return not plan.empty
+    return not plan.empty or state == "mismatch"
 
 
-def layer_up(c: Any, dry_run: bool, overrides: dict[str, Any]) -> bool:
+def layer_up(c: Any, dry_run: bool, overrides: dict[str, Any], yes: bool = False) -> bool:
+    """The GitOps layer of ``inv up``: from an empty branch to every Application Synced and Healthy, in one run.
+
+    On a real cluster: seal what can be sealed, publish the render where the toolkit may
+    (``require_published``), bootstrap Argo CD, then, once the Sealed Secrets controller it
+    installs answers, seal the rest and publish them in the same run, and wait for every
+    Application (a SealedSecret no key decrypts stops the wait at once).
+    """
     from homelab.gitops import bootstrap as gitops_bootstrap
 
     s = session(c, dry_run, **overrides)
@@ -232,31 +229,79 @@ def layer_up(c: Any, dry_run: bool, overrides: dict[str, Any]) -> bool:
         from homelab.gitops.narrate import narration
 
         s.executor.execute(narration(s.cfg))
-    require_published(s)  # before the cluster is touched: Argo CD would sync (or wait for) another tree
-    return gitops_bootstrap.bootstrap(s, 600) or sealed_now
+    published = require_published(
+        s, yes
+    )  # before the cluster is touched: Argo CD would sync (or wait for) another tree
+    changed = gitops_bootstrap.bootstrap(s, 600, applications=False)
+    sealed_later = finish_sealing(s, yes)
+    gitops_bootstrap.wait_applications(s, 600)
+    return changed or sealed_now or published or sealed_later
 
 
-def require_published(s: Any) -> None:
-    """``inv up`` is not converged while the branch Argo CD syncs holds another tree than the render."""
-    from homelab.core.errors import HomelabError
+KEY_WAIT = 300.0  # seconds for the controller Argo CD installs to make its first key
+
+
+def finish_sealing(s: Any, yes: bool) -> bool:
+    """Seal what waited for the controller Argo CD just installed, publish it and ask Argo CD to read it now."""
     from homelab.core.plan import Note, Plan
+    from homelab.gitops import bootstrap as gitops_bootstrap
+    from homelab.secrets import sealing
+
+    configured, _ = sealing.from_config(s)
+    todo = [x for x in configured if not sealing.sealed_file(s, x).is_file()]
+    if not todo:
+        return False
+    if s.dry_run:
+        names = ", ".join(f"{x.namespace}/{x.name}" for x in todo)
+        s.executor.execute(Plan("seal in this run", [Note(f"{names}: sealed once the controller answers, published")]))
+        return False
+    print(f"gitops: waiting for the Sealed Secrets controller to seal {len(todo)} secrets", flush=True)
+    if not seal_missing(s, key_wait=KEY_WAIT):
+        return False
+    require_published(s, yes)
+    gitops_bootstrap.refresh_applications(s)
+    return True
+
+
+def require_published(s: Any, yes: bool = False) -> bool:
+    """The branch Argo CD syncs must hold the render; True when this run published it.
+
+    A branch that is empty or holds only the toolkit's own earlier publishes is published
+    here (after asking; ``--yes`` skips the question). A branch with commits of anyone else
+    is never pushed to by ``inv up``: that stays ``inv gitops.publish``, run by its owner.
+    """
+    from homelab.core.errors import HomelabError, UsageError
+    from homelab.core.plan import Note, Plan
+    from homelab.core.tasks import confirm
     from homelab.gitops import publish as gitops_publish
 
     try:
-        found = gitops_publish.pending(s)
+        found, remote = gitops_publish.pending(s)
     except HomelabError as err:
         if not s.dry_run:
             raise
         s.executor.execute(Plan("gitops", [Note(f"the real run stops here: {err}")]))
-        return
+        return False
     if found.clean:
-        return
+        return False
     where = f"{s.cfg.gitops.repo_url} ({s.cfg.gitops.revision})"
+    ours = remote.foreign == 0
     if s.dry_run:
-        s.executor.execute(Plan("gitops", [Note(f"{where} differs from the render: {', '.join(found.lines(4))}")]))
-        return
+        then = "the real run publishes the render there" if ours else "the real run stops: run inv gitops.publish"
+        s.executor.execute(
+            Plan("gitops", [Note(f"{where} differs from the render: {', '.join(found.lines(4))}; {then}")])
+        )
+        return False
+    why = f"it holds {remote.foreign} commit{'s' if remote.foreign != 1 else ''} not made by the toolkit"
+    if ours:
+        try:
+            if confirm(f"Publish the render to {where} ({len(found.changed) + len(found.stale)} files)?", yes):
+                return gitops_publish.push(s)
+            why = "publishing was declined"
+        except UsageError:
+            why = "no terminal to ask whether to publish: pass --yes"
     raise HomelabError(
-        f"not converged: Argo CD syncs {where}, which differs from the render:\n  "
+        f"not converged: Argo CD syncs {where}, which differs from the render ({why}):\n  "
         + "\n  ".join(found.lines())
         + "\nrun inv gitops.publish (inv gitops.publish --dry-run shows the diff)"
     )

@@ -22,6 +22,7 @@ class Layer:
     name: str
     module: str
     targets: frozenset[str]
+    asks: bool = False  # its ``layer_up`` takes ``yes``: it may ask before a step the owner should agree to
 
     def hook(self, name: str) -> Callable[..., Any]:
         module = importlib.import_module(f"homelab.{self.module}.tasks")
@@ -34,7 +35,8 @@ LAYERS: tuple[Layer, ...] = (
     Layer("k3s", "k3s", frozenset({"lima"})),
     Layer("sandbox", "sandbox", frozenset({"sandbox"})),
     Layer("k3d", "k3d", frozenset({"k3d"})),
-    Layer("gitops", "gitops", frozenset({"lima", "sandbox", "k3d", "existing"})),
+    # It may publish the render to an empty branch, or one holding only its own renders (asked; --yes).
+    Layer("gitops", "gitops", frozenset({"lima", "sandbox", "k3d", "existing"}), asks=True),
     # The sandbox is disposable: its `inv up` never edits the user's crontab.
     Layer("backup", "backup", frozenset({"lima", "k3d", "existing"})),
 )

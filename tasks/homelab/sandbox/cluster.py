@@ -301,13 +301,16 @@ def nodes_plan(session: Any, executor: Any, timeout: float) -> Plan:
     )
 
 
-def ensure_up(session: Any, kube_version: str = "v1.35.4", timeout: float = 180.0) -> bool:
+def ensure_up(session: Any, kube_version: str | None = None, timeout: float = 180.0) -> bool:
     """Create or restart the cluster, register the nodes, wait until Ready; True if anything changed.
 
     The second plan (context, nodes) reads the kubeconfig kwokctl writes when it
     creates the cluster, so under ``--dry-run`` with a cluster to create or
     restart it is a note.
     """
+    from homelab.core.pins import load
+
+    kube_version = kube_version or "v" + load().binaries["kubernetes"].version  # what get-binaries.sh built
     paths = paths_for(session.cfg, session.state_dir)
     executor = executor_for(session, paths)
     first = control_plane_plan(session, kube_version, timeout)
