@@ -21,12 +21,13 @@ from homelab.root import tasks as root
 from homelab.sandbox import tasks as sandbox
 from homelab.secrets import tasks as secrets
 from homelab.tls import tasks as tls
+from homelab.versions import tasks as versions
 from homelab.vm import tasks as vm
 
 
 def build_namespace() -> Collection:
     namespace = Collection(root.up, root.down, root.status, root.doctor)
-    for module in (config, vm, k3s, sandbox, k3d, net, tls, gitops, apps, backup, secrets):
+    for module in (config, vm, k3s, sandbox, k3d, net, tls, gitops, apps, backup, secrets, versions):
         namespace.add_collection(module.ns)
     return namespace
 

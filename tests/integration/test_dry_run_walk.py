@@ -54,6 +54,7 @@ READ_ONLY = {
     "sandbox.status": "reads the sandbox",
     "secrets.check": "scans the Git tree",
     "tls.status": "reads Certificates",
+    "versions.check": "asks upstream; writes only its cache of a passing run",
     "vm.ip": "prints an address",
     "vm.plan": "terraform plan (read-only)",
     "vm.shell": "an interactive shell on a node",

@@ -87,6 +87,7 @@ READ_ONLY = {
     "backup.verify": "restic check and reads of the snapshot; records only its verdict",
     "backup.drill": "restores into a scratch directory, server-side dry run against the cluster",
     "secrets.check": "scans the files Git tracks",
+    "versions.check": "asks upstream sources over HTTP; writes only its cache of a passing run",
 }
 # The one list of mutating tasks still without --dry-run. Adding the flag to one of them
 # makes test_mutating_tasks_take_dry_run fail until its name is removed here.

@@ -14,6 +14,8 @@ EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 EXIT_LOCKED = 11
 EXIT_KEY = 12
+EXIT_SOURCES_BROKEN = 13
+EXIT_OFFLINE = 14
 EXIT_INTERRUPTED = 130
 
 
@@ -81,3 +83,15 @@ class SecretError(HomelabError):
     """A secret reference could not be resolved (never carries the value)."""
 
     exit_code = EXIT_KEY
+
+
+class SourcesBroken(HomelabError):
+    """An upstream source answered, and the answer says it moved or lacks the pinned version."""
+
+    exit_code = EXIT_SOURCES_BROKEN
+
+
+class SourcesUnreachable(HomelabError):
+    """Upstream sources could not be asked (DNS, refused, timeout): they could not be checked."""
+
+    exit_code = EXIT_OFFLINE

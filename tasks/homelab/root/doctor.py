@@ -459,6 +459,13 @@ def check_backups(session: Any, kube: Any, now: float | None = None) -> list[Che
     return checks
 
 
+def check_sources(session: Any) -> Check:
+    """The upstream sources (charts, images, K3S, Argo CD): from the 24 h cache, else asked; offline only warns."""
+    from homelab.versions.check import doctor_row
+
+    return Check("sources", *doctor_row(session))
+
+
 def run_checks(session: Any, host_facts: HostFacts | None = None) -> list[Check]:
     from homelab.config.checks import missing_secret_problems
     from homelab.core import cluster
@@ -474,6 +481,7 @@ def run_checks(session: Any, host_facts: HostFacts | None = None) -> list[Check]
             "inv config.validate --secrets",
         )
     )
+    checks.append(check_sources(session))
     checks += check_host_network(session, host_facts)
     checks += check_nodes(session)
     checks += check_tunnel_hostnames(session)

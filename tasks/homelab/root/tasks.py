@@ -16,17 +16,25 @@ TARGET = "Cluster target: lima (the Mac's VMs), sandbox (local API server), k3d,
         "dry_run": "Print the plan of every layer and change nothing.",
         "only": "Run just this layer.",
         "from": "Start at this layer (the ones before it are assumed done).",
+        "offline": "Go on when the upstream sources cannot be checked (no network); a broken source still stops.",
     }
 )
 def up(
-    c: Any, target: str | None = None, dry_run: bool = False, only: str | None = None, from_: str | None = None
+    c: Any,
+    target: str | None = None,
+    dry_run: bool = False,
+    only: str | None = None,
+    from_: str | None = None,
+    offline: bool = False,
 ) -> None:
     """Bring the homelab up: every layer in dependency order, each a plan that may be empty."""
     from homelab.root.layers import select
+    from homelab.versions.check import require_sources
 
     overrides = {"target": target}
     s = session(c, dry_run, **overrides)
     chosen = select(s.cfg.target, only, from_)
+    require_sources(s, offline, [layer.name for layer in chosen], dry_run)  # before any node or cluster is touched
     changed_any = False
     started = time.monotonic()
     for i, layer in enumerate(chosen, 1):
