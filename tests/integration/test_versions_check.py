@@ -372,23 +372,24 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
     tmp = tmp_path_factory.mktemp("upstreams")
     real = tomllib.loads((REPO / "versions.toml").read_text())
     token, token_server = start_token_server(tmp)
-    (tmp / "registry").mkdir()
-    registry = start_registry(tmp / "registry", token)
     (tmp / "files").mkdir()
     files, file_server = start_files(tmp / "files")
-    manifest = on_loopback(real, files.url, registry.host)
-    write_files(tmp / "files", manifest)
-    for reference in sorted(set(manifest["images"].values())):
-        push(tmp, reference)
-    data = loopback_data()
-    data["state_dir"] = str(tmp / "unused-state")
-    config = tmp / "homelab.yaml"
-    config.write_text(yaml.safe_dump(data))
-    found = Upstreams(tmp, files, token, registry, manifest, config)
-    yield found
-    registry.stop()
-    file_server.shutdown()
-    token_server.shutdown()
+    (tmp / "registry").mkdir()
+    registry = start_registry(tmp / "registry", token)
+    try:  # the registry is stopped even when a push fails
+        manifest = on_loopback(real, files.url, registry.host)
+        write_files(tmp / "files", manifest)
+        for reference in sorted(set(manifest["images"].values())):
+            push(tmp, reference)
+        data = loopback_data()
+        data["state_dir"] = str(tmp / "unused-state")
+        config = tmp / "homelab.yaml"
+        config.write_text(yaml.safe_dump(data))
+        yield Upstreams(tmp, files, token, registry, manifest, config)
+    finally:
+        registry.stop()
+        file_server.shutdown()
+        token_server.shutdown()
 
 
 def state_files(state: Path) -> list[str]:
