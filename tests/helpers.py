@@ -79,6 +79,20 @@ def addresses_in(value: object) -> Iterator[ipaddress.IPv4Network | ipaddress.IP
                 continue
 
 
+# Every HTTP client that honours the proxy variables (the source check's urllib, Go's net/http) sends what
+# is not for loopback to a closed port on loopback: a test that forgot to point a source at its own
+# server fails ("cannot check") instead of reaching the internet.
+PROXY_TRAP = {
+    name: value
+    for key, value in (
+        ("HTTPS_PROXY", "http://127.0.0.1:9"),
+        ("HTTP_PROXY", "http://127.0.0.1:9"),
+        ("NO_PROXY", "localhost,127.0.0.1,::1"),
+    )
+    for name in (key, key.lower())
+}
+
+
 def run_cli(
     args: list[str],
     env: Mapping[str, str] | None = None,
@@ -96,6 +110,7 @@ def run_cli(
     and its config names only loopback addresses.
     """
     base = {k: v for k, v in os.environ.items() if not k.startswith("HOMELAB")}
+    base.update(PROXY_TRAP)
     base.update(env or {})
     if isolated_network is None:
         isolated_network = may_reach_beyond_loopback(base)

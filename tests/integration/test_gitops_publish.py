@@ -83,7 +83,7 @@ def test_publish_creates_the_branch_then_has_nothing_to_do(project: Project) -> 
 
 
 def test_inv_up_refuses_while_the_remote_differs_and_names_the_files(project: Project) -> None:
-    refused = project.cli("up", "--only", "gitops")
+    refused = project.cli("up", "--only", "gitops", "--offline")
     assert refused.code != 0
     assert "not converged: Argo CD syncs" in refused.output
     assert "no terminal to ask whether to publish: pass --yes" in refused.output  # an empty branch: up may publish
@@ -181,7 +181,7 @@ def test_the_example_repository_a_tag_and_a_sandbox_are_refused(project: Project
     project.save()
     refused = project.cli("gitops.publish")
     assert refused.code == 2 and "gitops.repo_url is the example" in refused.output
-    refused = project.cli("up", "--only", "gitops")
+    refused = project.cli("up", "--only", "gitops", "--offline")
     assert refused.code == 2 and "gitops.repo_url is the example" in refused.output
     project.data["gitops"]["repo_url"] = project.server.url()
     project.save()
@@ -247,14 +247,14 @@ def test_inv_up_publishes_an_empty_branch_itself_and_then_builds_on_its_own_rend
     No cluster runs here, so each run stops at the bootstrap, after the publish.
     """
     offline_install_manifest(project)
-    first = project.cli("up", "--only", "gitops", "--yes")
+    first = project.cli("up", "--only", "gitops", "--yes", "--offline")
     assert first.code != 0 and "not converged" not in first.output, first.output
     files = project.server.files()
     assert "k8s/apps/homepage/app.yaml" in files, "the render was published before the bootstrap"
     head = project.server.head()
     project.data["apps"]["homepage"]["replicas"] = 3
     project.save()
-    again = project.cli("up", "--only", "gitops", "--yes")
+    again = project.cli("up", "--only", "gitops", "--yes", "--offline")
     assert again.code != 0 and "not converged" not in again.output, again.output
     assert project.server.head() != head
     assert "replicas: 3" in project.server.files()["k8s/apps/homepage/app.yaml"]
@@ -267,7 +267,7 @@ def test_inv_up_never_publishes_over_commits_it_did_not_make(project: Project, t
     project.data["apps"]["homepage"]["replicas"] = 3
     project.save()
     head = project.server.head()
-    refused = project.cli("up", "--only", "gitops", "--yes")
+    refused = project.cli("up", "--only", "gitops", "--yes", "--offline")
     assert refused.code == 1, refused.output
     assert "it holds 1 commit not made by the toolkit" in refused.output
     assert "run inv gitops.publish" in refused.output

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from homelab.core.errors import HomelabError
-from homelab.core.paths import project_root
 
 ENV = "HOMELAB_VERSIONS"
 
@@ -69,8 +68,10 @@ class Pins:
 
 
 def manifest_path() -> Path:
+    """``versions.toml`` beside the toolkit's own code: the pins belong to the code, not to a project directory
+    (``HOMELAB_ROOT`` may point elsewhere); ``HOMELAB_VERSIONS`` names another file."""
     env = os.environ.get(ENV)
-    return Path(env).expanduser() if env else project_root() / "versions.toml"
+    return Path(env).expanduser() if env else Path(__file__).resolve().parents[3] / "versions.toml"
 
 
 def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
