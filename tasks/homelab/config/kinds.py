@@ -191,7 +191,7 @@ def _tag_version(value: str) -> str:
 
 def _k3s_version(value: str) -> str:
     if not K3S_VERSION.match(value):
-        raise ValueError(f"{value!r} is not a K3S version like v1.33.5+k3s1")
+        raise ValueError(f"{value!r} is not a K3S version like v1.34.2+k3s1")
     return value
 
 
