@@ -189,7 +189,7 @@ def test_rotate_dry_run_leaves_every_file_then_rotate_rewrites_the_plaintext_and
 
     done = run_cli(rotate, secrets_home)
     assert done.code == 0 and NEW not in done.output, done.output
-    assert changed(before, files(home)) == [str(plaintext), str(sealed)]
+    assert changed(before, files(home)) == sorted([str(plaintext), str(sealed)])
     assert yaml.safe_load(plaintext.read_text())["secrets"][0]["data"]["token"] == NEW
 
 
