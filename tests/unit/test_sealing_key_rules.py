@@ -21,7 +21,8 @@ def test_a_pin_is_good_while_it_is_any_of_the_controllers_keys() -> None:
 def test_the_mismatch_message_names_both_fingerprints_and_which_fix_applies() -> None:
     found = keys.check(OTHER, [NEW])
     resealable = keys.mismatch_message(found, "/s/cert.pem", True)
-    assert found.pinned and found.pinned in resealable and found.current[0] in resealable and "/s/cert.pem" in resealable
+    assert found.pinned and found.pinned in resealable
+    assert found.current[0] in resealable and "/s/cert.pem" in resealable
     assert "inv secrets.fetch-cert && inv secrets.seal && inv gitops.publish" in resealable
     restore = keys.mismatch_message(found, "/s/cert.pem", False)
     assert "cannot be sealed again from the references" in restore

@@ -126,7 +126,12 @@ def argocd_itself(cfg: HomelabConfig) -> Obj | None:
 def chart_app(component: str, version: str, values: Obj, wave: int) -> Obj:
     """The Application of ``component``'s chart (repository and chart from versions.toml) at ``version``."""
     chart = pins.load().chart(component)
-    source = {"repoURL": chart.repository, "chart": chart.chart, "targetRevision": version, "helm": {"valuesObject": values}}
+    source = {
+        "repoURL": chart.repository,
+        "chart": chart.chart,
+        "targetRevision": version,
+        "helm": {"valuesObject": values},
+    }
     return application(component, source, CHART_NAMESPACES[component], wave)
 
 
@@ -622,9 +627,14 @@ def platform(cfg: HomelabConfig) -> dict[str, tuple[Obj | None, list[Obj]]]:
         parts["scheduling"] = (None, [priority_class()])
     if cfg.options.longhorn:
         parts["longhorn"] = (
-            chart_app("longhorn", pins.load().chart("longhorn").version, {"defaultSettings": {"defaultReplicaCount": 2}}, -3),
+            chart_app(
+                "longhorn", pins.load().chart("longhorn").version, {"defaultSettings": {"defaultReplicaCount": 2}}, -3
+            ),
             longhorn(cfg),
         )
     if cfg.options.velero:
-        parts["velero"] = (chart_app("velero", pins.load().chart("velero").version, {"snapshotsEnabled": False}, -1), velero(cfg))
+        parts["velero"] = (
+            chart_app("velero", pins.load().chart("velero").version, {"snapshotsEnabled": False}, -1),
+            velero(cfg),
+        )
     return parts

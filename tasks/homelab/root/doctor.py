@@ -459,6 +459,35 @@ def check_backups(session: Any, kube: Any, now: float | None = None) -> list[Che
     return checks
 
 
+def check_sealing_key(session: Any, kube: Any) -> list[Check]:
+    """The pinned sealing certificate is one of the controller's keys, and no SealedSecret failed to decrypt."""
+    from homelab.secrets import keys, pinning, sealing
+
+    name, path = "sealing key", sealing.cert_path(session)
+    try:
+        current = keys.controller_certificates(kube, session.cfg.secrets.controller_namespace)
+        broken = keys.undecryptable(kube)
+    except HomelabError as err:
+        return [warn(name, f"cannot read the controller's keys: {err}", "inv up")]
+    found = keys.check(path.read_text() if path.is_file() else None, current)
+    checks = []
+    if found.state == "no-controller":
+        checks.append(warn(name, "the Sealed Secrets controller has no key yet", "inv up"))
+    elif found.state == "no-pin":
+        checks.append(warn(name, f"no certificate pinned at {path}", "inv secrets.fetch-cert"))
+    elif found.state == "mismatch":
+        _, covered = pinning.resealable(session)
+        fix = "inv up (the sandbox reseals itself)" if session.cfg.target == "sandbox" else keys.mismatch_fix(covered)
+        checks.append(
+            fail(name, f"pinned {found.pinned} is none of the controller's keys ({', '.join(found.current)})", fix)
+        )
+    else:
+        checks.append(ok(name, f"pinned {found.pinned} is one of the controller's {len(current)} key(s)"))
+    if broken:
+        checks.append(fail("sealed secrets", f"{len(broken)} cannot be decrypted: {broken[0]}", "see 'sealing key'"))
+    return checks
+
+
 def check_sources(session: Any) -> Check:
     """The upstream sources (charts, images, K3S, Argo CD): from the 24 h cache, else asked; offline only warns."""
     from homelab.versions.check import doctor_row
@@ -505,6 +534,7 @@ def run_checks(session: Any, host_facts: HostFacts | None = None) -> list[Check]
             checks += check_argocd(kube) + check_certificates(kube)
         checks += check_load_balancers(session, kube)
         checks += check_references(session, kube)
+        checks += check_sealing_key(session, kube)
         checks += check_tunnel(session, kube)
     checks += check_backups(session, kube)
     return checks

@@ -16,6 +16,7 @@ TARGET = "Cluster target: lima (the Mac's VMs), sandbox (local API server), k3d,
         "dry_run": "Print the plan of every layer and change nothing.",
         "only": "Run just this layer.",
         "from": "Start at this layer (the ones before it are assumed done).",
+        "yes": "Do not ask before publishing the render to a branch that holds nothing but the toolkit's renders.",
         "offline": "Go on when the upstream sources cannot be checked (no network); a broken source still stops.",
     }
 )
@@ -25,6 +26,7 @@ def up(
     dry_run: bool = False,
     only: str | None = None,
     from_: str | None = None,
+    yes: bool = False,
     offline: bool = False,
 ) -> None:
     """Bring the homelab up: every layer in dependency order, each a plan that may be empty."""
@@ -40,7 +42,8 @@ def up(
     for i, layer in enumerate(chosen, 1):
         print(f"[{i}/{len(chosen)}] {layer.name}", flush=True)
         t0 = time.monotonic()
-        changed = layer.hook("up")(c, dry_run, overrides)
+        hook = layer.hook("up")
+        changed = hook(c, dry_run, overrides, yes) if layer.asks else hook(c, dry_run, overrides)
         changed_any = changed_any or bool(changed)
         print(
             f"[{i}/{len(chosen)}] {layer.name}: {'changed' if changed else 'up to date'} ({time.monotonic() - t0:.1f}s)"

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from homelab.apps.render import namespace
+from homelab.core import pins
 from homelab.core.kube import KubeError, load_manifests
 from homelab.core.paths import cache_dir
 from homelab.gitops import deploy
-from homelab.core import pins
 from homelab.gitops.platform import ARGOCD_NAMESPACE, CHART_NAMESPACES
 
 # The versions the sandbox runs: what scripts/get-binaries.sh builds, from versions.toml, like the
