@@ -57,11 +57,12 @@ def test_only_a_current_verdict_on_the_data_we_sealed_is_hopeless() -> None:
             sealed("old-copy", "before", FAILED),  # Argo CD has not applied our new data yet
             sealed("stale-verdict", "ours", FAILED, generation=2, seen=1),  # the controller has not looked again
             sealed("fine", "ours", {"status": "True", "message": ""}),
+            sealed("dropped", "ours", FAILED),  # no longer published: Argo CD prunes it
         ]
     )
     ours = {("apps", n): {"k": "ours"} for n in ("broken", "old-copy", "stale-verdict", "fine")}
     assert keys.undecryptable(cluster, ours) == ["apps/broken: no key could decrypt secret (k)"]
-    assert len(keys.undecryptable(cluster)) == 2  # without ours: every current failure counts
+    assert len(keys.undecryptable(cluster)) == 3  # without ours: every current failure counts
 
 
 def test_require_decryptable_names_the_secret_and_the_fix() -> None:

@@ -80,9 +80,9 @@ def mismatch_message(found: KeyCheck, cert_file: str, resealable: bool) -> str:
 def undecryptable(kube: Any, ours: dict[tuple[str, str], Any] | None = None) -> list[str]:
     """SealedSecrets the controller has said it cannot decrypt, as they are now: ``namespace/name: message``.
 
-    Only a verdict on the object's current generation counts, and for a SealedSecret the
-    toolkit sealed (``ours``: (namespace, name) -> its encryptedData) only once the cluster
-    holds that very data: an old copy that Argo CD is about to replace is not hopeless.
+    Only a verdict on the object's current generation counts; with ``ours`` ((namespace, name)
+    -> the encryptedData the toolkit published), only for those SealedSecrets and only once the
+    cluster holds that very data: an old copy Argo CD is about to replace or prune is not hopeless.
     """
     found = []
     try:
@@ -94,8 +94,8 @@ def undecryptable(kube: Any, ours: dict[tuple[str, str], Any] | None = None) -> 
         key = (meta.get("namespace", "default"), meta["name"])
         if status.get("observedGeneration", meta.get("generation")) != meta.get("generation"):
             continue
-        if ours is not None and key in ours and (item.get("spec") or {}).get("encryptedData") != ours[key]:
-            continue
+        if ours is not None and (key not in ours or (item.get("spec") or {}).get("encryptedData") != ours[key]):
+            continue  # not (or no longer) what the toolkit published: Argo CD replaces or prunes it
         for condition in status.get("conditions") or []:
             message = str(condition.get("message") or "")
             if condition.get("status") == "False" and UNDECRYPTABLE in message:
