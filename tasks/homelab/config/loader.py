@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from homelab.config.checks import semantic_problems
 from homelab.config.schema import HomelabConfig
 from homelab.config.urls import HIDDEN
+from homelab.core import reading
 from homelab.core.errors import ConfigError, Problem
 from homelab.core.paths import project_root
 
@@ -27,21 +28,134 @@ ENV_PREFIX = "HOMELAB__"
 DEFAULT_LAYER = "default"
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys instead of keeping the last one."""
+MAX_FILE_BYTES = 1024 * 1024
+MAX_ALIASED_NODES = 10_000
+MAX_DEPTH = 100
+MERGE_TAG = "tag:yaml.org,2002:merge"
+# The core schema's tags, plus the ones PyYAML's resolver gives plain values (dates, '<<').
+ALLOWED_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("null", "bool", "int", "float", "str", "seq", "map", "merge", "timestamp")
+)
 
 
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that checks the composed document before building any value.
+
+    Refused, with the line: tags outside the core schema, keys that are not plain
+    values, duplicate keys (a key merged in with ``<<`` and set again is an override,
+    not a duplicate), recursive aliases, nesting past ``MAX_DEPTH``, and aliases
+    that expand to more than ``MAX_ALIASED_NODES`` values ("billion laughs").
+    """
+
+    def get_single_data(self) -> Any:
+        try:
+            node = self.get_single_node()
+        except RecursionError:
+            raise yaml.YAMLError(f"nested more than {MAX_DEPTH} levels deep") from None
+        if node is None:
+            return None
+        _check_tree(self, node)
+        return self.construct_document(node)
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        """Resolve ``<<`` as the merge-key spec says (PyYAML loses overrides made in a merged mapping).
+
+        Keys set in the mapping itself win over merged ones; in ``<<: [*a, *b]`` a key
+        from ``a`` wins over the same key from ``b``. Pairs are ordered so the later wins.
+        """
+        merged: list[tuple[yaml.Node, yaml.Node]] = []
+        own: list[tuple[yaml.Node, yaml.Node]] = []
+        for key_node, value_node in node.value:
+            if key_node.tag != MERGE_TAG:
+                own.append((key_node, value_node))
+                continue
+            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for source in reversed(sources):
+                if not isinstance(source, yaml.MappingNode):
+                    raise _Refused(
+                        "'<<' merges mappings: give it an alias of a mapping, or a list of them", source.start_mark
+                    )
+                self.flatten_mapping(source)
+                merged.extend(source.value)
+        node.value = merged + own
+
+
+class _Refused(yaml.MarkedYAMLError):
+    def __init__(self, problem: str, mark: yaml.Mark) -> None:
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _check_tree(loader: _BoundedLoader, root: yaml.Node) -> None:
+    """One pass over the node graph (aliases are shared nodes), without expanding it."""
+    sizes: dict[int, int] = {}  # node id -> values it stands for once expanded
+    ancestors: set[int] = set()
+    aliased = 0
+    stack: list[tuple[yaml.Node, int, bool, yaml.Mark]] = [(root, 0, False, root.start_mark)]
+    while stack:
+        node, depth, finished, parent_mark = stack.pop()
+        if finished:
+            ancestors.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in _children(node))
+            continue
+        if id(node) in sizes:  # seen before: an alias, expanded once more
+            aliased += sizes[id(node)]
+            if aliased > MAX_ALIASED_NODES:
+                raise _Refused(
+                    f"aliases expand to more than {MAX_ALIASED_NODES} values (a 'billion laughs' file?); "
+                    "write the values out or use fewer aliases",
+                    parent_mark,
+                )
+            continue
+        if id(node) in ancestors:
+            raise _Refused("an alias refers to a collection that contains it (recursive aliases)", node.start_mark)
+        if node.tag not in ALLOWED_TAGS:
+            raise _Refused(f"tag {node.tag!r} is not allowed (plain values, lists and mappings only)", node.start_mark)
+        if depth > MAX_DEPTH:
+            raise _Refused(f"nested more than {MAX_DEPTH} levels deep", node.start_mark)
+        if isinstance(node, yaml.MappingNode):
+            _check_keys(loader, node)
+        ancestors.add(id(node))
+        stack.append((node, depth, True, parent_mark))
+        stack.extend((child, depth + 1, False, node.start_mark) for child in reversed(_children(node)))
+
+
+def _check_keys(loader: _BoundedLoader, node: yaml.MappingNode) -> None:
     seen: set[Any] = set()
     for key_node, _ in node.value:
+        if key_node.tag == MERGE_TAG:
+            continue
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise _Refused("a key must be a plain value, not a list or mapping", key_node.start_mark)
+        if key_node.tag not in ALLOWED_TAGS:
+            raise _Refused(f"tag {key_node.tag!r} is not allowed", key_node.start_mark)
         key = loader.construct_object(key_node)
         if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            raise _Refused(f"duplicate key {_short(key)}", key_node.start_mark)
         seen.add(key)
-    return loader.construct_mapping(node)
 
 
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """``text`` parsed by the bounded loader; a problem is a ``ConfigError`` at ``where`` (and its line)."""
+    try:
+        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f"{where}:{mark.line + 1}" if mark else where
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError([Problem(at, f"invalid YAML: {problem}")]) from None
 
 
 @dataclass
@@ -79,12 +193,10 @@ def read_yaml_file(path: Path, layer: str, required: bool = False) -> dict[str, 
     every value would silently be a default, so say the file is empty instead.
     """
     try:
-        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(err, "problem", None) or str(err)
-        raise ConfigError([Problem(where, f"invalid YAML: {problem}")]) from None
+        text = reading.read_text(path, "config file", MAX_FILE_BYTES)
+    except reading.ReadProblem as err:
+        raise ConfigError([Problem(str(path), err.message)]) from None
+    data = parse_yaml(text, str(path))
     if data is None:
         if required:
             raise ConfigError(
@@ -112,7 +224,7 @@ def env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
         target = data
         for key in keys[:-1]:
             target = target.setdefault(key, {})
-        target[keys[-1]] = yaml.safe_load(raw) if raw else raw
+        target[keys[-1]] = parse_yaml(raw, f"environment variable {name}") if raw else raw
     return data
 
 
@@ -189,7 +301,8 @@ def _problem_from(error: Mapping[str, Any]) -> Problem:
         return Problem(path, "must be a mapping (for secrets: {file: ...}, {env: ...} or {keychain: ...}), not a value")
     if "secret reference" in message or isinstance(value, (dict, list)):
         return Problem(path or "(top level)", message)
-    return Problem(path or "(top level)", f"{message} (got {value!r})" if repr(value) not in message else message)
+    shown = _short(value)
+    return Problem(path or "(top level)", f"{message} (got {shown})" if shown not in message else message)
 
 
 def load(
@@ -199,12 +312,12 @@ def load(
 ) -> LoadedConfig:
     """Read every layer, merge, validate; raise ``ConfigError`` listing all problems."""
     main = path or default_config_path()
-    if not main.is_file():
+    if not main.exists():
         raise ConfigError([Problem(str(main), "config file not found (set HOMELAB_CONFIG or create it)")])
     layers = [Layer(f"file {main.name}", read_yaml_file(main, main.name, required=True))]
     files = [main]
     local = local_override_path(main)
-    if local.is_file():
+    if local.exists() or local.is_symlink():
         layers.append(Layer(f"local {local.name}", read_yaml_file(local, local.name)))
         files.append(local)
     layers.append(Layer("env", env_layer(os.environ if environ is None else environ)))
