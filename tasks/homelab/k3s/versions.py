@@ -54,7 +54,7 @@ def parse(text: str) -> Version:
     """``v1.35.10+k3s2`` as numbers, so that it sorts after ``v1.35.5+k3s1``; ValueError if it is none."""
     found = _VERSION.match(text.strip())
     if not found:
-        raise ValueError(f"{text!r} is not a K3S version like v1.35.5+k3s1")
+        raise ValueError(f"{text!r} is not a K3S version like v1.35.0+k3s1")
     major, minor, patch, rc, build = found.groups()
     final = 0 if rc else 1  # v1.35.5-rc1+k3s1 comes before v1.35.5+k3s1
     key = (int(major), int(minor), int(patch), final, int(rc or 0), int(build or 0))
