@@ -592,3 +592,27 @@ def test_uninstall_dry_run_plans_every_node_and_removes_nothing(lab: Lab, kube: 
     lines = result.stdout.splitlines()
     for name, script in [("k3s-worker-1", "k3s-agent"), ("k3s-worker-2", "k3s-agent"), ("k3s-server", "k3s")]:
         assert any(f"[{name}] run: " in line and f"/usr/local/bin/{script}-uninstall.sh" in line for line in lines)
+
+
+def test_a_lost_token_file_on_a_running_cluster_stops_naming_where_the_token_is(lab: Lab) -> None:
+    """A new token would lock K3S out of its data: with nodes running K3S, a missing token file is never regenerated."""
+    installed = lab.cli("k3s.install")
+    assert installed.code == 0, installed.output
+    token_file = lab.tmp / "k3s-token"
+    token = lab.token()
+    configs = {n.name: n.path("/etc/rancher/k3s/config.yaml").read_text() for n in lab.nodes.values()}
+    logs = {n.name: n.installer_log() for n in lab.nodes.values()}
+    token_file.unlink()
+    try:
+        for args in (["k3s.install"], ["k3s.install", "--dry-run"]):
+            refused = lab.cli(*args)
+            assert refused.code == 1, refused.output
+            assert f"k3s.token: {token_file} does not exist, but k3s-server" in refused.stderr, refused.stderr
+            assert "Nothing was changed" in refused.stderr
+            assert "sudo cat /var/lib/rancher/k3s/server/token" in refused.stderr
+            assert not token_file.exists(), "no new token was written"
+        assert {n.name: n.path("/etc/rancher/k3s/config.yaml").read_text() for n in lab.nodes.values()} == configs
+        assert {n.name: n.installer_log() for n in lab.nodes.values()} == logs
+    finally:
+        token_file.write_text(token + "\n")
+        token_file.chmod(0o600)

@@ -62,6 +62,50 @@ def check_nodes(session: Any) -> tuple[dict[str, k3s.Observed], list[Action], Pl
         return fresh, [note], preflight.install_missing_tools({})
 
 
+SERVER_TOKEN = "/var/lib/rancher/k3s/server/token"  # noqa: S105 - where K3S keeps its token, a path
+
+
+def require_no_cluster_yet(session: Any, observed: dict[str, k3s.Observed]) -> None:
+    """Refuse to generate a cluster token while any node runs K3S: it holds data encrypted with the old one.
+
+    K3S then refuses to start ("bootstrap data already found and encrypted with different
+    token"). The token file goes missing with a new Mac or a restored checkout; the token
+    itself is in every backup with the datastore, and on the server.
+    """
+    running = sorted(name for name, seen in observed.items() if seen.installed)
+    if not running:
+        return
+    location = session.cfg.k3s.token.location()
+    path = str(Path(str(location.file)).expanduser())
+    server = session.endpoint(session.cfg.server)
+    raise HomelabError(
+        f"k3s.token: {path} does not exist, but {', '.join(running)} already run K3S with the cluster's token; "
+        'a new token would lock K3S out of its own data ("bootstrap data already found and encrypted with '
+        f"different token\"). Nothing was changed. Put the cluster's token back at {path} (mode 0600): "
+        f"{token_in_backup(session, path)}or copy it from the server: ssh -p {server.port} {server.user}@{server.host} "
+        f"sudo cat {SERVER_TOKEN} (the part after '::server:')"
+    )
+
+
+def token_in_backup(session: Any, path: str) -> str:
+    """Where the newest backup that holds the token is, and the commands that put it back; '' when none is found."""
+    if "datastore" not in session.cfg.backup.components:
+        return ""
+    try:
+        from homelab.backup.restic import restic_for
+
+        snapshots = [snap for snap in restic_for(session).snapshots() if snap.tag_value("status") == "complete"]
+    except HomelabError:
+        return ""  # no repository or no password here: the server still has it
+    if not snapshots:
+        return ""
+    newest = max(snapshots, key=lambda snap: snap.time)
+    return (
+        f"backup snapshot {newest.id} ({newest.time[:19]}) holds it: inv backup.restore --snapshot {newest.id} "
+        f"--component datastore --to /tmp/homelab-token && install -m 600 /tmp/homelab-token/datastore/token {path}; "
+    )
+
+
 def first_problem(err: HomelabError) -> str:
     """The first problem an error names, and how many more: not the preflight's header line."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
@@ -75,6 +119,8 @@ def install(session: Any) -> bool:
     cfg, executor = session.cfg, session.executor
     token, make_token = k3s.cluster_token(cfg.k3s.token.location())
     observed, notes, tools = check_nodes(session)
+    if make_token:
+        require_no_cluster_yet(session, observed)  # a new token for a running cluster locks K3S out of its data
     versions.plan(running(observed), cfg.k3s.version, load_pins())  # a downgrade or a skipped minor: refused here
     plans = k3s.plan_nodes(cfg, observed, token)
     server = cfg.server.name
