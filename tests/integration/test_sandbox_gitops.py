@@ -462,26 +462,10 @@ def test_argo_cd_takes_over_its_bootstrapped_install_without_an_immutable_field_
 
 def foreign_certificate(directory: Path) -> Path:
     """A certificate no controller of this cluster holds the key of (a rebuilt cluster's old one, say)."""
-    import datetime
+    from certs import self_signed
+    from cryptography.hazmat.primitives import serialization
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "another-controller")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    _, cert = self_signed("another-controller")
     path = directory / "foreign.pem"
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return path

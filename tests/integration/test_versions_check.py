@@ -148,25 +148,11 @@ class TokenServer:
 
 def start_token_server(tmp: Path) -> tuple[TokenServer, http.server.ThreadingHTTPServer]:
     """Anonymous tokens for any scope asked (pull, and push for the test's own pushes)."""
-    from cryptography import x509
+    from certs import self_signed
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
-    from cryptography.x509.oid import NameOID
+    from cryptography.hazmat.primitives.asymmetric import padding
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ISSUER)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    key, cert = self_signed(ISSUER, ca=True)
     pem = tmp / "token-signer.pem"
     pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
