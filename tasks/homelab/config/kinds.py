@@ -18,36 +18,48 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator
 
 from homelab.config import cron, image_ref
-from homelab.config.urls import hidden
+from homelab.config.urls import hidden, shown
 
-LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-RFC1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
-SIZE = re.compile(r"^[1-9][0-9]{0,5}(MiB|GiB|TiB)$")
+LABEL = re.compile(r"\A[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
+RFC1035_LABEL = re.compile(r"\A[a-z]([-a-z0-9]{0,61}[a-z0-9])?\Z")
+SIZE = re.compile(r"\A[1-9][0-9]{0,5}(MiB|GiB|TiB)\Z")
 SIZE_MIB = {"MiB": 1, "GiB": 1024, "TiB": 1024 * 1024}
-CPU = re.compile(r"^(?:(?P<milli>[1-9][0-9]{0,5})m|(?P<cores>[0-9]{1,3}(?:\.[0-9]{1,3})?))$")
+CPU = re.compile(r"\A(?:(?P<milli>[1-9][0-9]{0,5})m|(?P<cores>[0-9]{1,3}(?:\.[0-9]{1,3})?))\Z")
 PROMETHEUS_DURATION = re.compile(
-    r"^(?:[0-9]+y)?(?:[0-9]+w)?(?:[0-9]+d)?(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?(?:[0-9]+ms)?$"
+    r"\A(?:[0-9]+y)?(?:[0-9]+w)?(?:[0-9]+d)?(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?(?:[0-9]+ms)?\Z"
 )
 SEMVER = re.compile(
-    r"^v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
+    r"\Av?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
     r"(?:-(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?"
-    r"(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
+    r"(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?\Z"
 )
-K3S_VERSION = re.compile(r"^v[0-9]+\.[0-9]+\.[0-9]+(?:-rc[0-9]+)?\+k3s[0-9]+$")
-POSIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-SHELL_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-CONTAINER_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-INTERFACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
-TUNNEL_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
-K3S_OPTION = re.compile(r"^[a-z][a-z0-9-]*$")
-LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
-EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}$")
-SQLITE_FILE = re.compile(r"^[A-Za-z0-9._-]+$")
+K3S_VERSION = re.compile(r"\Av[0-9]+\.[0-9]+\.[0-9]+(?:-rc[0-9]+)?\+k3s[0-9]+\Z")
+POSIX_USER = re.compile(r"\A[a-z_][a-z0-9_-]{0,31}\Z")
+SHELL_ENV_NAME = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
+CONTAINER_ENV_NAME = re.compile(r"\A[-._a-zA-Z][-._a-zA-Z0-9]*\Z")
+INTERFACE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,14}\Z")
+TUNNEL_NAME = re.compile(r"\A[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?\Z")
+K3S_OPTION = re.compile(r"\A[a-z][a-z0-9-]*\Z")
+LABEL_NAME = re.compile(r"\A([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)\Z")
+EMAIL_LOCAL = re.compile(r"\A[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}\Z")
+SQLITE_FILE = re.compile(r"\A[A-Za-z0-9._-]+\Z")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 
 def _kind(check: Callable[[Any], Any]) -> Any:
-    return AfterValidator(check)
+    def checked(value: Any) -> Any:
+        if isinstance(value, str):
+            _one_line(value)
+        return check(value)
+
+    return AfterValidator(checked)
+
+
+def _one_line(value: str) -> None:
+    """No string kind holds a control character: a newline, tab, NUL, escape or DEL."""
+    bad = next((ch for ch in value if ord(ch) < 32 or 127 <= ord(ch) < 160), None)
+    if bad is not None:
+        raise ValueError(f"{shown(value)} holds a control character ({bad!r}); write it on one line, without it")
 
 
 # --- names ----------------------------------------------------------------------------
@@ -55,14 +67,16 @@ def _kind(check: Callable[[Any], Any]) -> Any:
 
 def dns_label(value: str) -> str:
     if not LABEL.match(value):
-        raise ValueError(f"{value!r} is not a DNS label (1-63 lowercase letters, digits and '-', no '-' at either end)")
+        raise ValueError(
+            f"{shown(value)} is not a DNS label (1-63 lowercase letters, digits and '-', no '-' at either end)"
+        )
     return value
 
 
 def _service_name(value: str) -> str:
     if not RFC1035_LABEL.match(value):
         raise ValueError(
-            f"{value!r} is not a Kubernetes name (1-63 lowercase letters, digits and '-', starting with a letter)"
+            f"{shown(value)} is not a Kubernetes name (1-63 lowercase letters, digits and '-', starting with a letter)"
         )
     return value
 
@@ -72,7 +86,7 @@ def fqdn(value: str) -> str:
     labels = value.split(".")
     if len(value) > 253 or len(labels) < 2 or not all(LABEL.match(label) for label in labels) or labels[-1].isdigit():
         raise ValueError(
-            f"{value!r} is not a plain domain name like home.example.com "
+            f"{shown(value)} is not a plain domain name like home.example.com "
             "(lowercase DNS labels joined by dots; no scheme, port, wildcard, IP address or trailing dot)"
         )
     return value
@@ -80,43 +94,45 @@ def fqdn(value: str) -> str:
 
 def _dns_subdomain(value: str) -> str:
     if len(value) > 253 or not all(LABEL.match(label) for label in value.split(".")):
-        raise ValueError(f"{value!r} is not a Kubernetes object name (lowercase DNS labels joined by dots)")
+        raise ValueError(f"{shown(value)} is not a Kubernetes object name (lowercase DNS labels joined by dots)")
     return value
 
 
 def _posix_user(value: str) -> str:
     if not POSIX_USER.match(value):
-        raise ValueError(f"{value!r} is not a user name (lowercase letters, digits, '_' and '-', at most 32)")
+        raise ValueError(f"{shown(value)} is not a user name (lowercase letters, digits, '_' and '-', at most 32)")
     return value
 
 
 def _interface(value: str) -> str:
     if not INTERFACE.match(value):
-        raise ValueError(f"{value!r} is not a network interface name (1-15 letters, digits, '_', '.', '-')")
+        raise ValueError(f"{shown(value)} is not a network interface name (1-15 letters, digits, '_', '.', '-')")
     return value
 
 
 def _tunnel_name(value: str) -> str:
     if not TUNNEL_NAME.match(value):
-        raise ValueError(f"{value!r} is not a tunnel name (1-63 letters, digits, '.', '_', '-')")
+        raise ValueError(f"{shown(value)} is not a tunnel name (1-63 letters, digits, '.', '_', '-')")
     return value
 
 
 def _k3s_option(value: str) -> str:
     if not K3S_OPTION.match(value):
-        raise ValueError(f"{value!r} is not a K3S config option name (lowercase words joined by '-', like node-ip)")
+        raise ValueError(
+            f"{shown(value)} is not a K3S config option name (lowercase words joined by '-', like node-ip)"
+        )
     return value
 
 
 def _context_name(value: str) -> str:
     if not value or value != value.strip() or any(ord(ch) < 32 for ch in value):
-        raise ValueError(f"{value!r} is not a kubeconfig context name (non-empty, no surrounding space)")
+        raise ValueError(f"{shown(value)} is not a kubeconfig context name (non-empty, no surrounding space)")
     return value
 
 
 def _container_env_name(value: str) -> str:
     if not CONTAINER_ENV_NAME.match(value):
-        raise ValueError(f"{value!r} is not an environment variable name (letters, digits, '_', '.', '-')")
+        raise ValueError(f"{shown(value)} is not an environment variable name (letters, digits, '_', '.', '-')")
     return value
 
 
@@ -127,7 +143,7 @@ def _email(value: str) -> str:
     except ValueError:
         at = ""
     if not at or not EMAIL_LOCAL.match(local):
-        raise ValueError(f"{value!r} is not an email address like admin@example.com")
+        raise ValueError(f"{shown(value)} is not an email address like admin@example.com")
     return value
 
 
@@ -136,13 +152,15 @@ def _email(value: str) -> str:
 
 def _not_bool(value: object) -> object:
     if isinstance(value, bool):
-        raise ValueError(f"{value!r} is a yes/no value, not a number (YAML reads yes, no, on, off as booleans)")
+        raise ValueError(f"{shown(value)} is a yes/no value, not a number (YAML reads yes, no, on, off as booleans)")
     return value
 
 
 def _size(value: str) -> str:
     if not SIZE.match(value):
-        raise ValueError(f"{value!r} is not a size like 512MiB, 6GiB or 1TiB (a whole number, then MiB, GiB or TiB)")
+        raise ValueError(
+            f"{shown(value)} is not a size like 512MiB, 6GiB or 1TiB (a whole number, then MiB, GiB or TiB)"
+        )
     return value
 
 
@@ -150,13 +168,13 @@ def size_mib(size: str) -> int:
     """``6GiB`` -> 6144."""
     match = SIZE.match(size)
     if not match:
-        raise ValueError(f"{size!r} is not a size")
+        raise ValueError(f"{shown(size)} is not a size")
     return int(size[: -len(match[1])]) * SIZE_MIB[match[1]]
 
 
 def _cpu(value: str) -> str:
     if not CPU.match(value) or cpu_millicores(value) == 0:
-        raise ValueError(f"{value!r} is not a CPU amount like 500m, 0.5 or 2 (more than zero, at most 3 decimals)")
+        raise ValueError(f"{shown(value)} is not a CPU amount like 500m, 0.5 or 2 (more than zero, at most 3 decimals)")
     return value
 
 
@@ -164,7 +182,7 @@ def cpu_millicores(value: str) -> int:
     """``500m`` -> 500, ``1.5`` -> 1500."""
     match = CPU.match(value)
     if not match:
-        raise ValueError(f"{value!r} is not a CPU amount")
+        raise ValueError(f"{shown(value)} is not a CPU amount")
     if match["milli"]:
         return int(match["milli"])
     whole, _, fraction = match["cores"].partition(".")
@@ -173,25 +191,27 @@ def cpu_millicores(value: str) -> int:
 
 def _prometheus_duration(value: str) -> str:
     if not value or not PROMETHEUS_DURATION.match(value) or not any(ch in "123456789" for ch in value):
-        raise ValueError(f"{value!r} is not a duration like 15d, 12h or 1w2d (units y w d h m s ms, largest first)")
+        raise ValueError(
+            f"{shown(value)} is not a duration like 15d, 12h or 1w2d (units y w d h m s ms, largest first)"
+        )
     return value
 
 
 def _semver(value: str) -> str:
     if not SEMVER.match(value):
-        raise ValueError(f"{value!r} is not a version like 1.2.3 or v1.2.3 (semantic versioning)")
+        raise ValueError(f"{shown(value)} is not a version like 1.2.3 or v1.2.3 (semantic versioning)")
     return value
 
 
 def _tag_version(value: str) -> str:
     if not value.startswith("v") or not SEMVER.match(value):
-        raise ValueError(f"{value!r} is not a release tag like v3.1.8")
+        raise ValueError(f"{shown(value)} is not a release tag like v3.1.8")
     return value
 
 
 def _k3s_version(value: str) -> str:
     if not K3S_VERSION.match(value):
-        raise ValueError(f"{value!r} is not a K3S version like v1.34.2+k3s1")
+        raise ValueError(f"{shown(value)} is not a K3S version like v1.34.2+k3s1")
     return value
 
 
@@ -202,7 +222,7 @@ def _ipv4(value: str) -> str:
     try:
         ipaddress.IPv4Address(value)
     except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4 address") from None
+        raise ValueError(f"{shown(value)} is not an IPv4 address") from None
     return value
 
 
@@ -210,7 +230,7 @@ def _cidr(value: str) -> str:
     try:
         ipaddress.IPv4Network(value, strict=True)
     except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4 network in CIDR form like 192.168.105.0/24") from None
+        raise ValueError(f"{shown(value)} is not an IPv4 network in CIDR form like 192.168.105.0/24") from None
     return value
 
 
@@ -219,28 +239,28 @@ def _cidr(value: str) -> str:
 
 def _path(value: str) -> str:
     if not value or value != value.strip() or any(ord(ch) < 32 for ch in value):
-        raise ValueError(f"{value!r} is not a path (non-empty, no surrounding space or control characters)")
+        raise ValueError(f"{shown(value)} is not a path (non-empty, no surrounding space or control characters)")
     return value
 
 
 def _absolute_path(value: str) -> str:
     _path(value)
     if not Path(value).expanduser().is_absolute():
-        raise ValueError(f"{value!r} is not an absolute path")
+        raise ValueError(f"{shown(value)} is not an absolute path")
     return value
 
 
 def _container_path(value: str) -> str:
     path = PurePosixPath(value)
     if not path.is_absolute() or path == PurePosixPath("/") or ".." in path.parts or ":" in value:
-        raise ValueError(f"{value!r} is not a directory in the container (absolute, not '/', no '..' or ':')")
+        raise ValueError(f"{shown(value)} is not a directory in the container (absolute, not '/', no '..' or ':')")
     return _path(value)
 
 
 def _repo_path(value: str) -> str:
     path = PurePosixPath(value)
     if path.is_absolute() or ".." in path.parts or "\\" in value:
-        raise ValueError(f"{value!r} is not a path inside the Git repository (relative, no '..')")
+        raise ValueError(f"{shown(value)} is not a path inside the Git repository (relative, no '..')")
     return _path(value)
 
 
@@ -248,13 +268,13 @@ def _volume_sub_path(value: str) -> str:
     """A directory inside an app's volume; empty means the volume's top."""
     path = PurePosixPath(value)
     if path.is_absolute() or ".." in path.parts or "\\" in value or ":" in value:
-        raise ValueError(f"{value!r} is not a directory inside the volume (relative, no '..'; '' for its top)")
+        raise ValueError(f"{shown(value)} is not a directory inside the volume (relative, no '..'; '' for its top)")
     return "" if value in ("", ".") else _path(value)
 
 
 def _sqlite_file(value: str) -> str:
     if not SQLITE_FILE.match(value) or value in (".", ".."):
-        raise ValueError(f"{value!r} is not a database file name (letters, digits, '.', '_', '-'; no directories)")
+        raise ValueError(f"{shown(value)} is not a database file name (letters, digits, '.', '_', '-'; no directories)")
     return value
 
 
@@ -275,14 +295,14 @@ def _git_ref(value: str) -> str:
         or any(part.startswith(".") or part.endswith(".lock") for part in value.split("/"))
     )
     if bad:
-        raise ValueError(f"{value!r} is not a Git branch, tag or commit")
+        raise ValueError(f"{shown(value)} is not a Git branch, tag or commit")
     return value
 
 
 def _label_key(value: str) -> str:
     prefix, slash, name = value.rpartition("/")
     if (slash and not prefix) or (prefix and not _is_subdomain(prefix)) or not LABEL_NAME.match(name):
-        raise ValueError(f"{value!r} is not a Kubernetes label key ([prefix/]name, name 1-63 characters)")
+        raise ValueError(f"{shown(value)} is not a Kubernetes label key ([prefix/]name, name 1-63 characters)")
     return value
 
 
@@ -292,7 +312,7 @@ def _is_subdomain(text: str) -> bool:
 
 def _label_value(value: str) -> str:
     if value and not LABEL_NAME.match(value):
-        raise ValueError(f"{value!r} is not a Kubernetes label value (0-63 letters, digits, '-', '_', '.')")
+        raise ValueError(f"{shown(value)} is not a Kubernetes label value (0-63 letters, digits, '-', '_', '.')")
     return value
 
 
@@ -306,19 +326,21 @@ def _taint(value: str) -> str:
     except ValueError:
         ok = False
     if not ok:
-        raise ValueError(f"{value!r} is not a taint like key=value:NoSchedule (effects: {', '.join(TAINT_EFFECTS)})")
+        raise ValueError(
+            f"{shown(value)} is not a taint like key=value:NoSchedule (effects: {', '.join(TAINT_EFFECTS)})"
+        )
     return value
 
 
 def _text(value: str) -> str:
     if "\0" in value:
-        raise ValueError(f"{value!r} holds a NUL character, which no environment variable or file can carry")
+        raise ValueError(f"{shown(value)} holds a NUL character, which no environment variable or file can carry")
     return value
 
 
 def _command(value: str) -> str:
     if not value.strip() or any(ch in value for ch in "\n\r\0"):
-        raise ValueError(f"{value!r} is not a one-line command")
+        raise ValueError(f"{shown(value)} is not a one-line command")
     return value
 
 

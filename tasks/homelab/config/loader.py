@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from homelab.config.checks import semantic_problems
 from homelab.config.schema import HomelabConfig
-from homelab.config.urls import HIDDEN
+from homelab.config.urls import HIDDEN, shown
 from homelab.core import reading
 from homelab.core.errors import ConfigError, Problem
 from homelab.core.paths import project_root
@@ -138,13 +138,8 @@ def _check_keys(loader: _BoundedLoader, node: yaml.MappingNode) -> None:
             raise _Refused(f"tag {key_node.tag!r} is not allowed", key_node.start_mark)
         key = loader.construct_object(key_node)
         if key in seen:
-            raise _Refused(f"duplicate key {_short(key)}", key_node.start_mark)
+            raise _Refused(f"duplicate key {shown(key)}", key_node.start_mark)
         seen.add(key)
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def parse_yaml(text: str, where: str) -> Any:
@@ -301,8 +296,8 @@ def _problem_from(error: Mapping[str, Any]) -> Problem:
         return Problem(path, "must be a mapping (for secrets: {file: ...}, {env: ...} or {keychain: ...}), not a value")
     if "secret reference" in message or isinstance(value, (dict, list)):
         return Problem(path or "(top level)", message)
-    shown = _short(value)
-    return Problem(path or "(top level)", f"{message} (got {shown})" if shown not in message else message)
+    got = shown(value)
+    return Problem(path or "(top level)", f"{message} (got {got})" if got not in message else message)
 
 
 def load(

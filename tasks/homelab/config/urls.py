@@ -22,14 +22,20 @@ from pydantic import AnyUrl, PlainValidator, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
 HIDDEN = "value_hidden"
-LABEL = re.compile(r"^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]{0,61}[a-zA-Z0-9])$")
-SCP_LIKE = re.compile(r"^(?:[A-Za-z0-9._-]+@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*|/.+)$")
+LABEL = re.compile(r"\A(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]{0,61}[a-zA-Z0-9])\Z")
+SCP_LIKE = re.compile(r"\A(?:[A-Za-z0-9._-]+@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*|/.+)\Z")
 RESTIC_BACKENDS = ("local", "sftp", "rest", "s3", "b2", "azure", "gs", "swift", "rclone")
 
 
 @functools.cache
 def _any_url() -> TypeAdapter[AnyUrl]:
     return TypeAdapter(AnyUrl)  # built on first use: most loads have no URL to check beyond defaults
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a megabyte value is never echoed whole."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def hidden(message: str) -> PydanticCustomError:
@@ -165,7 +171,7 @@ def _restic_repository(value: object) -> str:
         return text
     backend, colon, location = text.partition(":")
     if not colon:
-        raise ValueError(f"{text!r} is relative; use an absolute path (or backend:location)")
+        raise ValueError(f"{shown(text)} is relative; use an absolute path (or backend:location)")
     if backend not in RESTIC_BACKENDS:
         raise hidden(f"must be {what}: unknown backend (restic knows {', '.join(RESTIC_BACKENDS)})")
     if not location:
