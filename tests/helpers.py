@@ -167,3 +167,39 @@ def settled_objects(kube: Any, kinds: list[tuple[str, str]]) -> Iterator[tuple[s
                 continue
             if (kind, meta["name"]) not in CONTROLLER_MADE:
                 yield kind, obj
+
+
+def sample_application(name: str) -> dict[str, Any]:
+    """An Argo CD Application of a made-up repository: for tests that need only the object (no sync happens)."""
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": name, "namespace": "argocd"},
+        "spec": {
+            "project": "default",
+            "source": {
+                "repoURL": "https://git.example.invalid/homelab.git",
+                "path": "k8s/apps",
+                "targetRevision": "main",
+            },
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": "default"},
+        },
+    }
+
+
+def stand_in_lima_env(tmp_path: Path, config: Path, key: Path) -> dict[str, str]:
+    """The environment of a CLI run whose limactl is the stand-in (tests/fakes/limactl), keeping its VMs under
+    ``tmp_path``; LIMA_HOME is one where Lima ran before (its SSH key exists), so VMs may start in parallel."""
+    lima_home = tmp_path / "lima-home"
+    (lima_home / "_config").mkdir(parents=True, exist_ok=True)
+    (lima_home / "_config" / "user").write_text("")
+    return {
+        "HOMELAB_CONFIG": str(config),
+        "HOMELAB__STATE_DIR": str(tmp_path / "state"),
+        "HOMELAB__SSH__PUBLIC_KEY": f"{key}.pub",
+        "HOMELAB__SSH__PRIVATE_KEY": str(key),
+        "PATH": f"{FAKES}:{os.environ['PATH']}",
+        "FAKE_LIMA_STATE": str(tmp_path / "lima"),
+        "FAKE_RECORD": str(tmp_path / "record.jsonl"),
+        "LIMA_HOME": str(lima_home),
+    }

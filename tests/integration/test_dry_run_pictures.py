@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import stat
@@ -29,7 +28,7 @@ import pytest
 import yaml
 from backup_support import sealing_key_secret
 
-from helpers import FAKES, CliResult, loopback_data, run_cli, settled_objects
+from helpers import CliResult, loopback_data, run_cli, sample_application, settled_objects, stand_in_lima_env
 from homelab.core.kube import Kube
 from homelab.core.session import Session
 from homelab.gitops import deploy
@@ -82,19 +81,7 @@ def vms(tmp_path: Path) -> Iterator[tuple[dict[str, str], SshHost]]:
     data["terraform"] = {"binary": binary}
     data["nodes"][2]["ssh_port"] = host.port  # k3s-worker-2 at 127.0.0.13
     (tmp_path / "homelab.yaml").write_text(yaml.safe_dump(data))
-    lima_home = tmp_path / "lima-home"
-    (lima_home / "_config").mkdir(parents=True)
-    (lima_home / "_config" / "user").write_text("")  # Lima ran here before: VMs may start in parallel
-    env = {
-        "HOMELAB_CONFIG": str(tmp_path / "homelab.yaml"),
-        "HOMELAB__STATE_DIR": str(tmp_path / "state"),
-        "HOMELAB__SSH__PUBLIC_KEY": f"{key}.pub",
-        "HOMELAB__SSH__PRIVATE_KEY": str(key),
-        "PATH": f"{FAKES}:{os.environ['PATH']}",
-        "FAKE_LIMA_STATE": str(tmp_path / "lima"),
-        "FAKE_RECORD": str(tmp_path / "record.jsonl"),
-        "LIMA_HOME": str(lima_home),
-    }
+    env = stand_in_lima_env(tmp_path, tmp_path / "homelab.yaml", key)
     made = run_cli(["vm.apply"], env)
     assert made.code == 0, made.output
     yield env, host
@@ -228,20 +215,7 @@ def application(kube: Kube) -> Iterator[str]:
     crds = [c for c in deploy.component_crds() if c["metadata"]["name"] == "applications.argoproj.io"]
     assert crds, "scripts/get-binaries.sh crds provides Argo CD's CRDs"
     deploy.install_crds(kube, crds)
-    app = {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Application",
-        "metadata": {"name": APP, "namespace": "argocd"},
-        "spec": {
-            "project": "default",
-            "source": {
-                "repoURL": "https://git.example.invalid/homelab.git",
-                "path": "k8s/apps",
-                "targetRevision": "main",
-            },
-            "destination": {"server": "https://kubernetes.default.svc", "namespace": "default"},
-        },
-    }
+    app = sample_application(APP)
     kube.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "argocd"}}, app])
     yield APP
     kube.delete("argoproj.io/v1alpha1", "Application", APP, "argocd")

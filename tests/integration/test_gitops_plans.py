@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from helpers import run_cli, settled_objects
+from helpers import run_cli, sample_application, settled_objects
 from homelab.core.kube import Kube
 from homelab.core.session import Session
 from homelab.gitops import deploy, tree
@@ -25,20 +25,7 @@ APP = "dry-sync"
 
 
 def application(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Application",
-        "metadata": {"name": name, "namespace": "argocd"},
-        "spec": {
-            "project": "default",
-            "source": {
-                "repoURL": "https://git.example.invalid/homelab.git",
-                "path": "k8s/apps",
-                "targetRevision": "main",
-            },
-            "destination": {"server": "https://kubernetes.default.svc", "namespace": "default"},
-        },
-    }
+    return sample_application(name)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,17 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from helpers import FAKES, loopback_data, run_cli
+from helpers import loopback_data, run_cli, stand_in_lima_env
 
 pytestmark = pytest.mark.integration
-
-
-def lima_home_with_its_key(tmp_path: Path) -> Path:
-    """A LIMA_HOME where Lima has run before (its SSH key exists): VMs may start in parallel."""
-    home = tmp_path / "lima-home"
-    (home / "_config").mkdir(parents=True)
-    (home / "_config" / "user").write_text("")
-    return home
 
 
 @pytest.fixture
@@ -36,16 +27,7 @@ def lima_env(tmp_path: Path) -> dict[str, str]:
     data["target"] = "lima"
     data["terraform"] = {"binary": "terraform" if shutil.which("terraform") else "tofu"}
     config.write_text(yaml.safe_dump(data))
-    return {
-        "HOMELAB_CONFIG": str(config),
-        "HOMELAB__STATE_DIR": str(tmp_path / "state"),
-        "HOMELAB__SSH__PUBLIC_KEY": f"{key}.pub",
-        "HOMELAB__SSH__PRIVATE_KEY": str(key),
-        "PATH": f"{FAKES}:{os.environ['PATH']}",
-        "FAKE_LIMA_STATE": str(tmp_path / "lima"),
-        "FAKE_RECORD": str(tmp_path / "record.jsonl"),
-        "LIMA_HOME": str(lima_home_with_its_key(tmp_path)),
-    }
+    return stand_in_lima_env(tmp_path, config, key)
 
 
 def calls(env: dict[str, str], verb: str | None = None) -> list[list[str]]:
