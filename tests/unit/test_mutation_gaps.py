@@ -261,7 +261,12 @@ def test_a_root_only_download_stops_when_mktemp_fails(tmp_path: Path) -> None:  
 
 def test_kind_wraps_the_check_it_is_given() -> None:
     assert urls._kind(urls._api_endpoint).func is urls._api_endpoint
-    assert kinds._kind(kinds.fqdn).func is kinds.fqdn
+    seen: list[str] = []
+    validator = kinds._kind(lambda value: seen.append(value) or value)  # the check runs, after the one-line rule
+    assert validator.func("ok") == "ok" and seen == ["ok"]
+    with pytest.raises(ValueError, match="control character"):
+        validator.func("a\nb")
+    assert seen == ["ok"]
 
 
 def test_a_placeholder_in_a_hidden_message_reaches_the_user_as_written() -> None:
