@@ -124,8 +124,10 @@ def test_disk_full_fails_alerts_keeps_older_runs_and_recovers(bk: BackupEnv, tmp
         first = bk.cli("backup.run")
         assert first.code == 0, first.output
         good = snapshots(bk)[0]["short_id"]
-        local = bk.config.with_name("homelab.local.yaml")
-        local.write_text("# " + os.urandom(8 * 1024 * 1024).hex() + "\n")
+        # 8 MiB that the config component backs up (local K3S snapshots), more than the repository's disk holds
+        local = Path(bk.data["state_dir"]) / "snapshots" / "filler.bin"
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(os.urandom(8 * 1024 * 1024))
         full = bk.cli("backup.run")
         assert full.code == 1, full.output
         assert "no space left on device" in full.stderr.lower()

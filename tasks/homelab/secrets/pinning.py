@@ -79,9 +79,11 @@ def agree(session: Any, wait: float) -> str:
         sealing.require_written(redo)
     else:
         session.executor.execute(Plan("reseal with the new certificate", [Note(f"{len(secrets)} secrets")]))
-    if not covered:
+    if not covered:  # said, not hidden in a plan of notes: these SealedSecrets will not decrypt until replaced
         left = sorted(sealed_names(session) - {sealing.sealed_file(session, s).stem for s in secrets})
-        session.executor.execute(
-            Plan("not resealed", [Note(f"{name}: not in the references or the plaintext file") for name in left])
+        print(
+            f"not resealed, neither a reference nor the plaintext file holds their values: {', '.join(left)}; "
+            "seal them again (inv secrets.seal) or remove them from secrets.sealed_dir",
+            flush=True,
         )
     return found.state
