@@ -499,15 +499,38 @@ def test_a_secret_sealed_for_another_key_stops_the_wait_at_once_naming_it_and_th
     assert lab.kube.get("bitnami.com/v1alpha1", "SealedSecret", "foreign-probe", "homepage") is None  # pruned
 
 
+FROM_REFERENCES = {
+    "cert-manager-cloudflare-api-token",
+    "monitoring-alertmanager-telegram",
+    "vaultwarden-vaultwarden-secrets",
+    "cloudflared-cloudflared-credentials",
+}
+
+
 def test_up_down_then_up_again_reseals_for_the_new_controller_and_ends_synced_and_healthy(lab: Lab) -> None:
-    """The sandbox's key dies with it: the next ``inv up`` re-pins, reseals and unseals everything (runs last)."""
+    """The sandbox's key dies with it: the next ``inv up`` re-pins and reseals what it can, names what it cannot
+    (a SealedSecret whose value is nowhere any more) and stops at it; without that file it ends Synced and
+    Healthy with every Secret unsealed. Runs last: it replaces the module's sandbox."""
+    plaintext = lab.root / "config" / "secrets.local.yaml"
+    for sealed in (lab.root / "k8s" / "sealed").glob("*.yaml"):  # what earlier tests left: sealed, source gone
+        if sealed.stem not in FROM_REFERENCES and not sealed.name.startswith("_"):
+            sealed.unlink()
+    seal_one(lab, "orphan-probe", "homepage", {"token": "its value is only in this test"})
+    plaintext.write_text(yaml.safe_dump({"secrets": []}))  # the value is gone: this file cannot be sealed again
     pinned = lab.root / "state" / "sealed-secrets-cert.pem"
     before = pinned.read_text()
     down = run_cli(["down", "--target", "sandbox", "--yes"], lab.env, timeout=600)
     assert down.code == 0, down.output
-    out = lab.up()
-    assert "is none of the sandbox controller's keys: re-pin, reseal" in out, out
+    stopped = run_cli(["up", "--target", "sandbox"], lab.env, timeout=900)
+    assert stopped.code == 1, stopped.output
+    assert "is none of the sandbox controller's keys: re-pin, reseal" in stopped.output, stopped.output
+    assert "not resealed, neither a reference nor the plaintext file holds their values: homepage-orphan-probe" in (
+        stopped.output
+    )
+    assert "cannot decrypt homepage/orphan-probe: no key could decrypt" in stopped.output
     assert pinned.read_text() != before
+    (lab.root / "k8s" / "sealed" / "homepage-orphan-probe.yaml").unlink()
+    lab.up()
     paths = cluster.paths_for(lab.session.cfg, lab.session.state_dir)
     lab.kube = Kube(paths.kubeconfig, paths.context)  # a new sandbox: new ports in a new kubeconfig
     for (namespace, name), key in {
