@@ -247,8 +247,7 @@ def finish_sealing(s: Any, yes: bool) -> bool:
     from homelab.gitops import bootstrap as gitops_bootstrap
     from homelab.secrets import sealing
 
-    configured, _ = sealing.from_config(s)
-    todo = [x for x in configured if not sealing.sealed_file(s, x).is_file()]
+    todo, _ = sealing.unsealed(s)
     if not todo:
         return False
     if s.dry_run:

@@ -476,8 +476,12 @@ def check_sealing_key(session: Any, kube: Any) -> list[Check]:
     elif found.state == "no-pin":
         checks.append(warn(name, f"no certificate pinned at {path}", "inv secrets.fetch-cert"))
     elif found.state == "mismatch":
-        _, covered = pinning.resealable(session)
-        fix = "inv up (the sandbox reseals itself)" if session.cfg.target == "sandbox" else keys.mismatch_fix(covered)
+        _, uncovered = pinning.resealable(session)
+        fix = (
+            "inv up (the sandbox reseals itself)"
+            if session.cfg.target == "sandbox"
+            else keys.mismatch_fix(not uncovered)
+        )
         checks.append(
             fail(name, f"pinned {found.pinned} is none of the controller's keys ({', '.join(found.current)})", fix)
         )

@@ -11,7 +11,6 @@ may still be in a backup, so the run stops and names the fix.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from homelab.core.errors import HomelabError
@@ -39,13 +38,13 @@ def sealed_names(session: Any) -> set[str]:
     return {p.stem for p in directory.glob("*.yaml") if not p.name.startswith("_")} if directory.is_dir() else set()
 
 
-def resealable(session: Any) -> tuple[list[sealing.PlainSecret], bool]:
-    """Every secret the toolkit can seal from its sources; and whether those cover every sealed file."""
+def resealable(session: Any) -> tuple[list[sealing.PlainSecret], list[str]]:
+    """Every secret the toolkit can seal from its sources; and the sealed files none of them covers."""
     configured, _ = sealing.from_config(session)
     listed = sealing.read_plaintext(session) if sealing.plaintext_path(session).is_file() else []
     secrets = [*configured, *listed]
-    covered = {Path(sealing.sealed_file(session, s)).stem for s in secrets}
-    return secrets, sealed_names(session) <= covered
+    covered = {sealing.sealed_file(session, s).stem for s in secrets}
+    return secrets, sorted(sealed_names(session) - covered)
 
 
 def agree(session: Any, wait: float) -> str:
@@ -63,9 +62,9 @@ def agree(session: Any, wait: float) -> str:
         return found.state
     if found.state == "match":
         return found.state
-    secrets, covered = resealable(session)
+    secrets, uncovered = resealable(session)
     if session.cfg.target != "sandbox" or session.cfg.secrets.cert_file:
-        raise HomelabError(keys.mismatch_message(found, str(pinned_path), covered))
+        raise HomelabError(keys.mismatch_message(found, str(pinned_path), not uncovered))
     # The sandbox's key died with the sandbox: its pin is worthless, and every value is at hand to seal again.
     plan = Plan(f"the pinned certificate {found.pinned} is none of the sandbox controller's keys: re-pin, reseal")
     plan.add(Note("the sandbox's Sealed Secrets key is a throwaway: a new sandbox has a new key"))
@@ -79,10 +78,9 @@ def agree(session: Any, wait: float) -> str:
         sealing.require_written(redo)
     else:
         session.executor.execute(Plan("reseal with the new certificate", [Note(f"{len(secrets)} secrets")]))
-    if not covered:  # said, not hidden in a plan of notes: these SealedSecrets will not decrypt until replaced
-        left = sorted(sealed_names(session) - {sealing.sealed_file(session, s).stem for s in secrets})
+    if uncovered:  # said, not hidden in a plan of notes: these SealedSecrets will not decrypt until replaced
         print(
-            f"not resealed, neither a reference nor the plaintext file holds their values: {', '.join(left)}; "
+            f"not resealed, neither a reference nor the plaintext file holds their values: {', '.join(uncovered)}; "
             "seal them again (inv secrets.seal) or remove them from secrets.sealed_dir",
             flush=True,
         )

@@ -179,10 +179,15 @@ def seal_plan(session: Any, names: list[str]) -> Plan:
     return plan.extend(sealed_writes(session, secrets))
 
 
+def unsealed(session: Any) -> tuple[list[PlainSecret], list[str]]:
+    """The Secrets the cluster needs that have no SealedSecret file yet; and one line per unresolved reference."""
+    configured, unresolved = from_config(session)
+    return [s for s in configured if not sealed_file(session, s).is_file()], unresolved
+
+
 def missing_plan(session: Any) -> Plan:
     """For ``inv up``: seal each Secret the cluster needs that has no SealedSecret file yet; notes for the rest."""
-    configured, unresolved = from_config(session)
-    todo = [s for s in configured if not sealed_file(session, s).is_file()]
+    todo, unresolved = unsealed(session)
     plan = Plan(f"seal the Secrets the cluster needs ({len(todo)} without a SealedSecret yet)")
     plan.extend(Note(f"not sealed, its reference is not found: {line}") for line in unresolved)
     if not todo:
