@@ -382,14 +382,16 @@ class Cluster:
             [*wait, f"--filename={deployments}"], self.work, self.env
         )
 
-    def remove_apps(self, objects: list[dict[str, Any]]) -> None:
+    def remove_apps(self, apps: list[str]) -> None:
         """Delete the Deployments, pods and Services of these apps: the sandbox has room for a few sets only.
 
         Its Service range (254 addresses) and its nodes' pods (3 x 110) run out after about
         five sets of 50 apps. The pods and Services go at once; their owners are orphaned
-        first, and not waited for.
+        first, and not waited for. Only the generated apps go: the platform's Deployments
+        (cloudflared) are in every set's tree, and one deleted while the next run plans
+        would read as unchanged there, then be gone when that run waits for it.
         """
-        names = sorted({o["metadata"]["name"] for o in objects if o["kind"] == "Deployment"})
+        names = sorted(apps)
         selector = f"--selector=app.kubernetes.io/name in ({','.join(names)})"
         delete = [*self.kubectl, "delete", "--all-namespaces", selector, "--wait=false"]
         timed([*delete, "deployments,replicasets", "--cascade=orphan"], self.work, self.env)
@@ -582,17 +584,18 @@ def apply_rows(cluster: Cluster, apps: dict[str, dict[str, Any]]) -> list[Row]:
     previous = {key(o): o for o in other}
     runs = iter(range(1000))
     sent: list[int] = []
-    live: list[list[dict[str, Any]]] = []
+    live: list[list[str]] = []
 
-    def made(objects: list[dict[str, Any]]) -> None:
-        live.append(objects)
+    def made(tag: str) -> None:
+        live.append(list(renamed(apps, tag)))
         if len(live) > LIVE_SETS:
             cluster.remove_apps(live.pop(0))
 
     def ours() -> float:
-        config, objects = cluster.with_apps(apps, f"a{len(apps)}-{next(runs)}")
+        tag = f"a{len(apps)}-{next(runs)}"
+        config, _ = cluster.with_apps(apps, tag)
         took = cluster.inv("gitops.apply", config=config, expect="gitops.apply: converged")
-        made(objects)
+        made(tag)
         return took
 
     def baseline() -> float:
@@ -601,7 +604,7 @@ def apply_rows(cluster: Cluster, apps: dict[str, dict[str, Any]]) -> list[Row]:
         must_send = [o for o in objects if previous.get(key(o)) != o]
         sent.append(len(must_send))
         took = cluster.apply_and_wait(must_send, f"apply-{tag}")
-        made(objects)
+        made(tag)
         return took
 
     applied, floor = alternating(ours, baseline)
