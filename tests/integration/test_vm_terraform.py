@@ -120,6 +120,20 @@ def test_a_stopped_vm_is_resized_without_a_stop_and_started(lima_env: dict[str, 
     assert (after["memory"], after["status"]) == (9 * 1024**3, "Running")
 
 
+def test_a_smaller_disk_is_refused_naming_the_node_before_any_vm_stops(lima_env: dict[str, str]) -> None:
+    """Lima grows disks only: a shrink is refused up front, not after the VM was stopped for it."""
+    assert run_cli(["vm.apply"], lima_env).code == 0
+    before_vms, before = instances(lima_env), len(calls(lima_env))
+    edit_config(lima_env, lambda data: data["nodes"][1].update(disk="10GiB"))
+    for args in (["vm.apply", "--dry-run"], ["vm.apply"], ["up", "--offline"]):
+        result = run_cli(args, lima_env)
+        assert result.code == 2, (args, result.output)
+        assert "nodes[1].disk" in result.stderr and "never shrink" in result.stderr, result.output
+        assert "Traceback" not in result.output
+    assert [c[0] for c in calls(lima_env)[before:] if c[0] not in ("list",)] == []
+    assert instances(lima_env) == before_vms  # every VM still running, nothing edited
+
+
 def test_on_limas_first_run_here_vms_are_created_one_at_a_time(lima_env: dict[str, str]) -> None:
     fresh = {**lima_env, "LIMA_HOME": str(Path(lima_env["FAKE_LIMA_STATE"]) / "new-lima-home")}
     result = run_cli(["vm.apply"], fresh)

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from homelab.config.kinds import size_mib
 from homelab.config.schema import HomelabConfig, Node
+from homelab.core.errors import Problem
 from homelab.core.plan import Note, Plan, Run, WriteFile
 from homelab.core.session import ssh_host
 from homelab.vm import lima, terraform
@@ -27,6 +29,7 @@ class VmState:
     status: str
     cpus: int | None = None
     memory: int | None = None
+    disk: int | None = None  # bytes
 
 
 def templates_dir(state_dir: Path) -> Path:
@@ -62,9 +65,33 @@ def parse_limactl_list(text: str) -> dict[str, VmState]:
             continue
         item = json.loads(line)
         states[item["name"]] = VmState(
-            item["name"], item.get("status", "Unknown"), item.get("cpus"), item.get("memory")
+            item["name"], item.get("status", "Unknown"), item.get("cpus"), item.get("memory"), item.get("disk")
         )
     return states
+
+
+def disk_shrinks(cfg: HomelabConfig, states: dict[str, VmState]) -> list[Problem]:
+    """Nodes whose configured disk is smaller than their VM's: Lima grows a disk but cannot shrink one.
+
+    ``limactl edit --disk`` refuses a smaller size only after the VM was stopped
+    for the resize, which would leave the node down; asked before anything runs,
+    the refusal names the node's key instead.
+    """
+    problems = []
+    for i, node in enumerate(cfg.nodes):
+        state = states.get(node.name)
+        if state is None or not state.disk or node.provider != "lima":
+            continue
+        wanted = size_mib(node.disk) * 1024 * 1024
+        if wanted < state.disk:
+            problems.append(
+                Problem(
+                    f"nodes[{i}].disk",
+                    f"{node.disk} is smaller than {node.name}'s disk ({state.disk // 1024**3}GiB): a disk can grow, "
+                    "never shrink; set it back, or back up and recreate the VM (inv vm.destroy, inv up)",
+                )
+            )
+    return problems
 
 
 def power_plan(

@@ -92,8 +92,10 @@ def terraform_plan(s: Any, targets: list[str], replace_ok: bool = False) -> Plan
     naming what it would lose; its pinned host key is forgotten with it. Resizes
     run one VM at a time (each stops its VM), so the cluster keeps the others.
     """
-    from homelab.core.errors import UsageError
+    from homelab.core.errors import ConfigError, UsageError
 
+    if shrinks := disk_shrinks(s):
+        raise ConfigError(shrinks)  # before Terraform stops a VM whose resize limactl then refuses
     ws = workspace(s)
     inputs = inputs_plan(s, ws)
     writes = [a for a in inputs.actions if isinstance(a, WriteFile)]
@@ -127,6 +129,14 @@ def terraform_plan(s: Any, targets: list[str], replace_ok: bool = False) -> Plan
     if known_hosts is not None:
         plan.add(WriteFile(str(s.known_hosts.path), known_hosts, 0o600, why=f"forget {', '.join(replaced)}'s old keys"))
     return plan
+
+
+def disk_shrinks(s: Any) -> list[Any]:
+    """Configured disks smaller than their VM's, read from limactl (nothing when it cannot answer yet)."""
+    if not lima.lima_nodes(s.cfg):
+        return []
+    listed = s.executor.observe(Run((limactl_path(s), "list", "--json")), check=False)
+    return vms.disk_shrinks(s.cfg, vms.parse_limactl_list(listed.stdout)) if listed.exited == 0 else []
 
 
 def has_run(plan: Plan) -> bool:
