@@ -176,13 +176,22 @@ def service(name: str, app: App) -> Obj:
     }
 
 
+# An app's data outlives the app: Argo CD neither prunes its claim (the claim dropped from the tree) nor deletes
+# it with its Application (the app dropped from the config), nor the Namespace whose deletion would take the
+# claim along. Argo CD's sync options, resource-level annotations that override the Application's automated
+# prune: "No Prune Resources" and "No Resource Deletion" (which names Persistent Volume Claims as its case),
+# https://argo-cd.readthedocs.io/en/stable/user-guide/sync-options/. ``inv up --delete-data`` removes them.
+KEEP_DATA = {"argocd.argoproj.io/sync-options": "Prune=false,Delete=false"}
+
+
 def volume_claim(name: str, app: App) -> Obj | None:
+    """The app's claim, kept when the app goes (``KEEP_DATA``)."""
     if not app.storage:
         return None
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": meta(f"{name}-data", name),
+        "metadata": {**meta(f"{name}-data", name), "annotations": dict(KEEP_DATA)},
         "spec": {
             "accessModes": ["ReadWriteOnce"],
             "storageClassName": app.storage_class,
@@ -377,6 +386,7 @@ def render_app(name: str, app: App, cfg: HomelabConfig) -> tuple[list[Obj], list
     objects: list[Obj] = [namespace(name)]
     claim = volume_claim(name, app)
     if claim:
+        objects[0]["metadata"]["annotations"] = dict(KEEP_DATA)  # deleting the namespace deletes the claim
         objects.append(claim)
     objects += [deployment(name, app, cfg), service(name, app)]
     if app.public:

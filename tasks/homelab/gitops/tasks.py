@@ -90,11 +90,32 @@ def apply_direct(s: Any) -> bool:
     return converge(s.executor, lambda: apply_plan(s))
 
 
-@task(help={"dry_run": DRY_RUN, "target": "Cluster target (default from config)."})
-def apply(c: Any, dry_run: bool = False, target: str | None = None) -> None:
+DELETE_DATA = (
+    "Delete the claims (and the data their volumes hold) of apps no longer in the config; "
+    "without it they are kept and named."
+)
+YES_DELETE = "Do not ask before --delete-data deletes data."
+
+
+@task(
+    help={
+        "dry_run": DRY_RUN,
+        "target": "Cluster target (default from config).",
+        "delete_data": DELETE_DATA,
+        "yes": YES_DELETE,
+    }
+)
+def apply(
+    c: Any, dry_run: bool = False, target: str | None = None, delete_data: bool = False, yes: bool = False
+) -> None:
     """Apply the rendered tree straight to the cluster (no ArgoCD); how the sandbox runs the apps."""
+    from homelab.gitops import kept
+    from homelab.gitops.tree import objects_in_apply_order
+
     s = session(c, dry_run, target=target)
     changed = apply_direct(s)
+    claims = kept.rendered_claims(objects_in_apply_order(_rendered(s)))
+    changed = kept.converge_data(s, claims, delete_data, yes, "inv gitops.apply") or changed
     if not dry_run:
         print("gitops.apply: converged" if changed else "gitops.apply: nothing to do")
 
@@ -208,22 +229,26 @@ def seal_missing(s: Any, key_wait: float) -> bool:
     return not plan.empty or state == "mismatch"
 
 
-def layer_up(c: Any, dry_run: bool, overrides: dict[str, Any], yes: bool = False) -> bool:
+def layer_up(c: Any, dry_run: bool, overrides: dict[str, Any], yes: bool = False, delete_data: bool = False) -> bool:
     """The GitOps layer of ``inv up``: from an empty branch to every Application Synced and Healthy, in one run.
 
     On a real cluster: seal what can be sealed, publish the render where the toolkit may
     (``require_published``), bootstrap Argo CD, then, once the Sealed Secrets controller it
     installs answers, seal the rest and publish them in the same run, and wait for every
-    Application (a SealedSecret no key decrypts stops the wait at once).
+    Application (a SealedSecret no key decrypts stops the wait at once). Last, the apps' data
+    (``kept``): volumes retained, claims of dropped apps named, or deleted with ``delete_data``.
     """
     from homelab.gitops import bootstrap as gitops_bootstrap
+    from homelab.gitops import kept
 
     s = session(c, dry_run, **overrides)
+    claims = kept.rendered_claims(tree_objects(s))
     if s.cfg.target == "sandbox":
         from homelab.gitops import local
 
         sealed = seal_missing(s, key_wait=0 if dry_run else 60)  # the sandbox's controller is starting or running
-        return local.sync(s) or sealed
+        synced = local.sync(s)
+        return kept.converge_data(s, claims, delete_data, yes, "inv up") or synced or sealed
     sealed_now = seal_missing(s, key_wait=0)
     if dry_run:
         from homelab.gitops.narrate import narration
@@ -235,7 +260,14 @@ def layer_up(c: Any, dry_run: bool, overrides: dict[str, Any], yes: bool = False
     changed = gitops_bootstrap.bootstrap(s, 600, applications=False)
     sealed_later = finish_sealing(s, yes)
     gitops_bootstrap.wait_applications(s, 600)
-    return changed or sealed_now or published or sealed_later
+    data = kept.converge_data(s, claims, delete_data, yes, "inv up")
+    return changed or sealed_now or published or sealed_later or data
+
+
+def tree_objects(s: Any) -> list[Any]:
+    from homelab.gitops.tree import objects_in_apply_order
+
+    return objects_in_apply_order(_rendered(s))
 
 
 KEY_WAIT = 300.0  # seconds for the controller Argo CD installs to make its first key

@@ -22,7 +22,8 @@ class Layer:
     name: str
     module: str
     targets: frozenset[str]
-    asks: bool = False  # its ``layer_up`` takes ``yes``: it may ask before a step the owner should agree to
+    # its ``layer_up`` takes ``yes`` and ``delete_data``: it may ask before a step the owner should agree to
+    asks: bool = False
 
     def hook(self, name: str) -> Callable[..., Any]:
         module = importlib.import_module(f"homelab.{self.module}.tasks")

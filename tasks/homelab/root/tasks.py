@@ -18,6 +18,8 @@ TARGET = "Cluster target: lima (the Mac's VMs), sandbox (local API server), k3d,
         "from": "Start at this layer (the ones before it are assumed done).",
         "yes": "Do not ask before publishing the render to a branch that holds nothing but the toolkit's renders.",
         "offline": "Go on when the upstream sources cannot be checked (no network); a broken source still stops.",
+        "delete_data": "Delete the claims (and the data their volumes hold) of apps no longer in the config, "
+        "after asking (--yes skips it); without it they are kept and named.",
     }
 )
 def up(
@@ -28,6 +30,7 @@ def up(
     from_: str | None = None,
     yes: bool = False,
     offline: bool = False,
+    delete_data: bool = False,
 ) -> None:
     """Bring the homelab up: every layer in dependency order, each a plan that may be empty."""
     from homelab.root.layers import select
@@ -43,7 +46,7 @@ def up(
         print(f"[{i}/{len(chosen)}] {layer.name}", flush=True)
         t0 = time.monotonic()
         hook = layer.hook("up")
-        changed = hook(c, dry_run, overrides, yes) if layer.asks else hook(c, dry_run, overrides)
+        changed = hook(c, dry_run, overrides, yes, delete_data) if layer.asks else hook(c, dry_run, overrides)
         changed_any = changed_any or bool(changed)
         print(
             f"[{i}/{len(chosen)}] {layer.name}: {'changed' if changed else 'up to date'} ({time.monotonic() - t0:.1f}s)"

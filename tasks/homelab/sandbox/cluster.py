@@ -135,7 +135,9 @@ def volumes_for(claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Stand in for local-path-provisioner: one PersistentVolume pre-bound to each claim.
 
     Planned from the rendered claims, so the sandbox's volumes are applied with
-    them in one plan; the API server binds each claim to its volume.
+    them in one plan; the API server binds each claim to its volume. Retained, as
+    the toolkit keeps every app volume (``gitops.kept``): a claim deleted by hand
+    leaves its volume Released, and ``inv up --delete-data`` deletes it.
     """
     volumes = []
     for claim in claims:
@@ -152,7 +154,7 @@ def volumes_for(claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "capacity": {"storage": spec["resources"]["requests"]["storage"]},
                     "accessModes": spec["accessModes"],
                     "storageClassName": spec.get("storageClassName") or "local-path",
-                    "persistentVolumeReclaimPolicy": "Delete",
+                    "persistentVolumeReclaimPolicy": "Retain",
                     "hostPath": {"path": f"/var/lib/homelab-sandbox/{meta['namespace']}/{meta['name']}"},
                     "claimRef": {"namespace": meta["namespace"], "name": meta["name"]},
                 },
