@@ -16,7 +16,10 @@ an action in a plan the executor runs, or only prints under ``--dry-run``:
   (``homelab.backup.objects``); then re-checked.
 - ``volumes``: each app is stopped (its Deployment scaled to 0, every pod
   gone) before its files are replaced, and brought back to its replica count
-  afterwards, also when the restore fails.
+  afterwards, also when the restore fails. Argo CD's self-heal would put the
+  replicas back within seconds, so automated sync of the app's Application and
+  of its parents is paused for the app's restore and resumed after it, also on
+  failure; a killed run's pause is resumed by the next run (``gitops.hold``).
 
 The steps run in that order, each planned just before it runs, because each
 step's plan depends on what the one before it did.
@@ -38,6 +41,7 @@ from homelab.core.kube import load_manifests
 from homelab.core.paths import resolve_in_project
 from homelab.core.plan import Action, Apply, Note, Obj, Patch, Plan, Run, Upload, Wait, WriteFile, object_ref
 from homelab.core.secret_refs import Secret
+from homelab.gitops import hold
 
 # Runs on the node as: sh -c WRITE_VOLUME write-volume DEST STAGED; values are arguments, never code.
 # The archive is unpacked beside the volume first, so a damaged one fails before anything is removed;
@@ -306,6 +310,8 @@ def volume_plan(session: Any, kube: Any, name: str, app_dir: Path) -> tuple[Plan
     deployment = kube.get("apps/v1", "Deployment", name, name)
     replicas = int(((deployment or {}).get("spec") or {}).get("replicas") or 0)
     plan = Plan(f"restore {name}'s volume onto {node}:{path}")
+    held = hold.observe(kube, [deployment] if deployment else [])
+    plan.extend(held.pause(session.state_dir, f"the restore of {name}'s volume"))
     back: list[Action] = []
     if replicas:
         labels = (deployment or {}).get("spec", {}).get("selector", {}).get("matchLabels") or {}
@@ -342,11 +348,19 @@ def volume_plan(session: Any, kube: Any, name: str, app_dir: Path) -> tuple[Plan
     plan.extend(back)
     if replicas:
         plan.add(Wait(f"{name} to be Available again", lambda: kube.deployment_waiting(name, name), AVAILABLE_TIMEOUT))
+    resume = held.resume(session.state_dir)
+    plan.extend(resume)
     cleanup = Run(("rm", "-rf", remote), host=node, sudo=True, why="remove the staged files")
-    return plan, [*back, cleanup]
+    return plan, [*back, cleanup, *resume]
 
 
 def restore_volumes(session: Any, folder: Path) -> list[str]:
+    """Each app's volume in turn, Argo CD held back from each app while its volume is replaced (``hold``)."""
+    with hold.holding(session):
+        return _restore_volumes(session, folder)
+
+
+def _restore_volumes(session: Any, folder: Path) -> list[str]:
     kube = session.executor.kube()
     lines = []
     for app_dir in sorted(p for p in folder.iterdir() if p.is_dir()):

@@ -14,8 +14,8 @@ import yaml
 
 from homelab.apps import render as apps
 from homelab.config.schema import HomelabConfig
-from homelab.core.paths import project_root
-from homelab.gitops import platform
+from homelab.core.paths import project_root, resolve_in_project
+from homelab.gitops import checksums, platform
 
 
 class _ReviewableDumper(yaml.SafeDumper):
@@ -44,8 +44,12 @@ class Rendered:
         return HEADER + "---\n".join(docs)
 
 
-def render(cfg: HomelabConfig, local_controllers: bool = False) -> Rendered:
+def render(cfg: HomelabConfig, local_controllers: bool = False, sealed_files: dict[str, str] | None = None) -> Rendered:
     """The tree for the real homelab; ``local_controllers`` is the sandbox's one switch.
+
+    ``sealed_files``: the SealedSecret files by name, when the caller is about to write them
+    (``secrets.rotate``); otherwise those in ``secrets.sealed_dir``. Their checksums
+    roll the pods that read them (``checksums``).
 
     With it, no component is installed from its Helm chart (Argo CD, Sealed
     Secrets and MetalLB run as the sandbox's own processes; the other charts
@@ -91,7 +95,17 @@ def render(cfg: HomelabConfig, local_controllers: bool = False) -> Rendered:
         out.files[f"apps/{name}/app.yaml"] = objects
         out.files[f"argocd/app-{name}.yaml"] = [platform.git_app(cfg, f"app-{name}", f"apps/{name}", name, 1)]
         out.notes.extend(notes)
+    texts = sealed_texts(cfg) if sealed_files is None else sealed_files
+    checksums.stamp([o for objs in out.files.values() for o in objs], checksums.sealed_contents(texts.values()))
     return out
+
+
+def sealed_texts(cfg: HomelabConfig) -> dict[str, str]:
+    """The SealedSecret files in ``secrets.sealed_dir`` by name (none when it does not exist)."""
+    directory = resolve_in_project(cfg.secrets.sealed_dir)
+    if not directory.is_dir():
+        return {}
+    return {path.name: path.read_text() for path in sorted(directory.glob("*.yaml"))}
 
 
 SEALED_PLACEHOLDER = "_keep.yaml"

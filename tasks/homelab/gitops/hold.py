@@ -1,0 +1,244 @@
+"""Holding Argo CD back while a day-2 task changes what it manages, and letting it go again.
+
+Every Application the toolkit renders syncs automatically with ``selfHeal``: Argo CD
+puts any live change back to what Git says, within seconds (its self-heal backoff
+starts at 2 s). A task that must change a managed object for a while (a volume
+restore scales the app to 0; an upgrade's drain lifts a PodDisruptionBudget) would be
+undone under it. So the task pauses automated sync for exactly as long as it needs:
+
+- Which Applications: the one that manages the object (its
+  ``argocd.argoproj.io/tracking-id`` annotation names it) and every Application above
+  it (each one's own tracking id names its parent, up to the app-of-apps root).
+  The parents matter: the root manages the child Application objects themselves,
+  and with its own self-heal it would put the child's ``automated`` back from Git
+  within seconds, which re-enables the child's self-heal. So the parents are paused
+  first (top down) and resumed last.
+- How: a merge patch that removes ``spec.syncPolicy.automated``, the switch Argo CD
+  documents for toggling auto-sync of a standalone Application ("toggling auto-sync
+  is performed by changing the application's spec.syncPolicy.automated field",
+  https://argo-cd.readthedocs.io/en/release-3.0/user-guide/auto_sync/). Removing it
+  rather than setting ``automated.enabled: false`` works on every Argo CD 3.x; the
+  original value is kept and patched back exactly.
+- Where it is remembered: before the first patch, ``<state_dir>/argocd-paused.json``
+  names every paused Application with its original ``automated`` value. The task
+  resumes in a ``finally``-style recovery plan when it fails or is interrupted; when
+  it is killed outright, the marker stays and the next run of a task that holds
+  Argo CD back (and ``inv up``) puts it back before anything else
+  (``recovery_plan``). A run holds ``argocd-hold.lock`` while it holds Argo CD back,
+  so a second run never mistakes a live pause for a stale one.
+
+The pause, the resume and the marker are plan actions (``Patch``, ``WriteFile``,
+``Run``): ``--dry-run`` prints them like every other step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from homelab.core import locks
+from homelab.core.errors import HomelabError
+from homelab.core.plan import Action, Note, Obj, Patch, Plan, Run, WriteFile
+
+APPLICATION = ("argoproj.io/v1alpha1", "Application")
+TRACKING = "argocd.argoproj.io/tracking-id"
+INSTANCE_LABEL = "app.kubernetes.io/instance"  # Argo CD's label tracking method, when configured
+MARKER = "argocd-paused.json"
+LOCK = "argocd-hold.lock"
+MAX_DEPTH = 8  # app of apps of apps...: a loop in tracking ids never walks forever
+
+
+@dataclass(frozen=True)
+class Paused:
+    """One Application whose automated sync a task turned off, with what to put back."""
+
+    name: str
+    namespace: str
+    automated: Obj
+
+
+def tracking_owner(obj: Obj | None) -> str | None:
+    """The Application that manages ``obj``: its tracking annotation (``app:group/kind:ns/name``), or label."""
+    meta = (obj or {}).get("metadata") or {}
+    tracking = (meta.get("annotations") or {}).get(TRACKING)
+    if tracking and ":" in tracking:
+        return str(tracking.split(":", 1)[0])
+    label = (meta.get("labels") or {}).get(INSTANCE_LABEL)
+    return str(label) if label else None
+
+
+def chain(applications: dict[str, Obj], owner: str | None) -> list[Obj]:
+    """``owner``'s Application and every one above it, the topmost (the root) first."""
+    found: list[Obj] = []
+    name = owner
+    while name and name in applications and len(found) < MAX_DEPTH:
+        app = applications[name]
+        if any(a is app for a in found):
+            break
+        found.append(app)
+        name = tracking_owner(app)
+    return list(reversed(found))
+
+
+def to_pause(applications: list[Obj]) -> tuple[list[Paused], list[str]]:
+    """The Applications with automated sync on (what to pause); a note for each one already off."""
+    paused, notes = [], []
+    for app in applications:
+        meta = app["metadata"]
+        automated = ((app.get("spec") or {}).get("syncPolicy") or {}).get("automated")
+        if automated is None or automated.get("enabled") is False:
+            notes.append(f"Application {meta['name']}: automated sync is already off; left as it is")
+            continue
+        paused.append(Paused(meta["name"], meta.get("namespace", "argocd"), dict(automated)))
+    return paused, notes
+
+
+def marker_path(state_dir: Path) -> Path:
+    return state_dir / MARKER
+
+
+def marker_text(task: str, paused: list[Paused]) -> str:
+    entries = [{"name": p.name, "namespace": p.namespace, "automated": p.automated} for p in paused]
+    return json.dumps({"task": task, "applications": entries}, indent=2, sort_keys=True) + "\n"
+
+
+def read_marker(path: Path) -> tuple[str, list[Paused]]:
+    """The task and the Applications a marker names (an unreadable marker names none, and says so)."""
+    try:
+        doc = json.loads(path.read_text())
+        paused = [Paused(e["name"], e["namespace"], dict(e["automated"])) for e in doc["applications"]]
+        return str(doc.get("task", "an earlier run")), paused
+    except (OSError, ValueError, KeyError, TypeError):
+        return "an earlier run (its marker is unreadable)", []
+
+
+def pause_actions(state_dir: Path, task: str, paused: list[Paused]) -> list[Action]:
+    """Record, then pause top down: the marker first, so a kill after any patch still knows what to put back."""
+    if not paused:
+        return []
+    actions: list[Action] = [
+        WriteFile(
+            str(marker_path(state_dir)),
+            marker_text(task, paused),
+            0o600,
+            why="what a re-run puts back if this run is killed",
+        )
+    ]
+    for p in paused:
+        actions.append(
+            Patch(
+                *APPLICATION,
+                p.name,
+                p.namespace,
+                {"spec": {"syncPolicy": {"automated": None}}},
+                why=f"pause automated sync while {task} works (self-heal would undo it)",
+            )
+        )
+    return actions
+
+
+def resume_actions(state_dir: Path, paused: list[Paused]) -> list[Action]:
+    """Resume bottom up (the root last), then forget the marker."""
+    if not paused:
+        return []
+    actions: list[Action] = [
+        Patch(
+            *APPLICATION,
+            p.name,
+            p.namespace,
+            {"spec": {"syncPolicy": {"automated": p.automated}}},
+            why="resume automated sync " + json.dumps(p.automated, sort_keys=True),
+        )
+        for p in reversed(paused)
+    ]
+    actions.append(Run(("rm", "-f", "--", str(marker_path(state_dir))), why="Argo CD is no longer held back"))
+    return actions
+
+
+@dataclass(frozen=True)
+class Hold:
+    """What one task pauses and resumes; empty when no Argo CD Application manages what it changes."""
+
+    paused: list[Paused]
+    notes: list[str]
+
+    def pause(self, state_dir: Path, task: str) -> list[Action]:
+        return [*(Note(n) for n in self.notes), *pause_actions(state_dir, task, self.paused)]
+
+    def resume(self, state_dir: Path) -> list[Action]:
+        return resume_actions(state_dir, self.paused)
+
+
+def observe(kube: Any, managed: list[Obj]) -> Hold:
+    """The Applications above the objects in ``managed`` (one list of Applications), deduplicated, roots first."""
+    owners = [tracking_owner(obj) for obj in managed]
+    if not any(owners):
+        return Hold([], [])
+    try:
+        listed = kube.list_objects(*APPLICATION)
+    except HomelabError as err:  # no Argo CD here (its CRD is not served): nothing holds these objects
+        return Hold([], [f"no Argo CD Applications to hold back ({err})"])
+    applications = {a["metadata"]["name"]: a for a in listed}
+    ordered: list[Obj] = []
+    for owner in owners:
+        for app in chain(applications, owner):
+            if all(a["metadata"]["name"] != app["metadata"]["name"] for a in ordered):
+                ordered.append(app)
+    paused, notes = to_pause(ordered)
+    return Hold(paused, notes)
+
+
+def recovery_plan(state_dir: Path) -> Plan:
+    """Put back what a killed run left paused (only call while holding ``LOCK``: no live run holds it then)."""
+    path = marker_path(state_dir)
+    plan = Plan("resume Argo CD automated sync an interrupted run left paused")
+    if not path.is_file():
+        return plan
+    task, paused = read_marker(path)
+    names = ", ".join(p.name for p in paused) or "none it can name"
+    plan.add(Note(f"{task} was stopped while it held Argo CD back: Applications {names}"))
+    if not paused:
+        return plan.add(Run(("rm", "-f", "--", str(path)), why="unreadable marker"))
+    return plan.extend(resume_actions(state_dir, paused))
+
+
+@contextlib.contextmanager
+def holding(session: Any) -> Iterator[None]:
+    """For the whole block: the hold lock, after putting back what a killed run left paused.
+
+    Under ``--dry-run`` no lock is taken and nothing is put back; the recovery is printed.
+    """
+    if session.dry_run:
+        _put_back(session)
+        yield
+        return
+    with locks.exclusive(session.state_dir / LOCK, "run holding Argo CD back"):
+        _put_back(session)
+        yield
+
+
+def _put_back(session: Any) -> None:
+    plan = recovery_plan(session.state_dir)
+    if plan.actions:
+        session.executor.execute(plan)
+
+
+def recover(session: Any) -> bool:
+    """For tasks that do not hold Argo CD back themselves (``inv up``): finish what a killed run left.
+
+    A run holding the lock right now is working, not stopped: its pause is left alone.
+    True when something was put back.
+    """
+    if not marker_path(session.state_dir).is_file():
+        return False
+    try:
+        with holding(session):
+            pass
+    except locks.Locked:
+        session.executor.out("note: another run holds Argo CD back right now; its pause is left to it")
+        return False
+    return not session.dry_run
