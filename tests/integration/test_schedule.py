@@ -1,7 +1,9 @@
-"""backup.schedule against a fake crontab: the user's other entries survive, a failing read aborts.
+"""backup.schedule against a fake crontab and a fake launchctl: the user's other entries survive, a
+failing read aborts, secrets a scheduled run could not read are refused, the launchd agent runs a backup.
 
-No test here reads or writes the real crontab: ``tests/fakes/crontab`` keeps the table
-in a temp file and records every call.
+No test here reads or writes the real crontab or launchd: ``tests/fakes/crontab`` keeps the table
+in a temp file, ``tests/fakes/launchctl`` keeps its loaded agents in a temp directory, HOME is a temp
+directory, and both record every call. ``test_cron_daemon.py`` fires the entry with Debian's real cron.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from backup_support import Receiver, make_backup_env
 
 from helpers import FAKES, LOOPBACK_CONFIG, CliResult, run_cli
@@ -37,6 +40,19 @@ class FakeCron:
     def cli(self, *args: str, **env: str) -> CliResult:
         return run_cli(["backup.schedule", *args], {**self.env, **env})
 
+    def configure(self, **backup: object) -> None:
+        """Change keys of the config's ``backup`` section (``monitoring`` via ``telegram=``)."""
+        data = yaml.safe_load(self.config.read_text())
+        telegram = backup.pop("telegram", None)
+        if telegram is not None:
+            data["monitoring"]["telegram"]["bot_token"] = telegram
+        data["backup"].update(backup)
+        self.config.write_text(yaml.safe_dump(data))
+
+    @property
+    def config(self) -> Path:
+        return Path(self.env["HOMELAB_CONFIG"])
+
     def calls(self) -> list[list[str]]:
         if not self.record.exists():
             return []
@@ -49,6 +65,25 @@ class FakeCron:
         return self.table.read_text() if self.table.exists() else None
 
 
+def secret_file(path: Path, value: str) -> dict[str, str]:
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return {"file": str(path)}
+
+
+def schedulable_config(tmp: Path, state: Path) -> Path:
+    """The loopback config with the state directory in the file and every secret a scheduled run reads
+    in a ``file:`` reference (its defaults: a password file that does not exist, an ``env:`` bot token)."""
+    data = yaml.safe_load(LOOPBACK_CONFIG.read_text())
+    data["state_dir"] = str(state)
+    data["backup"]["password"] = secret_file(tmp / "restic-password", "correct horse battery staple")
+    token = secret_file(tmp / "bot-token", "123456789" + ":" + "Cd" * 17 + "e")
+    data.setdefault("monitoring", {}).setdefault("telegram", {})["bot_token"] = token
+    config = tmp / "homelab.yaml"
+    config.write_text(yaml.safe_dump(data))
+    return config
+
+
 @pytest.fixture
 def cron(tmp_path: Path) -> FakeCron:
     bin_dir = tmp_path / "bin"
@@ -59,8 +94,8 @@ def cron(tmp_path: Path) -> FakeCron:
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "FAKE_CRONTAB": str(fake.table),
         "FAKE_RECORD": str(fake.record),
-        "HOMELAB_CONFIG": str(LOOPBACK_CONFIG),
-        "HOMELAB__STATE_DIR": str(fake.state),
+        "HOMELAB_CONFIG": str(schedulable_config(tmp_path, fake.state)),
+        "HOMELAB_SCHEDULER": "cron",
     }
     return fake
 

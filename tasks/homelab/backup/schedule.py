@@ -1,8 +1,12 @@
-"""The cron entry that runs backup.run unattended, planned against the user's own crontab.
+"""The scheduled job that runs backup.run unattended: a cron entry on Linux, a launchd agent on macOS.
 
-Cron starts jobs with almost no environment, so the entry names the working
-directory, PATH (with the toolkit's binary cache) and the config explicitly,
-and appends to a log in the state directory.
+The host picks the scheduler (``platform.system()``; ``HOMELAB_SCHEDULER=cron|launchd``
+overrides it, for tests and odd hosts). Either way the job gets the scheduler's
+own small environment, never the installer's: the entry names the working
+directory, PATH (the toolkit's venv and binary cache, where restic is found now,
+the system's directories) and the config explicitly, and appends to
+``backup.log`` in the state directory. Before anything is written,
+``unattended.check`` refuses secrets the job could not read there (exit 2).
 
 The crontab is the user's, not ours: every other line is kept as it was. Reading
 it is an observation (``crontab -l`` runs under ``--dry-run`` too); the only
@@ -13,26 +17,50 @@ reading the failure as an empty table would overwrite every other entry.
 
 from __future__ import annotations
 
+import os
+import platform
 import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from homelab.backup import launchd, unattended
 from homelab.core.converge import require_empty
-from homelab.core.errors import HomelabError
+from homelab.core.errors import HomelabError, UsageError
 from homelab.core.executor import Executor
 from homelab.core.paths import project_root
 from homelab.core.plan import Note, Plan, Run
 from homelab.core.secret_refs import Secret
-from homelab.core.tools import cached_bin_dir, require
+from homelab.core.tools import cached_bin_dir, find, require
 
 MARK = "# homelab backup.run"
+SCHEDULER_ENV = "HOMELAB_SCHEDULER"
+SCHEDULERS = ("cron", "launchd")
+
+
+def scheduler() -> str:
+    """``launchd`` on macOS, ``cron`` elsewhere; ``$HOMELAB_SCHEDULER`` overrides the host's choice."""
+    chosen = os.environ.get(SCHEDULER_ENV) or ("launchd" if platform.system() == "Darwin" else "cron")
+    if chosen not in SCHEDULERS:
+        raise UsageError(f"{SCHEDULER_ENV}={chosen!r} is not a scheduler; use one of {', '.join(SCHEDULERS)}")
+    return chosen
+
+
+def tool_dirs() -> list[Path]:
+    """Where the tools backup.run calls are found now (restic from Homebrew, apt or the cache)."""
+    return [Path(found).parent for found in (find("restic"),) if found]
+
+
+def cron_path() -> str:
+    """The entry's PATH: the toolkit's venv and binary cache, where restic is now, the system's directories."""
+    entries = [str(Path(sys.executable).parent), str(cached_bin_dir()), *map(str, tool_dirs())]
+    return ":".join(dict.fromkeys([*entries, "/usr/local/bin", "/usr/bin", "/bin"]))
 
 
 def cron_line(session: Any) -> str:
     homelab = Path(sys.executable).parent / "homelab"
-    path = ":".join([str(Path(sys.executable).parent), str(cached_bin_dir()), "/usr/local/bin", "/usr/bin", "/bin"])
+    path = cron_path()
     config = session.loaded.files[0]
     log = session.state_dir / "backup.log"
     command = (
@@ -81,7 +109,37 @@ class Schedule:
     line: str
 
 
+def launchd_agent(session: Any) -> dict[str, Any]:
+    """The agent's property list for this session's config (``launchd.agent``)."""
+    program_dir = Path(sys.executable).parent
+    return launchd.agent(
+        program=program_dir / "homelab",
+        workdir=project_root(),
+        config=Path(session.loaded.files[0]),
+        path=launchd.search_path(program_dir, cached_bin_dir(), platform.machine(), tool_dirs()),
+        log=session.state_dir / "backup.log",
+        schedule=session.cfg.backup.schedule,
+    )
+
+
 def plan(session: Any, remove: bool) -> Schedule:
+    """The change that installs or removes the job with the host's scheduler; empty when in place.
+
+    Installing checks first that the job could read every secret it needs
+    (``unattended.check``, exit 2); removing never does.
+    """
+    chosen = scheduler()
+    if not remove:
+        unattended.check(session.cfg, chosen)
+    if chosen == "launchd":
+        wanted = launchd_agent(session)
+        home = Path(os.environ.get("HOME") or Path.home())
+        result = launchd.plan(session.executor, require("launchctl"), wanted, home, session.state_dir, remove)
+        return Schedule(result, str(launchd.plist_path(home)))
+    return cron_plan(session, remove)
+
+
+def cron_plan(session: Any, remove: bool) -> Schedule:
     """The crontab (and log directory) change that installs or removes our entry; empty when in place."""
     crontab = require("crontab")
     line = cron_line(session)
@@ -113,8 +171,20 @@ def apply(session: Any, remove: bool) -> str:
     planned = plan(session, remove)
     session.executor.execute(planned.plan)
     if session.dry_run:
-        return "backup.schedule: dry run, the crontab was not changed"
+        return (
+            f"backup.schedule: dry run, the {'crontab' if scheduler() == 'cron' else 'launchd agent'} was not changed"
+        )
     if planned.plan.empty:
         return "backup.schedule: nothing to do"
     require_empty(plan(session, remove).plan)
     return "backup.schedule: entry removed; converged" if remove else "backup.schedule: installed; converged"
+
+
+def installed() -> bool:
+    """Whether the host's scheduler holds our job (``inv status``): our crontab line, or the agent loaded."""
+    from invoke.context import Context
+
+    if scheduler() == "launchd":
+        probe = Run((require("launchctl"), "print", f"{launchd.domain(os.getuid())}/{launchd.LABEL}"), why="loaded?")
+        return bool(Executor(Context()).observe(probe, check=False).exited == 0)
+    return any(line.endswith(MARK) for line in current_crontab().splitlines())

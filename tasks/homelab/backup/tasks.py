@@ -141,11 +141,11 @@ def drill(c: Any, snapshot: str | None = None) -> None:
 @task(
     help={
         "remove": "Remove the scheduled job instead of installing it.",
-        "dry_run": "Print the crontab change (read with crontab -l); write nothing.",
+        "dry_run": "Print the change (crontab, or launchd agent on macOS; read, never written); write nothing.",
     }
 )
 def schedule(c: Any, remove: bool = False, dry_run: bool = False) -> None:
-    """Install (or remove) the cron entry that runs backup.run on backup.schedule; other entries are kept."""
+    """Install (or remove) the cron entry (launchd agent on macOS) that runs backup.run on backup.schedule."""
     from homelab.backup import schedule as scheduling
 
     print(scheduling.apply(session(c, dry_run), remove))
@@ -165,10 +165,10 @@ def layer_down(c: Any, dry_run: bool, overrides: dict[str, Any]) -> None:
 
 def layer_status(c: Any, overrides: dict[str, Any]) -> tuple[bool, str]:
     from homelab.backup.run import metrics_path, read_metric
-    from homelab.backup.schedule import MARK, current_crontab
+    from homelab.backup.schedule import installed
 
     s = session(c, **overrides)
-    scheduled = any(line.endswith(MARK) for line in current_crontab().splitlines())
+    scheduled = installed()
     last = read_metric(metrics_path(s), "homelab_backup_last_success_timestamp_seconds")
     import time
 

@@ -27,6 +27,7 @@ INSTALL_HINTS: dict[str, str] = {
     "ssh-keygen": "install OpenSSH (apt-get install openssh-client)",
     "sqlite3": "apt-get install sqlite3 (macOS ships it)",
     "crontab": "apt-get install cron",
+    "launchctl": "launchctl is part of macOS (on another host, set HOMELAB_SCHEDULER=cron)",
     "k3d": "brew install k3d, or see https://k3d.io (needs a Docker engine)",
     "argocd-repo-server": "scripts/get-binaries.sh controllers",
     "argocd-application-controller": "scripts/get-binaries.sh controllers",
