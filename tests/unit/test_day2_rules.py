@@ -192,3 +192,12 @@ def test_every_way_a_pod_reads_a_config_map_or_secret_is_found() -> None:
         {"cm-vol", "cm-proj", "cm-init", "cm-key"},
         {"s-vol", "s-p", "s-env", "s-key"},
     )
+
+
+def test_resealing_a_secret_rewrites_exactly_the_files_of_the_pods_that_read_it(cfg: Any) -> None:
+    """secrets.rotate commits the re-rendered Deployment with the SealedSecret, or the pods never roll."""
+    [name] = [n for n, a in sorted(cfg.deployed_apps.items()) if a.secrets][:1]
+    changed = tree.changed_by_sealing(cfg, {f"{name}-{name}-secrets.yaml": sealed(f"{name}-secrets", name, "AgB3")})
+    assert list(changed) == [f"apps/{name}/app.yaml"]
+    assert checksums.SECRET in changed[f"apps/{name}/app.yaml"]
+    assert tree.changed_by_sealing(cfg, {"x-other.yaml": sealed("other", "x", "AgB3")}) == {}

@@ -192,8 +192,12 @@ def observe(kube: Any, managed: list[Obj]) -> Hold:
     return Hold(paused, notes)
 
 
-def recovery_plan(state_dir: Path) -> Plan:
-    """Put back what a killed run left paused (only call while holding ``LOCK``: no live run holds it then)."""
+def recovery_plan(state_dir: Path, present: set[str] | None = None) -> Plan:
+    """Put back what a killed run left paused (only call while holding ``LOCK``: no live run holds it then).
+
+    ``present``: the Applications that exist now (None: all of them); one deleted since
+    (a cluster made anew) has nothing to put back.
+    """
     path = marker_path(state_dir)
     plan = Plan("resume Argo CD automated sync an interrupted run left paused")
     if not path.is_file():
@@ -201,9 +205,12 @@ def recovery_plan(state_dir: Path) -> Plan:
     task, paused = read_marker(path)
     names = ", ".join(p.name for p in paused) or "none it can name"
     plan.add(Note(f"{task} was stopped while it held Argo CD back: Applications {names}"))
-    if not paused:
-        return plan.add(Run(("rm", "-f", "--", str(path)), why="unreadable marker"))
-    return plan.extend(resume_actions(state_dir, paused))
+    gone = [p for p in paused if present is not None and p.name not in present]
+    plan.extend(Note(f"Application {p.name} no longer exists: nothing to resume") for p in gone)
+    left = [p for p in paused if p not in gone]
+    if not left:
+        return plan.add(Run(("rm", "-f", "--", str(path)), why="nothing left to resume"))
+    return plan.extend(resume_actions(state_dir, left))
 
 
 @contextlib.contextmanager
@@ -222,9 +229,19 @@ def holding(session: Any) -> Iterator[None]:
 
 
 def _put_back(session: Any) -> None:
-    plan = recovery_plan(session.state_dir)
-    if plan.actions:
-        session.executor.execute(plan)
+    if not marker_path(session.state_dir).is_file():
+        return
+    kube = session.executor.kube()
+    if not kube.ready():
+        raise HomelabError(
+            f"Argo CD was left paused by a stopped run ({marker_path(session.state_dir)}) and the cluster does "
+            "not answer to resume it; bring the cluster back, then run this again"
+        )
+    try:
+        present = {a["metadata"]["name"] for a in kube.list_objects(*APPLICATION)}
+    except HomelabError:
+        present = set()  # the cluster answers and serves no Applications: nothing of the pause is left to undo
+    session.executor.execute(recovery_plan(session.state_dir, present))
 
 
 def recover(session: Any) -> bool:

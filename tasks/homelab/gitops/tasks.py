@@ -239,9 +239,10 @@ def layer_up(c: Any, dry_run: bool, overrides: dict[str, Any], yes: bool = False
     (``kept``): volumes retained, claims of dropped apps named, or deleted with ``delete_data``.
     """
     from homelab.gitops import bootstrap as gitops_bootstrap
-    from homelab.gitops import kept
+    from homelab.gitops import hold, kept
 
     s = session(c, dry_run, **overrides)
+    hold.recover(s)  # a day-2 task killed while it held Argo CD back: its automated sync on again first
     claims = kept.rendered_claims(tree_objects(s))
     if s.cfg.target == "sandbox":
         from homelab.gitops import local

@@ -100,6 +100,18 @@ def render(cfg: HomelabConfig, local_controllers: bool = False, sealed_files: di
     return out
 
 
+def changed_by_sealing(cfg: HomelabConfig, written: dict[str, str]) -> dict[str, str]:
+    """Rendered files (paths under k8s/) whose text changes once the SealedSecret files ``written`` are on disk.
+
+    A resealed secret changes the checksum in the pod template of every Deployment that
+    reads it; those files go into the same commit, or the pods would never roll.
+    """
+    current = sealed_texts(cfg)
+    before = render(cfg, sealed_files=current)
+    after = render(cfg, sealed_files={**current, **written})
+    return {p: after.text(p) for p in after.files if p not in before.files or before.text(p) != after.text(p)}
+
+
 def sealed_texts(cfg: HomelabConfig) -> dict[str, str]:
     """The SealedSecret files in ``secrets.sealed_dir`` by name (none when it does not exist)."""
     directory = resolve_in_project(cfg.secrets.sealed_dir)

@@ -212,7 +212,28 @@ def rotate_plan(session: Any, name: str, key: str, value: str) -> Plan:
     plan = Plan(f"secrets.rotate: replace {secret.namespace}/{name}.{key} and re-seal it")
     if not holds(WriteFile(str(path), text, 0o600)):
         plan.add(WriteFile(str(path), Secret(text, f"{path} (plaintext)"), 0o600, why="the rotated value"))
-    return plan.extend(sealed_writes(session, [secret]))
+    sealed = sealed_writes(session, [secret])
+    return plan.extend([*sealed, *rolls(session, sealed)])
+
+
+def rolls(session: Any, sealed: list[WriteFile]) -> list[WriteFile]:
+    """The rendered files whose pod templates carry the resealed secrets' checksum, written anew.
+
+    Pods read a Secret through ``envFrom`` only when they start; the new checksum in
+    their template is what makes Argo CD's sync roll them (``gitops.checksums``).
+    Nothing in the cluster changes here: the commit carries both, so Argo CD has
+    nothing to be held back from.
+    """
+    from homelab.core.paths import project_root
+    from homelab.gitops import tree
+
+    directory = resolve_in_project(session.cfg.secrets.sealed_dir)
+    written = {Path(w.path).name: w.data().decode() for w in sealed if Path(w.path).parent == directory}
+    root = project_root() / "k8s"
+    return [
+        WriteFile(str(root / path), text, 0o644, why="its pods roll: the checksum of a resealed secret")
+        for path, text in sorted(tree.changed_by_sealing(session.cfg, written).items())
+    ]
 
 
 def holds(action: WriteFile) -> bool:

@@ -66,7 +66,12 @@ def seal(c: Any, name: list[str], dry_run: bool = False) -> None:
     }
 )
 def rotate(c: Any, name: str, key: str, value_env: str, dry_run: bool = False) -> None:
-    """Replace one key of a secret from an environment variable, then re-seal it."""
+    """Replace one key of a secret from an environment variable, re-seal it, re-render the pods that read it.
+
+    The pods of an app read its Secret only when they start (``envFrom``): the rendered
+    Deployment carries the SealedSecret's checksum, so the commit that brings the new
+    SealedSecret also changes the pod template, and Argo CD's sync rolls the pods.
+    """
     import os
 
     from homelab.core.errors import UsageError
@@ -80,7 +85,10 @@ def rotate(c: Any, name: str, key: str, value_env: str, dry_run: bool = False) -
     s.executor.execute(plan)
     if not dry_run:
         sealing.require_written(plan)
-        print(f"rotated {name}.{key}; commit the SealedSecret and Argo CD rolls it out")
+        print(
+            f"rotated {name}.{key}; commit the SealedSecret and the re-rendered k8s/ files: Argo CD applies them "
+            "and the pods that read it roll"
+        )
 
 
 @task(help={"repo": "Git repository to scan (default: this project)."})
