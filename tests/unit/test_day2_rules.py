@@ -201,3 +201,19 @@ def test_resealing_a_secret_rewrites_exactly_the_files_of_the_pods_that_read_it(
     assert list(changed) == [f"apps/{name}/app.yaml"]
     assert checksums.SECRET in changed[f"apps/{name}/app.yaml"]
     assert tree.changed_by_sealing(cfg, {"x-other.yaml": sealed("other", "x", "AgB3")}) == {}
+
+
+def test_an_upgrade_that_lifts_pdbs_pauses_argo_cd_before_the_lift_and_resumes_after_the_restore(
+    cfg: Any, tmp_path: Path
+) -> None:
+    """Self-heal would put a lifted PDB's minAvailable back from Git under the drain, and the drain would block."""
+    from homelab.k3s import plan as k3s
+
+    paused = [hold.Paused("root", "argocd", AUTOMATED), hold.Paused("app-notes", "argocd", AUTOMATED)]
+    steps = (hold.pause_actions(tmp_path, "the upgrade", paused), hold.resume_actions(tmp_path, paused))
+    actions = k3s.upgrade_plan(cfg, cfg.server, "v1.34.1+k3s1", lambda: None, True, steps).actions
+    names = [type(a).__name__ for a in actions]
+    assert names[:6] == ["Patch", "Cordon", "WriteFile", "Patch", "Patch", "LiftPdbs"]
+    assert names[-4:] == ["RestorePdbs", "Patch", "Patch", "Run"]
+    without = k3s.upgrade_plan(cfg, cfg.server, "v1.34.1+k3s1", lambda: None, False, steps).actions
+    assert "WriteFile" not in [type(a).__name__ for a in without]  # no lift, nothing Argo CD would undo

@@ -270,13 +270,22 @@ def put_back(name: str) -> list[Action]:
 
 
 def upgrade_plan(
-    cfg: HomelabConfig, node: Node, version: str, ready: Callable[[], str | None], allow_downtime: bool = False
+    cfg: HomelabConfig,
+    node: Node,
+    version: str,
+    ready: Callable[[], str | None],
+    allow_downtime: bool = False,
+    hold: tuple[list[Action], list[Action]] = ([], []),
 ) -> Plan:
     """One node's upgrade: mark, cordon, (lift PDBs), drain, install, wait Ready on ``version``, put back.
 
     ``ready`` is the Wait's check (None once the node runs ``version`` and is Ready).
+    ``hold``: the actions that pause Argo CD's automated sync of the Applications managing
+    the PDBs a lift changes (self-heal would put ``minAvailable`` back under the drain),
+    and those that resume it once the PDBs are restored (``gitops.hold``).
     """
-    lift: list[Action] = [LiftPdbs(node.name)] if allow_downtime else []
+    pause, resume = hold if allow_downtime else ([], [])
+    lift: list[Action] = [*pause, LiftPdbs(node.name)] if allow_downtime else []
     return Plan(
         f"upgrade {node.name} to k3s {version}",
         [
@@ -288,6 +297,7 @@ def upgrade_plan(
             installer_run(cfg, node, version),
             Wait(f"{node.name} to be Ready on {version}", ready, timeout=cfg.k3s.ready_timeout),
             *put_back(node.name),
+            *resume,
         ],
     )
 

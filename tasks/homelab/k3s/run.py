@@ -28,6 +28,7 @@ from homelab.core.kubeconfig import merge_action
 from homelab.core.pins import load as load_pins
 from homelab.core.plan import Action, Note, Plan, Run
 from homelab.core.secret_refs import Secret
+from homelab.gitops import hold
 from homelab.k3s import plan as k3s
 from homelab.k3s import preflight, versions
 
@@ -200,8 +201,9 @@ def upgrade_order(session: Any, names: list[str]) -> list[str]:
     return [n for n in order if n in names]
 
 
-def node_upgrade(session: Any, name: str, version: str, allow_downtime: bool = False) -> Plan:
-    """One node's upgrade as a plan, its Wait checking the node's own version and its readiness."""
+def node_upgrade(session: Any, name: str, version: str, allow_downtime: bool = False) -> tuple[Plan, list[Action]]:
+    """One node's upgrade as a plan, its Wait checking the node's own version and its readiness; and the
+    actions that resume Argo CD if the plan stops after pausing it (``liftable_pdbs``)."""
     node = session.node(name)
 
     def pending() -> str | None:
@@ -210,7 +212,23 @@ def node_upgrade(session: Any, name: str, version: str, allow_downtime: bool = F
             return f"k3s reports {observed.version}"
         return None if session.executor.kube().ready_nodes().get(name) else "node not Ready"
 
-    return k3s.upgrade_plan(session.cfg, node, version, pending, allow_downtime)
+    held = hold.Hold([], [])
+    if allow_downtime:
+        held = hold.observe(session.executor.kube(), liftable_pdbs(session.executor.kube(), name))
+    steps = (held.pause(session.state_dir, f"the upgrade of {name}"), held.resume(session.state_dir))
+    return k3s.upgrade_plan(session.cfg, node, version, pending, allow_downtime, steps), steps[1]
+
+
+def liftable_pdbs(kube: Any, node: str) -> list[Any]:
+    """The PDBs a lift on ``node`` may change: labelled ones in the namespaces of its pods (as ``LiftPdbs``)."""
+    pods = kube.list_objects("v1", "Pod", field_selector=f"spec.nodeName={node}")
+    return [
+        pdb
+        for namespace in sorted({p["metadata"]["namespace"] for p in pods})
+        for pdb in kube.list_objects(
+            "policy/v1", "PodDisruptionBudget", namespace, label_selector=f"{SINGLE_REPLICA_LABEL}=true"
+        )
+    ]
 
 
 def recovery(session: Any) -> Plan:
@@ -235,12 +253,19 @@ def roll(session: Any, names: list[str], version: str, allow_downtime: bool = Fa
     ``allow_downtime`` lifts the PDBs of single-replica critical apps for each
     node's drain; they are restored once the node is back, or when it fails.
     """
+    with hold.holding(session):  # a killed run's pause of Argo CD is resumed first; one holder at a time
+        _roll(session, names, version, allow_downtime)
+
+
+def _roll(session: Any, names: list[str], version: str, allow_downtime: bool) -> None:
     order = upgrade_order(session, names)
     for index, name in enumerate(order):
+        resume: list[Action] = []
         try:
-            session.executor.execute(node_upgrade(session, name, version, allow_downtime))
+            plan, resume = node_upgrade(session, name, version, allow_downtime)
+            session.executor.execute(plan)
         except (HomelabError, KeyboardInterrupt) as err:
-            done = put_node_back(session, name)
+            done = put_node_back(session, name, resume)
             if isinstance(err, KeyboardInterrupt):
                 raise
             untouched = ", ".join(order[index + 1 :]) or "none"
@@ -256,10 +281,12 @@ def roll(session: Any, names: list[str], version: str, allow_downtime: bool = Fa
             ) from None
 
 
-def put_node_back(session: Any, name: str) -> str:
-    """Put a node whose upgrade failed back; say what was restored, or exactly what was left."""
+def put_node_back(session: Any, name: str, resume: list[Action] | None = None) -> str:
+    """Put a node whose upgrade failed back (and Argo CD, when it was held back); say what was restored."""
     try:
         results = session.executor.execute(Plan(f"put {name} back after its failed upgrade", k3s.put_back(name)))
+        if resume:
+            session.executor.execute(Plan("resume Argo CD automated sync", resume))
     except HomelabError as err:
         return (
             f"Putting {name} back failed too ({err}): {name} may still be cordoned and PodDisruptionBudgets lifted "
