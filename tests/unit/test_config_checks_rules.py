@@ -178,7 +178,23 @@ def test_the_metallb_pool_lies_in_the_subnet_in_order_and_clear_of_every_address
     assert problems_at("metallb", gateway) == [
         "metallb.pool: range 127.0.0.1-127.0.0.1 contains network.gateway 127.0.0.1",
         "metallb.pool: range 127.0.0.1-127.0.0.1 contains host.ip 127.0.0.1",
+        "metallb.pool: range 127.0.0.1-127.0.0.1 contains network.dns[0] 127.0.0.1",
     ]
+
+
+def test_the_metallb_pool_keeps_clear_of_dns_lm_studio_and_the_subnets_own_addresses() -> None:
+    """A Service handed the DNS server's, LM Studio's or the broadcast address breaks what already answers there."""
+    dns = lambda d: (d["network"].update(dns=["127.0.0.60"]), d["metallb"]["pool"].update(start="127.0.0.50"))  # noqa: E731
+    pool = "metallb.pool: range 127.0.0.50-127.0.0.99 contains"
+    assert problems_at("metallb", dns) == [f"{pool} network.dns[0] 127.0.0.60"]
+    lm = lambda d: d.update(lm_studio={"host": "127.0.0.70"})  # noqa: E731
+    assert problems_at("metallb", lm) == [f"{pool} lm_studio.host 127.0.0.70"]
+    edges = lambda d: d["metallb"]["pool"].update(start="127.0.0.0", end="127.0.0.255")  # noqa: E731
+    found = problems_at("metallb", edges)
+    assert "metallb.pool: range 127.0.0.0-127.0.0.255 contains 127.0.0.0/24's network address" in found
+    assert "metallb.pool: range 127.0.0.0-127.0.0.255 contains 127.0.0.0/24's broadcast address" in found
+    top = lambda d: d["metallb"]["pool"].update(start="127.0.0.200", end="127.0.0.254")  # noqa: E731
+    assert problems_at("metallb", top) == [], "the last host address is usable"
 
 
 def test_the_ingress_address_is_inside_the_pool_including_its_ends() -> None:

@@ -200,6 +200,13 @@ def _node_problems(cfg: HomelabConfig) -> list[Problem]:
     return problems
 
 
+def _fixed_addresses(cfg: HomelabConfig) -> list[tuple[str, str]]:
+    """Every address the config gives to something other than a Service: MetalLB must never hand one out."""
+    named = [("network.gateway", cfg.network.gateway), ("host.ip", cfg.host.ip)]
+    named += [(f"network.dns[{i}]", server) for i, server in enumerate(cfg.network.dns)]
+    return [*named, ("lm_studio.host", cfg.lm_studio.host)]
+
+
 def _pool_problems(cfg: HomelabConfig) -> list[Problem]:
     if not cfg.metallb.enabled:
         return []
@@ -216,9 +223,13 @@ def _pool_problems(cfg: HomelabConfig) -> list[Problem]:
     for i, node in enumerate(cfg.nodes):
         if start <= ipaddress.IPv4Address(node.ip) <= end:
             problems.append(Problem("metallb.pool", f"range {start}-{end} contains nodes[{i}].ip {node.ip}"))
-    for key, text in (("network.gateway", cfg.network.gateway), ("host.ip", cfg.host.ip)):
+    for key, text in _fixed_addresses(cfg):
         if start <= ipaddress.IPv4Address(text) <= end:
             problems.append(Problem("metallb.pool", f"range {start}-{end} contains {key} {text}"))
+    if subnet.prefixlen < 31:
+        for what, edge in (("network", subnet.network_address), ("broadcast", subnet.broadcast_address)):
+            if start <= edge <= end:
+                problems.append(Problem("metallb.pool", f"range {start}-{end} contains {subnet}'s {what} address"))
     if cfg.ingress.enabled and not start <= ipaddress.IPv4Address(cfg.ingress.load_balancer_ip) <= end:
         problems.append(
             Problem("ingress.load_balancer_ip", f"{cfg.ingress.load_balancer_ip!r} is outside metallb.pool")
