@@ -92,6 +92,26 @@ def test_a_killed_runs_marker_plans_the_resume_of_exactly_what_it_paused(tmp_pat
     assert hold.recovery_plan(tmp_path / "elsewhere").empty
 
 
+def test_a_rerun_adopts_a_killed_runs_pause_with_its_originals_instead_of_resuming_first(tmp_path: Path) -> None:
+    """Resuming first would let Argo CD restart the app between the two runs; the originals come from the marker."""
+    kept = {"prune": True, "selfHeal": True, "allowEmpty": True}
+    left = [hold.Paused("root", "argocd", AUTOMATED), hold.Paused("app-notes", "argocd", kept)]
+    left.append(hold.Paused("app-other", "argocd", AUTOMATED))
+    kube = Applications(application("root", None, None), application("app-notes", "root", None))
+    held = hold.observe(kube, [deployment("app-notes")], left)
+    assert held.paused == left[:2] and held.notes == []
+    [write, *_] = held.pause(tmp_path, "the restore of notes")
+    assert isinstance(write, WriteFile)
+    assert [a["name"] for a in json.loads(write.data())["applications"]] == ["root", "app-notes", "app-other"]
+    resume = held.resume(tmp_path)
+    assert [(a.name, a.body["spec"]["syncPolicy"]["automated"]) for a in resume if isinstance(a, Patch)] == [
+        ("app-notes", kept),
+        ("root", AUTOMATED),
+    ]
+    [still] = [a for a in resume if isinstance(a, WriteFile)]  # app-other stays recorded until holding() ends
+    assert [a["name"] for a in json.loads(still.data())["applications"]] == ["app-other"]
+
+
 def test_an_unreadable_marker_is_named_and_removed_without_guessing(tmp_path: Path) -> None:
     (tmp_path / hold.MARKER).write_text("{not json")
     plan = hold.recovery_plan(tmp_path)

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from homelab.apps.volume_data import ENGINES
 from homelab.backup import objects as restoring
 from homelab.backup.restic import Restic, restic_for
 from homelab.backup.verify import check_manifest, check_sealed_keys, choose, open_artifacts, sealed_secrets_in_repo
@@ -43,17 +44,20 @@ from homelab.core.plan import Action, Apply, Note, Obj, Patch, Plan, Run, Upload
 from homelab.core.secret_refs import Secret
 from homelab.gitops import hold
 
-# Runs on the node as: sh -c WRITE_VOLUME write-volume DEST STAGED; values are arguments, never code.
+# Runs on the node as: sh -c WRITE_VOLUME write-volume DEST STAGED [DB...]; values are arguments, never code.
 # The archive is unpacked beside the volume first, so a damaged one fails before anything is removed;
 # then the volume's contents are replaced, so files written after the backup do not survive it.
+# Each database copy (STAGED/databases/DB, DB relative to the volume's top) replaces the file and any
+# stale -wal/-shm/-journal beside it, owned like its directory (the app's user; cp runs as root).
 WRITE_VOLUME = r"""
 set -e
-dest=$1; staged=$2
+dest=$1; staged=$2; shift 2
 mkdir -p "$staged/new" "$dest"
 tar -C "$staged/new" -xpf "$staged/files.tar"
-for f in "$staged"/sqlite/*; do
-  [ -e "$f" ] || continue
-  b=$(basename "$f"); rm -f "$staged/new/$b-wal" "$staged/new/$b-shm"; cp "$f" "$staged/new/$b"
+for db in "$@"; do
+  to="$staged/new/$db"; mkdir -p "$(dirname "$to")"
+  rm -f "$to-wal" "$to-shm" "$to-journal"; cp "$staged/databases/$db" "$to"
+  chown "$(stat -c %u:%g "$(dirname "$to")")" "$to"
 done
 find "$dest" -mindepth 1 -delete
 cp -a "$staged/new/." "$dest/"
@@ -301,8 +305,13 @@ def pods_gone(kube: Any, namespace: str, selector: str) -> Any:
     return check
 
 
-def volume_plan(session: Any, kube: Any, name: str, app_dir: Path) -> tuple[Plan, list[Action]]:
-    """Stop the app, replace its files on its node, start it again; and the actions that bring it back on failure."""
+def volume_plan(
+    session: Any, kube: Any, name: str, app_dir: Path, left: list[hold.Paused] | None = None
+) -> tuple[Plan, list[Action]]:
+    """Stop the app, replace its files on its node, start it again; and the actions that bring it back on failure.
+
+    ``left``: what a killed run left paused (``hold.holding``), adopted rather than resumed first.
+    """
     from homelab.backup.components import volume_location
 
     node, path = volume_location(kube, name, f"{name}-data")
@@ -310,7 +319,7 @@ def volume_plan(session: Any, kube: Any, name: str, app_dir: Path) -> tuple[Plan
     deployment = kube.get("apps/v1", "Deployment", name, name)
     replicas = int(((deployment or {}).get("spec") or {}).get("replicas") or 0)
     plan = Plan(f"restore {name}'s volume onto {node}:{path}")
-    held = hold.observe(kube, [deployment] if deployment else [])
+    held = hold.observe(kube, [deployment] if deployment else [], left or [])
     plan.extend(held.pause(session.state_dir, f"the restore of {name}'s volume"))
     back: list[Action] = []
     if replicas:
@@ -341,9 +350,13 @@ def volume_plan(session: Any, kube: Any, name: str, app_dir: Path) -> tuple[Plan
         plan.add(Note(f"{name}: no running Deployment to stop"))
     plan.add(Run(("rm", "-rf", remote), host=node, sudo=True, why="clear leftovers of an earlier restore"))
     plan.add(Upload(str(app_dir / "files.tar"), f"{remote}/files.tar", host=node, why=f"{name}'s files"))
-    for db in sorted((app_dir / "sqlite").glob("*")):
-        plan.add(Upload(str(db), f"{remote}/sqlite/{db.name}", host=node, why=f"{name}'s SQLite database"))
-    write = ("sh", "-c", WRITE_VOLUME, "write-volume", path, remote)
+    databases = []
+    for engine in ENGINES:  # the copies taken consistently by the backup (homelab.backup.volume_read)
+        for copy in sorted(p for p in (app_dir / engine).rglob("*") if p.is_file()):
+            db = str(copy.relative_to(app_dir / engine))
+            databases.append(db)
+            plan.add(Upload(str(copy), f"{remote}/databases/{db}", host=node, why=f"{name}'s {engine} database"))
+    write = ("sh", "-c", WRITE_VOLUME, "write-volume", path, remote, *databases)
     plan.add(Run(write, host=node, sudo=True, why=f"replace {name}'s files", timeout=3600))
     plan.extend(back)
     if replicas:
@@ -356,11 +369,11 @@ def volume_plan(session: Any, kube: Any, name: str, app_dir: Path) -> tuple[Plan
 
 def restore_volumes(session: Any, folder: Path) -> list[str]:
     """Each app's volume in turn, Argo CD held back from each app while its volume is replaced (``hold``)."""
-    with hold.holding(session):
-        return _restore_volumes(session, folder)
+    with hold.holding(session) as left:
+        return _restore_volumes(session, folder, left)
 
 
-def _restore_volumes(session: Any, folder: Path) -> list[str]:
+def _restore_volumes(session: Any, folder: Path, left: list[hold.Paused]) -> list[str]:
     kube = session.executor.kube()
     lines = []
     for app_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
@@ -370,7 +383,7 @@ def _restore_volumes(session: Any, folder: Path) -> list[str]:
                 Plan(f"restore {name}'s volume", [Note(f"planned once the claim {name}/{name}-data exists")])
             )
             continue
-        plan, recovery = volume_plan(session, kube, name, app_dir)
+        plan, recovery = volume_plan(session, kube, name, app_dir, left)
         execute_or_recover(session, plan, Plan(f"bring {name} back after the failed volume restore", recovery))
         lines.append(f"volumes: {name} restored ({plan.title.split(' onto ')[-1]})")
     return lines

@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +84,19 @@ def chain(applications: dict[str, Obj], owner: str | None) -> list[Obj]:
     return list(reversed(found))
 
 
-def to_pause(applications: list[Obj]) -> tuple[list[Paused], list[str]]:
-    """The Applications with automated sync on (what to pause); a note for each one already off."""
+def to_pause(applications: list[Obj], left: Sequence[Paused] = ()) -> tuple[list[Paused], list[str]]:
+    """The Applications with automated sync on (what to pause); a note for each one already off.
+
+    One in ``left`` (a killed run paused it) is paused with the original value that run kept:
+    its live ``automated`` is the pause, not what to put back.
+    """
+    kept = {p.name: p for p in left}
     paused, notes = [], []
     for app in applications:
         meta = app["metadata"]
+        if meta["name"] in kept:
+            paused.append(kept[meta["name"]])
+            continue
         automated = ((app.get("spec") or {}).get("syncPolicy") or {}).get("automated")
         if automated is None or automated.get("enabled") is False:
             notes.append(f"Application {meta['name']}: automated sync is already off; left as it is")
@@ -116,18 +124,31 @@ def read_marker(path: Path) -> tuple[str, list[Paused]]:
         return "an earlier run (its marker is unreadable)", []
 
 
-def pause_actions(state_dir: Path, task: str, paused: list[Paused]) -> list[Action]:
-    """Record, then pause top down: the marker first, so a kill after any patch still knows what to put back."""
+def left_paused(state_dir: Path) -> list[Paused]:
+    """What a killed run left paused, by its marker (none without one)."""
+    path = marker_path(state_dir)
+    return read_marker(path)[1] if path.is_file() else []
+
+
+def record(state_dir: Path, task: str, paused: list[Paused], why: str) -> WriteFile:
+    return WriteFile(str(marker_path(state_dir)), marker_text(task, paused), 0o600, why=why)
+
+
+def pause_actions(
+    state_dir: Path,
+    task: str,
+    paused: list[Paused],
+    carried: Sequence[Paused] = (),
+) -> list[Action]:
+    """Record, then pause top down: the marker first, so a kill after any patch still knows what to put back.
+
+    ``carried``: paused by a killed run and not by this step; the marker keeps naming them.
+    """
     if not paused:
         return []
-    actions: list[Action] = [
-        WriteFile(
-            str(marker_path(state_dir)),
-            marker_text(task, paused),
-            0o600,
-            why="what a re-run puts back if this run is killed",
-        )
-    ]
+    names = {p.name for p in paused}
+    recorded = [*paused, *(c for c in carried if c.name not in names)]
+    actions: list[Action] = [record(state_dir, task, recorded, "what a re-run puts back if this run is killed")]
     for p in paused:
         actions.append(
             Patch(
@@ -141,8 +162,12 @@ def pause_actions(state_dir: Path, task: str, paused: list[Paused]) -> list[Acti
     return actions
 
 
-def resume_actions(state_dir: Path, paused: list[Paused]) -> list[Action]:
-    """Resume bottom up (the root last), then forget the marker."""
+def resume_actions(
+    state_dir: Path,
+    paused: list[Paused],
+    carried: Sequence[Paused] = (),
+) -> list[Action]:
+    """Resume bottom up (the root last), then forget the marker (or keep in it only what is still paused)."""
     if not paused:
         return []
     actions: list[Action] = [
@@ -155,41 +180,54 @@ def resume_actions(state_dir: Path, paused: list[Paused]) -> list[Action]:
         )
         for p in reversed(paused)
     ]
-    actions.append(Run(("rm", "-f", "--", str(marker_path(state_dir))), why="Argo CD is no longer held back"))
+    names = {p.name for p in paused}
+    still = [c for c in carried if c.name not in names]
+    if still:
+        actions.append(record(state_dir, "an earlier, stopped run", still, "still paused by a stopped run"))
+    else:
+        actions.append(Run(("rm", "-f", "--", str(marker_path(state_dir))), why="Argo CD is no longer held back"))
     return actions
 
 
 @dataclass(frozen=True)
 class Hold:
-    """What one task pauses and resumes; empty when no Argo CD Application manages what it changes."""
+    """What one task pauses and resumes; empty when no Argo CD Application manages what it changes.
+
+    ``carried``: what a killed run left paused that this hold does not pause itself;
+    the marker keeps naming it until ``holding`` resumes it at the end of the task.
+    """
 
     paused: list[Paused]
     notes: list[str]
+    carried: list[Paused] = field(default_factory=list)
 
     def pause(self, state_dir: Path, task: str) -> list[Action]:
-        return [*(Note(n) for n in self.notes), *pause_actions(state_dir, task, self.paused)]
+        return [*(Note(n) for n in self.notes), *pause_actions(state_dir, task, self.paused, self.carried)]
 
     def resume(self, state_dir: Path) -> list[Action]:
-        return resume_actions(state_dir, self.paused)
+        return resume_actions(state_dir, self.paused, self.carried)
 
 
-def observe(kube: Any, managed: list[Obj]) -> Hold:
-    """The Applications above the objects in ``managed`` (one list of Applications), deduplicated, roots first."""
+def observe(kube: Any, managed: list[Obj], left: Sequence[Paused] = ()) -> Hold:
+    """The Applications above the objects in ``managed`` (one list of Applications), deduplicated, roots first.
+
+    ``left``: what a killed run left paused (``holding`` yields it): kept paused, with its original.
+    """
     owners = [tracking_owner(obj) for obj in managed]
     if not any(owners):
-        return Hold([], [])
+        return Hold([], [], list(left))
     try:
         listed = kube.list_objects(*APPLICATION)
     except HomelabError as err:  # no Argo CD here (its CRD is not served): nothing holds these objects
-        return Hold([], [f"no Argo CD Applications to hold back ({err})"])
+        return Hold([], [f"no Argo CD Applications to hold back ({err})"], list(left))
     applications = {a["metadata"]["name"]: a for a in listed}
     ordered: list[Obj] = []
     for owner in owners:
         for app in chain(applications, owner):
             if all(a["metadata"]["name"] != app["metadata"]["name"] for a in ordered):
                 ordered.append(app)
-    paused, notes = to_pause(ordered)
-    return Hold(paused, notes)
+    paused, notes = to_pause(ordered, left)
+    return Hold(paused, notes, list(left))
 
 
 def recovery_plan(state_dir: Path, present: set[str] | None = None) -> Plan:
@@ -214,22 +252,42 @@ def recovery_plan(state_dir: Path, present: set[str] | None = None) -> Plan:
 
 
 @contextlib.contextmanager
-def holding(session: Any) -> Iterator[None]:
-    """For the whole block: the hold lock, after putting back what a killed run left paused.
+def holding(session: Any) -> Iterator[list[Paused]]:
+    """For the whole task: the hold lock; yields what a killed run left paused, resumes whatever is left at the end.
 
-    Under ``--dry-run`` no lock is taken and nothing is put back; the recovery is printed.
+    A task that holds the same Applications again adopts their pause (``observe``'s
+    ``left``): resuming them first would let Argo CD restart the app between the two
+    runs. Whatever is still paused when the task ends, however it ends, is resumed then.
+    Under ``--dry-run`` no lock is taken and that resume is only printed.
     """
     if session.dry_run:
+        yield _announce(session)
         _put_back(session)
-        yield
         return
     with locks.exclusive(session.state_dir / LOCK, "run holding Argo CD back"):
-        _put_back(session)
-        yield
+        try:
+            yield _announce(session)
+        finally:
+            _put_back(session)
+
+
+def _announce(session: Any) -> list[Paused]:
+    path = marker_path(session.state_dir)
+    if not path.is_file():
+        return []
+    task, left = read_marker(path)
+    names = ", ".join(p.name for p in left) or "none it can name"
+    session.executor.out(
+        f"note: {task} was stopped while it held Argo CD back (Applications {names}); this run puts it back"
+    )
+    return left
 
 
 def _put_back(session: Any) -> None:
     if not marker_path(session.state_dir).is_file():
+        return
+    if session.dry_run:
+        session.executor.execute(recovery_plan(session.state_dir))
         return
     kube = session.executor.kube()
     if not kube.ready():

@@ -201,7 +201,9 @@ def upgrade_order(session: Any, names: list[str]) -> list[str]:
     return [n for n in order if n in names]
 
 
-def node_upgrade(session: Any, name: str, version: str, allow_downtime: bool = False) -> tuple[Plan, list[Action]]:
+def node_upgrade(
+    session: Any, name: str, version: str, allow_downtime: bool = False, left: list[hold.Paused] | None = None
+) -> tuple[Plan, list[Action]]:
     """One node's upgrade as a plan, its Wait checking the node's own version and its readiness; and the
     actions that resume Argo CD if the plan stops after pausing it (``liftable_pdbs``)."""
     node = session.node(name)
@@ -214,7 +216,7 @@ def node_upgrade(session: Any, name: str, version: str, allow_downtime: bool = F
 
     held = hold.Hold([], [])
     if allow_downtime:
-        held = hold.observe(session.executor.kube(), liftable_pdbs(session.executor.kube(), name))
+        held = hold.observe(session.executor.kube(), liftable_pdbs(session.executor.kube(), name), left or [])
     steps = (held.pause(session.state_dir, f"the upgrade of {name}"), held.resume(session.state_dir))
     return k3s.upgrade_plan(session.cfg, node, version, pending, allow_downtime, steps), steps[1]
 
@@ -253,16 +255,16 @@ def roll(session: Any, names: list[str], version: str, allow_downtime: bool = Fa
     ``allow_downtime`` lifts the PDBs of single-replica critical apps for each
     node's drain; they are restored once the node is back, or when it fails.
     """
-    with hold.holding(session):  # a killed run's pause of Argo CD is resumed first; one holder at a time
-        _roll(session, names, version, allow_downtime)
+    with hold.holding(session) as left:  # a killed run's pause of Argo CD is adopted or resumed; one holder
+        _roll(session, names, version, allow_downtime, left)
 
 
-def _roll(session: Any, names: list[str], version: str, allow_downtime: bool) -> None:
+def _roll(session: Any, names: list[str], version: str, allow_downtime: bool, left: list[hold.Paused]) -> None:
     order = upgrade_order(session, names)
     for index, name in enumerate(order):
         resume: list[Action] = []
         try:
-            plan, resume = node_upgrade(session, name, version, allow_downtime)
+            plan, resume = node_upgrade(session, name, version, allow_downtime, left)
             session.executor.execute(plan)
         except (HomelabError, KeyboardInterrupt) as err:
             done = put_node_back(session, name, resume)
