@@ -185,10 +185,9 @@ class Executor:
     def _run(self, action: Run, check: bool) -> Any:
         ctx = self.context_for(action.host)
         kwargs: dict[str, Any] = {"hide": True, "warn": True, "pty": False}
-        if action.stdin is not None:
-            kwargs["in_stream"] = io.StringIO(action.stdin.reveal())
-        else:
-            kwargs["in_stream"] = False
+        # Always a stream that ends: invoke's ``in_stream=False`` leaves the child's stdin an open pipe,
+        # so a tool that falls back to prompting (restic without a password) would wait forever.
+        kwargs["in_stream"] = io.StringIO(action.stdin.reveal() if action.stdin is not None else "")
         if action.env:
             kwargs["env"] = dict(action.env)
         if action.timeout:

@@ -16,9 +16,11 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from homelab.core import reading
 from homelab.core.errors import SecretError
 
 MASK = "<redacted>"
+SECRET_FILE_BYTES = 64 * 1024  # tokens, passwords, a tunnel's JSON credentials: far below this
 
 # Secrets that may reach text before (or without) being resolved here: a token
 # typed into a URL, an exception quoting a URL a library built. Each pattern
@@ -109,9 +111,10 @@ class SecretLocation:
     def resolve(self) -> Secret:
         """Read the value now; raise ``SecretError`` naming where it was looked for."""
         value = self._read()
-        value = value.rstrip("\n")
-        if not value:
-            raise SecretError(f"secret in {self.describe()} is empty")
+        value = value.rstrip("\r\n")  # the editor's line ending, LF or CRLF, is not part of the secret
+        if not value.strip():
+            # restic and others fall back to prompting on an empty value, and a scheduled run then waits forever
+            raise SecretError(f"secret in {self.describe()} is empty or only whitespace; put the value there")
         REDACTOR.register(value)
         return Secret(value, self.describe())
 
@@ -122,9 +125,14 @@ class SecretLocation:
                 mode = path.stat().st_mode
             except FileNotFoundError:
                 raise SecretError(f"secret file {path} does not exist") from None
+            except OSError as err:
+                raise SecretError(f"secret file {path} cannot be read: {err.strerror}") from None
             if mode & (stat.S_IRWXG | stat.S_IRWXO):
                 raise SecretError(f"secret file {path} is readable by others; run: chmod 600 {path}")
-            return path.read_text()
+            try:  # a regular UTF-8 file of sane size: a FIFO or device here would block the run forever
+                return reading.read_text(path, "secret file", SECRET_FILE_BYTES)
+            except reading.ReadProblem as problem:
+                raise SecretError(str(problem)) from None
         if self.env:
             value = os.environ.get(self.env)
             if value is None:
@@ -141,9 +149,13 @@ def _read_keychain(item: str) -> str:
             capture_output=True,
             text=True,
             check=False,
+            stdin=subprocess.DEVNULL,
+            timeout=60,  # the keychain may ask the owner to allow access: a minute, not forever
         )
     except FileNotFoundError:
         raise SecretError(f"keychain item {item}: the `security` tool exists only on macOS") from None
+    except subprocess.TimeoutExpired:
+        raise SecretError(f"keychain item {item}: `security` no answer in 60 s (a locked keychain?)") from None
     if done.returncode != 0:
         raise SecretError(f"keychain item {item} was not found (security exit {done.returncode})")
     return done.stdout

@@ -66,7 +66,9 @@ def published_files(cfg: HomelabConfig, rendered: tree.Rendered) -> dict[str, st
 
 def git(*args: str, cwd: Path | None = None) -> str:
     """A read-only git command's output ('' when it fails: nothing there yet)."""
-    done = subprocess.run([require("git"), *args], cwd=cwd, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [require("git"), *args], cwd=cwd, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL
+    )
     return done.stdout.strip() if done.returncode == 0 else ""
 
 

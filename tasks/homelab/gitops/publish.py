@@ -85,7 +85,12 @@ def workdir(session: Any) -> Path:
 
 def git(work: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [require("git"), "-C", str(work), *args], capture_output=True, text=True, check=False, timeout=300
+        [require("git"), "-C", str(work), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
     )
     if check and done.returncode != 0:
         raise HomelabError(f"git {args[0]} failed: {REDACTOR.redact(done.stderr.strip())}")
