@@ -20,6 +20,7 @@ from test_config_checks_rules import problems_at
 from helpers import loopback_data
 from homelab.apps import contracts
 from homelab.apps import render as apps
+from homelab.apps.volume_data import volume_data
 from homelab.config import loader
 from homelab.config.schema import HomelabConfig
 from homelab.gitops import platform, tree
@@ -106,8 +107,10 @@ def test_filebrowser_keeps_database_and_settings_on_its_volume(cfg: HomelabConfi
     assert {"/srv", "/database", "/config"} <= set(mounts)
     assert all(mounts[p]["name"] == "data" for p in ("/srv", "/database", "/config"))
     assert mounts["/srv"]["subPath"] != mounts["/config"]["subPath"]
-    # The database sits at the volume's top, where the backup looks for every app's SQLite files.
-    assert "subPath" not in mounts["/database"] and cfg.apps["filebrowser"].sqlite_databases == ["filebrowser.db"]
+    # The database sits at the volume's top, where the backup copies it as the BoltDB file it is.
+    assert "subPath" not in mounts["/database"] and volume_data(cfg.apps["filebrowser"]).databases == {
+        "filebrowser.db": "bolt"
+    }
 
 
 def test_open_webui_runs_as_its_image_expects(cfg: HomelabConfig, rendered: Any) -> None:

@@ -33,6 +33,7 @@ GOOD: dict[str, Any] = {
             "mount_path": "/data",
             "env": {"SPRING_PROFILE": "home"},
             "sqlite_databases": ["db.sqlite3"],
+            "bolt_databases": ["sessions.db"],
             "storage_class": "local-path",
             "quiesce": ["sqlite3 /data/db.sqlite3 .backup"],
         }

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
+from homelab.apps import volume_data
+from homelab.apps.volume_data import Engine
 from homelab.config.image_ref import repository
 from homelab.core.errors import Problem
 
@@ -46,6 +48,11 @@ class Contract:
     env: Callable[[str, App, HomelabConfig], dict[str, str]] | None = None  # settings it cannot serve without
     note: str = ""  # what a homelab owner should know that no field expresses
     needs: str = ""  # the settings it cannot serve without, and who provides them, for the one-line summary
+    # What a backup must know (homelab.apps.volume_data): each database file and its engine, the paths
+    # that are caches or logs (tar patterns; ``*`` also matches ``/``), and where those facts were read.
+    databases: dict[str, Engine] = field(default_factory=dict)
+    skip: tuple[str, ...] = ()
+    backup_source: str = ""
 
 
 def pod_cidr(cfg: HomelabConfig) -> str:
@@ -57,6 +64,13 @@ def _homepage_env(name: str, app: App, cfg: HomelabConfig) -> dict[str, str]:
     # Homepage >= 1.0 answers "Host validation failed" unless the Host header is listed.
     return {"HOMEPAGE_ALLOWED_HOSTS": f"{app.hostname}.{cfg.domain}"}
 
+
+PLEX_DATA = "/config/Library/Application Support/Plex Media Server"
+PLEX_DATABASES = ("com.plexapp.plugins.library.db", "com.plexapp.plugins.library.blobs.db")
+# Home Assistant's own backup leaves these out (EXCLUDE_FROM_BACKUP): logs, TTS audio, its own backups.
+HA_SKIP = tuple(
+    f"/config/{p}" for p in ("*.log", "*.log.*", "tts/*", "backups/*.tar", "tmp_backups/*.tar", "*/__pycache__")
+)
 
 LINUXSERVER = "runs s6-overlay as root, which drops to PUID/PGID (https://docs.linuxserver.io/general/understanding-puid-and-pgid/)"
 
@@ -80,6 +94,10 @@ CONTRACTS: dict[str, Contract] = {
         },
         note="discovery (mDNS, SSDP, DHCP) needs host_network: true; then NetworkPolicies no longer apply to it",
         needs="http.use_x_forwarded_for and trusted_proxies = the pod network (an init container adds them)",
+        databases={"/config/home-assistant_v2.db": "sqlite"},  # the recorder, in WAL mode
+        skip=HA_SKIP,
+        backup_source="home-assistant/core homeassistant/components/backup/const.py (EXCLUDE_FROM_BACKUP, "
+        "EXCLUDE_DATABASE_FROM_BACKUP); homeassistant/components/recorder (home-assistant_v2.db, WAL)",
     ),
     "lscr.io/linuxserver/plex": Contract(
         source=f"https://docs.linuxserver.io/images/docker-plex/; {LINUXSERVER}",
@@ -87,6 +105,11 @@ CONTRACTS: dict[str, Contract] = {
         writes={"/config": "the Plex library database and metadata"},
         runs_as_root=True,
         reaches={"internet": "plex.tv sign-in and claim"},
+        databases={f"{PLEX_DATA}/Plug-in Support/Databases/{db}": "sqlite" for db in PLEX_DATABASES},
+        skip=tuple(f"{PLEX_DATA}/{cache}" for cache in ("Cache", "Codecs", "Crash Reports", "Diagnostics", "Logs")),
+        backup_source="https://support.plex.tv/articles/201539237-backing-up-plex-media-server-data/ (the Cache "
+        "folder is not needed); https://support.plex.tv/articles/202915258-where-is-the-plex-media-server-data-"
+        "directory-located/ (linuxserver: /config/Library/Application Support/Plex Media Server)",
     ),
     "lscr.io/linuxserver/qbittorrent": Contract(
         source=f"https://docs.linuxserver.io/images/docker-qbittorrent/; {LINUXSERVER}",
@@ -95,12 +118,21 @@ CONTRACTS: dict[str, Contract] = {
         writes={"/config": "qBittorrent.conf and torrent state"},
         runs_as_root=True,
         reaches={"internet": "trackers and peers"},
+        # Resume data is BT_backup/*.fastresume by default; torrents.db when "resume data storage" is SQLite.
+        databases={"/config/qBittorrent/torrents.db": "sqlite"},
+        skip=("/config/qBittorrent/logs", "/config/.cache"),
+        backup_source="qBittorrent src/base/bittorrent/bencoderesumedatastorage.cpp (BT_backup) and "
+        "dbresumedatastorage.cpp (torrents.db, the SQLite resume data storage); linuxserver: profile under /config",
     ),
     "vaultwarden/server": Contract(
         source="https://github.com/dani-garcia/vaultwarden/wiki/Configuration-overview (ROCKET_PORT, DATA_FOLDER)",
         port=80,
         port_env="ROCKET_PORT",
         writes={"/data": "db.sqlite3, rsa_key.pem, attachments"},
+        databases={"/data/db.sqlite3": "sqlite"},
+        skip=("/data/icon_cache", "/data/tmp"),
+        backup_source="https://github.com/dani-garcia/vaultwarden/wiki/Backing-up-your-vault (db.sqlite3 through "
+        "SQLite's backup; icon_cache optional)",
     ),
     "filebrowser/filebrowser": Contract(
         source="filebrowser docker/common/defaults/settings.json and docker/alpine/init.sh (user 1000)",
@@ -111,6 +143,9 @@ CONTRACTS: dict[str, Contract] = {
             "/config": "settings.json, copied from the image's defaults at start",
         },
         regenerated=frozenset({"/config"}),
+        databases={"/database/filebrowser.db": "bolt"},
+        backup_source="filebrowser v2.42.5 docker/common/defaults/settings.json (database /database/filebrowser.db); "
+        "cmd/utils.go opens it with storm.Open (BoltDB, storage/bolt)",
     ),
     "ghcr.io/open-webui/open-webui": Contract(
         source="open-webui backend/start.sh: writes .webui_secret_key next to itself unless WEBUI_SECRET_KEY is set",
@@ -121,6 +156,13 @@ CONTRACTS: dict[str, Contract] = {
         root_unless_secret="WEBUI_SECRET_KEY",  # noqa: S106 - the setting's name, not a value
         reaches={"lm-studio": "the models it chats with"},
         needs="root, or WEBUI_SECRET_KEY in its secrets",
+        databases={
+            "/app/backend/data/webui.db": "sqlite",  # DATABASE_URL's default
+            "/app/backend/data/vector_db/chroma.sqlite3": "sqlite",  # the default vector store, Chroma
+        },
+        skip=("/app/backend/data/cache",),
+        backup_source="open-webui backend/open_webui/env.py (DATA_DIR, DATABASE_URL sqlite:///DATA_DIR/webui.db) "
+        "and config.py (CACHE_DIR = DATA_DIR/cache, CHROMA_DATA_PATH = DATA_DIR/vector_db)",
     ),
 }
 
@@ -205,7 +247,7 @@ def problems(name: str, app: App) -> list[Problem]:
     for egress, why in contract.reaches.items():
         if egress not in app.egress and not app.host_network:
             found.append(Problem(f"{at}.egress", f"{image} must reach {egress} ({why}); add {egress!r} to egress"))
-    return found
+    return found + volume_data.problems(name, app)
 
 
 def home_assistant_init(app: App, cfg: HomelabConfig) -> dict[str, object]:

@@ -1,8 +1,7 @@
 """What one backup run collects, each component into its own folder of the staging area.
 
-SQLite databases are copied with ``VACUUM INTO``: one read transaction, so the
-copy is consistent while the app keeps writing (the ``.backup`` command's
-incremental backup restarts on every foreign write and can run forever).
+App volumes are read on their nodes by ``homelab.backup.volume_read``, which
+copies each database the way its engine allows while the app keeps writing.
 
 Every collector either fills its folder or raises; the run records which
 components failed and marks the snapshot partial, so a missing piece is never
@@ -13,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,6 @@ import yaml
 from homelab.core.errors import HomelabError
 from homelab.core.executor import write_local
 from homelab.core.kube import strip_volatile
-from homelab.core.plan import Download, Plan, Run
 
 # Kinds that are rebuilt by controllers, ephemeral, or secret in plain form.
 SKIPPED_KINDS = {
@@ -46,22 +43,6 @@ SKIPPED_KINDS = {
     "CertificateSigningRequest",
 }
 SEALED_KEY_LABEL = "sealedsecrets.bitnami.com/sealed-secrets-key"
-# Runs on the node as: sh -c READ_VOLUME read-volume SRC OUT OWNER [DB...]; values are arguments, never code.
-# It always leaves OUT/files.tar and OUT/sqlite.tar (empty when no database exists yet), so the
-# files to download are known before it runs.
-READ_VOLUME = r"""
-set -e
-src=$1; out=$2; owner=$3; shift 3
-rm -rf "$out"; mkdir -p "$out/sqlite"
-: > "$out/exclude"
-for db in "$@"; do printf './%s\n./%s-wal\n./%s-shm\n' "$db" "$db" "$db" >> "$out/exclude"; done
-tar -C "$src" -X "$out/exclude" -cf "$out/files.tar" .
-for db in "$@"; do
-  if [ -f "$src/$db" ]; then sqlite3 "$src/$db" "VACUUM INTO '$out/sqlite/$db'"; fi
-done
-tar -C "$out/sqlite" -cf "$out/sqlite.tar" .
-chown -R "$owner" "$out"
-"""
 
 
 def applicable(session: Any) -> list[str]:
@@ -145,60 +126,6 @@ def collect_datastore(session: Any, out: Path) -> None:
     from homelab.k3s.snapshot import fetch
 
     fetch(session, out)
-
-
-def volume_read_plan(session: Any, kube: Any, name: str, app: Any, target: Path) -> tuple[Plan, Run]:
-    """Read one app's volume on its node into ``target``; and the cleanup that runs whatever happens."""
-    node, path = volume_location(kube, name, f"{name}-data")
-    remote = f"/var/tmp/homelab-volume-{name}"
-    user = session.node(node).ssh_user or session.cfg.ssh.user
-    argv = ("sh", "-c", READ_VOLUME, "read-volume", path, remote, user, *app.sqlite_databases)
-    plan = Plan(
-        f"read {name}'s volume on {node}:{path}",
-        [
-            Run(argv, host=node, sudo=True, why=f"read {name}'s volume", timeout=3600),
-            Download(f"{remote}/files.tar", str(target / "files.tar"), host=node, why=f"{name}'s files"),
-            Download(f"{remote}/sqlite.tar", str(target / "sqlite.tar"), host=node, why=f"{name}'s SQLite copies"),
-        ],
-    )
-    return plan, Run(("rm", "-rf", remote), host=node, sudo=True, why="remove the staged copy")
-
-
-def unpack_sqlite(archive: Path, folder: Path, databases: list[str]) -> None:
-    """The SQLite copies out of ``archive`` into ``folder``: only the configured names, only plain files."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive) as tar:
-        for member in tar.getmembers():
-            name = member.name.removeprefix("./")
-            if not member.isfile() or name not in databases:
-                continue
-            source = tar.extractfile(member)
-            if source is not None:
-                write_local(folder / name, source.read(), 0o600)
-    archive.unlink()
-
-
-def collect_volumes(session: Any, out: Path, kube: Any) -> None:
-    """Each app PVC's files, read on its node; SQLite databases through SQLite's online backup."""
-    failures = []
-    for name, app in sorted(session.cfg.deployed_apps.items()):
-        if not app.storage:
-            continue
-        target = out / name
-        try:
-            plan, cleanup = volume_read_plan(session, kube, name, app, target)
-        except HomelabError as err:
-            failures.append(str(err))
-            continue
-        try:
-            session.executor.execute(plan)
-            unpack_sqlite(target / "sqlite.tar", target / "sqlite", app.sqlite_databases)
-        except HomelabError as err:
-            failures.append(f"{name}: {err}")
-        finally:
-            session.executor.run(cleanup, check=False)
-    if failures:
-        raise HomelabError("; ".join(failures))
 
 
 def volume_location(kube: Any, namespace: str, claim: str) -> tuple[str, str]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from homelab.backup import components, heartbeat
+from homelab.backup import components, heartbeat, volume_read
 from homelab.backup.restic import restic_for
 from homelab.core import locks
 from homelab.core.errors import EXIT_OK, EXIT_PARTIAL, HomelabError
@@ -33,6 +33,7 @@ from homelab.core.plan import Action, Note, Plan
 from homelab.core.secret_refs import REDACTOR
 
 MANIFEST = "manifest.json"
+MAX_NOTED = 10  # a summary is one message; the manifest keeps every note
 
 
 @dataclass
@@ -42,6 +43,8 @@ class RunReport:
     ok: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    # Files that changed while they were read (a log, resume data): kept as read, and said, never a failure.
+    noted: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -55,6 +58,10 @@ class RunReport:
         )
         if self.failed:
             text += "; FAILED: " + "; ".join(f"{k}: {v}" for k, v in self.failed.items())
+        if self.noted:
+            shown = "; ".join(self.noted[:MAX_NOTED])
+            more = f" (and {len(self.noted) - MAX_NOTED} more)" if len(self.noted) > MAX_NOTED else ""
+            text += f"; changed while read (kept as read): {shown}{more}"
         return REDACTOR.redact(text)
 
 
@@ -109,6 +116,7 @@ def write_manifest(staging: Path, report: RunReport, started: float, cache_file:
         "finished": time.time(),
         "status": "partial" if report.failed else "complete",
         "components": {**{c: "ok" for c in report.ok}, **{c: f"failed: {e}" for c, e in report.failed.items()}},
+        "changed_while_read": report.noted,
         "files": files,
     }
     write_local(staging / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode(), 0o600)
@@ -133,7 +141,7 @@ def collect(session: Any, staging: Path, report: RunReport) -> None:
             elif name == "datastore":
                 components.collect_datastore(session, out)
             elif name == "volumes":
-                components.collect_volumes(session, out, kube)
+                report.noted += volume_read.collect_volumes(session, out, kube)
             report.ok.append(name)
         except Exception as err:
             report.failed[name] = REDACTOR.redact(str(err).splitlines()[0] if str(err) else type(err).__name__)
@@ -186,7 +194,7 @@ def volume_reads(session: Any, out: Path) -> list[Action]:
         if not app.storage:
             continue
         try:
-            plan, cleanup = components.volume_read_plan(session, kube, name, app, out / name)
+            plan, cleanup = volume_read.volume_read_plan(session, kube, name, app, out / name)
         except HomelabError as err:
             steps.append(Note(f"{name}: {err}"))
             continue

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from homelab.backup import bolt
 from homelab.backup.restic import Snapshot, restic_for
 from homelab.backup.run import MANIFEST, sha256
 from homelab.core.errors import HomelabError
@@ -103,6 +104,12 @@ def open_artifacts(root: Path) -> tuple[list[str], list[str]]:
         if path.name == "datastore" and datastore_kind(path.parent) == "etcd":
             # An etcd snapshot is not SQLite; its SHA-256 is checked against both manifests.
             checked.append(f"{rel}: etcd snapshot ({path.stat().st_size} bytes, checked by its hash)")
+        elif rel.startswith("volumes/") and "/bolt/" in rel:
+            wrong = bolt.check(path)
+            if wrong:
+                problems.append(f"{rel}: BoltDB damaged: {wrong[0]}")
+            else:
+                checked.append(f"{rel}: BoltDB pages ok")
         elif path.name == "datastore" or path.suffix in (".db", ".sqlite", ".sqlite3") or "/sqlite/" in f"/{rel}":
             try:
                 result = sqlite3.connect(f"file:{path}?mode=ro", uri=True).execute("PRAGMA integrity_check").fetchone()

@@ -297,7 +297,10 @@ class App(Strict):
     secrets: dict[ContainerEnvName, SecretRef] = Field(default_factory=dict)
     # internet: the public internet; lan: network.subnet (devices on the home network); lm-studio: its port on the Mac
     egress: Annotated[list[Literal["internet", "lan", "lm-studio"]], Unique] = Field(default_factory=list)
-    sqlite_databases: Annotated[list[SqliteFile], Unique] = Field(default_factory=list)  # at the volume's top
+    # Databases at the volume's top, by engine, for images without a contract (a contract's own are known:
+    # homelab.apps.volume_data); each is copied consistently while the app runs, never read by tar.
+    sqlite_databases: Annotated[list[SqliteFile], Unique] = Field(default_factory=list)
+    bolt_databases: Annotated[list[SqliteFile], Unique] = Field(default_factory=list)
     mount_path: ContainerPath = "/data"
     mounts: dict[ContainerPath, VolumeSubPath] = Field(default_factory=dict)  # more paths on the same volume
     host_network: bool = False  # the node's network (mDNS/SSDP discovery); NetworkPolicies no longer apply
