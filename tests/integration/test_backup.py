@@ -230,14 +230,19 @@ def test_an_unreachable_api_makes_the_run_partial_and_it_does_not_count(bk: Back
     assert verify.code == 0, verify.output
 
 
-@pytest.mark.parametrize("fault", ["wrong", "missing"])
+@pytest.mark.parametrize("fault", ["wrong", "missing", "blank", "fifo"])
 def test_wrong_or_missing_password_exits_12_naming_where_and_writes_nothing(bk: BackupEnv, fault: str) -> None:
+    """A blank password file would make restic prompt, a FIFO would block the read: both end at once, named."""
     assert bk.cli("backup.run").code == 0
     before = sorted(str(p) for p in bk.repo.rglob("*"))
     if fault == "wrong":
         (bk.tmp / "pw").write_text("not the password\n")
+    elif fault == "blank":
+        (bk.tmp / "pw").write_text("  \n")
     else:
         (bk.tmp / "pw").unlink()
+        if fault == "fifo":
+            os.mkfifo(bk.tmp / "pw", 0o600)
     for command in (["backup.run"], ["backup.verify"], ["backup.list"]):
         result = bk.cli(*command)
         assert result.code == 12, (command, result.output)
