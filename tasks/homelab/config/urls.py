@@ -21,6 +21,8 @@ from typing import Annotated, Any
 from pydantic import AnyUrl, PlainValidator, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
+from homelab.core.secret_refs import MASK
+
 HIDDEN = "value_hidden"
 LABEL = re.compile(r"\A(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]{0,61}[a-zA-Z0-9])\Z")
 SCP_LIKE = re.compile(r"\A(?:[A-Za-z0-9._-]+@)?(?P<host>[A-Za-z0-9.-]+):(?P<path>[^/].*|/.+)\Z")
@@ -187,8 +189,21 @@ def _kind(check: Callable[[object], str]) -> Any:
     return PlainValidator(check)
 
 
+class CredentialPath:
+    """Marks a URL kind whose path is the credential (a ping URL's UUID): shown as its host only."""
+
+
+CREDENTIAL_PATH = CredentialPath()
+
+
+def host_only(url: str) -> str:
+    """A credential-path URL safe to print: its scheme and host, the rest masked."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}/{MASK}"
+
+
 NotifyApi = Annotated[str, _kind(_notify_api)]
-PingUrl = Annotated[str, _kind(_ping_url)]
+PingUrl = Annotated[str, _kind(_ping_url), CREDENTIAL_PATH]
 DownloadUrl = Annotated[str, _kind(_download_url)]
 ApiEndpoint = Annotated[str, _kind(_api_endpoint)]
 GitUrl = Annotated[str, _kind(_git_url)]
