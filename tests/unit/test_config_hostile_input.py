@@ -208,3 +208,21 @@ def test_cli_accepts_apps_that_share_settings_with_merge_keys(tmp_path: Path) ->
     assert result.code == 0, result.output
     apps = loader.load(path, environ={}).config.apps
     assert apps["two"].image == apps["one"].image and apps["two"].hostname == "two"
+
+
+# --- who may change the config ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["file", "directory"])
+def test_a_config_others_can_change_is_refused_naming_the_fix(tmp_path: Path, where: str) -> None:
+    """The config names the commands the scheduled backup runs: held to the rule of the repository."""
+    folder = tmp_path / "config"
+    folder.mkdir()
+    path = folder / "homelab.yaml"
+    path.write_text(LOOPBACK_TEXT)
+    (path if where == "file" else folder).chmod(0o666 if where == "file" else 0o777)
+    result = run_cli(["config.validate"], {"HOMELAB_CONFIG": str(path)})
+    assert result.code == EXIT_USAGE, result.output
+    assert str(path) in result.stderr and "chmod o-w" in result.stderr and "Traceback" not in result.output
+    (path if where == "file" else folder).chmod(0o644 if where == "file" else 0o755)
+    assert run_cli(["config.validate"], {"HOMELAB_CONFIG": str(path)}).code == 0

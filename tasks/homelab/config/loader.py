@@ -9,6 +9,7 @@ schema defaults < ``config/homelab.yaml`` < the git-ignored
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from homelab.config.checks import semantic_problems
+from homelab.config.checks import exposure, semantic_problems
 from homelab.config.schema import HomelabConfig
 from homelab.config.urls import HIDDEN, shown
 from homelab.core import reading
@@ -181,6 +182,19 @@ def local_override_path(main: Path) -> Path:
     return main.with_name(main.stem + ".local" + main.suffix)
 
 
+def writable_by_others(path: Path) -> str | None:
+    """Why another local user could change this config file, or None.
+
+    The config names what ``inv up`` applies and the commands the scheduled backup
+    runs, so it is held to the rule of the repository and state directory.
+    """
+    if path.stat().st_mode & stat.S_IWOTH:
+        return f"the config file is world-writable: anyone here could change what runs; chmod o-w {path}"
+    if why := exposure(path.resolve()):
+        return f"the config file is not private: {why}"
+    return None
+
+
 def read_yaml_file(path: Path, layer: str, required: bool = False) -> dict[str, Any]:
     """Parse one YAML layer; a syntax error or a non-mapping is a config problem.
 
@@ -191,6 +205,8 @@ def read_yaml_file(path: Path, layer: str, required: bool = False) -> dict[str, 
         text = reading.read_text(path, "config file", MAX_FILE_BYTES)
     except reading.ReadProblem as err:
         raise ConfigError([Problem(str(path), err.message)]) from None
+    if why := writable_by_others(path):
+        raise ConfigError([Problem(str(path), why)])
     data = parse_yaml(text, str(path))
     if data is None:
         if required:
