@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from homelab.apps import contracts
 from homelab.config.image_ref import repository
 from homelab.config.kinds import cpu_millicores, size_mib
+from homelab.config.published import published_path_problems
 from homelab.config.schema import HomelabConfig, SecretRef
 from homelab.core.errors import Problem
 from homelab.core.paths import resolve_in_project
@@ -47,6 +48,7 @@ def semantic_problems(cfg: HomelabConfig) -> list[Problem]:
         *_app_problems(cfg),
         *_k3s_problems(cfg),
         *_private_path_problems(cfg),
+        *published_path_problems(cfg),
         *_lm_studio_problems(cfg),
         *_lima_problems(cfg),
         *_dhcp_problems(cfg),
