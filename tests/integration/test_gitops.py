@@ -311,6 +311,36 @@ def test_a_ninth_app_is_one_config_entry(platform: tuple[Session, Path], kube: K
     assert "apps/whoami/app.yaml" in rendered.files
 
 
+def test_a_dropped_apps_claim_and_volume_stay_named_and_go_only_with_delete_data(
+    platform: tuple[Session, Path], kube: Kube, tmp_path: Path
+) -> None:
+    """The direct apply prunes nothing: the claim stays, is named with its volume; --delete-data asks, then removes."""
+    _, config = platform
+    data = yaml.safe_load(config.read_text())
+    data["apps"]["keepme"] = {"image": "traefik/whoami:v1.11", "port": 80, "hostname": "keepme", "storage": "1GiB"}
+    added = run_cli(["gitops.apply"], {"HOMELAB_CONFIG": str(write_config(tmp_path, data))})
+    assert added.code == 0, added.output
+    volume = kube.get("v1", "PersistentVolumeClaim", "keepme-data", "keepme")["spec"]["volumeName"]
+    del data["apps"]["keepme"]
+    env = {"HOMELAB_CONFIG": str(write_config(tmp_path, data))}
+    dropped = run_cli(["gitops.apply"], env)
+    assert dropped.code == 0, dropped.output
+    assert (
+        "kept: claim keepme/keepme-data (app keepme is no longer in the config; its data stays in volume "
+        f"{volume} at /var/lib/homelab-sandbox/keepme/keepme-data; inv gitops.apply --delete-data to remove it)"
+    ) in dropped.stdout, dropped.stdout
+    assert kube.get("v1", "PersistentVolume", volume)["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+    refused = run_cli(["gitops.apply", "--delete-data"], env)  # no terminal to ask on: nothing is deleted
+    assert refused.code == 2 and "pass --yes" in refused.stderr, refused.output
+    assert kube.get("v1", "PersistentVolumeClaim", "keepme-data", "keepme") is not None
+    removed = run_cli(["gitops.apply", "--delete-data", "--yes"], env)
+    assert removed.code == 0, removed.output
+    assert "kept: claim keepme/" not in removed.stdout
+    assert kube.get("v1", "PersistentVolumeClaim", "keepme-data", "keepme") is None
+    assert kube.get("v1", "PersistentVolume", volume) is None
+    kube.wait_for("namespace keepme to go", lambda: "live" if kube.get("v1", "Namespace", "keepme") else None, 120)
+
+
 def cluster_snapshot(kube: Kube, objects: list[dict[str, Any]]) -> dict[str, dict[str, Any] | None]:
     """Each object as the cluster holds it (None: absent), without what controllers rewrite at any time.
 

@@ -291,6 +291,55 @@ def test_dropping_an_app_and_an_env_var_from_the_config_reaches_the_cluster(lab:
     assert lab.kube.get("apps/v1", "Deployment", "filebrowser", "filebrowser") is not None
 
 
+def test_a_dropped_apps_claim_and_volume_stay_and_are_named_until_delete_data(lab: Lab) -> None:
+    """Argo CD prunes the app (automated sync with prune) but not its claim; --delete-data removes it, volume too."""
+    claim = lab.kube.get("v1", "PersistentVolumeClaim", "filebrowser-data", "filebrowser")
+    volume = claim["spec"]["volumeName"]
+    path = lab.kube.get("v1", "PersistentVolume", volume)["spec"]["hostPath"]["path"]
+    original = lab.data()
+    data = lab.data()
+    del data["apps"]["filebrowser"]
+    lab.write(data)
+    try:
+        out = lab.up()
+        wait_for(
+            "Argo CD to delete the dropped app's Application and Deployment",
+            lambda: (
+                None
+                if lab.kube.get(*APPLICATION, "app-filebrowser", ARGOCD_NAMESPACE) is None
+                and lab.kube.get("apps/v1", "Deployment", "filebrowser", "filebrowser") is None
+                else "live"
+            ),
+            180,
+        )
+        kept = (
+            "kept: claim filebrowser/filebrowser-data (app filebrowser is no longer in the config; its data stays in "
+            f"volume {volume} at {path}; inv up --delete-data to remove it)"
+        )
+        assert kept in out, out
+        claim = lab.kube.get("v1", "PersistentVolumeClaim", "filebrowser-data", "filebrowser")
+        assert claim["status"]["phase"] == "Bound" and not claim["metadata"].get("deletionTimestamp")
+        assert lab.kube.get("v1", "PersistentVolume", volume)["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+        planned = run_cli(["up", "--target", "sandbox", "--delete-data", "--dry-run"], lab.env, timeout=600)
+        assert planned.code == 0, planned.output
+        assert "delete PersistentVolumeClaim filebrowser/filebrowser-data" in planned.stdout, planned.stdout
+        assert lab.kube.get("v1", "PersistentVolumeClaim", "filebrowser-data", "filebrowser") is not None
+        removed = run_cli(["up", "--target", "sandbox", "--delete-data", "--yes"], lab.env, timeout=900)
+        assert removed.code == 0, removed.output
+        assert "kept: claim" not in removed.stdout, removed.stdout
+        assert lab.kube.get("v1", "PersistentVolumeClaim", "filebrowser-data", "filebrowser") is None
+        assert lab.kube.get("v1", "PersistentVolume", volume) is None
+        wait_for(
+            "the dropped app's namespace to be gone",
+            lambda: None if lab.kube.get("v1", "Namespace", "filebrowser") is None else "live",
+            120,
+        )
+    finally:
+        lab.write(original)
+        lab.up()
+    assert lab.kube.get("apps/v1", "Deployment", "filebrowser", "filebrowser") is not None
+
+
 def test_an_up_while_another_run_publishes_stops_naming_it_and_changes_nothing(lab: Lab) -> None:
     lock = controllers.layout(lab.session).root / local.PUBLISH_LOCK
     commit = local.pushed_commit(controllers.layout(lab.session).repository)
