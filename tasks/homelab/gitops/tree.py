@@ -113,9 +113,14 @@ def changed_by_sealing(cfg: HomelabConfig, written: dict[str, str]) -> dict[str,
 
 
 def sealed_texts(cfg: HomelabConfig) -> dict[str, str]:
-    """The SealedSecret files in ``secrets.sealed_dir`` by name (none when it does not exist)."""
+    """The SealedSecret files in ``secrets.sealed_dir`` by name.
+
+    None when the directory does not exist, or lies outside the repository: then no
+    Application delivers them (``render``'s note says so), and a checksum of files
+    that never reach the cluster would roll nothing that changed.
+    """
     directory = resolve_in_project(cfg.secrets.sealed_dir)
-    if not directory.is_dir():
+    if not directory.is_dir() or sealed_repo_path(cfg) is None:
         return {}
     return {path.name: path.read_text() for path in sorted(directory.glob("*.yaml"))}
 
