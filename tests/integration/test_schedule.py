@@ -201,7 +201,10 @@ def test_the_installed_line_runs_a_backup_under_crons_minimal_environment(
     receiver.requests.clear()
     kubeconfig = sandbox.paths_for(sandbox_session.cfg, sandbox_session.state_dir).kubeconfig
     bk = make_backup_env(tmp_path / "bk", kubeconfig, receiver)
-    fake = {k: v for k, v in cron.env.items() if not k.startswith("HOMELAB")}
+    bk.data["monitoring"]["telegram"]["bot_token"] = secret_file(bk.tmp / "bot-token", bk.bot_token)  # not env:
+    bk.data["backup"]["notify_on_success"] = True
+    bk.save()
+    fake = {k: v for k, v in cron.env.items() if k != "HOMELAB_CONFIG"}
     installed = run_cli(["backup.schedule"], {**fake, **bk.env()})
     assert installed.code == 0, installed.output
     [line] = ours(cron.text())
@@ -211,8 +214,8 @@ def test_the_installed_line_runs_a_backup_under_crons_minimal_environment(
         "LOGNAME": "root",
         "SHELL": "/bin/sh",
         "PATH": "/usr/bin:/bin",
-        "TELEGRAM_BOT_TOKEN": bk.bot_token,
     }
     done = subprocess.run(["/bin/sh", "-c", line[len("0 3 * * * ") :]], env=minimal, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "backup ok" in (bk.state / "backup.log").read_text()
+    assert any("backup+ok" in message for message in receiver.messages())  # the token was read without env
