@@ -94,7 +94,12 @@ def cron_run(bk: BackupEnv, tmp_path: Path, extra: dict[str, str]) -> str:
     (bin_dir / "crontab").symlink_to(FAKES / "crontab")
     table = tmp_path / "crontab.table"
     fake = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_CRONTAB": str(table), "FAKE_RECORD": str(tmp_path / "r")}
-    installed = run_cli(["backup.schedule"], {**bk.env(), **fake})
+    token = bk.tmp / "bot-token"  # backup.schedule refuses an env: reference, which cron never has
+    token.write_text(bk.bot_token + "\n")
+    token.chmod(0o600)
+    bk.data["monitoring"]["telegram"]["bot_token"] = {"file": str(token)}
+    bk.save()
+    installed = run_cli(["backup.schedule"], {**bk.env(), **fake, "HOMELAB_SCHEDULER": "cron"})
     assert installed.code == 0, installed.output
     [line] = [entry for entry in table.read_text().splitlines() if entry.endswith("# homelab backup.run")]
     command = line.split(" ", 5)[5]
