@@ -294,6 +294,12 @@ def test_up_dry_run_for_lima_plans_vms_and_k3s_without_secrets(lab: Lab) -> None
     (lab.tmp / "k3s-token").chmod(0o600)
     for entry in lab.data["nodes"]:
         entry["provider"] = "lima"
+    # The backup layer refuses secrets a scheduled run could not read (a missing file, an env: reference).
+    for name, value in (("restic-password", "correct horse battery staple"), ("bot-token", "123456789:" + "Ab" * 17)):
+        (lab.tmp / name).write_text(value + "\n")
+        (lab.tmp / name).chmod(0o600)
+    lab.data["backup"]["password"] = {"file": str(lab.tmp / "restic-password")}
+    lab.data["monitoring"]["telegram"]["bot_token"] = {"file": str(lab.tmp / "bot-token")}
     lab.save()
     env = {
         "HOMELAB_CONFIG": str(lab.config),
@@ -301,6 +307,7 @@ def test_up_dry_run_for_lima_plans_vms_and_k3s_without_secrets(lab: Lab) -> None
         "FAKE_LIMA_STATE": str(lab.tmp / "lima"),
         "FAKE_RECORD": str(lab.tmp / "record.jsonl"),
         "FAKE_CRONTAB": str(lab.tmp / "crontab"),
+        "HOMELAB_SCHEDULER": "cron",
     }
     result = run_cli(["up", "--target", "lima", "--dry-run"], env)
     assert result.code == 0, result.output
