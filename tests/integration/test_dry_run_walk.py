@@ -209,6 +209,7 @@ class World:
             "HOMELAB_CONFIG": str(self.lab.config),
             "PATH": f"{self.lab.tmp / 'bin'}:{os.environ['PATH']}",
             "FAKE_CRONTAB_FILE": str(self.crontab_file),
+            "HOMELAB_SCHEDULER": "cron",  # the fake crontab, on a Mac too
             "ROTATED_VALUE": "a-new-value-for-the-walk",
         }
 
@@ -248,6 +249,10 @@ def _world(lab: Lab, kube: Kube, receiver: Receiver, stack: ExitStack) -> Iterat
         # The apps' volumes are not bound on this lab (nothing provisions them): back up the rest.
         "components": ["config", "cluster", "sealed-keys", "datastore"],
     }
+    # backup.schedule refuses an env: reference (cron never has the variable): the bot token is in a file.
+    (tmp / "bot-token").write_text("123456789" + ":" + "Ab" * 17 + "c\n")
+    (tmp / "bot-token").chmod(0o600)
+    lab.data.setdefault("monitoring", {}).setdefault("telegram", {})["bot_token"] = {"file": str(tmp / "bot-token")}
     # The repository Argo CD would sync: a real Git server on 127.0.0.1, empty, so gitops.publish has work.
     server = stack.enter_context(git_server(tmp / "git"))
     lab.data["gitops"] = {**(lab.data.get("gitops") or {}), "repo_url": server.create()}
