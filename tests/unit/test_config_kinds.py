@@ -100,7 +100,7 @@ VALID: dict[str, list[Any]] = {
     "apps.vault.sqlite_databases": [["db.sqlite3", "home-assistant_v2.db"]],
     "apps.vault.storage_class": ["local-path", "longhorn-homelab", "fast.ssd"],
     "apps.vault.quiesce": [["sqlite3 /data/db.sqlite3 .backup"]],
-    "network.dns": [["1.1.1.1", "9.9.9.9"], ["192.168.105.1"], ["192.168.105.53", "10.0.0.53", "8.8.8.8"]],
+    "network.dns": [["1.1.1.1", "9.9.9.9"], ["192.168.105.1"], ["192.168.105.3", "10.0.0.53", "8.8.8.8"]],
     "network.gateway": ["192.168.105.1", "192.168.105.254"],
     "ssh.port": [22, 2222],
     "ssh.user": ["homelab", "root", "_svc", "ops-1"],

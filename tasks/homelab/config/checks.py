@@ -16,6 +16,7 @@ from homelab.config.image_ref import repository
 from homelab.config.kinds import cpu_millicores, size_mib
 from homelab.config.published import published_path_problems
 from homelab.config.schema import HomelabConfig, SecretRef
+from homelab.config.token_shapes import pasted_token_problems
 from homelab.core.errors import Problem
 from homelab.core.paths import resolve_in_project
 from homelab.core.pins import Pins, minor_of
@@ -49,6 +50,7 @@ def semantic_problems(cfg: HomelabConfig) -> list[Problem]:
         *_k3s_problems(cfg),
         *_private_path_problems(cfg),
         *published_path_problems(cfg),
+        *pasted_token_problems(cfg),
         *_lm_studio_problems(cfg),
         *_lima_problems(cfg),
         *_dhcp_problems(cfg),

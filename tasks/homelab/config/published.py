@@ -54,12 +54,12 @@ def published_path_problems(cfg: HomelabConfig) -> list[Problem]:
     root = project_root().resolve()
     tree = (root / cfg.gitops.path).resolve()
     named = [(key, path.resolve()) for key, path in private_paths(cfg)]
+    inside = [] if tree == root else [(key, path) for key, path in named if path.is_relative_to(tree)]
     problems = [
         Problem(key, f"{str(path)!r} is inside {cfg.gitops.path}/, the tree pushed to Git; keep it outside")
-        for key, path in named
-        if path.is_relative_to(tree)
-    ]
-    in_git = tracked(root, [path for key, path in named if not path.is_relative_to(tree)])
+        for key, path in inside
+    ]  # a tree that is the whole checkout leaves the guard to the tracked-files rule
+    in_git = tracked(root, [path for key, path in named if (key, path) not in inside])
     problems += [
         Problem(key, f"{str(path)!r} is tracked by git in {root}; git rm --cached it and list it in .gitignore")
         for key, path in named
