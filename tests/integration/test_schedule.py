@@ -157,6 +157,7 @@ def test_a_changed_schedule_replaces_the_entry_in_place_of_adding_one(cron: Fake
     assert cron.cli().code == 0
     moved = cron.cli(HOMELAB__BACKUP__SCHEDULE="30 4 * * *")
     assert moved.code == 0, moved.output
+    assert "HOMELAB__BACKUP__SCHEDULE set here only: the scheduled run reads the config files alone" in moved.stdout
     [line] = ours(cron.text())
     assert line.startswith("30 4 * * * ")
     assert cron.text() == THEIRS + line + "\n"

@@ -135,8 +135,18 @@ def plan(session: Any, remove: bool) -> Schedule:
         wanted = launchd_agent(session)
         home = Path(os.environ.get("HOME") or Path.home())
         result = launchd.plan(session.executor, require("launchctl"), wanted, home, session.state_dir, remove)
-        return Schedule(result, str(launchd.plist_path(home)))
-    return cron_plan(session, remove)
+        planned = Schedule(result, str(launchd.plist_path(home)))
+    else:
+        planned = cron_plan(session, remove)
+    overrides = sorted(name for name in os.environ if name.startswith("HOMELAB__"))
+    if overrides and not remove:
+        planned.plan.add(
+            Note(
+                f"{', '.join(overrides)} set here only: the scheduled run reads the config files alone "
+                "(put the value in the config to make it last)"
+            )
+        )
+    return planned
 
 
 def cron_plan(session: Any, remove: bool) -> Schedule:
