@@ -93,6 +93,28 @@ def test_a_run_is_one_complete_tagged_snapshot_with_a_manifest_and_verifies(bk: 
     assert not (bk.state / "backup-staging").exists()
 
 
+def test_verify_says_what_it_read_and_full_reads_everything_and_every_manifest(bk: BackupEnv) -> None:
+    """The default is a sample and one snapshot, and says so; --full reads all data and each snapshot's manifest."""
+    bk.data["backup"]["verify_read_percent"] = 10
+    bk.save()
+    for _ in range(2):
+        assert bk.cli("backup.run").code == 0
+    older, newest = (snap["short_id"] for snap in snapshots(bk))
+    sampled = bk.cli("backup.verify")
+    assert sampled.code == 0, sampled.output
+    summary = sampled.stdout.strip().splitlines()[-1]
+    assert summary.startswith(f"backup {newest}") and " verified: " in summary, summary
+    assert "a 10% sample" in summary and "1 older snapshot(s) not restored (--full" in summary
+    full = bk.cli("backup.verify", "--full")
+    assert full.code == 0, full.output
+    assert "read all of the repository's data" in full.stdout and "manifests of 1 other complete" in full.stdout
+    assert f"ok    snapshot {older}" in full.stdout and "manifest restored" in full.stdout
+    pack = max((p for p in (bk.repo / "data").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    flip_byte(pack)
+    damaged = bk.cli("backup.verify", "--full")  # a sample may miss one damaged pack; reading all data cannot
+    assert damaged.code == 1 and "repository damaged" in damaged.stderr, damaged.output
+
+
 def test_sigkill_at_random_points_never_leaves_a_partial_snapshot(bk: BackupEnv) -> None:
     started = time.monotonic()
     assert bk.cli("backup.run").code == 0

@@ -47,14 +47,19 @@ def list_(c: Any) -> None:
         print(f"{snap.time[:19]}  {snap.id}  {status:<9} {snap.tag_value('run') or ''}  {mark}")
 
 
-@task(help={"snapshot": "Snapshot id (default: the newest complete run)."})
-def verify(c: Any, snapshot: str | None = None) -> None:
+@task(
+    help={
+        "snapshot": "Snapshot id (default: the newest complete run).",
+        "full": "Read all of the repository's data (not the configured sample) and restore every snapshot's manifest.",
+    }
+)
+def verify(c: Any, snapshot: str | None = None, full: bool = False) -> None:
     """restic check, re-hash the manifest, open every artifact, decrypt SealedSecrets with the saved keys."""
     from invoke.exceptions import Exit
 
     from homelab.backup.verify import verify as run_verify
 
-    report = run_verify(session(c), snapshot)
+    report = run_verify(session(c), snapshot, full=full)
     for line in report.checked:
         print(f"ok    {line}")
     for line in report.problems:
@@ -65,7 +70,7 @@ def verify(c: Any, snapshot: str | None = None) -> None:
         key_trouble = any(p.startswith("sealed keys:") for p in report.problems)
         first = next((p for p in report.problems if p.startswith("sealed keys:")), report.problems[0])
         raise Exit(f"backup {report.snapshot} FAILED verification: {first}", code=EXIT_KEY if key_trouble else 1)
-    print(f"backup {report.snapshot} verified")
+    print(report.summary())
 
 
 @task(
