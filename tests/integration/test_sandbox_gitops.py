@@ -340,6 +340,23 @@ def test_a_dropped_apps_claim_and_volume_stay_and_are_named_until_delete_data(la
     assert lab.kube.get("apps/v1", "Deployment", "filebrowser", "filebrowser") is not None
 
 
+def test_an_app_that_drops_its_storage_keeps_its_claim_and_stays_synced(lab: Lab) -> None:
+    """The claim, no longer rendered but kept (Prune=false), does not hold the Application OutOfSync."""
+    original = lab.data()
+    data = lab.data()
+    data["apps"]["qbittorrent"]["storage"] = None
+    lab.write(data)
+    try:
+        out = lab.up()  # waits until every Application is Synced and Healthy
+        assert "kept: claim qbittorrent/qbittorrent-data (app qbittorrent no longer has storage" in out, out
+        assert application_state(lab.kube, "app-qbittorrent")[:2] == ("Synced", "Healthy")
+        assert lab.kube.get("v1", "PersistentVolumeClaim", "qbittorrent-data", "qbittorrent") is not None
+    finally:
+        lab.write(original)
+        lab.up()
+    assert "kept: claim" not in lab.up()
+
+
 def test_an_up_while_another_run_publishes_stops_naming_it_and_changes_nothing(lab: Lab) -> None:
     lock = controllers.layout(lab.session).root / local.PUBLISH_LOCK
     commit = local.pushed_commit(controllers.layout(lab.session).repository)

@@ -47,7 +47,7 @@ def local_path_volume(name: str, namespace: str, pvc: str, node: str, policy: st
     }
 
 
-def test_claims_and_their_namespaces_carry_argo_cds_no_prune_no_delete_options(cfg) -> None:
+def test_claims_and_their_namespaces_carry_argo_cds_no_prune_no_delete_ignore_extraneous_options(cfg) -> None:
     rendered = tree.render(cfg)
     with_storage = [name for name, app in cfg.deployed_apps.items() if app.storage]
     assert with_storage, "the reference config has apps with storage"
@@ -56,8 +56,11 @@ def test_claims_and_their_namespaces_carry_argo_cds_no_prune_no_delete_options(c
         [namespace] = [o for o in objects if o["kind"] == "Namespace"]
         claims = [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
         if app.storage:
-            assert claims[0]["metadata"]["annotations"][SYNC_OPTIONS] == "Prune=false,Delete=false", name
-            assert namespace["metadata"]["annotations"][SYNC_OPTIONS] == "Prune=false,Delete=false", name
+            for obj in (claims[0], namespace):
+                assert obj["metadata"]["annotations"] == {
+                    SYNC_OPTIONS: "Prune=false,Delete=false",  # not pruned, not deleted with the Application
+                    "argocd.argoproj.io/compare-options": "IgnoreExtraneous",  # kept, it leaves the app Synced
+                }, name
         else:
             assert not claims and "annotations" not in namespace["metadata"], name
 

@@ -181,7 +181,13 @@ def service(name: str, app: App) -> Obj:
 # claim along. Argo CD's sync options, resource-level annotations that override the Application's automated
 # prune: "No Prune Resources" and "No Resource Deletion" (which names Persistent Volume Claims as its case),
 # https://argo-cd.readthedocs.io/en/stable/user-guide/sync-options/. ``inv up --delete-data`` removes them.
-KEEP_DATA = {"argocd.argoproj.io/sync-options": "Prune=false,Delete=false"}
+# A claim kept while its app stays (its storage dropped) would hold the Application OutOfSync, and every
+# inv up waiting for Synced, but for IgnoreExtraneous, which the same page advises with Prune=false
+# (https://argo-cd.readthedocs.io/en/stable/user-guide/compare-options/).
+KEEP_DATA = {
+    "argocd.argoproj.io/sync-options": "Prune=false,Delete=false",
+    "argocd.argoproj.io/compare-options": "IgnoreExtraneous",
+}
 
 
 def volume_claim(name: str, app: App) -> Obj | None:
