@@ -91,8 +91,8 @@ def apply_direct(s: Any) -> bool:
 
 
 DELETE_DATA = (
-    "Delete the claims (and the data their volumes hold) of apps no longer in the config; "
-    "without it they are kept and named."
+    "Delete the claims (and the data their volumes hold) of apps no longer in the config, "
+    "after asking (--yes skips it); without it they are kept and named."
 )
 YES_DELETE = "Do not ask before --delete-data deletes data."
 
