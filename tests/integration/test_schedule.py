@@ -220,3 +220,34 @@ def test_the_installed_line_runs_a_backup_under_crons_minimal_environment(
     assert done.returncode == 0, done.stdout + done.stderr
     assert "backup ok" in (bk.state / "backup.log").read_text()
     assert any("backup+ok" in message for message in receiver.messages())  # the token was read without env
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_an_env_secret_is_refused_with_exit_2_and_a_dry_run_says_where_the_real_run_stops(
+    cron: FakeCron, dry_run: bool
+) -> None:
+    cron.table.write_text(THEIRS)
+    cron.configure(telegram={"env": "TELEGRAM_BOT_TOKEN"})
+    result = cron.cli(*(["--dry-run"] if dry_run else []), TELEGRAM_BOT_TOKEN="123456789" + ":" + "Ef" * 17 + "g")
+    problem = "monitoring.telegram.bot_token: env: TELEGRAM_BOT_TOKEN is an environment variable cron never sets"
+    if dry_run:
+        assert result.code == 0, result.output
+        assert f"the real run stops here: {problem}" in result.stdout
+        assert "crontab: add " in result.stdout  # and what it would do once fixed
+    else:
+        assert result.code == 2, result.output
+        assert f"config error: {problem}" in result.stderr and "use a file: reference" in result.stderr
+        assert "Traceback" not in result.output
+    assert cron.writes() == [] and cron.text() == THEIRS
+    assert not cron.state.exists()
+
+
+def test_a_password_file_the_run_could_not_read_is_refused(cron: FakeCron) -> None:
+    missing = cron.config.parent / "no-such-password"
+    cron.configure(password={"file": str(missing)})
+    result = cron.cli()
+    assert result.code == 2, result.output
+    assert (
+        f"backup.password: the scheduled run could not read it: secret file {missing} does not exist" in result.stderr
+    )
+    assert cron.writes() == []

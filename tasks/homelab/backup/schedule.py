@@ -27,10 +27,10 @@ from typing import Any
 
 from homelab.backup import launchd, unattended
 from homelab.core.converge import require_empty
-from homelab.core.errors import HomelabError, UsageError
+from homelab.core.errors import ConfigError, HomelabError, UsageError
 from homelab.core.executor import Executor
 from homelab.core.paths import project_root
-from homelab.core.plan import Note, Plan, Run
+from homelab.core.plan import Action, Note, Plan, Run
 from homelab.core.secret_refs import Secret
 from homelab.core.tools import cached_bin_dir, find, require
 
@@ -125,19 +125,31 @@ def launchd_agent(session: Any) -> dict[str, Any]:
 def plan(session: Any, remove: bool) -> Schedule:
     """The change that installs or removes the job with the host's scheduler; empty when in place.
 
-    Installing checks first that the job could read every secret it needs
-    (``unattended.check``, exit 2); removing never does.
+    Installing first checks that the job could read every secret it needs
+    (``unattended.problems``) and, for launchd, that it can state the schedule: a
+    real run refuses with exit 2; ``--dry-run`` shows each refusal as the note
+    "the real run stops here" and the change it would make after the fix.
+    Removing checks nothing.
     """
     chosen = scheduler()
-    if not remove:
-        unattended.check(session.cfg, chosen)
+    refusals = [] if remove else unattended.problems(session.cfg, chosen)
+    if refusals and not session.dry_run:
+        raise ConfigError(refusals)
+    stops: list[Action] = [Note(f"the real run stops here: {problem}") for problem in refusals]
     if chosen == "launchd":
-        wanted = launchd_agent(session)
         home = Path(os.environ.get("HOME") or Path.home())
+        try:
+            wanted = launchd_agent(session)
+        except ConfigError as err:
+            if not session.dry_run or remove:
+                raise
+            stops += [Note(f"the real run stops here: {problem}") for problem in err.problems]
+            return Schedule(Plan(f"backup.schedule: install the launchd agent {launchd.LABEL}", stops), "")
         result = launchd.plan(session.executor, require("launchctl"), wanted, home, session.state_dir, remove)
         planned = Schedule(result, str(launchd.plist_path(home)))
     else:
         planned = cron_plan(session, remove)
+    planned.plan.actions[:0] = stops
     overrides = sorted(name for name in os.environ if name.startswith("HOMELAB__"))
     if overrides and not remove:
         planned.plan.add(
