@@ -363,7 +363,7 @@ def test_restore_dry_run_prints_objects_files_and_scale_downs_and_changes_nothin
     assert f"apply ServiceAccount {name}/extra" in out
     assert f"patch Deployment {name}/{name}: scale to 0 (from 2)" in out
     assert "[k3s-worker-1] upload " in out and f"-> /var/tmp/homelab-restore-{name}/files.tar" in out
-    assert f"-> /var/tmp/homelab-restore-{name}/sqlite/notes.db" in out
+    assert f"-> /var/tmp/homelab-restore-{name}/databases/notes.db" in out
     assert f"[cluster] wait for every pod of {name} to stop" in out
     assert f"patch Deployment {name}/{name}: scale back to 2" in out
     assert "[k3s-server] run: sudo -n -- systemctl stop k3s" in out
