@@ -13,9 +13,9 @@ from homelab.config.schema import SecretRef
 from homelab.core.errors import EXIT_USAGE, ConfigError
 
 
-def config(password: SecretRef, token: SecretRef) -> Any:
+def config(password: SecretRef, token: SecretRef, repository: str = "/srv/restic") -> Any:
     return SimpleNamespace(
-        backup=SimpleNamespace(password=password),
+        backup=SimpleNamespace(password=password, repository=repository),
         monitoring=SimpleNamespace(telegram=SimpleNamespace(bot_token=token)),
     )
 
@@ -61,3 +61,30 @@ def test_every_unreadable_secret_is_named_in_one_exit_2_error(tmp_path: Path) ->
 def test_a_keychain_item_is_refused_for_cron(readable: SecretRef) -> None:
     [problem] = unattended.problems(config(SecretRef(keychain="homelab-restic"), readable), "cron")
     assert problem.path == "backup.password" and "keychain: homelab-restic cannot be read by cron" in problem.message
+
+
+def test_an_s3_repository_needs_the_aws_credentials_file_a_scheduled_run_falls_back_to(
+    readable: SecretRef, tmp_path: Path
+) -> None:
+    cfg = config(readable, readable, "s3:https://s3.eu-central-1.amazonaws.com/homelab-backups")
+    [problem] = unattended.problems(cfg, "cron", home=tmp_path)
+    assert (
+        problem.path == "backup.repository" and f"{tmp_path}/.aws/credentials, which does not exist" in problem.message
+    )
+    (tmp_path / ".aws").mkdir()
+    (tmp_path / ".aws" / "credentials").write_text("[default]\n")
+    assert unattended.problems(cfg, "cron", home=tmp_path) == []
+
+
+def test_a_b2_repository_is_refused_pointing_at_its_s3_endpoint(readable: SecretRef, tmp_path: Path) -> None:
+    [problem] = unattended.problems(config(readable, readable, "b2:homelab-backups:/"), "launchd", home=tmp_path)
+    assert (
+        problem.path == "backup.repository" and "B2_ACCOUNT_ID" in problem.message and "s3:https://" in problem.message
+    )
+
+
+def test_local_sftp_and_rest_repositories_need_nothing_from_the_environment(
+    readable: SecretRef, tmp_path: Path
+) -> None:
+    for repository in ("/srv/restic", "sftp:backup@nas:/restic", "rest:https://nas:8000/homelab"):
+        assert unattended.problems(config(readable, readable, repository), "cron", home=tmp_path) == []

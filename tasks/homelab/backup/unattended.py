@@ -8,10 +8,17 @@ to install an entry that cannot work, naming the key and the fix. A ``file:``
 reference is read now, as the user the job runs as, with the same checks the run
 applies (exists, not readable by others); a ``keychain:`` item exists only on
 macOS, where launchd runs the job in the user's login session and can read it.
+
+A cloud repository's keys are not in the config at all: restic reads them from
+its environment. Its s3 backend falls back to ``~/.aws/credentials`` when
+``AWS_ACCESS_KEY_ID`` is unset (as in a scheduled job), so that file must exist;
+its b2 backend reads ``B2_ACCOUNT_ID``/``B2_ACCOUNT_KEY`` and nothing else, so a
+scheduled run could never open it (B2's S3-compatible endpoint can).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from homelab.core.errors import ConfigError, Problem, SecretError
@@ -30,8 +37,31 @@ def needed(cfg: Any) -> list[tuple[str, Any]]:
     ]
 
 
-def problems(cfg: Any, scheduler: str) -> list[Problem]:
-    """One problem per needed secret the scheduled run could not read, with the fix."""
+def repository_problems(repository: str, home: Path) -> list[Problem]:
+    """Why a scheduled run could not open a cloud ``backup.repository`` with its own environment."""
+    backend = repository.partition(":")[0]
+    if backend == "s3" and not (home / ".aws" / "credentials").is_file():
+        return [
+            Problem(
+                "backup.repository",
+                f"restic's s3 backend reads AWS_ACCESS_KEY_ID, which a scheduled job never has, or "
+                f"{home}/.aws/credentials, which does not exist; put the keys there (chmod 600)",
+            )
+        ]
+    if backend == "b2":
+        return [
+            Problem(
+                "backup.repository",
+                "restic's b2 backend reads B2_ACCOUNT_ID and B2_ACCOUNT_KEY only from the environment, which a "
+                "scheduled job never has; use B2's S3-compatible endpoint (s3:https://s3.<region>.backblazeb2.com/"
+                "<bucket>) with the keys in ~/.aws/credentials",
+            )
+        ]
+    return []
+
+
+def problems(cfg: Any, scheduler: str, home: Path | None = None) -> list[Problem]:
+    """One problem per secret the scheduled run could not read (and a cloud repository it could not open)."""
     fix = "use a file: reference (a file only you can read, chmod 600)"
     if scheduler == "launchd":
         fix += " or a keychain: item"
@@ -49,7 +79,7 @@ def problems(cfg: Any, scheduler: str) -> list[Problem]:
             ref.location().resolve()
         except SecretError as err:
             found.append(Problem(key, f"the scheduled run could not read it: {err}; {fix}"))
-    return found
+    return found + repository_problems(cfg.backup.repository, home or Path.home())
 
 
 def check(cfg: Any, scheduler: str) -> None:
