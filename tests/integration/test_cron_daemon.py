@@ -252,7 +252,7 @@ class Lab:
 def lab(user: User, daemon: CronDaemon) -> Iterator[Lab]:
     token = "123456789:" + uuid.uuid4().hex + "Ab"
     with telegram_stand_in(token) as telegram:
-        root = user.home / f"lab-{uuid.uuid4().hex[:6]}"
+        root = user.home / f"lab-100%-{uuid.uuid4().hex[:6]}"  # cron reads an unescaped % as the command's end
         env = make_backup_env(root, root / "no-kubeconfig", Receiver(telegram.url))
         token_file = root / "bot-token"
         token_file.write_text(token + "\n")

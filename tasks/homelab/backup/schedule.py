@@ -6,7 +6,8 @@ own small environment, never the installer's: the entry names the working
 directory, PATH (the toolkit's venv and binary cache, where restic is found now,
 the system's directories) and the config explicitly, and appends to
 ``backup.log`` in the state directory. Before anything is written,
-``unattended.check`` refuses secrets the job could not read there (exit 2).
+``unattended.problems`` names the secrets the job could not read there: a real
+run refuses (exit 2), ``--dry-run`` shows where the real run would stop.
 
 The crontab is the user's, not ours: every other line is kept as it was. Reading
 it is an observation (``crontab -l`` runs under ``--dry-run`` too); the only
@@ -68,7 +69,8 @@ def cron_line(session: Any) -> str:
         f"HOMELAB_CONFIG={shlex.quote(str(config))} {shlex.quote(str(homelab))} backup.run "
         f">> {shlex.quote(str(log))} 2>&1"
     )
-    return f"{session.cfg.backup.schedule} {command} {MARK}"
+    # crontab(5): an unescaped % ends the command (the rest is its stdin), quotes or not.
+    return f"{session.cfg.backup.schedule} {command.replace('%', chr(92) + '%')} {MARK}"
 
 
 def is_no_crontab(code: int, stderr: str) -> bool:
