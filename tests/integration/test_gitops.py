@@ -330,6 +330,11 @@ def test_a_dropped_apps_claim_and_volume_stay_named_and_go_only_with_delete_data
         f"{volume} at /var/lib/homelab-sandbox/keepme/keepme-data; inv gitops.apply --delete-data to remove it)"
     ) in dropped.stdout, dropped.stdout
     assert kube.get("v1", "PersistentVolume", volume)["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+    # As K3S's local-path-provisioner makes them: Delete, which would take the data with the claim.
+    kube.merge_patch("v1", "PersistentVolume", volume, None, {"spec": {"persistentVolumeReclaimPolicy": "Delete"}})
+    retained = run_cli(["gitops.apply"], env)
+    assert retained.code == 0 and f"patch PersistentVolume {volume}" in retained.stdout, retained.output
+    assert kube.get("v1", "PersistentVolume", volume)["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
     refused = run_cli(["gitops.apply", "--delete-data"], env)  # no terminal to ask on: nothing is deleted
     assert refused.code == 2 and "pass --yes" in refused.stderr, refused.output
     assert kube.get("v1", "PersistentVolumeClaim", "keepme-data", "keepme") is not None
