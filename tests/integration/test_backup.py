@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import random
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -187,6 +189,57 @@ def test_a_flipped_byte_in_data_or_in_the_snapshot_record_fails_verify_naming_it
     broken = other.cli("backup.verify")
     assert broken.code != 0
     assert record.name[:8] in broken.stdout + broken.stderr or "snapshot" in broken.stderr.lower()
+
+
+def restic_running_under(pid: int, timeout: float = 120) -> int:
+    """The pid of ``restic backup`` once it runs below ``pid``."""
+    from homelab.core.signals import descendants
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in descendants(pid):
+            with contextlib.suppress(OSError):
+                argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+                if any(a.endswith(b"restic") for a in argv) and b"backup" in argv:
+                    return child
+        time.sleep(0.05)
+    raise AssertionError("restic backup never started")
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")  # a zombie has ended
+    except OSError:
+        return True
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_a_signal_mid_run_ends_it_with_its_code_and_words_stops_restic_and_the_next_run_completes(
+    bk: BackupEnv, how: str
+) -> None:
+    """Ctrl-C reaches the whole process group (a terminal); a scheduler's SIGTERM only the task's own process."""
+    filler = Path(bk.data["state_dir"]) / "snapshots" / "filler.bin"  # local K3S snapshots: the config component
+    filler.parent.mkdir(parents=True, exist_ok=True)
+    with filler.open("wb") as out:
+        for _ in range(24):
+            out.write(os.urandom(16 * 1024 * 1024))
+    process = bk.start("backup.run")
+    restic = restic_running_under(process.pid)
+    if how == "ctrl-c":
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        os.kill(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == (130 if how == "ctrl-c" else 143), stderr
+    assert "re-run the same command" in stderr and "Traceback" not in stderr, stderr
+    assert gone(restic), "restic was left running"
+    assert any("INTERRUPTED" in m for m in bk.receiver.messages()), (bk.receiver.messages(), stderr)
+    assert bk.receiver.pings()[-1] == "/ping/fail"
+    assert not [s for s in snapshots(bk) if "status:complete" in s["tags"]], "nothing was stored"
+    filler.unlink()
+    again = bk.cli("backup.run")
+    assert again.code == 0, again.output
+    assert bk.cli("backup.verify").code == 0
 
 
 def test_overlapping_runs_second_exits_11_at_once_and_lock_survives_sigkill(bk: BackupEnv) -> None:

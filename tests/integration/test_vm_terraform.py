@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from helpers import loopback_data, run_cli, stand_in_lima_env
+from helpers import REPO, inv_binary, loopback_data, run_cli, stand_in_lima_env
 
 pytestmark = pytest.mark.integration
 
@@ -132,6 +135,41 @@ def test_a_smaller_disk_is_refused_naming_the_node_before_any_vm_stops(lima_env:
         assert "Traceback" not in result.output
     assert [c[0] for c in calls(lima_env)[before:] if c[0] not in ("list",)] == []
     assert instances(lima_env) == before_vms  # every VM still running, nothing edited
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_a_signal_while_vms_start_ends_vm_apply_with_its_code_stops_terraform_and_a_rerun_finishes(
+    lima_env: dict[str, str], how: str
+) -> None:
+    """Terraform and the limactl it runs are stopped, not left behind; the tainted VM is finished by the re-run."""
+    from homelab.core.signals import descendants
+
+    slow = {**{k: v for k, v in os.environ.items() if not k.startswith("HOMELAB")}, **lima_env}
+    slow["FAKE_LIMA_DELAY"] = "30"
+    process = subprocess.Popen(
+        [inv_binary(), "vm.apply"], cwd=REPO, env=slow, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not any(c[0] == "start" for c in calls(lima_env)):
+        assert time.monotonic() < deadline and process.poll() is None, "no VM started"
+        time.sleep(0.1)
+    below = descendants(process.pid)
+    if how == "ctrl-c":
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        os.kill(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=90)
+    assert process.returncode == (130 if how == "ctrl-c" else 143), stderr
+    assert "re-run the same command" in stderr and "Traceback" not in stderr, stderr
+    left = [pid for pid in below if Path(f"/proc/{pid}").exists()]
+    assert not left, f"still running after vm.apply ended: {left}"
+    rerun = run_cli(["vm.apply"], lima_env)
+    assert rerun.code == 0, rerun.output
+    assert {name: vm["status"] for name, vm in instances(lima_env).items()} == dict.fromkeys(
+        ["k3s-server", "k3s-worker-1", "k3s-worker-2"], "Running"
+    )
+    assert "nothing to do" in run_cli(["vm.apply"], lima_env).stdout
 
 
 def test_on_limas_first_run_here_vms_are_created_one_at_a_time(lima_env: dict[str, str]) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 from homelab.backup import components, heartbeat, volume_read
 from homelab.backup.restic import restic_for
-from homelab.core import locks
+from homelab.core import locks, signals
 from homelab.core.errors import EXIT_OK, EXIT_PARTIAL, HomelabError
 from homelab.core.executor import write_local
 from homelab.core.plan import Action, Note, Plan
@@ -225,8 +225,13 @@ def run(session: Any) -> RunReport:
             tags = ["homelab", f"run:{run_id}", f"status:{'partial' if report.failed else 'complete'}"]
             report.snapshot = restic.backup_creating(staging, tags, host=cfg.name)[:8]
             shutil.rmtree(root, ignore_errors=True)
-        except HomelabError as err:
-            notify(session, f"backup FAILED on {socket.gethostname()}: {err}")
+        except (HomelabError, KeyboardInterrupt) as err:
+            # Ctrl-C or the scheduler's SIGTERM: restic fails in its own words, but what happened is the stop
+            if isinstance(err, KeyboardInterrupt) or signals.interrupted_by():
+                host = socket.gethostname()
+                notify(session, f"backup INTERRUPTED on {host}: nothing stored; the next run starts over")
+            else:
+                notify(session, f"backup FAILED on {socket.gethostname()}: {err}")
             ping(cfg.backup.deadman_url, "fail")
             raise
         report.seconds = time.time() - started

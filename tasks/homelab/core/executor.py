@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
+from homelab.core import signals
 from homelab.core.errors import CommandFailed, HomelabError
 from homelab.core.plan import (
     LOCAL,
@@ -195,7 +196,14 @@ class Executor:
         if action.progress:  # still captured in the result; matching lines are also shown as they come
             shown = ProgressLines(action.progress, self.out)
             kwargs.update(hide=False, out_stream=shown, err_stream=shown)
-        result = ctx.run(action.shell_line(), **kwargs)
+        try:
+            result = ctx.run(action.shell_line(), **kwargs)
+        except (ValueError, OSError):
+            # invoke forwards a Ctrl-C by writing to the child's stdin, closed once it was read: the
+            # signal (see core.signals) is what happened, and the watchdog stops the child
+            if signals.interrupted_by():
+                raise KeyboardInterrupt from None
+            raise
         if check and result.exited != 0:
             raise CommandFailed(
                 action.host,

@@ -23,6 +23,7 @@ from invoke.exceptions import Exit, UnexpectedExit
 from invoke.tasks import Task
 from invoke.tasks import task as invoke_task
 
+from homelab.core import signals
 from homelab.core.errors import EXIT_FAILURE, EXIT_INTERRUPTED, HomelabError, UsageError
 from homelab.core.secret_refs import REDACTOR
 
@@ -44,16 +45,11 @@ def task(*args: Any, **kwargs: Any) -> Any:
 
         @functools.wraps(body)
         def wrapper(c: Any, *a: Any, **kw: Any) -> Any:
+            signals.install()
             try:
                 return body(c, *a, **kw)
-            except HomelabError as err:
-                raise Exit(REDACTOR.redact(str(err)), code=err.exit_code) from None
-            except KeyboardInterrupt:
-                raise Exit("interrupted; re-run the same command to continue", code=EXIT_INTERRUPTED) from None
-            except Exit as done:
-                raise Exit(REDACTOR.redact(done.message) if done.message else None, code=done.code) from None
-            except Exception as err:
-                raise unexpected(name, err) from None
+            except BaseException as err:
+                raise _exit_for(name, err) from None
 
         made: Task[Body] = invoke_task(**kwargs)(wrapper)
         return made
@@ -61,6 +57,27 @@ def task(*args: Any, **kwargs: Any) -> Any:
     if len(args) == 1 and callable(args[0]) and not kwargs:
         return decorate(args[0])  # bare @task
     return decorate
+
+
+def _exit_for(name: str, err: BaseException) -> BaseException:
+    """The ``Exit`` a task ends with for ``err``: a signal that came first decides, whatever failed after it.
+
+    An interrupted tool fails in its own words (restic: "interrupted"); what the owner
+    did was stop the task, so that is what they read, with the exit code of the signal.
+    """
+    if signum := signals.interrupted_by():
+        signals.settle()
+        message, code = signals.exit_message(signum)
+        return Exit(message, code=code)
+    if isinstance(err, HomelabError):
+        return Exit(REDACTOR.redact(str(err)), code=err.exit_code)
+    if isinstance(err, KeyboardInterrupt):
+        return Exit("interrupted; re-run the same command to continue", code=EXIT_INTERRUPTED)
+    if isinstance(err, Exit):
+        return Exit(REDACTOR.redact(err.message) if err.message else None, code=err.code)
+    if isinstance(err, Exception):
+        return unexpected(name, err)
+    return err  # SystemExit and the like pass unchanged
 
 
 def _task_name(body: Body, name: str | None) -> str:
