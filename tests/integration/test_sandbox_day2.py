@@ -87,7 +87,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     (root / "tunnel.json").chmod(0o600)
     data["cloudflare"] = {**data.get("cloudflare", {}), "tunnel_credentials": {"file": str(root / "tunnel.json")}}
     config = root / "config" / "homelab.yaml"
-    config.write_text(yaml.safe_dump(data))
+    original = yaml.safe_dump(data)
+    config.write_text(original)
     env = {"HOMELAB_CONFIG": str(config), "HOMELAB_ROOT": str(root), **REFERENCED}
     try:
         first = run_cli(["up", "--target", "sandbox"], env, timeout=900)
@@ -96,7 +97,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
         paths = cluster.paths_for(session.cfg, session.state_dir)
         yield Project(root, config, env, session, Kube(paths.kubeconfig, paths.context))
     finally:
-        run_cli(["sandbox.down"], env, timeout=300)
+        config.write_text(original)  # a test's config edit that does not load must not keep the sandbox alive
+        down = run_cli(["sandbox.down"], env, timeout=300)
+        assert down.code == 0, down.output
 
 
 def template_annotations(kube: Kube, name: str, namespace: str) -> dict[str, str]:
