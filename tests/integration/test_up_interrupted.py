@@ -123,3 +123,37 @@ def test_killed_up_converges_to_the_uninterrupted_state(
         assert "nothing to do" in again.stdout, again.output
     finally:
         run_cli(["sandbox.down"], interrupted_env)
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_a_signal_while_up_waits_for_argo_cd_ends_it_with_its_code_and_a_rerun_converges(
+    tmp_path: Path, how: str
+) -> None:
+    """Ctrl-C reaches the process group (a terminal); SIGTERM only inv's own process (a service manager)."""
+    env = config_in(tmp_path / "signalled")
+    full = {**{k: v for k, v in os.environ.items() if not k.startswith("HOMELAB")}, **env}
+    process = subprocess.Popen(
+        [inv_binary(), "up", "--target", "sandbox"], cwd=REPO, env=full, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        seen = ""
+        assert process.stdout is not None
+        for line in process.stdout:
+            seen += line
+            if "Applications to be Synced" in line:
+                break
+        if how == "ctrl-c":
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            os.kill(process.pid, signal.SIGTERM)
+        rest, _ = process.communicate(timeout=90)
+        assert process.returncode == (130 if how == "ctrl-c" else 143), seen + rest
+        assert "re-run the same command" in rest and "Traceback" not in rest, rest
+        rerun = run_cli(["up", "--target", "sandbox"], env)
+        assert rerun.code == 0, rerun.output
+        assert "nothing to do" in run_cli(["up", "--target", "sandbox"], env).stdout
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        run_cli(["sandbox.down"], env)
