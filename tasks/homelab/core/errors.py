@@ -17,6 +17,7 @@ EXIT_KEY = 12
 EXIT_SOURCES_BROKEN = 13
 EXIT_OFFLINE = 14
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as shells report a job a signal ended
 
 
 class HomelabError(Exception):

@@ -26,6 +26,8 @@ import threading
 import time
 from types import FrameType
 
+from homelab.core.errors import EXIT_INTERRUPTED, EXIT_TERMINATED
+
 RECEIVED: list[int] = []  # the signals that arrived during this task, in order
 GRACE_SECONDS = 3.0  # a tool handling its own Ctrl-C (restic removing its lock) gets this long first
 KILL_AFTER_SECONDS = 15.0  # then SIGTERM; SIGKILL this long after the first signal
@@ -105,9 +107,8 @@ def settle() -> None:
 def exit_message(signum: int) -> tuple[str, int]:
     """The words and exit code of a task that ``signum`` ended: 128 + the signal, as shells report it."""
     if signum == signal.SIGINT:
-        return "interrupted; re-run the same command to continue", 128 + signum
-    name = signal.Signals(signum).name
-    return f"stopped by {name}; re-run the same command to continue", 128 + signum
+        return "interrupted; re-run the same command to continue", EXIT_INTERRUPTED
+    return "stopped by SIGTERM; re-run the same command to continue", EXIT_TERMINATED
 
 
 def install() -> None:
