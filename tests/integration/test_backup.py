@@ -242,6 +242,23 @@ def test_a_signal_mid_run_ends_it_with_its_code_and_words_stops_restic_and_the_n
     assert bk.cli("backup.verify").code == 0
 
 
+def test_a_read_only_repository_fails_the_run_at_once_naming_it(bk: BackupEnv) -> None:
+    """restic would retry writing its lock for 15 minutes; the run says what is wrong instead."""
+    assert bk.cli("backup.run").code == 0
+    subprocess.run(["mount", "--bind", str(bk.repo), str(bk.repo)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(bk.repo)], check=True)
+        started = time.monotonic()
+        result = run_cli(["backup.run"], bk.env(), timeout=120)
+        assert result.code == 1, result.output
+        assert "read-only" in result.stderr and str(bk.repo) in result.stderr, result.stderr
+        assert time.monotonic() - started < 60
+        assert bk.receiver.pings()[-1] == "/ping/fail"
+    finally:
+        subprocess.run(["umount", "-l", str(bk.repo)], check=False)
+    assert bk.cli("backup.run").code == 0, "writable again, the next run stores"
+
+
 def test_overlapping_runs_second_exits_11_at_once_and_lock_survives_sigkill(bk: BackupEnv) -> None:
     holder = bk.start("backup.run")
     lock = bk.state / "backup.lock"

@@ -35,7 +35,7 @@ def within(seconds: float, call: object) -> object:
     def run() -> None:
         try:
             box["value"] = call()  # type: ignore[operator]
-        except BaseException as err:  # noqa: BLE001 - handed back to the test
+        except BaseException as err:  # handed back to the test
             box["error"] = err
 
     worker = threading.Thread(target=run, daemon=True)
@@ -86,3 +86,12 @@ def test_a_command_that_reads_stdin_gets_end_of_file_instead_of_waiting() -> Non
     executor = Executor(Context(), out=lambda _: None)
     done = within(10, lambda: executor.run(Run(("sh", "-c", "cat; echo ended"))))
     assert done.stdout == "ended\n"  # type: ignore[attr-defined]
+
+
+def test_a_command_past_its_bound_is_stopped_naming_the_bound() -> None:
+    from homelab.core.errors import HomelabError
+
+    executor = Executor(Context(), out=lambda _: None)
+    with pytest.raises(HomelabError) as caught:
+        within(20, lambda: executor.run(Run(("sleep", "30"), timeout=1, why="a stand-in for a hung backend")))
+    assert "sleep on local (a stand-in for a hung backend) did not finish within its bound of 1 s" in str(caught.value)

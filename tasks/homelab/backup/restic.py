@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from homelab.core import bounds
 from homelab.core.errors import EXIT_KEY, CommandFailed, HomelabError, SecretError
 from homelab.core.plan import Plan, Run
 from homelab.core.secret_refs import REDACTOR, Secret, SecretLocation
@@ -111,7 +112,7 @@ class Restic:
             stdin=stdin,
             env=env,
             cwd=str(cwd) if cwd else None,
-            timeout=timeout,
+            timeout=timeout or bounds.restic(args),
         )
 
     def observe(self, *args: str, check: bool = True) -> Any:
@@ -121,8 +122,27 @@ class Restic:
             raise self.error(args[0], done)
         return done
 
+    def require_writable(self) -> None:
+        """Refuse a local repository on a read-only filesystem at once.
+
+        restic would try to write its lock there and retry for 15 minutes
+        (restic/restic#4784) before failing, holding the run's own lock meanwhile.
+        """
+        if not self.repository.startswith(("/", "~", "local:")):
+            return
+        path = Path(self.repository.removeprefix("local:")).expanduser()
+        present = [p for p in (path / "locks", path) if p.exists()]
+        if present and not os.access(present[0], os.W_OK):
+            raise ResticError(
+                f"restic: the repository at {path} is read-only here ({present[0]} cannot be written): "
+                "remount it read-write or point backup.repository at a writable one",
+                1,
+            )
+
     def run(self, *args: str, why: str = "", cwd: Path | None = None, check: bool = True) -> Any:
         """A call that writes the repository: under ``--dry-run`` it is printed, not run."""
+        if not self.executor.dry_run:
+            self.require_writable()
         done = self.executor.run(self.action(*args, why=why, cwd=cwd), check=False)
         if check and done.exited != 0:
             raise self.error(args[0], done)

@@ -17,7 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
-from homelab.core import signals
+from invoke.exceptions import CommandTimedOut
+
+from homelab.core import bounds, signals
 from homelab.core.errors import CommandFailed, HomelabError
 from homelab.core.plan import (
     LOCAL,
@@ -198,6 +200,9 @@ class Executor:
             kwargs.update(hide=False, out_stream=shown, err_stream=shown)
         try:
             result = ctx.run(action.shell_line(), **kwargs)
+        except CommandTimedOut:
+            tool = Path(action.argv[0]).name if action.argv else "the command"
+            raise HomelabError(bounds.ran_out(f"{tool} on {action.host}", action.timeout or 0, action.why)) from None
         except (ValueError, OSError):
             # invoke forwards a Ctrl-C by writing to the child's stdin, closed once it was read: the
             # signal (see core.signals) is what happened, and the watchdog stops the child
