@@ -26,6 +26,15 @@ def restic(args: tuple[str, ...]) -> float:
     return RESTIC_DATA if verb in RESTIC_DATA_VERBS else RESTIC_METADATA
 
 
+def default_for(tool: str, remote: bool) -> float | None:
+    """The bound of a call that set none itself: by tool, and any command on a node over SSH."""
+    if tool == "limactl":
+        return LIMACTL
+    if tool in ("terraform", "tofu"):
+        return TERRAFORM
+    return SSH_COMMAND if remote else None
+
+
 def shown(seconds: float) -> str:
     return (
         f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"

@@ -193,16 +193,18 @@ class Executor:
         kwargs["in_stream"] = io.StringIO(action.stdin.reveal() if action.stdin is not None else "")
         if action.env:
             kwargs["env"] = dict(action.env)
-        if action.timeout:
-            kwargs["timeout"] = action.timeout
+        tool = Path(action.argv[0]).name if action.argv else ""
+        timeout = action.timeout or bounds.default_for(tool, action.host != LOCAL)
+        if timeout:
+            kwargs["timeout"] = timeout
         if action.progress:  # still captured in the result; matching lines are also shown as they come
             shown = ProgressLines(action.progress, self.out)
             kwargs.update(hide=False, out_stream=shown, err_stream=shown)
         try:
             result = ctx.run(action.shell_line(), **kwargs)
         except CommandTimedOut:
-            tool = Path(action.argv[0]).name if action.argv else "the command"
-            raise HomelabError(bounds.ran_out(f"{tool} on {action.host}", action.timeout or 0, action.why)) from None
+            where = f"{tool or 'the command'} on {action.host}"
+            raise HomelabError(bounds.ran_out(where, timeout or 0, action.why)) from None
         except (ValueError, OSError):
             # invoke forwards a Ctrl-C by writing to the child's stdin, closed once it was read: the
             # signal (see core.signals) is what happened, and the watchdog stops the child
