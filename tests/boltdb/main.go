@@ -45,7 +45,7 @@ func write(path string) {
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	var n uint64
 	for {
-		burstEnd := time.Now().Add(150 * time.Millisecond)
+		burstEnd := time.Now().Add(2 * time.Second)
 		for time.Now().Before(burstEnd) {
 			n++
 			err := db.Update(func(tx *bolt.Tx) error {
@@ -56,7 +56,7 @@ func write(path string) {
 				for i := 0; i < 20; i++ {
 					value := make([]byte, 200+rand.Intn(4000))
 					rand.Read(value)
-					if err := b.Put([]byte(fmt.Sprintf("key-%05d", rand.Intn(2000))), value); err != nil {
+					if err := b.Put([]byte(fmt.Sprintf("key-%05d", rand.Intn(8000))), value); err != nil {
 						return err
 					}
 				}
@@ -74,7 +74,7 @@ func write(path string) {
 			db.Close()
 			fmt.Println(n)
 			return
-		case <-time.After(250 * time.Millisecond):
+		case <-time.After(time.Second):
 		}
 	}
 }

@@ -127,7 +127,11 @@ def volume_read_plan(session: Any, kube: Any, name: str, app: Any, target: Path)
 
 def unreadable(stderr: str) -> str:
     """The script's error output as one line: each file it could not read, and why."""
-    lines = [line.removeprefix("tar: ").strip() for line in stderr.splitlines() if line.strip()]
+    lines = [
+        line.removeprefix("tar: ").strip()
+        for line in stderr.splitlines()
+        if line.strip() and not line.startswith("sudo: unable to resolve host")  # sudo's warning, not the read's
+    ]
     return "could not read " + "; ".join(lines[-5:]) if lines else "the volume read failed with no error output"
 
 
