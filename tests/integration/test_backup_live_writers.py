@@ -176,6 +176,7 @@ def test_live_writers_leave_a_complete_run_and_consistent_databases(
     (files / "files" / "report.pdf").write_bytes(bytes(range(256)) * 40)
 
     with Writers(plex, files, boltdb):
+        os.chown((plex / PLEX_DB).parent, 1000, 1000)  # the app's user owns its folders (PUID on linuxserver)
         result = lab.cli("backup.run")
     assert result.code == 0, result.output
     assert "backup ok" in result.stdout and "FAILED" not in result.stdout
@@ -197,6 +198,7 @@ def test_live_writers_leave_a_complete_run_and_consistent_databases(
     assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert check.execute("SELECT count(*) FROM metadata_items").fetchone()[0] > 0
     check.close()
+    assert (plex / PLEX_DB).stat().st_uid == 1000, "the copy is owned like its folder, so the app can write it"
     bolt = subprocess.run([str(boltdb), "check", str(files / "filebrowser.db")], capture_output=True, text=True)
     assert bolt.returncode == 0 and int(bolt.stdout) > 0, bolt.stderr  # bbolt's own tx.Check, then its counter
     assert (plex / PLEX_DATA / "Preferences.xml").read_text() == '<Preferences MachineIdentifier="m-1"/>\n'
