@@ -58,7 +58,9 @@ def test_executor_runs_exact_commands_in_order_with_secrets_only_on_stdin() -> N
     results = Executor(ctx, out=lambda _: None).execute(plan)
     first, second = ctx.run.call_args_list
     assert first.args == ("limactl start --tty=false 'vm one'",)
-    assert first.kwargs == {"hide": True, "warn": True, "pty": False, "in_stream": False}
+    stdin = first.kwargs.pop("in_stream")
+    assert stdin.read() == "", "a stdin that ends at once: nothing can wait on it"
+    assert first.kwargs == {"hide": True, "warn": True, "pty": False, "timeout": 1200}  # limactl's bound
     assert second.args == ("sudo -n -- k3s agent --token-file /dev/stdin",)
     assert second.kwargs["in_stream"].read() == "K10-stdin-only-token"
     assert (second.kwargs["env"], second.kwargs["timeout"]) == ({"A": "1"}, 5)
