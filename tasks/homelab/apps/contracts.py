@@ -144,7 +144,7 @@ CONTRACTS: dict[str, Contract] = {
         },
         regenerated=frozenset({"/config"}),
         databases={"/database/filebrowser.db": "bolt"},
-        backup_source="filebrowser (the pinned release) docker/common/defaults/settings.json (database /database/filebrowser.db); "
+        backup_source="filebrowser (pinned release) docker/common/defaults/settings.json (database /database/filebrowser.db); "
         "cmd/utils.go opens it with storm.Open (BoltDB, storage/bolt)",
     ),
     "ghcr.io/open-webui/open-webui": Contract(
