@@ -144,8 +144,8 @@ CONTRACTS: dict[str, Contract] = {
         },
         regenerated=frozenset({"/config"}),
         databases={"/database/filebrowser.db": "bolt"},
-        backup_source="filebrowser (pinned release) docker/common/defaults/settings.json (database /database/filebrowser.db); "
-        "cmd/utils.go opens it with storm.Open (BoltDB, storage/bolt)",
+        backup_source="filebrowser (pinned release) docker/common/defaults/settings.json "
+        "(database /database/filebrowser.db); cmd/utils.go opens it with storm.Open (BoltDB, storage/bolt)",
     ),
     "ghcr.io/open-webui/open-webui": Contract(
         source="open-webui backend/start.sh: writes .webui_secret_key next to itself unless WEBUI_SECRET_KEY is set",
