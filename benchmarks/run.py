@@ -83,7 +83,6 @@ FIRST_UP_BUDGET = 120.0  # seconds: the first `inv up --target sandbox` from not
 TIMEOUT = 900.0  # seconds any one command of the bench may take
 REFERENCED = {  # the reference config's env: references, with made-up values only this run knows
     "CLOUDFLARE_API_TOKEN": "cf-token-" + uuid.uuid4().hex,
-    "TELEGRAM_BOT_TOKEN": "123456789:" + uuid.uuid4().hex,
     "VAULTWARDEN_ADMIN_TOKEN": "admin-" + uuid.uuid4().hex,
 }
 
@@ -306,7 +305,8 @@ class Cluster:
     The project is a directory as a user's checkout is (HOMELAB_ROOT: its config, its
     k8s/sealed) with its own state directory. The reference config's
     secrets are given by reference, as a user gives them: the env: references get made-up
-    values, the tunnel credentials a made-up 0600 file; `inv up` seals them itself.
+    values, the tunnel credentials and the Telegram bot token made-up 0600 files; `inv up`
+    seals them itself.
     """
 
     def __init__(self, work: Path, name: str) -> None:
@@ -316,8 +316,14 @@ class Cluster:
         tunnel = self.root / "tunnel.json"
         tunnel.write_text(json.dumps({"TunnelID": "not-a-real-tunnel", "TunnelSecret": uuid.uuid4().hex}))
         tunnel.chmod(0o600)
+        bot_token = self.root / "telegram-bot-token"
+        bot_token.write_text("123456789:" + uuid.uuid4().hex + "\n")
+        bot_token.chmod(0o600)
         self.data = reference_on_loopback(name, self.root / "state")
         self.data["cloudflare"] = {**self.data["cloudflare"], "tunnel_credentials": {"file": str(tunnel)}}
+        self.data["monitoring"]["telegram"]["bot_token"] = {"file": str(bot_token)}
+        # The (disabled) bot app reads the same file, as in the reference config.
+        self.data["apps"]["telegram-bot"]["secrets"] = {"TELEGRAM_BOT_TOKEN": {"file": str(bot_token)}}
         self.config = write_config(self.root / "config", self.data)
         self.env = clean_env(HOMELAB_CONFIG=str(self.config), HOMELAB_ROOT=str(self.root), **REFERENCED)
         self.kubectl = [

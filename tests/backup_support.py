@@ -84,7 +84,7 @@ class BackupEnv:
         self.config.write_text(yaml.safe_dump(self.data))
 
     def env(self) -> dict[str, str]:
-        return {"HOMELAB_CONFIG": str(self.config), "TELEGRAM_BOT_TOKEN": self.bot_token}
+        return {"HOMELAB_CONFIG": str(self.config)}
 
     def cli(self, *args: str) -> CliResult:
         return run_cli(list(args), self.env())
@@ -135,6 +135,10 @@ def make_backup_env(tmp: Path, kubeconfig: Path, receiver: Receiver, name: str =
         "cert_file": str(tmp / "cert.pem"),
     }
     env = BackupEnv(tmp, data, receiver)
+    # In a file, as the reference config has it; never the reference's ~/.config/homelab/telegram-bot-token.
+    (tmp / "bot-token").write_text(env.bot_token + "\n")
+    (tmp / "bot-token").chmod(0o600)
+    data["monitoring"]["telegram"]["bot_token"] = {"file": str(tmp / "bot-token")}
     env.save()
     return env
 

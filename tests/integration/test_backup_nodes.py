@@ -28,6 +28,9 @@ def app(lab: Lab, kube: Kube, receiver: Receiver) -> Iterator[tuple[str, Path]]:
     name = f"notes-{uuid.uuid4().hex[:6]}"
     (lab.tmp / "pw").write_text("correct horse battery staple\n")
     (lab.tmp / "pw").chmod(0o600)
+    (lab.tmp / "bot-token").write_text("555555555" + ":" + "Qq" * 17 + "r\n")
+    (lab.tmp / "bot-token").chmod(0o600)
+    lab.data["monitoring"]["telegram"]["bot_token"] = {"file": str(lab.tmp / "bot-token")}
     lab.data["apps"] = {
         name: {
             "image": "registry.home.arpa/notes:1",
@@ -126,10 +129,7 @@ def test_a_changed_host_key_is_refused_alerted_and_known_hosts_kept(
     marker = lab.nodes["k3s-worker-1"].root / "lib" / "installer-log.jsonl"
     marker_before = marker.read_text()
     receiver.requests.clear()
-    env_token = {"TELEGRAM_BOT_TOKEN": "555555555" + ":" + "Qq" * 17 + "r"}
-    from helpers import run_cli
-
-    result = run_cli(["backup.run"], {"HOMELAB_CONFIG": str(lab.config), **env_token})
+    result = lab.cli("backup.run")
     assert result.code == 3, result.output
     assert "k3s-worker-1: host key for" in result.stdout and "CHANGED" in result.stdout
     assert known.read_bytes() == before

@@ -25,14 +25,14 @@ PASSWORD = "correct horse battery staple"  # what make_backup_env writes to the 
 QUERY_TOKEN = "q-" + "9f" * 12
 USERINFO_PASSWORD = "hunter2-" + "7e" * 6
 INJECTED = f"""
-import os
+from pathlib import Path
 
 import homelab.backup.run as backup_run
 
 
 def collect(session, staging, report):
     password = session.cfg.backup.password.location().resolve().reveal()
-    token = os.environ["TELEGRAM_BOT_TOKEN"]
+    token = Path(session.cfg.monitoring.telegram.bot_token.file).read_text().strip()  # read past the redactor
     raise RuntimeError(
         f"injected bug: password {{password!r}} while posting to https://api.telegram.org/bot{{token}}/sendMessage"
         f" via https://admin:{USERINFO_PASSWORD}@relay.invalid/hook?access_token={QUERY_TOKEN}&chat=1"
@@ -136,14 +136,15 @@ def test_homelab_debug_adds_the_traceback_redacted_too(bk: BackupEnv, bug: dict[
 def test_a_failing_notification_is_one_redacted_warning_and_the_run_keeps_its_own_result(
     bk: BackupEnv, garbage: str, fault: str
 ) -> None:
-    env = bk.env()
+    token = bk.bot_token
     if fault == "reply is not HTTP":  # http.client.BadStatusLine: neither OSError nor ValueError
         bk.data["backup"].update(notify_api=garbage, deadman_url=f"{garbage}/ping")
         bk.save()
     else:  # a pasted token with a space: http.client.InvalidURL quotes the whole URL
-        env["TELEGRAM_BOT_TOKEN"] = bk.bot_token[:20] + " " + bk.bot_token[20:]
+        token = bk.bot_token[:20] + " " + bk.bot_token[20:]
+        (bk.tmp / "bot-token").write_text(token + "\n")
     (bk.tmp / "pw").unlink()  # the run fails (exit 12) and so notifies
-    result: CliResult = run_cli(["backup.run"], env)
+    result: CliResult = run_cli(["backup.run"], bk.env())
     assert result.code == 12, result.output
     assert "does not exist" in result.stderr  # the run's own failure, not hidden by the notification's
     assert "notify: Telegram message not sent (" in result.stderr
@@ -153,4 +154,4 @@ def test_a_failing_notification_is_one_redacted_warning_and_the_run_keeps_its_ow
     else:
         assert "(InvalidURL)" in result.stderr
     assert "Traceback" not in result.output
-    assert_nowhere([*secrets_of(bk), env["TELEGRAM_BOT_TOKEN"], f"{garbage}/ping"], result.stdout, result.stderr)
+    assert_nowhere([*secrets_of(bk), token, f"{garbage}/ping"], result.stdout, result.stderr)

@@ -51,7 +51,6 @@ pytestmark = pytest.mark.integration
 APPLICATION = hold.APPLICATION
 REFERENCED = {  # the env: references of the reference config, with values only this run knows
     "CLOUDFLARE_API_TOKEN": "cf-token-" + uuid.uuid4().hex,
-    "TELEGRAM_BOT_TOKEN": "123456789:" + uuid.uuid4().hex,
     "VAULTWARDEN_ADMIN_TOKEN": "admin-" + uuid.uuid4().hex,
 }
 
@@ -86,6 +85,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     (root / "tunnel.json").write_text(json.dumps({"TunnelID": "not-a-real-tunnel", "TunnelSecret": uuid.uuid4().hex}))
     (root / "tunnel.json").chmod(0o600)
     data["cloudflare"] = {**data.get("cloudflare", {}), "tunnel_credentials": {"file": str(root / "tunnel.json")}}
+    (root / "telegram-bot-token").write_text("123456789:" + uuid.uuid4().hex + "\n")
+    (root / "telegram-bot-token").chmod(0o600)
+    data["monitoring"]["telegram"]["bot_token"] = {"file": str(root / "telegram-bot-token")}
     config = root / "config" / "homelab.yaml"
     original = yaml.safe_dump(data)
     config.write_text(original)

@@ -83,6 +83,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     (root / "tunnel.json").write_text(json.dumps({"TunnelID": "not-a-real-tunnel", "TunnelSecret": TUNNEL_SECRET}))
     (root / "tunnel.json").chmod(0o600)
     data["cloudflare"] = {**data.get("cloudflare", {}), "tunnel_credentials": {"file": str(root / "tunnel.json")}}
+    (root / "telegram-bot-token").write_text(BOT_TOKEN + "\n")
+    (root / "telegram-bot-token").chmod(0o600)
+    data["monitoring"]["telegram"]["bot_token"] = {"file": str(root / "telegram-bot-token")}
     config = root / "config" / "homelab.yaml"
     config.write_text(yaml.safe_dump(data))
     env = {"HOMELAB_CONFIG": str(config), "HOMELAB_ROOT": str(root), **REFERENCED}
@@ -98,9 +101,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 TUNNEL_SECRET = "tunnel-secret-" + uuid.uuid4().hex
+BOT_TOKEN = "123456789:" + uuid.uuid4().hex
 REFERENCED = {  # the env: references of the reference config, with values only this run knows
     "CLOUDFLARE_API_TOKEN": "cf-token-" + uuid.uuid4().hex,
-    "TELEGRAM_BOT_TOKEN": "123456789:" + uuid.uuid4().hex,
     "VAULTWARDEN_ADMIN_TOKEN": "admin-" + uuid.uuid4().hex,
 }
 
@@ -138,7 +141,7 @@ def test_inv_up_seals_every_secret_the_cluster_needs_from_the_config_references(
     """No plaintext file: each Secret the tree references is sealed from its reference and unsealed in place."""
     expected = {
         ("cert-manager", "cloudflare-api-token"): {"api-token": REFERENCED["CLOUDFLARE_API_TOKEN"]},
-        ("monitoring", "alertmanager-telegram"): {"bot-token": REFERENCED["TELEGRAM_BOT_TOKEN"]},
+        ("monitoring", "alertmanager-telegram"): {"bot-token": BOT_TOKEN},
         ("vaultwarden", "vaultwarden-secrets"): {"ADMIN_TOKEN": REFERENCED["VAULTWARDEN_ADMIN_TOKEN"]},
         ("cloudflared", "cloudflared-credentials"): {"credentials.json": (lab.root / "tunnel.json").read_text()},
     }
@@ -152,7 +155,7 @@ def test_inv_up_seals_every_secret_the_cluster_needs_from_the_config_references(
     doctor = run_cli(["doctor", "--json", "--target", "sandbox"], lab.env, timeout=300)
     checks = {c["name"]: c for c in json.loads(doctor.stdout)}
     assert checks["references"]["status"] == "ok", checks["references"]
-    assert not any(value in doctor.output for value in REFERENCED.values())
+    assert not any(value in doctor.output for value in [*REFERENCED.values(), BOT_TOKEN])
 
 
 def test_a_sealed_secret_reaches_the_cluster_through_its_application(lab: Lab) -> None:
