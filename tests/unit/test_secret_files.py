@@ -95,3 +95,40 @@ def test_a_command_past_its_bound_is_stopped_naming_the_bound() -> None:
     with pytest.raises(HomelabError) as caught:
         within(20, lambda: executor.run(Run(("sleep", "30"), timeout=1, why="a stand-in for a hung backend")))
     assert "sleep on local (a stand-in for a hung backend) did not finish within its bound of 1 s" in str(caught.value)
+
+
+def plaintext_session(path: Path) -> object:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(cfg=SimpleNamespace(secrets=SimpleNamespace(plaintext_file=str(path))))
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda p: os.mkfifo(p, 0o600), "not a regular file"),
+        (lambda p: p.write_bytes("secrets: [{name: café}]\n".encode("latin-1")), "not UTF-8"),
+        (lambda p: p.write_text("- just\n- a list\n"), "top level must be a mapping"),
+        (lambda p: p.write_text("a: &a [*a]\n"), "invalid YAML"),
+    ],
+    ids=["fifo", "latin-1", "list", "recursive-alias"],
+)
+def test_the_plaintext_secrets_file_is_read_through_the_checked_path(tmp_path: Path, make: object, words: str) -> None:
+    from homelab.core.errors import HomelabError
+    from homelab.secrets import sealing
+
+    path = tmp_path / "secrets.local.yaml"
+    make(path)  # type: ignore[operator]
+    with pytest.raises(HomelabError) as caught:
+        within(5, lambda: sealing.read_plaintext(plaintext_session(path)))
+    assert str(path) in str(caught.value) and words in str(caught.value)
+
+
+def test_a_pinned_certificate_that_is_not_a_file_is_named_with_the_fix(tmp_path: Path) -> None:
+    from homelab.core.errors import HomelabError
+    from homelab.secrets import sealing
+
+    assert sealing.pinned_certificate(tmp_path / "absent.pem") is None
+    (tmp_path / "cert.pem").mkdir()
+    with pytest.raises(HomelabError, match=r"is a directory.*inv secrets\.fetch-cert"):
+        sealing.pinned_certificate(tmp_path / "cert.pem")

@@ -469,7 +469,11 @@ def check_sealing_key(session: Any, kube: Any) -> list[Check]:
         broken = keys.undecryptable(kube)
     except HomelabError as err:
         return [warn(name, f"cannot read the controller's keys: {err}", "inv up")]
-    found = keys.check(path.read_text() if path.is_file() else None, current)
+    try:
+        pinned = sealing.pinned_certificate(path)
+    except HomelabError as err:
+        return [warn(name, str(err), "inv secrets.fetch-cert")]
+    found = keys.check(pinned, current)
     checks = []
     if found.state == "no-controller":
         checks.append(warn(name, "the Sealed Secrets controller has no key yet", "inv up"))

@@ -53,7 +53,7 @@ def agree(session: Any, wait: float) -> str:
     ``no-controller``: nothing to compare yet (sealing waits for the controller).
     """
     pinned_path = sealing.cert_path(session)
-    pinned = pinned_path.read_text() if pinned_path.is_file() else None
+    pinned = sealing.pinned_certificate(pinned_path)
     found = keys.check(pinned, current_certificates(session, wait))
     if found.state == "no-controller":
         return found.state

@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from homelab.config.loader import parse_yaml
+from homelab.core import reading
 from homelab.core.converge import require_empty
 from homelab.core.errors import HomelabError, SecretError, UsageError
 from homelab.core.executor import Executor
@@ -36,6 +38,8 @@ from homelab.core.secret_refs import REDACTOR, Secret, SecretLocation
 from homelab.core.tools import require
 
 KEY_LABEL = "sealedsecrets.bitnami.com/sealed-secrets-key"
+CERT_BYTES = 64 * 1024  # a PEM certificate is about 2 KiB
+PLAINTEXT_BYTES = 1024 * 1024  # as a config layer
 
 
 @dataclass(frozen=True)
@@ -66,9 +70,19 @@ def cert_plan(session: Any, kube: Any) -> tuple[Plan, str]:
     pem = base64.b64decode(newest["data"]["tls.crt"]).decode()
     path, printed = cert_path(session), fingerprint(pem)
     plan = Plan(f"secrets.fetch-cert: pin the controller certificate {printed}")
-    if path.is_file() and path.read_text() == pem:
+    if pinned_certificate(path) == pem:
         return plan.add(Note(f"{path} already holds certificate {printed}")), printed
     return plan.add(WriteFile(str(path), pem, 0o644, why=f"certificate of key {newest['metadata']['name']}")), printed
+
+
+def pinned_certificate(path: Path) -> str | None:
+    """The pinned controller certificate, or None when none is pinned yet; read through the checked path."""
+    if not path.exists():
+        return None
+    try:
+        return reading.read_text(path, "pinned sealing certificate", CERT_BYTES)
+    except reading.ReadProblem as err:
+        raise HomelabError(f"{err}; delete it and run inv secrets.fetch-cert") from None
 
 
 def plaintext_path(session: Any) -> Path:
@@ -78,9 +92,16 @@ def plaintext_path(session: Any) -> Path:
 def read_plaintext(session: Any) -> list[PlainSecret]:
     """The git-ignored plaintext file: values may be literals or {file|env|keychain} references."""
     path = plaintext_path(session)
-    if not path.is_file():
+    if not path.exists():
         raise HomelabError(f"{path} does not exist; list the secrets to seal there (it is git-ignored)")
-    return parse_plaintext(path, yaml.safe_load(path.read_text()) or {})
+    try:  # written by the owner: a regular UTF-8 file within bounds, parsed by the config's bounded YAML loader
+        text = reading.read_text(path, "plaintext secrets file", PLAINTEXT_BYTES)
+    except reading.ReadProblem as err:
+        raise SecretError(str(err)) from None
+    doc = parse_yaml(text, str(path)) or {}
+    if not isinstance(doc, dict):
+        raise SecretError(f"{path}: the top level must be a mapping with a secrets: list")
+    return parse_plaintext(path, doc)
 
 
 def parse_plaintext(path: Path, doc: dict[str, Any]) -> list[PlainSecret]:

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from homelab.config.schema import HomelabConfig, Node
+from homelab.core import reading
 from homelab.core.errors import HomelabError
 from homelab.core.paths import project_root, resolve_in_project
 
@@ -34,8 +35,10 @@ def mac_address(name: str) -> str:
 def read_public_key(cfg: HomelabConfig) -> str:
     path = Path(cfg.ssh.public_key).expanduser()
     try:
-        key = path.read_text().strip()
-    except FileNotFoundError:
+        key = reading.read_text(path, "SSH public key", 16 * 1024).strip()
+    except reading.ReadProblem as err:
+        if path.exists():
+            raise HomelabError(f"ssh.public_key: {err}") from None
         private = cfg.ssh.private_key
         raise HomelabError(
             f"ssh.public_key {path} does not exist; create the key pair with: ssh-keygen -t ed25519 -N '' -f {private}"
