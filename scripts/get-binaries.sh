@@ -276,6 +276,14 @@ want_restic() { timed restic "$RESTIC_VERSION" build_restic; }
 want_kubeseal() { timed kubeseal "$SEALED_SECRETS_VERSION" build_kubeseal; }
 want_amtool() { timed amtool "$ALERTMANAGER_VERSION" build_amtool; }
 want_registry() { timed registry "$DISTRIBUTION_VERSION-$GGCR_VERSION" build_registry; }
+# The live-writer backup test's BoltDB writer and checker (tests/boltdb, on go.etcd.io/bbolt): built
+# here, keyed by its sources, so the test run itself fetches no module.
+BOLTDB_DIR="$(cd "$(dirname "$0")/.." && pwd)/tests/boltdb"
+build_boltdb() { (cd "$BOLTDB_DIR" && CGO_ENABLED=0 go build -o "$BIN_DIR/homelab-boltdb-test" .); }
+want_boltdb() {
+    timed homelab-boltdb-test "$(cat "$BOLTDB_DIR"/go.mod "$BOLTDB_DIR"/go.sum "$BOLTDB_DIR"/*.go | sha256sum | cut -c1-12)" \
+        build_boltdb
+}
 want_crds() { timed crds "$(printf '%s' "${CRD_SOURCES[*]}" "install-v2" | sha256sum | cut -c1-12)" fetch_crds; }
 want_controllers() {
     timed argocd "$ARGOCD_VERSION" build_argocd
@@ -293,7 +301,7 @@ want_tofu() {
 # everything, in two lanes at once: a Go build leaves a core idle while it downloads modules and
 # links, so two lanes of about equal measured build time finish sooner than one after the other.
 want_all() {
-    (want_sandbox; want_crds; want_restic; want_kubeseal; want_lima) &
+    (want_sandbox; want_crds; want_restic; want_kubeseal; want_lima; want_boltdb) &
     local first=$!
     (want_controllers; want_amtool; want_registry; want_tofu) &
     local second=$! failed=0
@@ -307,8 +315,8 @@ targets=("$@")
 for t in "${targets[@]}"; do
     case "$t" in
     all) want_all ;;
-    sandbox | crds | lima | restic | kubeseal | amtool | registry | tofu | controllers) "want_$t" ;;
-    *) die "unknown target '$t' (use all, sandbox, crds, controllers, lima, restic, kubeseal, amtool, registry or tofu)" ;;
+    sandbox | crds | lima | restic | kubeseal | amtool | registry | tofu | controllers | boltdb) "want_$t" ;;
+    *) die "unknown target '$t' (use all, sandbox, crds, controllers, lima, restic, kubeseal, amtool, registry, tofu or boltdb)" ;;
     esac
 done
 echo "$BIN_DIR"

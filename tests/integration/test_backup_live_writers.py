@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sqlite3
 import subprocess
 import tarfile
@@ -26,7 +25,6 @@ import pytest
 from backup_support import Receiver, local_path_claim
 from k3s_nodes import Lab
 
-from helpers import REPO
 from homelab.core.kube import Kube
 
 pytestmark = pytest.mark.integration
@@ -38,11 +36,12 @@ ACTIVITY = f"{PLEX_DATA}/Plug-in Support/Data/activity.log"
 
 @pytest.fixture(scope="module")
 def boltdb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The BoltDB writer and checker, built from tests/boltdb (go.etcd.io/bbolt from the module cache or proxy)."""
-    if shutil.which("go") is None:
-        pytest.fail("go is missing: scripts/setup.sh installs it")
-    binary = tmp_path_factory.mktemp("boltdb") / "boltdb"
-    subprocess.run(["go", "build", "-o", str(binary), "."], cwd=REPO / "tests" / "boltdb", check=True, timeout=600)
+    """The BoltDB writer and checker from tests/boltdb, built by scripts/get-binaries.sh boltdb (no fetch here)."""
+    from homelab.core.tools import cached_bin_dir
+
+    binary = cached_bin_dir() / "homelab-boltdb-test"
+    if not binary.is_file():
+        pytest.fail(f"{binary} is missing: run scripts/get-binaries.sh boltdb")
     return binary
 
 
