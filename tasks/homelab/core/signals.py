@@ -41,11 +41,11 @@ def interrupted_by() -> int | None:
     return RECEIVED[0] if RECEIVED else None
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (children, their children...), from one ``ps`` listing (Linux and macOS)."""
+def _processes() -> dict[int, int]:
+    """Every running process (zombies left out) and its parent, from one ``ps`` listing (Linux and macOS)."""
     try:
         listing = subprocess.run(
-            ["ps", "-A", "-o", "pid=", "-o", "ppid="],
+            ["ps", "-A", "-o", "pid=", "-o", "ppid=", "-o", "stat="],
             capture_output=True,
             text=True,
             stdin=subprocess.DEVNULL,
@@ -53,12 +53,20 @@ def descendants(pid: int) -> list[int]:
             check=False,
         ).stdout
     except (OSError, subprocess.TimeoutExpired):
-        return []
-    children: dict[int, list[int]] = {}
+        return {}
+    parents = {}
     for line in listing.splitlines():
         fields = line.split()
-        if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit():
-            children.setdefault(int(fields[1]), []).append(int(fields[0]))
+        if len(fields) == 3 and fields[0].isdigit() and fields[1].isdigit() and not fields[2].startswith("Z"):
+            parents[int(fields[0])] = int(fields[1])
+    return parents
+
+
+def descendants(pid: int, processes: dict[int, int] | None = None) -> list[int]:
+    """Every process below ``pid`` (children, their children...)."""
+    children: dict[int, list[int]] = {}
+    for child, parent in (_processes() if processes is None else processes).items():
+        children.setdefault(parent, []).append(child)
     found, queue = [], list(children.get(pid, []))
     while queue:
         child = queue.pop()
@@ -78,11 +86,16 @@ def _stop_children(signum: int) -> None:
     me = os.getpid()
     steps = [(GRACE_SECONDS, signum), (GRACE_SECONDS * 2, signal.SIGTERM), (KILL_AFTER_SECONDS, signal.SIGKILL)]
     started = time.monotonic()
+    # Every process seen below us from the signal on stays ours: one whose parent died first is
+    # re-parented (to init) and would no longer be found below us, yet it is still our work.
+    seen = set(descendants(me))
     if signum == signal.SIGTERM:  # nothing else sent it to the children: they hear it now
-        _send(descendants(me), signal.SIGTERM)
+        _send(sorted(seen), signal.SIGTERM)
     for at, step in steps:
         time.sleep(max(0.0, at - (time.monotonic() - started)))
-        alive = descendants(me)
+        running = _processes()
+        seen |= set(descendants(me, running))
+        alive = sorted(pid for pid in seen if pid in running)
         if not alive:
             return
         _send(alive, step)
