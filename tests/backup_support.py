@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from helpers import CliResult, inv_binary, loopback_data, run_cli
+from helpers import CliResult, loopback_data, run_cli, start_inv
 
 KEY_LABEL = "sealedsecrets.bitnami.com/sealed-secrets-key"
 
@@ -91,17 +91,7 @@ class BackupEnv:
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         """Start ``inv ARGS`` in its own process group (so a kill reaches restic too)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HOMELAB")}
-        env.update(self.env())
-        return subprocess.Popen(
-            [inv_binary(), *args],
-            cwd=Path(__file__).resolve().parents[1],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+        return start_inv(list(args), self.env())
 
     def write_plaintext(self, text: str) -> None:
         """The git-ignored plaintext secrets file, 0600 as the config requires."""
@@ -141,6 +131,26 @@ def make_backup_env(tmp: Path, kubeconfig: Path, receiver: Receiver, name: str =
     data["monitoring"]["telegram"]["bot_token"] = {"file": str(tmp / "bot-token")}
     env.save()
     return env
+
+
+def app_deployment(name: str, replicas: int) -> dict[str, Any]:
+    """App ``name``'s Deployment of ``replicas`` pods mounting its claim ``<name>-data``."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [{"name": "app", "image": "registry.home.arpa/notes:1"}],
+                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": f"{name}-data"}}],
+                },
+            },
+        },
+    }
 
 
 def kill_group(process: subprocess.Popen[str]) -> None:

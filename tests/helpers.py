@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import subprocess
 import sys
 import urllib.parse
@@ -35,6 +36,38 @@ class CliResult:
 
 def inv_binary() -> str:
     return str(Path(sys.executable).parent / "inv")
+
+
+def start_inv(args: list[str], env: Mapping[str, str], merge_stderr: bool = False) -> subprocess.Popen[str]:
+    """``inv ARGS`` from the repo root in a process group of its own, as a terminal runs a job.
+
+    The environment is this one without HOMELAB variables, plus ``env``. A kill or a Ctrl-C
+    sent to the group reaches every process the task started; see ``interrupt``.
+    """
+    full = {k: v for k, v in os.environ.items() if not k.startswith("HOMELAB")}
+    full.update(env)
+    return subprocess.Popen(
+        [inv_binary(), *args],
+        cwd=REPO,
+        env=full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def interrupt(process: subprocess.Popen[str], how: str) -> int:
+    """Stop a task started by ``start_inv`` as the owner or the scheduler would; the exit code it must end with.
+
+    "ctrl-c": SIGINT to its whole process group, as a terminal sends it. "sigterm": SIGTERM to
+    the task's own process only, as a service manager or ``kill`` sends it.
+    """
+    if how == "ctrl-c":
+        os.killpg(process.pid, signal.SIGINT)
+        return 130
+    os.kill(process.pid, signal.SIGTERM)
+    return 143
 
 
 def without_network(argv: list[str]) -> list[str]:

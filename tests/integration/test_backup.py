@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import random
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import pytest
 import yaml
 from backup_support import BackupEnv, Receiver, kill_group, make_backup_env, sealing_key_secret
 
-from helpers import run_cli
+from helpers import interrupt, run_cli
 from homelab.core.kube import Kube
 from homelab.core.session import Session
 from homelab.sandbox import cluster as sandbox
@@ -225,12 +224,9 @@ def test_a_signal_mid_run_ends_it_with_its_code_and_words_stops_restic_and_the_n
             out.write(os.urandom(16 * 1024 * 1024))
     process = bk.start("backup.run")
     restic = restic_running_under(process.pid)
-    if how == "ctrl-c":
-        os.killpg(process.pid, signal.SIGINT)
-    else:
-        os.kill(process.pid, signal.SIGTERM)
+    code = interrupt(process, how)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == (130 if how == "ctrl-c" else 143), stderr
+    assert process.returncode == code, stderr
     assert "re-run the same command" in stderr and "Traceback" not in stderr, stderr
     assert gone(restic), "restic was left running"
     assert any("INTERRUPTED" in m for m in bk.receiver.messages()), (bk.receiver.messages(), stderr)

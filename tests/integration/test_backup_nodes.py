@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from backup_support import Receiver, local_path_claim
+from backup_support import Receiver, app_deployment, local_path_claim
 from k3s_nodes import Lab
 
 from helpers import CliResult
@@ -140,26 +140,7 @@ def test_a_changed_host_key_is_refused_alerted_and_known_hosts_kept(
 
 def start_app(kube: Kube, name: str, replicas: int) -> None:
     """A Deployment of ``replicas`` pods mounting the app's claim (kwok runs them on k3s-worker-1)."""
-    kube.apply(
-        [
-            {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": {"name": name, "namespace": name},
-                "spec": {
-                    "replicas": replicas,
-                    "selector": {"matchLabels": {"app": name}},
-                    "template": {
-                        "metadata": {"labels": {"app": name}},
-                        "spec": {
-                            "containers": [{"name": "app", "image": "registry.home.arpa/notes:1"}],
-                            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": f"{name}-data"}}],
-                        },
-                    },
-                },
-            }
-        ]
-    )
+    kube.apply([app_deployment(name, replicas)])
     kube.wait_deployments([(name, name)], timeout=120)
 
 

@@ -31,12 +31,13 @@ from unittest import mock
 
 import pytest
 import yaml
-from backup_support import kill_group, local_path_claim, start_receiver
+from backup_support import app_deployment, kill_group, local_path_claim, start_receiver
 from invoke import Context
 from k3s_nodes import NODES, embedded_kubeconfig, start_node
 from k3s_nodes import Lab as NodesLab
+from sandbox_project import SandboxProject as Project
 
-from helpers import CliResult, inv_binary, loopback_data, run_cli
+from helpers import CliResult, loopback_data, run_cli, start_inv
 from homelab.core.kube import Kube
 from homelab.core.kube.waits import wait_for
 from homelab.core.session import Session
@@ -53,26 +54,6 @@ REFERENCED = {  # the env: references of the reference config, with values only 
     "CLOUDFLARE_API_TOKEN": "cf-token-" + uuid.uuid4().hex,
     "VAULTWARDEN_ADMIN_TOKEN": "admin-" + uuid.uuid4().hex,
 }
-
-
-@dataclass
-class Project:
-    root: Path
-    config: Path
-    env: dict[str, str]
-    session: Session
-    kube: Kube
-
-    def data(self) -> dict[str, Any]:
-        return dict(yaml.safe_load(self.config.read_text()))
-
-    def write(self, data: dict[str, Any]) -> None:
-        self.config.write_text(yaml.safe_dump(data))
-
-    def up(self) -> str:
-        done = run_cli(["up", "--target", "sandbox"], self.env, timeout=900)
-        assert done.code == 0, done.output
-        return str(done.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -206,16 +187,8 @@ class Restorable:
 
     def start_restore(self) -> subprocess.Popen[str]:
         """``backup.restore --component volumes`` in its own process group (a kill reaches all of it)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HOMELAB")}
-        env["HOMELAB_CONFIG"] = str(self.nodes.config)
-        return subprocess.Popen(
-            [inv_binary(), "backup.restore", "--component", "volumes", "--yes"],
-            cwd=Path(__file__).resolve().parents[2],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
+        return start_inv(
+            ["backup.restore", "--component", "volumes", "--yes"], {"HOMELAB_CONFIG": str(self.nodes.config)}
         )
 
 
@@ -228,22 +201,7 @@ def app_of_apps(project: Project, name: str, branch: str, tmp: Path) -> tuple[st
     repo = controllers.repo_url(project.session)
     parent, child = f"day2-{name}", f"app-{name}"
     child_app = platform.application(child, {"repoURL": repo, "targetRevision": branch, "path": "app"}, name, 1)
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": name},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "containers": [{"name": "app", "image": "registry.home.arpa/notes:1"}],
-                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": f"{name}-data"}}],
-                },
-            },
-        },
-    }
+    deployment = app_deployment(name, 2)
     work = tmp / branch
     (work / "apps").mkdir(parents=True)
     (work / "app").mkdir()

@@ -17,14 +17,13 @@ import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from backup_support import start_receiver
 from invoke import Context
+from sandbox_project import SandboxProject as Lab
 
 from helpers import loopback_data, run_cli
 from homelab.core.kube import Kube
@@ -40,26 +39,6 @@ pytestmark = pytest.mark.integration
 
 APPLICATION = ("argoproj.io/v1alpha1", "Application")
 DEFAULT_RETRIES = 5  # what Argo CD v3 gives an automated sync without a retry policy (controller/appcontroller.go)
-
-
-@dataclass
-class Lab:
-    root: Path  # the project directory (HOMELAB_ROOT)
-    config: Path
-    env: dict[str, str]
-    session: Session
-    kube: Kube
-
-    def data(self) -> dict[str, Any]:
-        return dict(yaml.safe_load(self.config.read_text()))
-
-    def write(self, data: dict[str, Any]) -> None:
-        self.config.write_text(yaml.safe_dump(data))
-
-    def up(self) -> str:
-        done = run_cli(["up", "--target", "sandbox"], self.env, timeout=900)
-        assert done.code == 0, done.output
-        return str(done.stdout)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from invoke import Context
 
-from helpers import REPO, inv_binary, loopback_data, run_cli
+from helpers import REPO, interrupt, inv_binary, loopback_data, run_cli, start_inv
 from homelab.core import cluster
 from homelab.core.session import Session
 from homelab.gitops import local, tree
@@ -131,11 +131,7 @@ def test_a_signal_while_up_waits_for_argo_cd_ends_it_with_its_code_and_a_rerun_c
 ) -> None:
     """Ctrl-C reaches the process group (a terminal); SIGTERM only inv's own process (a service manager)."""
     env = config_in(tmp_path / "signalled")
-    full = {**{k: v for k, v in os.environ.items() if not k.startswith("HOMELAB")}, **env}
-    process = subprocess.Popen(
-        [inv_binary(), "up", "--target", "sandbox"], cwd=REPO, env=full, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+    process = start_inv(["up", "--target", "sandbox"], env, merge_stderr=True)
     try:
         seen = ""
         assert process.stdout is not None
@@ -143,12 +139,9 @@ def test_a_signal_while_up_waits_for_argo_cd_ends_it_with_its_code_and_a_rerun_c
             seen += line
             if "Applications to be Synced" in line:
                 break
-        if how == "ctrl-c":
-            os.killpg(process.pid, signal.SIGINT)
-        else:
-            os.kill(process.pid, signal.SIGTERM)
+        code = interrupt(process, how)
         rest, _ = process.communicate(timeout=90)
-        assert process.returncode == (130 if how == "ctrl-c" else 143), seen + rest
+        assert process.returncode == code, seen + rest
         assert "re-run the same command" in rest and "Traceback" not in rest, rest
         rerun = run_cli(["up", "--target", "sandbox"], env)
         assert rerun.code == 0, rerun.output

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -14,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from helpers import REPO, inv_binary, loopback_data, run_cli, stand_in_lima_env
+from helpers import interrupt, loopback_data, run_cli, stand_in_lima_env, start_inv
 
 pytestmark = pytest.mark.integration
 
@@ -144,23 +142,15 @@ def test_a_signal_while_vms_start_ends_vm_apply_with_its_code_stops_terraform_an
     """Terraform and the limactl it runs are stopped, not left behind; the tainted VM is finished by the re-run."""
     from homelab.core.signals import descendants
 
-    slow = {**{k: v for k, v in os.environ.items() if not k.startswith("HOMELAB")}, **lima_env}
-    slow["FAKE_LIMA_DELAY"] = "30"
-    process = subprocess.Popen(
-        [inv_binary(), "vm.apply"], cwd=REPO, env=slow, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
+    process = start_inv(["vm.apply"], {**lima_env, "FAKE_LIMA_DELAY": "30"})
     deadline = time.monotonic() + 120
     while not any(c[0] == "start" for c in calls(lima_env)):
         assert time.monotonic() < deadline and process.poll() is None, "no VM started"
         time.sleep(0.1)
     below = descendants(process.pid)
-    if how == "ctrl-c":
-        os.killpg(process.pid, signal.SIGINT)
-    else:
-        os.kill(process.pid, signal.SIGTERM)
+    code = interrupt(process, how)
     _, stderr = process.communicate(timeout=90)
-    assert process.returncode == (130 if how == "ctrl-c" else 143), stderr
+    assert process.returncode == code, stderr
     assert "re-run the same command" in stderr and "Traceback" not in stderr, stderr
     left = [pid for pid in below if Path(f"/proc/{pid}").exists()]
     assert not left, f"still running after vm.apply ended: {left}"
