@@ -11,6 +11,7 @@ import pytest
 from helpers import loopback_data
 from homelab.config.loader import validate
 from homelab.core.plan import Note, Patch, Plan, Run, WriteFile
+from homelab.core.state_files import StateFileError
 from homelab.gitops import checksums, hold, tree
 
 AUTOMATED = {"prune": True, "selfHeal": True}
@@ -112,11 +113,13 @@ def test_a_rerun_adopts_a_killed_runs_pause_with_its_originals_instead_of_resumi
     assert [a["name"] for a in json.loads(still.data())["applications"]] == ["app-other"]
 
 
-def test_an_unreadable_marker_is_named_and_removed_without_guessing(tmp_path: Path) -> None:
+def test_an_unreadable_marker_stops_the_task_naming_it_and_the_fix_without_guessing(tmp_path: Path) -> None:
+    """Resuming nothing would leave apps paused for good, resuming all would undo the owner's own pauses."""
     (tmp_path / hold.MARKER).write_text("{not json")
-    plan = hold.recovery_plan(tmp_path)
-    assert not [a for a in plan.actions if isinstance(a, Patch)]
-    assert next(a for a in plan.actions if isinstance(a, Run)).argv[-1] == str(tmp_path / hold.MARKER)
+    with pytest.raises(StateFileError) as caught:
+        hold.recovery_plan(tmp_path)
+    assert str(tmp_path / hold.MARKER) in str(caught.value) and "inv gitops.apply" in str(caught.value)
+    assert (tmp_path / hold.MARKER).read_text() == "{not json"  # kept for the owner to read
 
 
 def test_nothing_is_held_for_objects_argo_cd_does_not_manage_or_already_paused(tmp_path: Path) -> None:

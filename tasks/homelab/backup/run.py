@@ -26,7 +26,7 @@ from typing import Any
 
 from homelab.backup import components, heartbeat, volume_read
 from homelab.backup.restic import restic_for
-from homelab.core import locks, signals
+from homelab.core import locks, signals, state_files
 from homelab.core.errors import EXIT_OK, EXIT_PARTIAL, HomelabError
 from homelab.core.executor import write_local
 from homelab.core.plan import Action, Note, Plan
@@ -90,10 +90,7 @@ def sha256(path: Path) -> str:
 
 def hashes(staging: Path, cache_file: Path) -> dict[str, str]:
     """SHA-256 of every staged file; unchanged files (same size, mtime, inode) reuse last run's digest."""
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (FileNotFoundError, ValueError):
-        cache = {}
+    cache = state_files.read_json(cache_file, state_files.HASH_CACHE) or {}
     result, fresh = {}, {}
     for path in sorted(staging.rglob("*")):
         if not path.is_file():

@@ -22,6 +22,7 @@ import yaml
 from homelab.backup import bolt
 from homelab.backup.restic import Snapshot, restic_for
 from homelab.backup.run import MANIFEST, sha256
+from homelab.core import state_files
 from homelab.core.errors import HomelabError
 from homelab.core.executor import write_local
 from homelab.core.paths import project_root, resolve_in_project
@@ -51,7 +52,10 @@ def verified_path(session: Any) -> Path:
 
 def load_verified(session: Any) -> dict[str, float]:
     path = verified_path(session)
-    return json.loads(path.read_text()) if path.is_file() else {}
+    record = state_files.read_json(path, state_files.VERIFIED) or {}
+    if not all(isinstance(k, str) and isinstance(v, int | float) for k, v in record.items()):
+        raise state_files.broken(path, state_files.VERIFIED, "its entries are not snapshot IDs with times")
+    return {k: float(v) for k, v in record.items()}
 
 
 def record_verified(session: Any, snapshot: str) -> None:

@@ -12,9 +12,46 @@ from typing import Any
 
 import yaml
 
+from homelab.core import state_files
 from homelab.core.executor import write_local
 from homelab.core.plan import LOCAL, Note, Run, WriteFile
 from homelab.core.secret_refs import Secret
+
+
+class NotAKubeconfig(ValueError):
+    """The text parses as something other than a kubeconfig's mapping of lists of named entries."""
+
+
+def _document(text: str) -> dict[str, Any]:
+    """The kubeconfig as a mapping whose clusters, users and contexts are lists of named entries."""
+    try:
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise NotAKubeconfig(f"not valid YAML{f' (line {mark.line + 1})' if mark else ''}") from None
+    if not isinstance(doc, dict):
+        raise NotAKubeconfig("not a YAML mapping")
+    for key in ("clusters", "users", "contexts"):
+        entries = doc.get(key) or []
+        if not isinstance(entries, list) or not all(isinstance(e, dict) and "name" in e for e in entries):
+            raise NotAKubeconfig(f"its {key} are not a list of named entries")
+    return doc
+
+
+def _read(target: Path) -> str | None:
+    """The file's text (None when it does not exist), read through the state-file path."""
+    text = state_files.read_text(target, state_files.KUBECONFIG)
+    if text is not None:
+        try:
+            _document(text)
+        except NotAKubeconfig as err:
+            raise state_files.broken(target, state_files.KUBECONFIG, str(err)) from None
+    return text
+
+
+def _without(target: Path, context: str) -> str | None:
+    text = _read(target)
+    return without_context(text, context) if text is not None else None
 
 
 def merged(current_text: str | None, source: dict[str, Any], context: str, server: str | None = None) -> str:
@@ -27,7 +64,7 @@ def merged(current_text: str | None, source: dict[str, Any], context: str, serve
     if server:
         cluster["server"] = server
     user = source["users"][0]["user"]
-    current: dict[str, Any] = (yaml.safe_load(current_text) or {}) if current_text else {}
+    current = _document(current_text) if current_text else {}
     doc = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -48,7 +85,7 @@ def merge_action(target: Path, source: dict[str, Any], context: str, server: str
     Reads ``target`` (an observation); the written text is a ``Secret`` because it
     carries client keys, so a plan shows only its size.
     """
-    current = target.read_text() if target.is_file() else None
+    current = _read(target)
     text = merged(current, source, context, server)
     if current == text and target.stat().st_mode & 0o777 == 0o600:
         return Note(f"{target}: context {context} is current", host=LOCAL)
@@ -57,7 +94,7 @@ def merge_action(target: Path, source: dict[str, Any], context: str, server: str
 
 def merge_kubeconfig(target: Path, source: dict[str, Any], context: str, server: str | None = None) -> None:
     """Put ``source``'s first context into ``target`` as ``context``; keep all others. Mode 0600."""
-    current = target.read_text() if target.is_file() else None
+    current = _read(target)
     write_local(target, merged(current, source, context, server).encode(), 0o600)
 
 
@@ -66,7 +103,7 @@ def without_context(current_text: str, context: str) -> str | None:
 
     An empty string means no context is left: the file goes.
     """
-    current = yaml.safe_load(current_text) or {}
+    current = _document(current_text)
     if context not in [c["name"] for c in current.get("contexts", [])]:
         return None
     for key in ("clusters", "users", "contexts"):
@@ -78,7 +115,7 @@ def without_context(current_text: str, context: str) -> str | None:
 
 def remove_action(target: Path, context: str) -> WriteFile | Run | Note:
     """The write that takes ``context`` out of ``target`` (removing the file when it was the last one)."""
-    text = without_context(target.read_text(), context) if target.is_file() else None
+    text = _without(target, context)
     if text is None:
         return Note(f"{target}: no context {context}", host=LOCAL)
     if not text:
@@ -88,7 +125,7 @@ def remove_action(target: Path, context: str) -> WriteFile | Run | Note:
 
 def remove_context(target: Path, context: str) -> bool:
     """Drop ``context`` (and its cluster and user) from ``target``; others stay."""
-    text = without_context(target.read_text(), context) if target.is_file() else None
+    text = _without(target, context)
     if text is None:
         return False
     if not text:

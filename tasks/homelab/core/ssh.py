@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from homelab.core import state_files
 from homelab.core.errors import HostKeyError, UnreachableHost
 
 if TYPE_CHECKING:
@@ -53,8 +54,14 @@ class KnownHosts:
         import paramiko
 
         keys = paramiko.HostKeys()
-        if self.path.is_file():
-            keys.load(str(self.path))
+        # Checked first by the state-file path: a FIFO, a directory or binary data is named, not waited on.
+        if self.text():
+            try:
+                keys.load(str(self.path))
+            except (paramiko.SSHException, paramiko.hostkeys.InvalidHostKey, ValueError, UnicodeError) as err:
+                raise state_files.broken(
+                    self.path, state_files.KNOWN_HOSTS, f"a line is not a host key ({err})"
+                ) from None
         return keys
 
     def lookup(self, endpoint: Endpoint) -> paramiko.PKey | None:
@@ -64,7 +71,7 @@ class KnownHosts:
         return next(iter(entry.values()))
 
     def text(self) -> str:
-        return self.path.read_text() if self.path.is_file() else ""
+        return state_files.read_text(self.path, state_files.KNOWN_HOSTS) or ""
 
     def with_keys(self, pins: list[tuple[Endpoint, paramiko.PKey]]) -> str | None:
         """The file's text with every key pinned (what a ``WriteFile`` writes); None when all already are.

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from homelab.core import locks
+from homelab.core import locks, state_files
 from homelab.core.errors import HomelabError
 from homelab.core.plan import Action, Note, Obj, Patch, Plan, Run, WriteFile
 
@@ -115,13 +115,17 @@ def marker_text(task: str, paused: list[Paused]) -> str:
 
 
 def read_marker(path: Path) -> tuple[str, list[Paused]]:
-    """The task and the Applications a marker names (an unreadable marker names none, and says so)."""
+    """The task and the Applications a marker names; a marker that names none usably stops the task.
+
+    Guessing would be worse either way: resuming nothing leaves apps paused for good,
+    resuming everything would turn on sync the owner had switched off.
+    """
+    doc = state_files.read_json(path, state_files.ARGOCD_PAUSE) or {}
     try:
-        doc = json.loads(path.read_text())
-        paused = [Paused(e["name"], e["namespace"], dict(e["automated"])) for e in doc["applications"]]
-        return str(doc.get("task", "an earlier run")), paused
-    except (OSError, ValueError, KeyError, TypeError):
-        return "an earlier run (its marker is unreadable)", []
+        paused = [Paused(str(e["name"]), str(e["namespace"]), dict(e["automated"])) for e in doc["applications"]]
+    except (KeyError, TypeError, ValueError):
+        raise state_files.broken(path, state_files.ARGOCD_PAUSE, "it does not list the Applications") from None
+    return str(doc.get("task", "an earlier run")), paused
 
 
 def left_paused(state_dir: Path) -> list[Paused]:

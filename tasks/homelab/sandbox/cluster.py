@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from homelab.config.schema import HomelabConfig, Node
+from homelab.core import state_files
 from homelab.core.converge import require_empty, settle
 from homelab.core.errors import HomelabError
 from homelab.core.kube.pending import apply_actions
@@ -172,7 +173,7 @@ def recorded_pids(paths: SandboxPaths) -> list[int]:
     pids = []
     for pid_file in sorted(pid_dir.glob("*.pid")) if pid_dir.is_dir() else []:
         try:
-            pids.append(int(pid_file.read_text().strip()))
+            pids.append(int((state_files.read_text(pid_file, state_files.SANDBOX_RECORD) or "").strip()))
         except ValueError:
             continue
     return pids
@@ -278,7 +279,11 @@ def nodes_plan(session: Any, executor: Any, timeout: float) -> Plan:
     """The sandbox's context in the project kubeconfig, its nodes and StorageClass, waits until they are Ready."""
     paths = paths_for(session.cfg, session.state_dir)
     plan = Plan(f"sandbox {paths.cluster}: context and nodes")
-    merge = merge_action(paths.kubeconfig, yaml.safe_load(paths.kwok_kubeconfig.read_text()), paths.context)
+    merge = merge_action(
+        paths.kubeconfig,
+        yaml.safe_load(state_files.read_text(paths.kwok_kubeconfig, state_files.KUBECONFIG) or ""),
+        paths.context,
+    )
     objects = [node_object(n) for n in session.cfg.nodes] + [local_path_storage_class()]
     why = "kwok nodes named like the config's, and the StorageClass K3S ships"
     if isinstance(merge, Note) and _reachable(paths):

@@ -56,6 +56,7 @@ from typing import Any
 
 import yaml
 
+from homelab.core import state_files
 from homelab.core.converge import converge
 from homelab.core.errors import HomelabError
 from homelab.core.plan import LOCAL, Action, Note, Plan, Run, Wait, WriteFile
@@ -157,11 +158,11 @@ def layout(session: Any) -> Layout:
 
 def read_ports(lay: Layout) -> dict[str, int]:
     """The ports the processes were given; empty before the first start."""
+    ports = state_files.read_json(lay.ports_file, state_files.SANDBOX_RECORD) or {}
     try:
-        ports = json.loads(lay.ports_file.read_text())
-    except (OSError, ValueError):
+        return {name: int(ports[name]) for name in PORTS if name in ports}
+    except (TypeError, ValueError):
         return {}
-    return {name: int(ports[name]) for name in PORTS if name in ports} if isinstance(ports, dict) else {}
 
 
 def repo_url(session: Any) -> str:
@@ -198,7 +199,7 @@ class Api:
 def api_of(kubeconfig: Path) -> Api:
     """The current context of kwokctl's kubeconfig: its server and the CA file it names."""
     try:
-        doc = yaml.safe_load(kubeconfig.read_text())
+        doc = yaml.safe_load(state_files.read_text(kubeconfig, state_files.KUBECONFIG) or "")
         context = doc["current-context"]
         ctx = next(c["context"] for c in doc["contexts"] if c["name"] == context)
         entry = next(c["cluster"] for c in doc["clusters"] if c["name"] == ctx["cluster"])

@@ -18,13 +18,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from homelab.core import state_files
 from homelab.core.plan import Run
 
 
 def read_pid(path: Path) -> int | None:
     try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
+        return int((state_files.read_text(path, state_files.SANDBOX_RECORD) or "").strip())
+    except ValueError:
         return None
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from homelab.core import state_files
 from homelab.core.errors import SourcesBroken, SourcesUnreachable
 from homelab.versions import helm, oci
 from homelab.versions.fetch import Answer, NotHttp, Unreachable, Verdict
@@ -266,11 +267,7 @@ def cache_key(manifest_digest: str, sources: Iterable[Source]) -> str:
 
 def cached(path: Path, manifest_digest: str, sources: list[Source], now: float) -> Report | None:
     """The fresh passing run that covers every one of ``sources``, from the cache file."""
-    try:
-        data = json.loads(path.read_text())
-        entries = data["entries"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    entries = (state_files.read_json(path, state_files.VERSIONS_CACHE) or {}).get("entries")
     wanted = {s.identity for s in sources}
     for entry in entries.values() if isinstance(entries, dict) else []:
         try:
@@ -288,10 +285,7 @@ def cached(path: Path, manifest_digest: str, sources: list[Source], now: float) 
 
 def remember(path: Path, manifest_digest: str, results: list[Result], now: float) -> None:
     """Keep a passing run (and the other fresh ones) in the cache file, written atomically."""
-    try:
-        entries = json.loads(path.read_text()).get("entries") or {}
-    except (OSError, ValueError, AttributeError):
-        entries = {}
+    entries = (state_files.read_json(path, state_files.VERSIONS_CACHE) or {}).get("entries") or {}
     kept = {
         key: entry
         for key, entry in (entries.items() if isinstance(entries, dict) else [])
