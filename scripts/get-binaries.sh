@@ -6,7 +6,7 @@
 # cached by version under $HOMELAB_CACHE_DIR (default ~/.cache/homelab). A warm
 # cache makes this a no-op that only prints where the binaries are.
 #
-# Usage: scripts/get-binaries.sh [all|sandbox|crds|controllers|lima|restic|kubeseal|amtool|registry|tofu]...
+# Usage: scripts/get-binaries.sh [all|sandbox|crds|controllers|lima|restic|kubeseal|amtool|registry|tofu|boltdb|coredns]...
 #        (default: all). Prints the bin directory to put on PATH as its last line.
 set -euo pipefail
 
@@ -41,6 +41,8 @@ VELERO_VERSION="${VELERO_VERSION:-$(pin binaries.velero.version)}"
 # The test bench's OCI registry and its client (inv versions.check resolves image tags against it).
 DISTRIBUTION_VERSION="${DISTRIBUTION_VERSION:-$(pin binaries.distribution.version)}"
 GGCR_VERSION="${GGCR_VERSION:-$(pin binaries.go-containerregistry.version)}"
+# The LAN DNS server the homelab runs, for the test that queries the Corefile the toolkit renders.
+COREDNS_VERSION="${COREDNS_VERSION:-$(pin binaries.coredns.version)}"
 # The Sealed Secrets module moved to github.com/bitnami/sealed-secrets, which the checksum database does not know.
 export GONOSUMDB="${GONOSUMDB:+$GONOSUMDB,}github.com/bitnami/sealed-secrets"
 # Component CRDs, shipped inside the components' own Go modules (module@version:dir).
@@ -202,6 +204,12 @@ build_registry() {
         github.com/google/go-containerregistry/cmd/crane "$BIN_DIR/crane"
 }
 
+# CoreDNS, the LAN DNS server: the integration test runs it on the Corefile the toolkit renders.
+build_coredns() {
+    CGO_ENABLED=0 go_build_pinned coredns github.com/coredns/coredns "$COREDNS_VERSION" \
+        github.com/coredns/coredns "$BIN_DIR/coredns" "-X github.com/coredns/coredns/coremain.GitCommit=v$COREDNS_VERSION"
+}
+
 build_amtool() {
     go_build_pinned amtool github.com/prometheus/alertmanager "$ALERTMANAGER_VERSION" \
         github.com/prometheus/alertmanager/cmd/amtool "$BIN_DIR/amtool"
@@ -275,6 +283,7 @@ want_lima() {
 want_restic() { timed restic "$RESTIC_VERSION" build_restic; }
 want_kubeseal() { timed kubeseal "$SEALED_SECRETS_VERSION" build_kubeseal; }
 want_amtool() { timed amtool "$ALERTMANAGER_VERSION" build_amtool; }
+want_coredns() { timed coredns "$COREDNS_VERSION" build_coredns; }
 want_registry() { timed registry "$DISTRIBUTION_VERSION-$GGCR_VERSION" build_registry; }
 # The live-writer backup test's BoltDB writer and checker (tests/boltdb, on go.etcd.io/bbolt): built
 # here, keyed by its sources, so the test run itself fetches no module.
@@ -303,7 +312,7 @@ want_tofu() {
 want_all() {
     (want_sandbox; want_crds; want_restic; want_kubeseal; want_lima; want_boltdb) &
     local first=$!
-    (want_controllers; want_amtool; want_registry; want_tofu) &
+    (want_controllers; want_amtool; want_registry; want_tofu; want_coredns) &
     local second=$! failed=0
     wait "$first" || failed=1
     wait "$second" || failed=1
@@ -315,8 +324,8 @@ targets=("$@")
 for t in "${targets[@]}"; do
     case "$t" in
     all) want_all ;;
-    sandbox | crds | lima | restic | kubeseal | amtool | registry | tofu | controllers | boltdb) "want_$t" ;;
-    *) die "unknown target '$t' (use all, sandbox, crds, controllers, lima, restic, kubeseal, amtool, registry, tofu or boltdb)" ;;
+    sandbox | crds | lima | restic | kubeseal | amtool | registry | tofu | controllers | boltdb | coredns) "want_$t" ;;
+    *) die "unknown target '$t' (use all, sandbox, crds, controllers, lima, restic, kubeseal, amtool, registry, tofu, boltdb or coredns)" ;;
     esac
 done
 echo "$BIN_DIR"

@@ -29,6 +29,7 @@ from homelab.core.session import Session
 MUTATING = {
     "gitops.publish",
     "net.tunnel-routes",
+    "net.forwarder",
     "up",
     "down",
     "vm.render",
@@ -77,6 +78,7 @@ READ_ONLY = {
     "k3s.status": "reads versions over SSH and readiness from the cluster",
     "sandbox.status": "reads the sandbox's processes and API server",
     "net.status": "reads MetalLB, Services and the tunnel",
+    "net.forward": "relays the Mac's LAN ports to the pool addresses while it runs; writes nothing",
     "tls.status": "reads Certificates",
     "gitops.diff": "server-side dry run of the rendered tree",
     "gitops.status": "reads Applications",

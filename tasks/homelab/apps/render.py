@@ -315,7 +315,8 @@ def network_policies(name: str, app: App, cfg: HomelabConfig) -> list[Obj]:
                 "spec": {
                     "podSelector": selector,
                     "policyTypes": ["Egress"],
-                    "egress": [{"to": [{"ipBlock": {"cidr": cfg.network.subnet}}]}],
+                    # The home LAN (network.lan; the node subnet itself when bridged), never the Mac's NAT network.
+                    "egress": [{"to": [{"ipBlock": {"cidr": lan_cidr(cfg)}}]}],
                 },
             }
         )
@@ -338,6 +339,13 @@ def network_policies(name: str, app: App, cfg: HomelabConfig) -> list[Obj]:
             }
         )
     return policies
+
+
+def lan_cidr(cfg: HomelabConfig) -> str:
+    """The home LAN the ``lan`` egress reaches; validation requires ``network.lan`` where it cannot be derived."""
+    from homelab.net.checks import bridged
+
+    return cfg.network.lan_cidr(bridged(cfg)) or cfg.network.subnet
 
 
 def lm_studio_name(cfg: HomelabConfig) -> str:

@@ -21,6 +21,7 @@ from homelab.core.errors import Problem
 from homelab.core.paths import resolve_in_project
 from homelab.core.pins import Pins, minor_of
 from homelab.core.pins import load as load_pins
+from homelab.net.checks import lan_problems
 
 # Namespaces the platform itself renders into (gitops/platform.py) or Kubernetes owns:
 # an app of that name would put its default-deny NetworkPolicy into them.
@@ -32,6 +33,7 @@ RESERVED_NAMESPACES = frozenset(
         "ingress-nginx",
         "cert-manager",
         "cloudflared",
+        "lan-dns",
         "monitoring",
         "lm-studio",
         "longhorn-system",
@@ -54,6 +56,7 @@ def semantic_problems(cfg: HomelabConfig) -> list[Problem]:
         *_lm_studio_problems(cfg),
         *_lima_problems(cfg),
         *_dhcp_problems(cfg),
+        *lan_problems(cfg),
     ]
 
 

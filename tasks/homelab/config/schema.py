@@ -111,10 +111,21 @@ class Host(Strict):
     kind: Literal["macos", "linux"] = "macos"
     ip: IPv4 = "192.168.105.1"
     socket_vmnet_path: AbsolutePath = "/opt/socket_vmnet/bin/socket_vmnet"
+    # The Mac's own address on the home LAN (give it a DHCP reservation on the router). In shared mode the
+    # LAN reaches the homelab only through it: lan_dns answers every app hostname with it, and the Mac
+    # forwards its ports 53, 80 and 443 to the DNS and gateway pool addresses (homelab.net.forwarder).
+    lan_ip: IPv4 | None = None
+
+
+class DhcpRange(Strict):
+    """An inclusive range of addresses a DHCP server hands out."""
+
+    start: IPv4
+    end: IPv4
 
 
 class Network(Strict):
-    """The node network (socket_vmnet's shared network on the Mac)."""
+    """The node network: socket_vmnet's shared (NAT) network on the Mac, or the home LAN itself when bridged."""
 
     subnet: CIDR = "192.168.105.0/24"
     gateway: IPv4 = "192.168.105.1"
@@ -124,6 +135,17 @@ class Network(Strict):
     # gateway). It must stay below the node addresses and the MetalLB pool; the doctor compares it with
     # the running socket_vmnet. Unset: not managed (socket_vmnet's own default runs to .254).
     dhcp_end: IPv4 | None = None
+    # The real home LAN (the router's network) that the apps' `lan` egress reaches. Unset: network.subnet
+    # when lima.mode is bridged (the nodes sit on the LAN); required in shared mode for an app with `lan`
+    # egress, since network.subnet is then the Mac's NAT network, not the home LAN.
+    lan: CIDR | None = None
+    # The home router's DHCP range (bridged mode: the router, not socket_vmnet, hands out LAN addresses).
+    # The nodes, the MetalLB pool and the LAN DNS address must stay out of it; validation checks that.
+    router_dhcp: DhcpRange | None = None
+
+    def lan_cidr(self, bridged: bool) -> str | None:
+        """The home LAN's CIDR: ``lan``, else the node subnet when bridged (it is the LAN), else unknown."""
+        return self.lan or (self.subnet if bridged else None)
 
 
 class SshAccess(Strict):
@@ -169,6 +191,13 @@ class Lima(Strict):
     # reach each other and the host; the host reaches each node through Lima's forwarded SSH port
     # (nodes[].ssh_port on 127.0.0.1).
     network: Literal["socket_vmnet", "user-v2"] = "socket_vmnet"
+    # socket_vmnet's mode (its --vmnet-mode; https://github.com/lima-vm/socket_vmnet#bridged-mode). shared:
+    # a NAT network only the Mac reaches. bridged: the VMs join the LAN of bridge_interface, so the nodes
+    # and the MetalLB pool are home-LAN addresses; there the router is the gateway and runs DHCP (Lima's
+    # networks.yaml: a bridged network has no gateway of its own). Run a socket_vmnet with
+    # --vmnet-mode=bridged --vmnet-interface=<bridge_interface> and set lima.socket to its socket.
+    mode: Literal["shared", "bridged"] = "shared"
+    bridge_interface: InterfaceName = "en0"
     # QEMU's accelerator on a Linux host: auto uses KVM when /dev/kvm is a usable Intel/AMD KVM, else TCG.
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     # A directory made by scripts/build-guest-image.sh (disk.qcow2, vmlinuz, initrd.img): Lima boots
@@ -211,6 +240,18 @@ class MetalLB(Strict):
     enabled: bool = True
     chart_version: ChartVersion = Field(default_factory=lambda: pins.load().chart("metallb").version)
     pool: IpPool = IpPool(start="192.168.105.50", end="192.168.105.99")
+
+
+class LanDns(Strict):
+    """The home LAN's DNS server for ``domain`` (CoreDNS on a MetalLB address; ``homelab.net.dns``).
+
+    It answers every routed hostname with the address that serves it at home and
+    nothing else: point the router's DNS (or a Pi-hole conditional forward for
+    ``domain``) at ``address``.
+    """
+
+    enabled: bool = False
+    address: IPv4 = "192.168.105.53"  # inside metallb.pool, not ingress.load_balancer_ip
 
 
 class Ingress(Strict):
@@ -295,7 +336,7 @@ class App(Strict):
     memory_limit: Size = "512MiB"
     env: dict[ContainerEnvName, Text] = Field(default_factory=dict)
     secrets: dict[ContainerEnvName, SecretRef] = Field(default_factory=dict)
-    # internet: the public internet; lan: network.subnet (devices on the home network); lm-studio: its port on the Mac
+    # internet: the public internet; lan: network.lan (devices on the home network); lm-studio: its port on the Mac
     egress: Annotated[list[Literal["internet", "lan", "lm-studio"]], Unique] = Field(default_factory=list)
     # Databases at the volume's top, by engine, for images without a contract (a contract's own are known:
     # homelab.apps.volume_data); each is copied consistently while the app runs, never read by tar.
@@ -383,6 +424,7 @@ class HomelabConfig(Strict):
     k3s: K3s = K3s()
     metallb: MetalLB = MetalLB()
     ingress: Ingress = Ingress()
+    lan_dns: LanDns = LanDns()
     cloudflare: Cloudflare = Cloudflare()
     tls: Tls = Tls()
     gitops: GitOps = GitOps()

@@ -13,6 +13,7 @@ from homelab.apps.contracts import CLOUDFLARED_USER
 from homelab.apps.render import lm_studio_name, meta, namespace, priority_class
 from homelab.config.schema import HomelabConfig
 from homelab.core import pins
+from homelab.net import dns
 
 Obj = dict[str, Any]
 ARGOCD_NAMESPACE = "argocd"
@@ -623,6 +624,7 @@ def platform(cfg: HomelabConfig) -> dict[str, tuple[Obj | None, list[Obj]]]:
             [namespace("monitoring"), backup_rules(cfg)],
         )
     parts["lm-studio"] = (None, lm_studio(cfg))
+    parts.update(dns.platform_parts(cfg))  # the home LAN's DNS server (lan_dns), homelab.net.dns
     if any(app.critical for app in cfg.deployed_apps.values()):
         parts["scheduling"] = (None, [priority_class()])
     if cfg.options.longhorn:

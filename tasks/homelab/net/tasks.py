@@ -65,4 +65,58 @@ def tunnel_routes(c: Any, dry_run: bool = False) -> None:
         print(f"tunnel-routes: {len(plan.actions)} hostnames route to tunnel {tunnel}")
 
 
-ns = Collection("net", status, tunnel_routes)
+@task
+def forward(c: Any) -> None:
+    """Relay the Mac's LAN ports 53, 80 and 443 to the DNS and gateway pool addresses until stopped (shared mode).
+
+    The launchd agent ``inv net.forwarder`` installs runs this; ``homelab.net.forwarder`` says why.
+    """
+    from homelab.core.errors import UsageError
+    from homelab.net import forwarder
+
+    s = session(c)
+    if not forwarder.routes(s.cfg):
+        raise UsageError("nothing to relay: lan_dns.enabled and ingress.enabled are both false")
+    print("net.forward: " + "; ".join(str(r) for r in forwarder.routes(s.cfg)), flush=True)
+    forwarder.run_forever(s.cfg)
+
+
+@task(
+    help={
+        "remove": "Remove the agent instead of installing it.",
+        "dry_run": "Print the change (the plist and launchctl calls); write nothing.",
+    }
+)
+def forwarder(c: Any, remove: bool = False, dry_run: bool = False) -> None:
+    """Install (or remove) the launchd agent that relays the Mac's LAN ports to the homelab (shared mode, macOS)."""
+    import platform
+    import sys
+    from pathlib import Path
+
+    from homelab.core.errors import UsageError
+    from homelab.core.paths import project_root
+    from homelab.core.tools import find, require
+    from homelab.net import forwarder as relay
+
+    s = session(c, dry_run)
+    if not remove and not relay.needed(s.cfg):
+        raise UsageError(
+            "no forwarder needed: it serves a shared-mode Lima homelab with lan_dns.enabled and host.lan_ip set "
+            "(bridged mode puts the pool on the LAN itself)"
+        )
+    if platform.system() != "Darwin" and not dry_run:
+        raise UsageError("the forwarder is a launchd agent: run inv net.forwarder on the Mac")
+    launchctl = (find("launchctl") or "launchctl") if dry_run else require("launchctl")
+    wanted = relay.agent(
+        program=Path(sys.executable).parent / "homelab",
+        workdir=project_root(),
+        config=Path(s.loaded.files[0]),
+        log=s.state_dir / "lan-forwarder.log",
+    )
+    home = Path.home()
+    plan = relay.plan(s.executor, launchctl, wanted, home, remove)
+    s.executor.execute(plan)
+    print(f"net.forwarder: {'dry run, nothing changed' if dry_run else 'done'} ({relay.plist_path(home)})")
+
+
+ns = Collection("net", status, tunnel_routes, forward, forwarder)

@@ -503,6 +503,18 @@ def check_sources(session: Any) -> Check:
     return Check("sources", *doctor_row(session))
 
 
+def check_lan(session: Any) -> list[Check]:
+    """Each app hostname as the Mac resolves it, and shared mode's forwarder (``homelab.net.doctor``).
+
+    Not on the sandbox: its names exist nowhere, and asking the system resolver would send them out.
+    """
+    if session.cfg.target == "sandbox":
+        return [ok("lan hostnames", "not checked on the sandbox: its hostnames exist only in its own render")]
+    from homelab.net import doctor as lan
+
+    return list(lan.checks(session.cfg))
+
+
 def run_checks(session: Any, host_facts: HostFacts | None = None) -> list[Check]:
     from homelab.config.checks import missing_secret_problems
     from homelab.core import cluster
@@ -522,6 +534,7 @@ def run_checks(session: Any, host_facts: HostFacts | None = None) -> list[Check]
     checks += check_host_network(session, host_facts)
     checks += check_nodes(session)
     checks += check_tunnel_hostnames(session)
+    checks += check_lan(session)
     kube = None
     try:
         kube = cluster.connect(session)
