@@ -547,6 +547,7 @@ def generated_apps(count: int) -> dict[str, dict[str, Any]]:
             "image": "traefik/whoami:v1.11",
             "port": 80,
             "hostname": f"bench-{i:03d}",
+            "public": True,  # each through the tunnel too, as every app was before private-by-default
             "storage": None,
             "cpu_request": "10m",
             "memory_request": "16MiB",

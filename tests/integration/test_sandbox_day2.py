@@ -117,7 +117,7 @@ def test_a_new_apps_hostname_reaches_cloudflareds_config_and_rolls_its_pods(proj
     assert checksums.CONFIG in before, before
     data = project.data()
     host = f"d2new-{uuid.uuid4().hex[:6]}"
-    data["apps"]["d2new"] = {"image": "traefik/whoami:v1.11", "port": 80, "hostname": host}
+    data["apps"]["d2new"] = {"image": "traefik/whoami:v1.11", "port": 80, "hostname": host, "public": True}
     project.write(data)
     project.up()
     config = project.kube.get("v1", "ConfigMap", "cloudflared", "cloudflared")

@@ -47,12 +47,13 @@ def test_every_public_hostname_gets_one_route_and_a_rerun_changes_nothing(tmp_pa
     env, record, dns = setup(tmp_path)
     shown: CliResult = run_cli(["net.tunnel-routes", "--dry-run"], env)
     assert shown.code == 0, shown.output
-    assert "tunnel route dns homelab grafana.home.test" in shown.stdout
+    assert "tunnel route dns homelab vault.home.test" in shown.stdout
+    assert "grafana.home.test" not in shown.stdout  # private by default: only what is marked public is routed
     assert calls(record) == []  # a dry run runs nothing
     done = run_cli(["net.tunnel-routes"], env)
     assert done.code == 0, done.output
     hosts = {argv[4] for argv in calls(record)}
-    assert hosts == {f"{h}.home.test" for h in ("home", "ha", "plex", "torrent", "vault", "files", "chat", "grafana")}
+    assert hosts == {"vault.home.test"}  # the reference config publishes Vaultwarden alone
     assert all(argv[:4] == ["tunnel", "route", "dns", "homelab"] for argv in calls(record))
     before = dns.read_text()
     again = run_cli(["net.tunnel-routes"], env)

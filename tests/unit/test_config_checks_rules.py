@@ -292,7 +292,7 @@ def test_hostnames_deeper_than_universal_ssl_covers_are_one_warning_at_domain() 
 
     assert warnings() == []  # home.test: its own zone, hostnames one label below
     [deep] = warnings(domain="home.example.com")
-    assert deep.startswith("domain: public hostnames such as chat.home.example.com (8 in all) are 2 labels below")
+    assert deep.startswith("domain: public hostnames such as vault.home.example.com (1 in all) are 2 labels below")
     assert "set domain to example.com" in deep
     assert warnings(domain="home.example.com", cloudflare={"zone": "home.example.com"}) == []
     assert warnings(domain="home.example.com", cloudflare={"zone": "example.org"}) == [

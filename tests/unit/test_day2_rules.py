@@ -164,7 +164,8 @@ def test_a_new_public_hostname_changes_cloudflareds_pod_template(cfg: Any) -> No
     """cloudflared reads its ingress rules only at start: its pods must roll when a hostname is added."""
     before = pod_annotations(tree.render(cfg), "platform/cloudflared/manifests.yaml")
     homepage = cfg.apps["homepage"]
-    more = cfg.model_copy(update={"apps": {**cfg.apps, "extra": homepage.model_copy(update={"hostname": "extra"})}})
+    extra = homepage.model_copy(update={"hostname": "extra", "public": True})  # the tunnel carries public ones
+    more = cfg.model_copy(update={"apps": {**cfg.apps, "extra": extra}})
     after = pod_annotations(tree.render(more), "platform/cloudflared/manifests.yaml")
     assert set(before) == {checksums.CONFIG} and before[checksums.CONFIG] != after[checksums.CONFIG]
     assert pod_annotations(tree.render(cfg), "platform/cloudflared/manifests.yaml") == before  # deterministic

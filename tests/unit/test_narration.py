@@ -20,7 +20,20 @@ def test_the_narration_names_every_application_in_wave_order_and_every_app() -> 
     for name, app in cfg.deployed_apps.items():
         assert any(f"app {name}: https://{app.hostname}.{cfg.domain}, {app.image}" in line for line in lines), name
     assert any("app telegram-bot: off (enabled: false)" in line for line in lines)
+    assert any(line.endswith("public through tunnel homelab: vault.home.example.com") for line in lines)
     assert any(
-        "Cloudflare tunnel homelab: 8 hostnames" in line and "grafana.home.example.com" in line for line in lines
+        line.endswith(
+            "LAN only: chat.home.example.com, files.home.example.com, grafana.home.example.com, "
+            "ha.home.example.com, home.home.example.com, plex.home.example.com, torrent.home.example.com"
+        )
+        for line in lines
     )
+    assert any(
+        line.endswith(
+            "app vaultwarden: https://vault.home.example.com, vaultwarden/server:1.34.3, "
+            "1 replica(s), 2GiB volume; public: the internet through the tunnel, and the LAN"
+        )
+        for line in lines
+    )
+    assert any(line.endswith("; LAN only") and "app plex: https://plex.home.example.com" in line for line in lines)
     assert any("vaultwarden: critical with 1 replica: no PDB" in line for line in lines)

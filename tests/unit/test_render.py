@@ -50,7 +50,7 @@ def test_every_app_gets_hardening(cfg) -> None:
         objects = rendered.files[f"apps/{name}/app.yaml"]
         kinds = [o["kind"] for o in objects]
         assert {"Namespace", "Deployment", "Service", "NetworkPolicy"} <= set(kinds), name
-        assert ("Ingress" in kinds) == app.public, name
+        assert ("Ingress" in kinds) == app.routed, name  # LAN-only apps are routed too (homelab.apps.exposure)
         assert ("PersistentVolumeClaim" in kinds) == bool(app.storage), name
         assert ("PodDisruptionBudget" in kinds) == (app.critical and app.replicas >= 2), name
         [deployment] = [o for o in objects if o["kind"] == "Deployment"]
@@ -78,7 +78,8 @@ def test_tunnel_routes_every_public_hostname_and_ends_with_404(cfg) -> None:
     config_map = next(o for o in platform.cloudflared(cfg) if o["kind"] == "ConfigMap")
     rules = yaml.safe_load(config_map["data"]["config.yaml"])["ingress"]
     public = {f"{a.hostname}.{cfg.domain}" for a in cfg.deployed_apps.values() if a.public}
-    assert {r["hostname"] for r in rules[:-1]} == public | {f"{cfg.monitoring.grafana_hostname}.{cfg.domain}"}
+    assert public == {f"vault.{cfg.domain}"}, "the reference config publishes Vaultwarden alone"
+    assert {r["hostname"] for r in rules[:-1]} == public  # Grafana is private unless monitoring.grafana_public
     assert all(r["originRequest"]["originServerName"] == r["hostname"] for r in rules[:-1])
     assert rules[-1] == {"service": "http_status:404"}
 

@@ -1,7 +1,7 @@
 """One app catalog entry in, the app's hardened manifests out.
 
 Every app gets requests and limits, probes, a securityContext, its PVC, an
-Ingress served by the wildcard certificate (when public), a default-deny
+Ingress served by the wildcard certificate (when routed: ``exposure``), a default-deny
 NetworkPolicy with only the allows it needs, and what its image's contract
 (``contracts``) says it cannot run without. Critical apps get a
 PodDisruptionBudget only where one can protect them without blocking drains
@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from homelab.apps import contracts
+from homelab.apps import contracts, exposure
 from homelab.config.schema import App, HomelabConfig
 
 PART_OF = "homelab"
@@ -249,7 +249,7 @@ def network_policies(name: str, app: App, cfg: HomelabConfig) -> list[Obj]:
             "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
         },
     ]
-    if app.public:
+    if exposure.routed(app):
         policies.append(
             {
                 "apiVersion": "networking.k8s.io/v1",
@@ -403,7 +403,7 @@ def render_app(name: str, app: App, cfg: HomelabConfig) -> tuple[list[Obj], list
         objects[0]["metadata"]["annotations"] = dict(KEEP_DATA)  # deleting the namespace deletes the claim
         objects.append(claim)
     objects += [deployment(name, app, cfg), service(name, app)]
-    if app.public:
+    if exposure.routed(app):
         objects.append(ingress(name, app, cfg.domain))
     objects += network_policies(name, app, cfg)
     pdb, note = disruption_budget(name, app)

@@ -68,6 +68,8 @@ from homelab.core.secret_refs import SecretLocation
 Target = Literal["lima", "sandbox", "k3d", "existing"]
 Arch = Literal["aarch64", "x86_64"]
 Item = TypeVar("Item")
+# What an owner may accept when publishing an app (App.accept_risks; the contracts say which apply to which image).
+Risk = Literal["first-visitor", "bulk-media"]
 
 
 def _unique(items: list[Item]) -> list[Item]:
@@ -304,6 +306,7 @@ class Monitoring(Strict):
     retention: PrometheusDuration = "15d"
     storage: Size = "20GiB"
     grafana_hostname: DnsLabel = "grafana"
+    grafana_public: bool = False  # true: also through the tunnel; its login is always a generated password
     telegram: Telegram = Telegram()
 
 
@@ -325,7 +328,13 @@ class App(Strict):
     image: ImageReference
     port: Port
     hostname: DnsLabel  # the app is served at <hostname>.<domain>
-    public: bool = True  # an Ingress and a tunnel route at <hostname>.<domain>; false: reachable only in-cluster
+    # Private by default: every routed app is served to the home LAN through the gateway at <hostname>.<domain>;
+    # public: true also routes it through the Cloudflare tunnel, from the internet (homelab.apps.exposure).
+    public: bool = False
+    routed: bool = True  # false: no route at all, reachable only in-cluster (a bot that only calls out)
+    # Risks of publishing it that its image's contract names and the owner accepts (homelab.apps.contracts):
+    # first-visitor (whoever reaches it first takes it over), bulk-media (video or bulk files through the tunnel).
+    accept_risks: Annotated[list[Risk], Unique] = Field(default_factory=list)
     storage: Size | None = "1GiB"
     storage_class: KubeSubdomain = "local-path"
     replicas: Annotated[Int, Field(ge=0, le=20)] = 1

@@ -4,17 +4,18 @@ The gitops layer's plan is a few applies (Argo CD, the root Application) whose
 effect is everything Argo CD then deploys; a dry run that stopped there would
 hide the homelab itself. This lists it from the same render the repository
 gets: each Application in sync-wave order with where it comes from, each app
-with its address and contract, the addresses, the tunnel, alerting and backups.
+with its address and contract, the addresses, what is public and what only the
+LAN reaches, alerting and backups.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from homelab.apps import contracts
-from homelab.config.schema import HomelabConfig
+from homelab.apps import contracts, exposure
+from homelab.config.schema import App, HomelabConfig
 from homelab.core.plan import Note, Plan
-from homelab.gitops import platform, tree
+from homelab.gitops import tree
 
 
 def _wave(app: dict[str, Any]) -> int:
@@ -28,6 +29,15 @@ def _origin(app: dict[str, Any]) -> str:
     return f"{source.get('path', '.')}/ of {source.get('repoURL')} at {source.get('targetRevision')}"
 
 
+def _audience(app: App, cfg: HomelabConfig) -> str:
+    """Who reaches the app (``exposure``): the internet through the tunnel, the home LAN only, or nothing outside."""
+    if not exposure.routed(app):
+        return "in-cluster only"
+    if exposure.tunneled(app) and cfg.cloudflare.tunnel_enabled:
+        return "public: the internet through the tunnel, and the LAN"
+    return "LAN only"
+
+
 def narration(cfg: HomelabConfig) -> Plan:
     rendered = tree.render(cfg)
     plan = Plan(f"what Argo CD will deploy from {cfg.gitops.repo_url} (branch {cfg.gitops.revision})")
@@ -36,9 +46,9 @@ def narration(cfg: HomelabConfig) -> Plan:
         name, destination = application["metadata"]["name"], application["spec"]["destination"]["namespace"]
         plan.add(Note(f"wave {_wave(application):>2}  {name} -> {destination}: {_origin(application)}"))
     for name, app in sorted(cfg.deployed_apps.items()):
-        where = f"https://{app.hostname}.{cfg.domain}" if app.public else "in-cluster only"
+        where = f"https://{app.hostname}.{cfg.domain}" if exposure.routed(app) else "no route"
         storage = f"{app.storage} volume" if app.storage else "no volume"
-        plan.add(Note(f"app {name}: {where}, {app.image}, {app.replicas} replica(s), {storage}"))
+        plan.add(Note(f"app {name}: {where}, {app.image}, {app.replicas} replica(s), {storage}; {_audience(app, cfg)}"))
         plan.add(Note(f"    contract: {contracts.one_line(app)}"))
     for name, app in sorted(cfg.apps.items()):
         if not app.enabled:
@@ -48,9 +58,8 @@ def narration(cfg: HomelabConfig) -> Plan:
         plan.add(
             Note(f"LoadBalancer addresses from {pool.start}-{pool.end}; ingress at {cfg.ingress.load_balancer_ip}")
         )
-    if cfg.cloudflare.tunnel_enabled:
-        hosts = sorted(platform.public_hostnames(cfg))
-        plan.add(Note(f"Cloudflare tunnel {cfg.cloudflare.tunnel_name}: {len(hosts)} hostnames ({', '.join(hosts)})"))
+    for line in exposure.summary(cfg):
+        plan.add(Note(line))
     plan.add(Note(f"certificates: *.{cfg.domain} from {cfg.tls.issuer} through Cloudflare DNS-01"))
     if cfg.monitoring.enabled:
         chat = cfg.monitoring.telegram.chat_id

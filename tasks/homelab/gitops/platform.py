@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from homelab.apps import exposure
 from homelab.apps.contracts import CLOUDFLARED_USER
 from homelab.apps.render import lm_studio_name, meta, namespace, priority_class
 from homelab.config.schema import HomelabConfig
@@ -252,15 +253,8 @@ def cert_manager(cfg: HomelabConfig) -> list[Obj]:
 
 
 def public_hostnames(cfg: HomelabConfig) -> dict[str, str]:
-    """Every hostname served through the ingress controller -> the config key that names it."""
-    found = {
-        f"{app.hostname}.{cfg.domain}": f"apps.{name}.hostname"
-        for name, app in sorted(cfg.deployed_apps.items())
-        if app.public
-    }
-    if cfg.monitoring.enabled:
-        found[f"{cfg.monitoring.grafana_hostname}.{cfg.domain}"] = "monitoring.grafana_hostname"
-    return found
+    """Every hostname routed through the tunnel -> the config key that names it (``exposure.public_hostnames``)."""
+    return exposure.public_hostnames(cfg)
 
 
 def cloudflared(cfg: HomelabConfig) -> list[Obj]:
