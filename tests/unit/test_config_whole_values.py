@@ -41,6 +41,7 @@ GOOD: dict[str, Any] = {
     "kube_context": "homelab",
     "kubeconfig": "~/.kube/homelab.yaml",
     "cloudflare": {"zone": "example.com"},
+    "network": {"router_dhcp": {"start": "127.0.1.100", "end": "127.0.1.199"}},  # on network.lan
     "lima": {"guest_image": "/srv/images/guest.img", "vm_type": "qemu"},
     "media": {"node": "k3s-worker-1"},
     "secrets": {"cert_file": "k8s/sealing-cert.pem"},

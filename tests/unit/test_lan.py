@@ -257,3 +257,12 @@ def test_validate_exits_2_naming_the_key(name: str, key: str, tmp_path: Path) ->
     result = run_cli(["config.validate"], {"HOMELAB_CONFIG": str(REPO / "tests" / "configs" / "bad" / f"{name}.yaml")})
     assert result.code == 2, result.output
     assert f"config error: {key}: " in result.stderr
+
+
+def test_no_lan_dns_on_limas_user_v2_network_which_the_lan_cannot_reach() -> None:
+    data = reference(lima={"network": "user-v2", "vm_type": "qemu"})
+    data["target"] = "lima"
+    assert (
+        "lan_dns.enabled: Lima's user-v2 network is reachable from its VMs only, so no LAN client could reach the "
+        "DNS server or the gateway: set it to false"
+    ) in problems(data)

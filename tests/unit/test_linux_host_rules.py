@@ -36,6 +36,8 @@ def linux_data(image: Path | None = None) -> dict[str, Any]:
         node.update(ip=f"192.168.104.{210 + i}", ssh_port=60022 + i)
     data["metallb"] = {"pool": {"start": "192.168.104.150", "end": "192.168.104.160"}}
     data["ingress"] = {"load_balancer_ip": "192.168.104.150"}
+    data["lan_dns"] = {"enabled": False}  # user-v2's VMs are out of the LAN's reach
+    data["network"]["lan"] = "127.0.1.0/24"  # the host's home LAN, for home-assistant's lan egress
     return data
 
 

@@ -139,6 +139,14 @@ def _dns_problems(cfg: HomelabConfig) -> list[Problem]:
     dns = cfg.lan_dns
     if not dns.enabled:
         return []
+    if cfg.target == "lima" and cfg.lima.network == "user-v2":
+        return [
+            Problem(
+                "lan_dns.enabled",
+                "Lima's user-v2 network is reachable from its VMs only, so no LAN client could reach the DNS "
+                "server or the gateway: set it to false",
+            )
+        ]
     problems: list[Problem] = []
     address = Address(dns.address)
     if not cfg.metallb.enabled:
