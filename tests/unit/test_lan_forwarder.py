@@ -114,3 +114,32 @@ def test_the_doctor_never_fails_hard_when_offline() -> None:
 
     rows = lan_doctor.checks(shared(), resolve=lambda name: [], ask=lambda _s, _p, name: offline(name))
     assert {r.status for r in rows} == {"warn"}
+
+
+def test_in_bridged_mode_the_doctor_wants_the_bridged_socket_vmnet_not_a_dhcp_range() -> None:
+    from types import SimpleNamespace
+
+    from homelab.root import doctor
+
+    data = copy.deepcopy(loopback_data())
+    data["target"] = "lima"
+    data["lima"] = {**data["lima"], "mode": "bridged", "bridge_interface": "en1"}
+    data["network"] = {k: v for k, v in data["network"].items() if k not in ("dhcp_end", "lan")}
+    data["network"]["router_dhcp"] = {"start": "127.0.0.100", "end": "127.0.0.199"}
+    data["host"] = {k: v for k, v in data["host"].items() if k != "lan_ip"}
+    session = SimpleNamespace(cfg=loader.validate(data))
+    addresses = {n.name: [n.ip] for n in session.cfg.nodes}
+    bridged = "/opt/socket_vmnet/bin/socket_vmnet --vmnet-mode=bridged --vmnet-interface=en1 /var/run/socket_vmnet"
+    rows = {
+        c.name: c
+        for c in doctor.check_host_network(session, doctor.HostFacts(True, False, addresses, True, True, bridged))
+    }
+    assert "socket_vmnet DHCP" not in rows, "the router runs DHCP in bridged mode"
+    assert rows["socket_vmnet bridged"].status == "ok"
+    shared = "/opt/socket_vmnet/bin/socket_vmnet --vmnet-gateway=192.168.105.1 /var/run/socket_vmnet"
+    rows = {
+        c.name: c
+        for c in doctor.check_host_network(session, doctor.HostFacts(True, False, addresses, True, True, shared))
+    }
+    assert rows["socket_vmnet bridged"].status == "warn"
+    assert "--vmnet-mode=bridged --vmnet-interface=en1" in rows["socket_vmnet bridged"].fix

@@ -19,10 +19,13 @@ import secrets
 import socket
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from homelab.config.schema import HomelabConfig
 from homelab.net import dns, forwarder
+
+if TYPE_CHECKING:
+    from homelab.root.doctor import Check
 
 TIMEOUT = 2.0  # seconds per lookup; all lookups run at once, so the doctor waits about this long in all
 Resolve = Callable[[str], list[str]]
@@ -105,7 +108,7 @@ def _each(names: list[str], lookup: Callable[[str], list[str]]) -> dict[str, lis
     return results
 
 
-def checks(cfg: HomelabConfig, resolve: Resolve = system_addresses, ask: Ask | None = None) -> list[Any]:
+def checks(cfg: HomelabConfig, resolve: Resolve = system_addresses, ask: Ask | None = None) -> list[Check]:
     """The LAN rows of ``inv doctor``; ``resolve`` and ``ask`` are the system resolver and a DNS query."""
     from homelab.root.doctor import ok, warn
 
@@ -147,3 +150,25 @@ def checks(cfg: HomelabConfig, resolve: Resolve = system_addresses, ask: Ask | N
                 )
             )
     return rows
+
+
+def socket_vmnet_mode(cfg: HomelabConfig, args: str | None) -> Check:
+    """Bridged mode's socket_vmnet: run with --vmnet-mode=bridged on ``lima.bridge_interface``.
+
+    socket_vmnet's README ("Bridged mode") starts it with those two flags and the
+    socket path as its last argument; it then runs no DHCP of its own (the router
+    does), so the shared-mode DHCP check does not apply.
+    """
+    from homelab.root.doctor import ok, warn
+
+    interface = cfg.lima.bridge_interface
+    fix = (
+        f"run socket_vmnet with --vmnet-mode=bridged --vmnet-interface={interface} {cfg.lima.socket} "
+        "(its launchd plist), or set lima.socket to the socket of the one that does"
+    )
+    if args is None:
+        return warn("socket_vmnet bridged", "socket_vmnet is not running", fix)
+    words = args.split()
+    if "--vmnet-mode=bridged" in words and f"--vmnet-interface={interface}" in words:
+        return ok("socket_vmnet bridged", f"bridged onto {interface}; the router runs DHCP")
+    return warn("socket_vmnet bridged", f"the socket_vmnet seen runs {args!r}, not bridged onto {interface}", fix)

@@ -139,6 +139,13 @@ def check_dhcp_range(session: Any, facts: HostFacts) -> Check:
     return ok("socket_vmnet DHCP", f"leases up to {end}, below the nodes and the pool")
 
 
+def check_bridged(session: Any, facts: HostFacts) -> Check:
+    """Bridged mode has no socket_vmnet DHCP to check; its socket_vmnet must be the bridged one."""
+    from homelab.net import doctor as lan
+
+    return lan.socket_vmnet_mode(session.cfg, facts.socket_vmnet_args)
+
+
 def check_host_network(session: Any, facts: HostFacts | None) -> list[Check]:
     if facts is None:
         if platform.system() != "Darwin" or session.cfg.target != "lima":
@@ -159,7 +166,7 @@ def check_host_network(session: Any, facts: HostFacts | None) -> list[Check]:
             f"{session.cfg.lima.socket} is not a socket",
             "give socket_vmnet that path as its last argument, or set lima.socket to the path it listens on",
         ),
-        check_dhcp_range(session, facts),
+        check_dhcp_range(session, facts) if session.cfg.lima.mode == "shared" else check_bridged(session, facts),
         fail(
             "bootpd firewall",
             "the application firewall blocks bootpd, so VMs lose their DHCP address",
@@ -513,6 +520,18 @@ def check_lan(session: Any) -> list[Check]:
     from homelab.net import doctor as lan
 
     return list(lan.checks(session.cfg))
+
+
+def check_lan(session: Any) -> list[Check]:
+    """Each app hostname as the Mac resolves it, and shared mode's forwarder (``homelab.net.doctor``).
+
+    Not on the sandbox: its names exist nowhere, and asking the system resolver would send them out.
+    """
+    if session.cfg.target == "sandbox":
+        return [ok("lan hostnames", "not checked on the sandbox: its hostnames exist only in its own render")]
+    from homelab.net import doctor as lan
+
+    return lan.checks(session.cfg)
 
 
 def run_checks(session: Any, host_facts: HostFacts | None = None) -> list[Check]:
