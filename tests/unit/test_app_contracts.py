@@ -274,7 +274,7 @@ def test_a_port_the_image_does_not_listen_on_is_refused() -> None:
     assert problems_at("apps.vaultwarden", lambda d: d["apps"]["vaultwarden"].update(port=8080)) == [
         "apps.vaultwarden.port: 8080 is not where vaultwarden/server listens: 80 (set ROCKET_PORT in env to move it)"
     ]
-    moved = {"port": 8080, "env": {"ROCKET_PORT": "8080"}}
+    moved = {"port": 8080, "env": {"ROCKET_PORT": "8080", "SIGNUPS_ALLOWED": "false"}}  # still public: signups shut
     assert problems_at("apps.vaultwarden", lambda d: d["apps"]["vaultwarden"].update(**moved)) == []
 
 

@@ -32,6 +32,30 @@ if TYPE_CHECKING:
 Egress = Literal["internet", "lan", "lm-studio"]
 K3S_DEFAULT_POD_CIDR = "10.42.0.0/16"
 
+# Cloudflare's Service-Specific Terms, "Content Delivery Network (Free, Pro, or Business)": without one of its
+# paid services (Stream, Images, the Developer Platform), serving video or a disproportionate share of pictures,
+# audio or other large files through the CDN may get the account limited or disabled; the tunnel's traffic is
+# proxied through that CDN. The page that says what happens then: Cloudflare's "Delivering Videos with Cloudflare".
+CLOUDFLARE_TERMS = "https://www.cloudflare.com/service-specific-terms-application-services/"
+CLOUDFLARE_VIDEO = (
+    "https://developers.cloudflare.com/fundamentals/reference/policies-compliances/delivering-videos-with-cloudflare/"
+)
+
+
+@dataclass(frozen=True)
+class Takeover:
+    """How the first visitor of a fresh install takes the app over, and the setting that closes that door.
+
+    ``closed_by`` maps container settings to the value that closes it (any one of them
+    suffices, compared without case); empty when no setting can, and only finishing the
+    setup from the LAN before publishing does (then the owner acknowledges the risk).
+    """
+
+    what: str
+    closed_by: dict[str, str]
+    source: str
+    advice: str = ""  # what else the owner should know when closing it
+
 
 @dataclass(frozen=True)
 class Contract:
@@ -53,6 +77,10 @@ class Contract:
     databases: dict[str, Engine] = field(default_factory=dict)
     skip: tuple[str, ...] = ()
     backup_source: str = ""
+    # Publishing it through the tunnel (App.public): a fresh install the first visitor can take over, and what it
+    # serves that Cloudflare's terms keep off the tunnel (video, bulk files); each refused unless closed or accepted.
+    takeover: Takeover | None = None
+    bulk: str = ""
 
 
 def pod_cidr(cfg: HomelabConfig) -> str:
@@ -63,6 +91,12 @@ def pod_cidr(cfg: HomelabConfig) -> str:
 def _homepage_env(name: str, app: App, cfg: HomelabConfig) -> dict[str, str]:
     # Homepage >= 1.0 answers "Host validation failed" unless the Host header is listed.
     return {"HOMEPAGE_ALLOWED_HOSTS": f"{app.hostname}.{cfg.domain}"}
+
+
+def _vaultwarden_env(name: str, app: App, cfg: HomelabConfig) -> dict[str, str]:
+    # DOMAIN must be the address clients use, scheme included: without it attachment downloads, e-mailed links
+    # and WebAuthn/U2F (which needs https) break (.env.template, "Domain settings").
+    return {"DOMAIN": f"https://{app.hostname}.{cfg.domain}"}
 
 
 PLEX_DATA = "/config/Library/Application Support/Plex Media Server"
@@ -93,6 +127,14 @@ CONTRACTS: dict[str, Contract] = {
             "lan": "devices on the home network",
         },
         note="discovery (mDNS, SSDP, DHCP) needs host_network: true; then NetworkPolicies no longer apply to it",
+        takeover=Takeover(
+            what="until onboarding is finished, its first page lets whoever opens it create the owner account",
+            closed_by={},
+            source="https://www.home-assistant.io/getting-started/onboarding/; home-assistant/core "
+            "homeassistant/components/onboarding/views.py (UserOnboardingView needs no login while the user step "
+            "is not done)",
+            advice="finish onboarding from the LAN first (public: false), then publish it",
+        ),
         needs="http.use_x_forwarded_for and trusted_proxies = the pod network (an init container adds them)",
         databases={"/config/home-assistant_v2.db": "sqlite"},  # the recorder, in WAL mode
         skip=HA_SKIP,
@@ -105,6 +147,7 @@ CONTRACTS: dict[str, Contract] = {
         writes={"/config": "the Plex library database and metadata"},
         runs_as_root=True,
         reaches={"internet": "plex.tv sign-in and claim"},
+        bulk="video streams",
         databases={f"{PLEX_DATA}/Plug-in Support/Databases/{db}": "sqlite" for db in PLEX_DATABASES},
         skip=tuple(f"{PLEX_DATA}/{cache}" for cache in ("Cache", "Codecs", "Crash Reports", "Diagnostics", "Logs")),
         backup_source="https://support.plex.tv/articles/201539237-backing-up-plex-media-server-data/ (the Cache "
@@ -118,6 +161,7 @@ CONTRACTS: dict[str, Contract] = {
         writes={"/config": "qBittorrent.conf and torrent state"},
         runs_as_root=True,
         reaches={"internet": "trackers and peers"},
+        bulk="downloaded files (its web UI and the files it fetches)",
         # Resume data is BT_backup/*.fastresume by default; torrents.db when "resume data storage" is SQLite.
         databases={"/config/qBittorrent/torrents.db": "sqlite"},
         skip=("/config/qBittorrent/logs", "/config/.cache"),
@@ -125,9 +169,18 @@ CONTRACTS: dict[str, Contract] = {
         "dbresumedatastorage.cpp (torrents.db, the SQLite resume data storage); linuxserver: profile under /config",
     ),
     "vaultwarden/server": Contract(
-        source="https://github.com/dani-garcia/vaultwarden/wiki/Configuration-overview (ROCKET_PORT, DATA_FOLDER)",
+        source="https://github.com/dani-garcia/vaultwarden/wiki/Configuration-overview (ROCKET_PORT, DATA_FOLDER); "
+        "dani-garcia/vaultwarden .env.template (DOMAIN, SIGNUPS_ALLOWED)",
         port=80,
         port_env="ROCKET_PORT",
+        env=_vaultwarden_env,
+        takeover=Takeover(
+            what="SIGNUPS_ALLOWED defaults to true: anyone who reaches it can register an account and store data",
+            closed_by={"SIGNUPS_ALLOWED": "false"},
+            source="dani-garcia/vaultwarden .env.template (SIGNUPS_ALLOWED=true by default; a value saved in the "
+            "admin page's config.json overrides the environment)",
+            advice="create your account from the LAN first, or invite users from /admin (ADMIN_TOKEN)",
+        ),
         writes={"/data": "db.sqlite3, rsa_key.pem, attachments"},
         databases={"/data/db.sqlite3": "sqlite"},
         skip=("/data/icon_cache", "/data/tmp"),
@@ -144,6 +197,7 @@ CONTRACTS: dict[str, Contract] = {
         },
         regenerated=frozenset({"/config"}),
         databases={"/database/filebrowser.db": "bolt"},
+        bulk="whole files from /srv, downloads and uploads of any size",
         backup_source="filebrowser (pinned release) docker/common/defaults/settings.json "
         "(database /database/filebrowser.db); cmd/utils.go opens it with storm.Open (BoltDB, storage/bolt)",
     ),
@@ -156,6 +210,14 @@ CONTRACTS: dict[str, Contract] = {
         root_unless_secret="WEBUI_SECRET_KEY",  # noqa: S106 - the setting's name, not a value
         reaches={"lm-studio": "the models it chats with"},
         needs="root, or WEBUI_SECRET_KEY in its secrets",
+        takeover=Takeover(
+            what="the first account to sign up on an empty database becomes its admin",
+            closed_by={"ENABLE_SIGNUP": "false"},
+            source="open-webui backend/open_webui/routers/auths.py signup(): role admin when there are no users, "
+            "403 while ENABLE_SIGNUP is false; config.py: ENABLE_SIGNUP is a persistent setting (the env value "
+            "seeds it at first start)",
+            advice="create your admin account from the LAN first (Open WebUI then closes signups itself)",
+        ),
         databases={
             "/app/backend/data/webui.db": "sqlite",  # DATABASE_URL's default
             "/app/backend/data/vector_db/chroma.sqlite3": "sqlite",  # the default vector store, Chroma
@@ -248,6 +310,58 @@ def problems(name: str, app: App) -> list[Problem]:
         if egress not in app.egress and not app.host_network:
             found.append(Problem(f"{at}.egress", f"{image} must reach {egress} ({why}); add {egress!r} to egress"))
     return found + volume_data.problems(name, app)
+
+
+def _closed(app: App, takeover: Takeover) -> bool:
+    """Whether the entry's env sets one of the settings that close the first-visitor door."""
+    return any(app.env.get(key, "").strip().lower() == value for key, value in takeover.closed_by.items())
+
+
+def publishing_problems(name: str, app: App) -> list[Problem]:
+    """What publishing the app through the tunnel (``public: true``) would expose, each at the key to change.
+
+    A contract's first-visitor takeover is refused unless a closing setting is in
+    ``env`` or ``accept_risks`` lists ``first-visitor``; its video or bulk files are
+    refused unless ``accept_risks`` lists ``bulk-media``. An accepted risk the image
+    does not have is named too, so a stale acknowledgement does not linger.
+    """
+    if not app.enabled:
+        return []  # an entry kept off is published by nothing; it is judged when turned on
+    contract = contract_for(app)
+    at = f"apps.{name}"
+    found = []
+    if app.public and not app.routed:
+        found.append(Problem(f"{at}.routed", "false leaves nothing to publish: set routed: true or public: false"))
+    if contract is None:
+        return found
+    image = repository(app.image)
+    takeover, accepted = contract.takeover, set(app.accept_risks)
+    if app.public and takeover and not _closed(app, takeover) and "first-visitor" not in accepted:
+        settings = " or ".join(f"{key}: {value!r}" for key, value in takeover.closed_by.items())
+        close = f"set {settings} in {at}.env, " if settings else ""
+        then = f" ({takeover.advice})" if takeover.advice else ""
+        found.append(
+            Problem(
+                f"{at}.public",
+                f"{image} through the tunnel lets the first visitor from the internet take it over: {takeover.what} "
+                f"({takeover.source}); {close}keep it on the LAN with public: false{then}, or accept the risk with "
+                f"{at}.accept_risks: [first-visitor]",
+            )
+        )
+    if app.public and contract.bulk and "bulk-media" not in accepted:
+        found.append(
+            Problem(
+                f"{at}.public",
+                f"{image} serves {contract.bulk}: Cloudflare's terms forbid video and bulk files through the "
+                f"tunnel without a paid service ({CLOUDFLARE_TERMS}, Content Delivery Network); keep it on the LAN "
+                f"with public: false, or accept the risk with {at}.accept_risks: [bulk-media]",
+            )
+        )
+    has = {"first-visitor": takeover is not None, "bulk-media": bool(contract.bulk)}
+    for risk in app.accept_risks:
+        if not has[risk]:
+            found.append(Problem(f"{at}.accept_risks", f"{image} has no {risk} risk to accept; remove {risk!r}"))
+    return found
 
 
 def home_assistant_init(app: App, cfg: HomelabConfig) -> dict[str, object]:

@@ -284,6 +284,7 @@ def _app_problems(cfg: HomelabConfig) -> list[Problem]:
                 )
             )
         problems += contracts.problems(name, app)
+        problems += contracts.publishing_problems(name, app)
     return problems + _media_problems(cfg)
 
 
