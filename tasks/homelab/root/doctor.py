@@ -519,18 +519,6 @@ def check_lan(session: Any) -> list[Check]:
         return [ok("lan hostnames", "not checked on the sandbox: its hostnames exist only in its own render")]
     from homelab.net import doctor as lan
 
-    return list(lan.checks(session.cfg))
-
-
-def check_lan(session: Any) -> list[Check]:
-    """Each app hostname as the Mac resolves it, and shared mode's forwarder (``homelab.net.doctor``).
-
-    Not on the sandbox: its names exist nowhere, and asking the system resolver would send them out.
-    """
-    if session.cfg.target == "sandbox":
-        return [ok("lan hostnames", "not checked on the sandbox: its hostnames exist only in its own render")]
-    from homelab.net import doctor as lan
-
     return lan.checks(session.cfg)
 
 
