@@ -123,7 +123,7 @@ def test_home_assistant_trusts_the_pod_network_and_reaches_devices(cfg: HomelabC
     assert init["image"] == cfg.apps["home-assistant"].image
     assert env_of(init) == {"CONFIG_DIR": "/config", "POD_CIDR": contracts.K3S_DEFAULT_POD_CIDR}
     policies = {o["metadata"]["name"]: o["spec"] for o in objects_of(rendered, "home-assistant", "NetworkPolicy")}
-    assert policies["allow-lan"]["egress"] == [{"to": [{"ipBlock": {"cidr": cfg.network.subnet}}]}]
+    assert policies["allow-lan"]["egress"] == [{"to": [{"ipBlock": {"cidr": cfg.network.lan}}]}]  # the home LAN
     assert "allow-internet" in policies
 
 
