@@ -266,3 +266,17 @@ def test_no_lan_dns_on_limas_user_v2_network_which_the_lan_cannot_reach() -> Non
         "lan_dns.enabled: Lima's user-v2 network is reachable from its VMs only, so no LAN client could reach the "
         "DNS server or the gateway: set it to false"
     ) in problems(data)
+
+
+def test_existing_machines_at_home_are_on_the_lan_so_lan_egress_needs_no_network_lan() -> None:
+    data = reference()
+    data["target"] = "existing"
+    del data["network"]["lan"]
+    data["host"] = {k: v for k, v in data["host"].items() if k != "lan_ip"}
+    cfg = loader.validate(data)
+    [policy] = [
+        p
+        for p in apps.network_policies("home-assistant", cfg.apps["home-assistant"], cfg)
+        if p["metadata"]["name"] == "allow-lan"
+    ]
+    assert policy["spec"]["egress"] == [{"to": [{"ipBlock": {"cidr": cfg.network.subnet}}]}]

@@ -343,9 +343,9 @@ def network_policies(name: str, app: App, cfg: HomelabConfig) -> list[Obj]:
 
 def lan_cidr(cfg: HomelabConfig) -> str:
     """The home LAN the ``lan`` egress reaches; validation requires ``network.lan`` where it cannot be derived."""
-    from homelab.net.checks import bridged
+    from homelab.net.checks import nodes_on_lan
 
-    return cfg.network.lan_cidr(bridged(cfg)) or cfg.network.subnet
+    return cfg.network.lan_cidr(nodes_on_lan(cfg)) or cfg.network.subnet
 
 
 def lm_studio_name(cfg: HomelabConfig) -> str:

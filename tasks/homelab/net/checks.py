@@ -24,6 +24,11 @@ def bridged(cfg: HomelabConfig) -> bool:
     return cfg.target == "lima" and cfg.lima.mode == "bridged"
 
 
+def nodes_on_lan(cfg: HomelabConfig) -> bool:
+    """Whether the node subnet is the home LAN itself: bridged Lima VMs, or existing machines at home."""
+    return bridged(cfg) or cfg.target == "existing"
+
+
 def lan_problems(cfg: HomelabConfig) -> list[Problem]:
     """Every LAN problem in ``cfg``, each at its own key."""
     return [*_bridged_problems(cfg), *_lan_cidr_problems(cfg), *_router_dhcp_problems(cfg), *_dns_problems(cfg)]
@@ -57,7 +62,7 @@ def _bridged_problems(cfg: HomelabConfig) -> list[Problem]:
 def _lan_cidr_problems(cfg: HomelabConfig) -> list[Problem]:
     problems: list[Problem] = []
     subnet = ipaddress.IPv4Network(cfg.network.subnet)
-    lan_text = cfg.network.lan_cidr(bridged(cfg))
+    lan_text = cfg.network.lan_cidr(nodes_on_lan(cfg))
     if lan_text is None:
         users = sorted(name for name, app in cfg.deployed_apps.items() if "lan" in app.egress)
         if users:
@@ -101,7 +106,7 @@ def static_lan_addresses(cfg: HomelabConfig) -> list[tuple[str, str]]:
 
 def _router_dhcp_problems(cfg: HomelabConfig) -> list[Problem]:
     dhcp = cfg.network.router_dhcp
-    lan_text = cfg.network.lan_cidr(bridged(cfg))
+    lan_text = cfg.network.lan_cidr(nodes_on_lan(cfg))
     if dhcp is None:
         return []
     start, end = Address(dhcp.start), Address(dhcp.end)
