@@ -78,7 +78,7 @@ INTEGRATION_WORKERS = ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder"
 def integration(session: nox.Session) -> None:
     """Integration tests against real parts: sandbox API server, sshd, terraform, real Lima VMs."""
     install(session, "test")
-    binaries(session, "sandbox", "crds", "controllers", "lima", "amtool", "restic", "kubeseal", "boltdb")
+    binaries(session, "sandbox", "crds", "controllers", "lima", "amtool", "restic", "kubeseal", "boltdb", "versitygw")
     binaries(session, "coredns")  # tests/integration/test_lan_dns.py runs the real CoreDNS
     session.run("bash", "scripts/build-guest-image.sh", external=True)  # the real-VM tests boot it (cached)
     session.run("pytest", "tests/integration", *INTEGRATION_WORKERS, "--durations=30", *session.posargs)

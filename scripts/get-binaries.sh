@@ -6,7 +6,7 @@
 # cached by version under $HOMELAB_CACHE_DIR (default ~/.cache/homelab). A warm
 # cache makes this a no-op that only prints where the binaries are.
 #
-# Usage: scripts/get-binaries.sh [all|sandbox|crds|controllers|lima|restic|kubeseal|amtool|registry|tofu|boltdb|coredns]...
+# Usage: scripts/get-binaries.sh [all|sandbox|crds|controllers|traefik|lima|restic|kubeseal|amtool|registry|tofu|boltdb|coredns|versitygw]...
 #        (default: all). Prints the bin directory to put on PATH as its last line.
 set -euo pipefail
 
@@ -46,6 +46,8 @@ COREDNS_VERSION="${COREDNS_VERSION:-$(pin binaries.coredns.version)}"
 # The Sealed Secrets module moved to github.com/bitnami/sealed-secrets, which the checksum database does not know.
 export GONOSUMDB="${GONOSUMDB:+$GONOSUMDB,}github.com/bitnami/sealed-secrets"
 # Component CRDs, shipped inside the components' own Go modules (module@version:dir).
+# The S3 server the offsite-copy tests run on 127.0.0.1 (versitygw over a directory).
+VERSITYGW_VERSION="${VERSITYGW_VERSION:-$(pin binaries.versitygw.version)}"
 CRD_SOURCES=(
     "argocd github.com/argoproj/argo-cd/v3@v$ARGOCD_VERSION manifests/crds"
     "cert-manager github.com/cert-manager/cert-manager@v$CERT_MANAGER_VERSION deploy/crds"
@@ -209,6 +211,11 @@ build_coredns() {
     CGO_ENABLED=0 go_build_pinned coredns github.com/coredns/coredns "$COREDNS_VERSION" \
         github.com/coredns/coredns "$BIN_DIR/coredns" "-X github.com/coredns/coredns/coremain.GitCommit=v$COREDNS_VERSION"
 }
+build_versitygw() {
+    CGO_ENABLED=0 go_build_pinned versitygw github.com/versity/versitygw "$VERSITYGW_VERSION" \
+        github.com/versity/versitygw/cmd/versitygw "$BIN_DIR/versitygw"
+}
+
 
 build_amtool() {
     go_build_pinned amtool github.com/prometheus/alertmanager "$ALERTMANAGER_VERSION" \
@@ -310,7 +317,7 @@ want_tofu() {
 # everything, in two lanes at once: a Go build leaves a core idle while it downloads modules and
 # links, so two lanes of about equal measured build time finish sooner than one after the other.
 want_all() {
-    (want_sandbox; want_crds; want_restic; want_kubeseal; want_lima; want_boltdb) &
+    (want_sandbox; want_crds; want_restic; want_kubeseal; want_lima; want_boltdb; want_versitygw) &
     local first=$!
     (want_controllers; want_amtool; want_registry; want_tofu; want_coredns) &
     local second=$! failed=0
@@ -324,8 +331,9 @@ targets=("$@")
 for t in "${targets[@]}"; do
     case "$t" in
     all) want_all ;;
-    sandbox | crds | lima | restic | kubeseal | amtool | registry | tofu | controllers | boltdb | coredns) "want_$t" ;;
-    *) die "unknown target '$t' (use all, sandbox, crds, controllers, lima, restic, kubeseal, amtool, registry, tofu, boltdb or coredns)" ;;
+    sandbox | crds | lima | restic | kubeseal | amtool | registry | tofu | controllers | traefik | boltdb | coredns | versitygw) "want_$t" ;;
+    *) die "unknown target '$t' (use all, sandbox, crds, controllers, traefik, lima, restic, kubeseal, amtool, registry, tofu, boltdb, coredns or versitygw)" ;;
     esac
 done
 echo "$BIN_DIR"
+want_versitygw() { timed versitygw "$VERSITYGW_VERSION" build_versitygw; }

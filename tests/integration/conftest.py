@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from backup_support import Receiver, start_receiver
+from backup_support import BackupEnv, Receiver, make_backup_env, start_receiver
 from invoke import Context
 from k3s_nodes import NODES, Lab, embedded_kubeconfig, start_node
 
@@ -105,6 +105,14 @@ def lab(tmp_path: Path, sandbox_session: Session, kube: Kube) -> Iterator[Lab]:
         node.stop()
     for name, _ in NODES:
         kube.cordon(name, unschedulable=False)
+
+
+@pytest.fixture
+def bk(tmp_path: Path, sandbox_session: Session, receiver: Receiver) -> BackupEnv:
+    """A homelab config backing up the sandbox into a fresh restic repository under ``tmp_path``."""
+    receiver.requests.clear()
+    kubeconfig = sandbox.paths_for(sandbox_session.cfg, sandbox_session.state_dir).kubeconfig
+    return make_backup_env(tmp_path, kubeconfig, receiver)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from backup_support import BackupEnv, Receiver, kill_group, make_backup_env, sealing_key_secret
+from backup_support import BackupEnv, kill_group, make_backup_env, sealing_key_secret
 
 from helpers import interrupt, run_cli
 from homelab.core.kube import Kube
@@ -23,13 +23,6 @@ from homelab.sandbox import cluster as sandbox
 
 pytestmark = pytest.mark.integration
 KILL_POINTS = int(os.environ.get("BACKUP_KILL_POINTS", "50"))
-
-
-@pytest.fixture
-def bk(tmp_path: Path, sandbox_session: Session, receiver: Receiver) -> BackupEnv:
-    receiver.requests.clear()
-    kubeconfig = sandbox.paths_for(sandbox_session.cfg, sandbox_session.state_dir).kubeconfig
-    return make_backup_env(tmp_path, kubeconfig, receiver)
 
 
 @pytest.fixture

@@ -20,3 +20,17 @@ def test_tools_without_a_bound_of_their_own_get_their_kinds() -> None:
     assert bounds.ran_out("restic on local", 600, "verify").startswith(
         "restic on local (verify) did not finish within its bound of 10 min"
     )
+
+
+def test_a_call_stopped_at_its_bound_says_the_error_it_kept_retrying() -> None:
+    stderr = (
+        "repository abc opened\n"
+        "Stat(<config/>) returned error, retrying after 1.2s: Stat: The request signature we calculated "
+        "does not match the signature you provided. Check your key and signing method.\n"
+    )
+    last = bounds.last_error(stderr)
+    assert last.startswith("Stat: The request signature") and last.endswith("signing method.")
+    message = bounds.ran_out("restic on local", 10, "copy", last)
+    assert "bound of 10 s" in message and "it kept retrying: Stat: The request signature" in message
+    assert bounds.last_error("no trouble here\n") == ""
+    assert len(bounds.last_error("error: " + "x" * 1000)) == 240

@@ -45,7 +45,17 @@ GOOD: dict[str, Any] = {
     "lima": {"guest_image": "/srv/images/guest.img", "vm_type": "qemu"},
     "media": {"node": "k3s-worker-1"},
     "secrets": {"cert_file": "k8s/sealing-cert.pem"},
-    "backup": {"deadman_url": "https://hc-ping.com/5f3e-uuid"},
+    "backup": {
+        "deadman_url": "https://hc-ping.com/5f3e-uuid",
+        "offsite": {
+            "repository": "s3:https://s3.eu-central-003.backblazeb2.com/homelab",
+            "region": "eu-central-003",
+            "credentials": {
+                "AWS_ACCESS_KEY_ID": {"file": "~/.config/homelab/offsite-key-id"},
+                "AWS_SECRET_ACCESS_KEY": {"file": "~/.config/homelab/offsite-key"},
+            },
+        },
+    },
     "k3s": {
         "api_endpoint": "https://192.168.105.10:6443",
         "extra_server_config": {"node-ip": "192.168.105.10"},

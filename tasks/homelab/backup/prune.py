@@ -70,7 +70,11 @@ def plan(snapshots: list[Snapshot], verified: set[str], retention: Retention, ke
 
 
 def prune_plan(session: Any) -> tuple[Plan, int]:
-    """The snapshots the policy removes, as a plan (one restic ``forget --prune``), and how many."""
+    """The snapshots the policy removes, as a plan (one restic ``forget --prune``), and how many.
+
+    The offsite copies of the removed snapshots go too: both repositories keep the same runs.
+    """
+    from homelab.backup.offsite import forget_copies_of
     from homelab.backup.verify import load_verified
 
     restic = restic_for(session)
@@ -81,6 +85,7 @@ def prune_plan(session: Any) -> tuple[Plan, int]:
         Note(f"remove {snap.id} {snap.time[:19]} {snap.tag_value('status')}") for snap in found.remove
     ]
     steps += restic.forget_actions([snap.id for snap in found.remove])
+    steps += forget_copies_of(session, [snap.id for snap in found.remove])
     return Plan(title, steps), len(found.remove)
 
 

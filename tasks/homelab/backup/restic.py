@@ -35,6 +35,11 @@ RESTIC_VARIABLES = (
     "RESTIC_PASSWORD_COMMAND",
     "RESTIC_KEY_HINT",
     "RESTIC_CACHE_DIR",
+    "RESTIC_FROM_REPOSITORY",
+    "RESTIC_FROM_REPOSITORY_FILE",
+    "RESTIC_FROM_PASSWORD",
+    "RESTIC_FROM_PASSWORD_FILE",
+    "RESTIC_FROM_PASSWORD_COMMAND",
 )
 
 
@@ -69,19 +74,36 @@ class _Failed:
     stderr: str
 
 
-def restic_for(session: Any) -> Restic:
-    """The session's repository, driven through the session's executor."""
+def restic_for(session: Any, source: str = "local") -> Restic:
+    """The session's repository (``local``: backup.repository; ``offsite``: backup.offsite), through its executor."""
+    if source != "local":
+        from homelab.backup.offsite import chosen
+
+        return chosen(session, source)
     return Restic(session.cfg.backup.repository, session.cfg.backup.password.location(), session.executor)
 
 
 class Restic:
     """One repository, one password reference, one executor."""
 
-    def __init__(self, repository: str, password: SecretLocation, executor: Any) -> None:
+    def __init__(
+        self,
+        repository: str,
+        password: SecretLocation,
+        executor: Any,
+        credentials: dict[str, SecretLocation] | None = None,
+        settings: dict[str, str] | None = None,
+        key: str = "backup.repository",
+        max_seconds: float | None = None,
+    ) -> None:
         self.repository = repository
         self.password = password
         self.executor = executor
         self.binary = require("restic")
+        self.credentials = credentials or {}  # backend variables (AWS_SECRET_ACCESS_KEY, ...), read at each call
+        self.settings = settings or {}  # backend variables that are not secret (AWS_DEFAULT_REGION)
+        self.key = key  # the config key that names this repository, for messages
+        self.max_seconds = max_seconds  # a cap on every call's bound (an offsite server that stops answering)
 
     def env(self) -> tuple[tuple[str, str], ...]:
         """restic's variables for every call: the repository, the cache, and where the password is."""
@@ -90,6 +112,12 @@ class Restic:
         if self.password.file:
             self.password.resolve()  # existence and 0600 are checked; the value stays in the file
             wanted["RESTIC_PASSWORD_FILE"] = str(Path(self.password.file).expanduser())
+        for name, location in self.credentials.items():
+            try:
+                wanted[name] = location.resolve().reveal()  # registered with the redactor: plans show a mask
+            except SecretError as err:
+                raise SecretError(f"{self.key} credential {name}: {err}") from None
+        wanted.update(self.settings)
         inherited = {name: "" for name in RESTIC_VARIABLES if name in os.environ}
         return tuple(sorted({**inherited, **wanted}.items()))
 
@@ -100,19 +128,26 @@ class Restic:
         value = self.password.resolve()
         return Secret(f"{value.reveal()}\n" * 2, value.source)  # ``init`` asks twice
 
-    def action(self, *args: str, why: str = "", cwd: Path | None = None, timeout: float | None = None) -> Run:
+    def action(
+        self,
+        *args: str,
+        why: str = "",
+        cwd: Path | None = None,
+        timeout: float | None = None,
+        env: tuple[tuple[str, str], ...] = (),
+    ) -> Run:
         """The ``Run`` for one restic call (checks the password reference, never reads it into the argv)."""
         try:
-            env, stdin = self.env(), self.stdin()
+            own, stdin = self.env(), self.stdin()
         except SecretError as err:
             raise SecretError(f"restic repository password: {err}") from None
         return Run(
             (self.binary, *args),
             why=why,
             stdin=stdin,
-            env=env,
+            env=tuple(sorted({**dict(own), **dict(env)}.items())),
             cwd=str(cwd) if cwd else None,
-            timeout=timeout or bounds.restic(args),
+            timeout=min(timeout or bounds.restic(args), self.max_seconds or float("inf")),
         )
 
     def observe(self, *args: str, check: bool = True) -> Any:
@@ -139,11 +174,19 @@ class Restic:
                 1,
             )
 
-    def run(self, *args: str, why: str = "", cwd: Path | None = None, check: bool = True) -> Any:
+    def run(
+        self,
+        *args: str,
+        why: str = "",
+        cwd: Path | None = None,
+        check: bool = True,
+        env: tuple[tuple[str, str], ...] = (),
+        timeout: float | None = None,
+    ) -> Any:
         """A call that writes the repository: under ``--dry-run`` it is printed, not run."""
         if not self.executor.dry_run:
             self.require_writable()
-        done = self.executor.run(self.action(*args, why=why, cwd=cwd), check=False)
+        done = self.executor.run(self.action(*args, why=why, cwd=cwd, env=env, timeout=timeout), check=False)
         if check and done.exited != 0:
             raise self.error(args[0], done)
         return done
@@ -165,7 +208,9 @@ class Restic:
             )
         if done.exited == RESTIC_NO_REPOSITORY:
             return ResticError(
-                f"restic: no repository at {self.repository}; run inv backup.run once to create it", done.exited
+                f"restic: no repository at {REDACTOR.redact(self.repository)} ({self.key}); "
+                "run inv backup.run once to create it",
+                done.exited,
             )
         return ResticError(f"restic {verb} failed (exit {done.exited}): {detail}", done.exited)
 

@@ -114,12 +114,14 @@ def datastore_kind(folder: Path, configured: str) -> str:
     return kind
 
 
-def restore(session: Any, snapshot: str | None, components: list[str], target: Path | None) -> list[str]:
-    """Restore into ``target`` or in place; the lines to print when done (none under ``--dry-run``)."""
+def restore(
+    session: Any, snapshot: str | None, components: list[str], target: Path | None, source: str = "local"
+) -> list[str]:
+    """Restore into ``target`` or in place from ``source`` (local or offsite); the lines to print when done."""
     unknown = [c for c in components if c not in COMPONENTS]
     if unknown:
         raise UsageError(f"unknown component {unknown[0]!r}; choose from {', '.join(COMPONENTS)}")
-    restic = restic_for(session)
+    restic = restic_for(session, source)
     chosen = choose(restic.snapshots(), snapshot)
     includes = [f"/{c}" for c in components]
     if target is not None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from homelab.backup import components, heartbeat, volume_read
+from homelab.backup.offsite import copy, copy_plan, describe_failure, offsite_for
 from homelab.backup.restic import restic_for
 from homelab.core import locks, signals, state_files
 from homelab.core.errors import EXIT_OK, EXIT_PARTIAL, HomelabError
@@ -45,6 +46,7 @@ class RunReport:
     seconds: float = 0.0
     # Files that changed while they were read (a log, resume data): kept as read, and said, never a failure.
     noted: list[str] = field(default_factory=list)
+    offsite: str = ""  # what the offsite copy did, when one is configured and it worked
 
     @property
     def exit_code(self) -> int:
@@ -56,6 +58,8 @@ class RunReport:
             f"backup {state}: run {self.run_id} snapshot {self.snapshot} in {self.seconds:.1f}s; "
             f"components ok: {', '.join(self.ok) or 'none'}"
         )
+        if self.offsite:
+            text += f"; {self.offsite}"
         if self.failed:
             text += "; FAILED: " + "; ".join(f"{k}: {v}" for k, v in self.failed.items())
         if self.noted:
@@ -164,6 +168,7 @@ def dry_run_plan(session: Any) -> Plan:
         plan.add(restic.init_action())
     tags = ["homelab", "run:<time>-<pid>", "status:<complete|partial>"]
     plan.add(restic.action(*restic.backup_args(tags, cfg.name), why="store the staged run", cwd=staging))
+    plan.extend(copy_plan(session))
     if cfg.monitoring.enabled:
         plan.add(Note("when complete: renew the Lease monitoring/homelab-backup, the heartbeat Prometheus alerts on"))
     return plan
@@ -222,6 +227,7 @@ def run(session: Any) -> RunReport:
             tags = ["homelab", f"run:{run_id}", f"status:{'partial' if report.failed else 'complete'}"]
             report.snapshot = restic.backup_creating(staging, tags, host=cfg.name)[:8]
             shutil.rmtree(root, ignore_errors=True)
+            copy_offsite(session, restic, report)
         except (HomelabError, KeyboardInterrupt) as err:
             # Ctrl-C or the scheduler's SIGTERM: restic fails in its own words, but what happened is the stop
             if isinstance(err, KeyboardInterrupt) or signals.interrupted_by():
@@ -245,6 +251,18 @@ def run(session: Any) -> RunReport:
                 notify(session, report.summary())
             ping(cfg.backup.deadman_url, "")
         return report
+
+
+def copy_offsite(session: Any, restic: Any, report: RunReport) -> None:
+    """The offsite copy of what the local repository holds; a failure makes the run partial, never fatal."""
+    offsite = offsite_for(session)
+    if offsite is None:
+        return
+    try:
+        report.offsite = copy(session, restic, offsite).line(REDACTOR.redact(offsite.repository))
+    except HomelabError as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        report.failed["offsite"] = REDACTOR.redact(describe_failure(HomelabError(first)))
 
 
 def metrics_path(session: Any) -> Path:

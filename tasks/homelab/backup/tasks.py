@@ -30,15 +30,15 @@ def run(c: Any, dry_run: bool = False) -> None:
         raise Exit(code=report.exit_code)
 
 
-@task(name="list")
-def list_(c: Any) -> None:
+@task(name="list", help={"from": "Which repository: local (the default) or offsite (backup.offsite)."})
+def list_(c: Any, from_: str = "local") -> None:
     """Every backup run: time, snapshot, complete or partial, verified."""
     from homelab.backup.restic import restic_for
     from homelab.backup.verify import load_verified
 
     s = session(c)
-    verified = load_verified(s)
-    snapshots = restic_for(s).snapshots()
+    verified = load_verified(s) if from_ == "local" else {}
+    snapshots = restic_for(s, from_).snapshots()
     if not snapshots:
         print("no backups yet")
     for snap in snapshots:
@@ -51,26 +51,32 @@ def list_(c: Any) -> None:
     help={
         "snapshot": "Snapshot id (default: the newest complete run).",
         "full": "Read all of the repository's data (not the configured sample) and restore every snapshot's manifest.",
+        "from": "Only this repository: local or offsite (default: both, when backup.offsite is set).",
     }
 )
-def verify(c: Any, snapshot: str | None = None, full: bool = False) -> None:
+def verify(c: Any, snapshot: str | None = None, full: bool = False, from_: str = "") -> None:
     """restic check, re-hash the manifest, open every artifact, decrypt SealedSecrets with the saved keys."""
     from invoke.exceptions import Exit
 
     from homelab.backup.verify import verify as run_verify
 
-    report = run_verify(session(c), snapshot, full=full)
-    for line in report.checked:
-        print(f"ok    {line}")
-    for line in report.problems:
-        print(f"FAIL  {line}")
-    if report.problems:
-        from homelab.core.errors import EXIT_KEY
+    s = session(c)
+    sources = [from_] if from_ else ["local", *(["offsite"] if s.cfg.backup.offsite else [])]
+    for source in sources:
+        report = run_verify(s, snapshot if source == sources[0] else None, full=full, source=source)
+        prefix = "" if source == "local" else f"{source}: "
+        for line in report.checked:
+            print(f"ok    {prefix}{line}")
+        for line in report.problems:
+            print(f"FAIL  {prefix}{line}")
+        if report.problems:
+            from homelab.core.errors import EXIT_KEY
 
-        key_trouble = any(p.startswith("sealed keys:") for p in report.problems)
-        first = next((p for p in report.problems if p.startswith("sealed keys:")), report.problems[0])
-        raise Exit(f"backup {report.snapshot} FAILED verification: {first}", code=EXIT_KEY if key_trouble else 1)
-    print(report.summary())
+            key_trouble = any(p.startswith("sealed keys:") for p in report.problems)
+            first = next((p for p in report.problems if p.startswith("sealed keys:")), report.problems[0])
+            code = EXIT_KEY if key_trouble else 1
+            raise Exit(f"backup {report.snapshot} ({source}) FAILED verification: {first}", code=code)
+        print(report.summary())
 
 
 @task(
@@ -100,6 +106,7 @@ def prune(c: Any, dry_run: bool = False, yes: bool = False) -> None:
         "snapshot": "Snapshot id (default: the newest complete run).",
         "component": "Only this component: config, cluster, sealed-keys, datastore, volumes (repeatable).",
         "to": "Restore into this directory instead of the cluster and nodes.",
+        "from": "Which repository: local (backup.repository, the default) or offsite (backup.offsite).",
         "dry_run": "Print the plan (objects to create, files to write on which nodes, apps to stop); change nothing.",
         "yes": "Do not ask for confirmation.",
     },
@@ -109,6 +116,7 @@ def restore(
     component: list[str],
     snapshot: str | None = None,
     to: str | None = None,
+    from_: str = "local",
     dry_run: bool = False,
     yes: bool = False,
 ) -> None:
@@ -123,7 +131,7 @@ def restore(
         if in_place and not confirm("Restore into the live cluster and nodes (missing objects are created)?", yes):
             print("nothing restored")
             return
-        for line in restoring.restore(s, snapshot, component, target):
+        for line in restoring.restore(s, snapshot, component, target, from_):
             print(line)
 
 

@@ -31,10 +31,16 @@ def needed(cfg: Any) -> list[tuple[str, Any]]:
     (on failure always, on success with ``backup.notify_on_success``). The
     dead-man URL is a plain config value, read with the config.
     """
-    return [
+    found = [
         ("backup.password", cfg.backup.password),
         ("monitoring.telegram.bot_token", cfg.monitoring.telegram.bot_token),
     ]
+    offsite = getattr(cfg.backup, "offsite", None)
+    if offsite is not None:  # every run copies offsite: its password and keys are read unattended too
+        if offsite.password is not None:
+            found.append(("backup.offsite.password", offsite.password))
+        found += [(f"backup.offsite.credentials.{name}", ref) for name, ref in sorted(offsite.credentials.items())]
+    return found
 
 
 def repository_problems(repository: str, home: Path) -> list[Problem]:

@@ -39,10 +39,12 @@ class VerifyReport:
     checked: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     scope: list[str] = field(default_factory=list)  # what was and was not read, for the summary line
+    where: str = "local"  # which repository: local or offsite
 
     def summary(self) -> str:
         """One line that says what "verified" covered, so a sample is never taken for the whole."""
-        return f"backup {self.snapshot} verified: " + "; ".join(self.scope)
+        where = "" if self.where == "local" else f" ({self.where})"
+        return f"backup {self.snapshot}{where} verified: " + "; ".join(self.scope)
 
 
 def verified_path(session: Any) -> Path:
@@ -223,7 +225,11 @@ def check_other_manifests(restic: Any, others: list[Snapshot], report: VerifyRep
 
 
 def verify(
-    session: Any, snapshot: str | None = None, sealed: list[Path] | None = None, full: bool = False
+    session: Any,
+    snapshot: str | None = None,
+    sealed: list[Path] | None = None,
+    full: bool = False,
+    source: str = "local",
 ) -> VerifyReport:
     """Check the repository, then restore one snapshot and open everything in it.
 
@@ -232,10 +238,10 @@ def verify(
     restores every other complete snapshot's manifest. The report's scope says which.
     """
     cfg = session.cfg
-    restic = restic_for(session)
+    restic = restic_for(session, source)
     snapshots = restic.snapshots()
     chosen = choose(snapshots, snapshot)
-    report = VerifyReport(chosen.id)
+    report = VerifyReport(chosen.id, where=source)
     percent = 100 if full else cfg.backup.verify_read_percent
     try:
         restic.check(percent)
@@ -271,6 +277,6 @@ def verify(
         report.scope.append(f"the manifests of {len(others)} other complete snapshot(s) restored")
     elif others:
         report.scope.append(f"{len(others)} older snapshot(s) not restored (--full reads all data and each manifest)")
-    if not report.problems:
-        record_verified(session, chosen.id)
+    if not report.problems and source == "local":
+        record_verified(session, chosen.id)  # retention counts local snapshots; offsite copies follow them
     return report

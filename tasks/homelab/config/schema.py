@@ -389,6 +389,78 @@ class Secrets(Strict):
     controller_namespace: DnsLabel = "kube-system"
     controller_name: KubeName = "sealed-secrets-controller"
     chart_version: ChartVersion = Field(default_factory=lambda: pins.load().chart("sealed-secrets").version)
+# restic's documented variables for the remote backends an offsite copy may use
+# (https://restic.readthedocs.io/en/stable/040_backup.html#environment-variables), by backend.
+OFFSITE_CREDENTIALS: dict[str, tuple[str, ...]] = {
+    "s3": ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"),
+    "b2": ("B2_ACCOUNT_ID", "B2_ACCOUNT_KEY"),
+    "rest": ("RESTIC_REST_USERNAME", "RESTIC_REST_PASSWORD"),
+    "sftp": (),  # restic runs ssh: its keys and known_hosts are ssh's own
+}
+OFFSITE_REQUIRED: dict[str, tuple[str, ...]] = {
+    "s3": ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+    "b2": ("B2_ACCOUNT_ID", "B2_ACCOUNT_KEY"),
+}
+OffsiteCredential = Literal[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "B2_ACCOUNT_ID",
+    "B2_ACCOUNT_KEY",
+    "RESTIC_REST_USERNAME",
+    "RESTIC_REST_PASSWORD",
+]
+
+
+class Offsite(Strict):
+    """A second restic repository away from this machine; every run copies its snapshot there.
+
+    A backup on the same SSD as the VMs is lost with the Mac; this one is not.
+    """
+
+    repository: ResticRepository
+    password: SecretRef | None = None  # default: backup.password
+    credentials: dict[OffsiteCredential, SecretRef] = Field(default_factory=dict)
+    copy_timeout: Annotated[Int, Field(ge=5, le=86400)] = 4 * 3600  # seconds any offsite call may take
+    region: DnsLabel = "us-east-1"  # s3 only; most S3-compatible servers ignore it
+
+    @property
+    def backend(self) -> str:
+        return self.repository.partition(":")[0]
+
+    @model_validator(mode="after")
+    def _away_and_complete(self) -> Offsite:
+        backend = self.backend
+        if self.repository.startswith(("/", "~")) or backend == "local":
+            raise ValueError(
+                "repository: an offsite copy on this machine is lost with it; use s3:, b2:, sftp: or rest:"
+            )
+        if backend not in OFFSITE_CREDENTIALS:
+            raise ValueError(
+                f"repository: the {backend}: backend is not offered for offsite copies; use s3:, b2:, sftp: or rest:"
+            )
+        location = self.repository.partition(":")[2]
+        if "@" in location.split("/")[2 if "://" in location else 0] and backend in ("s3", "rest"):
+            raise ValueError(
+                "repository: holds a user name or password; put them in credentials "
+                f"({', '.join(OFFSITE_CREDENTIALS[backend][:2])}) as secret references"
+            )
+        scheme, _, rest = location.partition("://")
+        host = rest.split("/")[0].rpartition(":")[0] or rest.split("/")[0]
+        if scheme == "http" and host not in ("127.0.0.1", "localhost", "[::1]"):
+            raise ValueError("repository: plain http sends the backups' keys and data in the clear; use https://")
+        foreign = sorted(set(self.credentials) - set(OFFSITE_CREDENTIALS[backend]))
+        if foreign:
+            raise ValueError(f"credentials: {', '.join(foreign)} is not read by restic's {backend}: backend")
+        missing = [name for name in OFFSITE_REQUIRED.get(backend, ()) if name not in self.credentials]
+        if missing:
+            raise ValueError(
+                f"credentials: the {backend}: backend needs {', '.join(missing)}; "
+                f"add credentials.{missing[0]}: {{file: ...}} (a file only you can read)"
+            )
+        return self
+
+
     plaintext_file: PathText = "config/secrets.local.yaml"
     cert_file: PathText | None = None
     sealed_dir: PathText = "k8s/sealed"
@@ -405,6 +477,13 @@ class Media(Strict):
     enabled: bool = False
     node: KubeName | None = None  # default: the first agent (the server when there is none)
     host_path: AbsolutePath = "/var/lib/homelab/media"
+    offsite: Offsite | None = None
+
+    @model_validator(mode="after")
+    def _offsite_is_another_repository(self) -> Backup:
+        if self.offsite is not None and self.offsite.repository.rstrip("/") == self.repository.rstrip("/"):
+            raise ValueError("offsite.repository: is backup.repository itself; a copy needs a second repository")
+        return self
     mounts: dict[KubeName, ContainerPath] = Field(default_factory=dict)  # app -> where it sees the directory
 
 

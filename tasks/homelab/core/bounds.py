@@ -41,10 +41,25 @@ def shown(seconds: float) -> str:
     )
 
 
-def ran_out(tool: str, seconds: float, why: str = "") -> str:
-    """The message for a call stopped at its bound."""
+def ran_out(tool: str, seconds: float, why: str = "", last: str = "") -> str:
+    """The message for a call stopped at its bound; ``last``: the error it kept retrying, when it said one."""
     what = f" ({why})" if why else ""
-    return (
-        f"{tool}{what} did not finish within its bound of {shown(seconds)} and was stopped; "
-        "the service it talks to did not answer (see homelab.core.bounds)"
-    )
+    cause = f"; it kept retrying: {last}" if last else "; the service it talks to did not answer"
+    stopped = f"{tool}{what} did not finish within its bound of {shown(seconds)} and was stopped"
+    return f"{stopped}{cause} (see homelab.core.bounds)"
+
+
+def last_error(stderr: str) -> str:
+    """The last line of ``stderr`` that reports an error (a wrong key retried until the bound), at most 240 chars.
+
+    restic retries even a refused signature for 15 minutes, so the bound is what ends
+    it; the line it printed before each retry is what tells the owner why.
+    """
+    lines = [line.strip() for line in stderr.splitlines() if "error" in line.lower()]
+    if not lines:
+        return ""
+    text = lines[-1]
+    marker = "retrying after "
+    if marker in text:  # "Stat(<config/>) returned error, retrying after 26s: Stat: <the cause>"
+        text = text.split(marker, 1)[1].split(": ", 1)[-1]
+    return text[:240]

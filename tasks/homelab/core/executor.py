@@ -202,9 +202,10 @@ class Executor:
             kwargs.update(hide=False, out_stream=shown, err_stream=shown)
         try:
             result = ctx.run(action.shell_line(), **kwargs)
-        except CommandTimedOut:
+        except CommandTimedOut as err:
             where = f"{tool or 'the command'} on {action.host}"
-            raise HomelabError(bounds.ran_out(where, timeout or 0, action.why)) from None
+            last = REDACTOR.redact(bounds.last_error(err.result.stderr or ""))
+            raise HomelabError(bounds.ran_out(where, timeout or 0, action.why, last)) from None
         except (ValueError, OSError):
             # invoke forwards a Ctrl-C by writing to the child's stdin, closed once it was read: the
             # signal (see core.signals) is what happened, and the watchdog stops the child
