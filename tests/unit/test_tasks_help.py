@@ -89,6 +89,7 @@ READ_ONLY = {
     "backup.verify": "restic check and reads of the snapshot; records only its verdict",
     "backup.drill": "restores into a scratch directory, server-side dry run against the cluster",
     "secrets.check": "scans the files Git tracks",
+    "secrets.grafana": "prints where Grafana's login is (address, user, the password's file); reads no secret",
     "versions.check": "asks upstream sources over HTTP; writes only its cache of a passing run",
 }
 # The one list of mutating tasks still without --dry-run. Adding the flag to one of them

@@ -307,6 +307,10 @@ class Monitoring(Strict):
     storage: Size = "20GiB"
     grafana_hostname: DnsLabel = "grafana"
     grafana_public: bool = False  # true: also through the tunnel; its login is always a generated password
+    # Grafana's admin password (user admin), sealed into the Secret its chart reads (never the chart's default).
+    # Unset: the toolkit generates one on the first inv up into <state_dir>/grafana-admin-password (0600) and
+    # reuses it after; inv secrets.grafana says where. A reference here is used as is (file, env or keychain).
+    grafana_admin_password: SecretRef | None = None
     telegram: Telegram = Telegram()
 
 

@@ -15,6 +15,7 @@ from homelab.apps.render import lm_studio_name, meta, namespace, priority_class
 from homelab.config.schema import HomelabConfig
 from homelab.core import pins
 from homelab.net import dns
+from homelab.secrets import generated
 
 Obj = dict[str, Any]
 ARGOCD_NAMESPACE = "argocd"
@@ -495,6 +496,13 @@ def monitoring_values(cfg: HomelabConfig) -> Obj:
                 "tls": [{"hosts": [f"{mon.grafana_hostname}.{cfg.domain}"]}],
             },
             "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+            # The login from the Secret the toolkit generates and seals (homelab.secrets.generated), never the
+            # chart's adminPassword prom-operator: the grafana chart's admin.existingSecret, userKey, passwordKey.
+            "admin": {
+                "existingSecret": generated.GRAFANA_SECRET,
+                "userKey": generated.GRAFANA_USER_KEY,
+                "passwordKey": generated.GRAFANA_PASSWORD_KEY,
+            },
         },
         "alertmanager": {
             "config": alertmanager_config(cfg),

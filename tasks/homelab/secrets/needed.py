@@ -10,7 +10,7 @@ bootstrap applies it (``gitops.bootstrap.repository_secret``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from homelab.apps.render import secret_name
 from homelab.config.schema import HomelabConfig, SecretRef
@@ -22,6 +22,7 @@ class NeededSecret:
     namespace: str
     keys: dict[str, tuple[str, SecretRef]]  # key in the Secret -> (config path, reference)
     used_by: str
+    literals: dict[str, str] = field(default_factory=dict)  # keys that are no secret (a user name), as is
 
     @property
     def ref(self) -> str:
@@ -30,6 +31,7 @@ class NeededSecret:
 
 def needed(cfg: HomelabConfig) -> list[NeededSecret]:
     from homelab.gitops.platform import DNS_TOKEN_SECRET, TELEGRAM_SECRET, TUNNEL_SECRET
+    from homelab.secrets import generated
 
     def one(secret: tuple[str, str], namespace: str, path: str, ref: SecretRef, used_by: str) -> NeededSecret:
         name, key = secret
@@ -53,6 +55,15 @@ def needed(cfg: HomelabConfig) -> list[NeededSecret]:
         token = cfg.monitoring.telegram.bot_token
         found.append(
             one(TELEGRAM_SECRET, "monitoring", "monitoring.telegram.bot_token", token, "Alertmanager's receivers")
+        )
+        found.append(
+            NeededSecret(
+                generated.GRAFANA_SECRET,
+                "monitoring",
+                {generated.GRAFANA_PASSWORD_KEY: (generated.GRAFANA_KEY, generated.grafana_password_ref(cfg))},
+                "Grafana's admin login (kube-prometheus-stack grafana.admin.existingSecret)",
+                {generated.GRAFANA_USER_KEY: generated.GRAFANA_USER},
+            )
         )
     for name, app in sorted(cfg.deployed_apps.items()):
         if app.secrets:

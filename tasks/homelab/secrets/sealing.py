@@ -36,6 +36,8 @@ from homelab.core.paths import resolve_in_project
 from homelab.core.plan import LOCAL, Note, Plan, Run, WriteFile
 from homelab.core.secret_refs import REDACTOR, Secret, SecretLocation
 from homelab.core.tools import require
+from homelab.secrets import generated
+from homelab.secrets.generated import Generated
 
 KEY_LABEL = "sealedsecrets.bitnami.com/sealed-secrets-key"
 CERT_BYTES = 64 * 1024  # a PEM certificate is about 2 KiB
@@ -166,16 +168,21 @@ def sealed_writes(session: Any, secrets: Iterable[PlainSecret]) -> list[WriteFil
     ]
 
 
-def from_config(session: Any) -> tuple[list[PlainSecret], list[str]]:
-    """The Secrets the cluster needs (``needed``), resolved from their references; and one line per unresolved one."""
+def from_config(session: Any, made: Iterable[Generated] = ()) -> tuple[list[PlainSecret], list[str]]:
+    """The Secrets the cluster needs (``needed``), resolved from their references; and one line per unresolved one.
+
+    ``made``: values generated in this run (``generated.pending``), used for their keys
+    instead of reading files the plan has not written yet.
+    """
     from homelab.secrets.needed import needed
 
+    fresh = {g.key: g.value for g in made}
     resolved, missing = [], []
     for want in needed(session.cfg):
-        data, absent = {}, []
+        data, absent = dict(want.literals), []
         for key, (path, ref) in want.keys.items():
             try:
-                data[key] = ref.location().resolve().reveal()
+                data[key] = fresh[path].reveal() if path in fresh else ref.location().resolve().reveal()
             except HomelabError as err:
                 absent.append(f"{path} ({err})")
         if absent:
@@ -187,7 +194,8 @@ def from_config(session: Any) -> tuple[list[PlainSecret], list[str]]:
 
 def seal_plan(session: Any, names: list[str]) -> Plan:
     """Seal the Secrets the config's references name and those of the plaintext file (or only ``names``)."""
-    configured, missing = from_config(session)
+    made = generated.pending(session.cfg)
+    configured, missing = from_config(session, made)
     listed = read_plaintext(session) if plaintext_path(session).is_file() or not configured else []
     secrets = [s for s in [*configured, *listed] if not names or s.name in names]
     unknown = sorted(set(names) - {s.name for s in secrets})
@@ -197,20 +205,28 @@ def seal_plan(session: Any, names: list[str]) -> Plan:
         )
     plan = Plan(f"secrets.seal: seal {len(secrets)} secret{'' if len(secrets) == 1 else 's'} (strict scope)")
     plan.extend(Note(f"not sealed, its reference is not found: {line}") for line in missing if not names)
+    plan.extend(g.write for g in made)
     return plan.extend(sealed_writes(session, secrets))
 
 
-def unsealed(session: Any) -> tuple[list[PlainSecret], list[str]]:
+def unsealed(session: Any, made: Iterable[Generated] = ()) -> tuple[list[PlainSecret], list[str]]:
     """The Secrets the cluster needs that have no SealedSecret file yet; and one line per unresolved reference."""
-    configured, unresolved = from_config(session)
+    configured, unresolved = from_config(session, made)
     return [s for s in configured if not sealed_file(session, s).is_file()], unresolved
 
 
 def missing_plan(session: Any) -> Plan:
-    """For ``inv up``: seal each Secret the cluster needs that has no SealedSecret file yet; notes for the rest."""
-    todo, unresolved = unsealed(session)
+    """For ``inv up``: seal each Secret the cluster needs that has no SealedSecret file yet; notes for the rest.
+
+    First the values the toolkit makes itself (Grafana's password) are generated and
+    written, whether or not the controller answers yet, so the run that seals later
+    (``finish_sealing``) reads the same value back.
+    """
+    made = generated.pending(session.cfg)
+    todo, unresolved = unsealed(session, made)
     plan = Plan(f"seal the Secrets the cluster needs ({len(todo)} without a SealedSecret yet)")
     plan.extend(Note(f"not sealed, its reference is not found: {line}") for line in unresolved)
+    plan.extend(g.write for g in made)
     if not todo:
         return plan
     if not cert_path(session).is_file():

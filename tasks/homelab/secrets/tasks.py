@@ -136,4 +136,14 @@ def backup_key(c: Any, dry_run: bool = False) -> None:
         raise Exit("the Sealed Secrets keys were not backed up", code=report.exit_code or 1)
 
 
-ns = Collection("secrets", fetch_cert, seal, rotate, check, backup_key)
+@task
+def grafana(c: Any) -> None:
+    """Where Grafana's admin login is: its address, the user, and the file holding its password (never printed)."""
+    from homelab.secrets import generated
+
+    s = session(c)
+    for line in generated.grafana_login(s.cfg):
+        print(line)
+
+
+ns = Collection("secrets", fetch_cert, seal, rotate, check, backup_key, grafana)
