@@ -6,7 +6,7 @@
 # cached by version under $HOMELAB_CACHE_DIR (default ~/.cache/homelab). A warm
 # cache makes this a no-op that only prints where the binaries are.
 #
-# Usage: scripts/get-binaries.sh [all|sandbox|crds|controllers|traefik|lima|restic|kubeseal|amtool|registry|tofu|boltdb|coredns|versitygw]...
+# Usage: scripts/get-binaries.sh [all|sandbox|crds|controllers|traefik|lima|restic|kubeseal|amtool|registry|tofu|boltdb|coredns]...
 #        (default: all). Prints the bin directory to put on PATH as its last line.
 set -euo pipefail
 
@@ -38,6 +38,9 @@ METALLB_VERSION="${METALLB_VERSION:-$(pin binaries.metallb.version)}"
 CERT_MANAGER_VERSION="${CERT_MANAGER_VERSION:-$(pin binaries.cert-manager.version)}"
 PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-$(pin binaries.prometheus-operator.version)}"
 VELERO_VERSION="${VELERO_VERSION:-$(pin binaries.velero.version)}"
+# The edge (Gateway API controller and proxy in one binary) and the Gateway API CRDs its go.mod requires.
+TRAEFIK_VERSION="${TRAEFIK_VERSION:-$(pin binaries.traefik.version)}"
+GATEWAY_API_VERSION="${GATEWAY_API_VERSION:-$(pin binaries.gateway-api.version)}"
 # The test bench's OCI registry and its client (inv versions.check resolves image tags against it).
 DISTRIBUTION_VERSION="${DISTRIBUTION_VERSION:-$(pin binaries.distribution.version)}"
 GGCR_VERSION="${GGCR_VERSION:-$(pin binaries.go-containerregistry.version)}"
@@ -46,11 +49,11 @@ COREDNS_VERSION="${COREDNS_VERSION:-$(pin binaries.coredns.version)}"
 # The Sealed Secrets module moved to github.com/bitnami/sealed-secrets, which the checksum database does not know.
 export GONOSUMDB="${GONOSUMDB:+$GONOSUMDB,}github.com/bitnami/sealed-secrets"
 # Component CRDs, shipped inside the components' own Go modules (module@version:dir).
-# The S3 server the offsite-copy tests run on 127.0.0.1 (versitygw over a directory).
-VERSITYGW_VERSION="${VERSITYGW_VERSION:-$(pin binaries.versitygw.version)}"
 CRD_SOURCES=(
     "argocd github.com/argoproj/argo-cd/v3@v$ARGOCD_VERSION manifests/crds"
     "cert-manager github.com/cert-manager/cert-manager@v$CERT_MANAGER_VERSION deploy/crds"
+    "gateway-api sigs.k8s.io/gateway-api@v$GATEWAY_API_VERSION config/crd/standard"
+    "traefik github.com/traefik/traefik/v3@v$TRAEFIK_VERSION docs/content/reference/dynamic-configuration"
     "metallb go.universe.tf/metallb@v$METALLB_VERSION config/crd/bases"
     "prometheus-operator github.com/prometheus-operator/prometheus-operator@v$PROMETHEUS_OPERATOR_VERSION example/prometheus-operator-crd"
     "sealed-secrets github.com/bitnami/sealed-secrets@v$SEALED_SECRETS_VERSION helm/sealed-secrets/crds"
@@ -211,11 +214,6 @@ build_coredns() {
     CGO_ENABLED=0 go_build_pinned coredns github.com/coredns/coredns "$COREDNS_VERSION" \
         github.com/coredns/coredns "$BIN_DIR/coredns" "-X github.com/coredns/coredns/coremain.GitCommit=v$COREDNS_VERSION"
 }
-build_versitygw() {
-    CGO_ENABLED=0 go_build_pinned versitygw github.com/versity/versitygw "$VERSITYGW_VERSION" \
-        github.com/versity/versitygw/cmd/versitygw "$BIN_DIR/versitygw"
-}
-
 
 build_amtool() {
     go_build_pinned amtool github.com/prometheus/alertmanager "$ALERTMANAGER_VERSION" \
@@ -244,6 +242,56 @@ build_sealed_controller() {
 build_metallb() {
     GOFLAGS=-mod=mod CGO_ENABLED=0 go_build_pinned metallb go.universe.tf/metallb "$METALLB_VERSION" \
         go.universe.tf/metallb/controller "$BIN_DIR/metallb-controller"
+}
+
+# Traefik's go.mod replaces modules the proxy cannot give a wrapper module as they are, so the wrapper
+# writes its own replaces: github.com/traefik/traefik/dynamic/ext is a nested module of Traefik's
+# repository (pkg/config/dynamic/ext, with its own go.mod, so not in the v3 module's zip); it only
+# declares two empty extension points (ext.HTTP, ext.Router) that dynamic.HTTP and dynamic.Router
+# embed, written here. Its fork of github.com/abbot/go-http-auth (containous/go-http-auth) is not
+# served by the module proxy (403): the original, v0.4.0, has the same API; it backs only the
+# BasicAuth and DigestAuth middlewares, which the homelab renders none of. Its gorilla/mux fork is
+# carried over as is. The web UI is embedded from webui/static, which the module holds.
+# Traefik's ACME client (lego) registers every DNS provider lego has; the SDKs of a few are not served
+# by the module proxy (403), so those providers are left out of a copy of lego's registry. The homelab
+# never uses Traefik's ACME (cert-manager issues the certificate), so nothing it runs is missing.
+TRAEFIK_LEGO_UNSERVED="edgedns huaweicloud oraclecloud sakuracloud ucloud yandexcloud"
+build_traefik() {
+    local dir="$WORK_DIR/traefik-$TRAEFIK_VERSION" module=github.com/traefik/traefik/v3 src
+    mkdir -p "$dir/ext"
+    src=$(cd "$dir" && go mod download -json "$module@v$TRAEFIK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+    [[ -f "$src/go.mod" ]] || die "could not fetch $module v$TRAEFIK_VERSION from the Go module proxy"
+    printf 'module github.com/traefik/traefik/dynamic/ext\n\ngo 1.24\n' >"$dir/ext/go.mod"
+    printf '%s\n' '// Package ext holds the extension points of dynamic.HTTP and dynamic.Router; empty in Traefik proper.' \
+        'package ext' '' 'type HTTP struct{}' '' 'type Router struct{}' '' 'type RouterIng struct{}' '' \
+        'func (r RouterIng) ToRouter() Router { return Router{} }' >"$dir/ext/ext.go"
+    {
+        printf 'module homelab.local/traefik-build\ngo %s\nrequire %s v%s\n' \
+            "$(sed -n 's/^go //p' "$src/go.mod")" "$module" "$TRAEFIK_VERSION"
+        echo "replace github.com/traefik/traefik/dynamic/ext => ./ext"
+        echo "replace github.com/abbot/go-http-auth => github.com/abbot/go-http-auth v0.4.0"
+        grep -E '^\s*github.com/gorilla/mux => ' "$src/go.mod" | sed 's/^\s*/replace /'
+        grep '^exclude ' "$src/go.mod" || true
+    } >"$dir/go.mod"
+    local lego lego_version unserved registry
+    lego_version=$(sed -n 's#^\s*github.com/go-acme/lego/v5 \(v[^ ]*\)$#\1#p' "$src/go.mod")
+    lego=$(cd "$dir" && go mod download -json "github.com/go-acme/lego/v5@$lego_version" |
+        sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+    [[ -d "$lego" ]] || die "could not fetch github.com/go-acme/lego/v5 $lego_version from the Go module proxy"
+    rm -rf "$dir/lego" && cp -r "$lego" "$dir/lego" && chmod -R u+w "$dir/lego"
+    unserved=${TRAEFIK_LEGO_UNSERVED// /|}
+    registry="$dir/lego/providers/dns/zz_gen_dns_providers.go"
+    sed -E -i -e "/\"github.com\/go-acme\/lego\/v5\/providers\/dns\/($unserved)\"\$/d" \
+        -e "/^\s*case (\"[a-z0-9]+\", )*\"($unserved)\"(, \"[a-z0-9]+\")*:\$/{N;d}" "$registry"
+    echo "replace github.com/go-acme/lego/v5 => ./lego" >>"$dir/go.mod"
+    install -m 0644 "$src/go.sum" "$dir/go.sum"
+    printf '//go:build tools\n\npackage tools\n\nimport _ "%s/cmd/traefik"\n' "$module" >"$dir/tools.go"
+    (
+        cd "$dir"
+        CGO_ENABLED=0 go mod tidy -e >/dev/null
+        CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X $module/pkg/version.Version=v$TRAEFIK_VERSION" \
+            -o "$BIN_DIR/traefik" "$module/cmd/traefik"
+    )
 }
 
 # fetch_crds: copy each component's CRD files out of the module cache into
@@ -305,7 +353,9 @@ want_controllers() {
     timed argocd "$ARGOCD_VERSION" build_argocd
     timed sealed-secrets-controller "$SEALED_SECRETS_VERSION" build_sealed_controller
     timed metallb-controller "$METALLB_VERSION" build_metallb
+    want_traefik
 }
+want_traefik() { timed traefik "$TRAEFIK_VERSION" build_traefik; }
 want_tofu() {
     if command -v terraform >/dev/null 2>&1 || command -v tofu >/dev/null 2>&1; then
         say "terraform/tofu: found on PATH, nothing to build"
@@ -317,7 +367,7 @@ want_tofu() {
 # everything, in two lanes at once: a Go build leaves a core idle while it downloads modules and
 # links, so two lanes of about equal measured build time finish sooner than one after the other.
 want_all() {
-    (want_sandbox; want_crds; want_restic; want_kubeseal; want_lima; want_boltdb; want_versitygw) &
+    (want_sandbox; want_crds; want_restic; want_kubeseal; want_lima; want_boltdb) &
     local first=$!
     (want_controllers; want_amtool; want_registry; want_tofu; want_coredns) &
     local second=$! failed=0
@@ -331,9 +381,8 @@ targets=("$@")
 for t in "${targets[@]}"; do
     case "$t" in
     all) want_all ;;
-    sandbox | crds | lima | restic | kubeseal | amtool | registry | tofu | controllers | traefik | boltdb | coredns | versitygw) "want_$t" ;;
-    *) die "unknown target '$t' (use all, sandbox, crds, controllers, traefik, lima, restic, kubeseal, amtool, registry, tofu, boltdb, coredns or versitygw)" ;;
+    sandbox | crds | lima | restic | kubeseal | amtool | registry | tofu | controllers | traefik | boltdb | coredns) "want_$t" ;;
+    *) die "unknown target '$t' (use all, sandbox, crds, controllers, traefik, lima, restic, kubeseal, amtool, registry, tofu, boltdb or coredns)" ;;
     esac
 done
 echo "$BIN_DIR"
-want_versitygw() { timed versitygw "$VERSITYGW_VERSION" build_versitygw; }

@@ -163,14 +163,12 @@ def test_each_app_namespace_denies_by_default_and_allows_only_what_is_declared(
         policies = {
             p["metadata"]["name"]: p["spec"] for p in kube.list_objects("networking.k8s.io/v1", "NetworkPolicy", name)
         }
-        expected = {"default-deny", "allow-ingress-controller", "allow-prometheus", "allow-dns"}
+        expected = {"default-deny", "allow-gateway", "allow-prometheus", "allow-dns"}
         expected |= {f"allow-{e}" for e in app.egress}
         assert set(policies) == expected, name
         assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
-        ingress_from = policies["allow-ingress-controller"]["ingress"][0]
-        assert ingress_from["from"][0]["namespaceSelector"]["matchLabels"] == {
-            "kubernetes.io/metadata.name": "ingress-nginx"
-        }
+        ingress_from = policies["allow-gateway"]["ingress"][0]
+        assert ingress_from["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "traefik"}
         assert ingress_from["ports"] == [{"port": app.port, "protocol": "TCP"}]
     lm = {
         p["metadata"]["name"]: p["spec"]
@@ -303,7 +301,7 @@ def test_a_ninth_app_is_one_config_entry(platform: tuple[Session, Path], kube: K
     assert result.code == 0, result.output
     assert kube.deployment_waiting("whoami", "whoami") is None
     assert (
-        kube.get("networking.k8s.io/v1", "Ingress", "whoami", "whoami")["spec"]["rules"][0]["host"]
+        kube.get("gateway.networking.k8s.io/v1", "HTTPRoute", "whoami", "whoami")["spec"]["hostnames"][0]
         == f"whoami.{session.cfg.domain}"
     )
     assert kube.get("argoproj.io/v1alpha1", "Application", "app-whoami", "argocd") is not None

@@ -1,4 +1,4 @@
-"""The sandbox's controllers as the real processes: Argo CD, Sealed Secrets and MetalLB on 127.0.0.1.
+"""The sandbox's controllers as the real processes: Argo CD, Sealed Secrets, MetalLB and Traefik on loopback.
 
 This module brings up a sandbox of its own with ``inv sandbox.up``, as a user would,
 rather than using the session's shared one: the controllers reconcile whatever they
@@ -9,10 +9,16 @@ see, so the other tests do not run beside them. Its last test removes it with
 from __future__ import annotations
 
 import base64
+import http.client
+import http.server
 import ipaddress
+import json
 import os
 import signal
+import socket
+import ssl
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,10 +31,12 @@ import yaml
 from invoke import Context
 
 from helpers import loopback_data, run_cli
+from homelab.apps import render
 from homelab.core.kube import Kube
 from homelab.core.kube.waits import wait_for
 from homelab.core.session import Session
 from homelab.core.tools import require
+from homelab.gitops import platform
 from homelab.gitops.platform import ARGOCD_NAMESPACE
 from homelab.sandbox import cluster, controller_objects, controllers, processes
 
@@ -113,7 +121,8 @@ def test_up_starts_every_controller_and_status_shows_each_with_its_pid_and_healt
         assert addresses, f"{name} listens nowhere"
         for address in addresses:
             host = address.rsplit(":", 1)[0]
-            assert host == "127.0.0.1" or name in ALL_INTERFACES_UPSTREAM, (name, address)
+            edge = name == "traefik" and host == controllers.gateway_address(lab.layout)  # the chart's ports
+            assert host == "127.0.0.1" or edge or name in ALL_INTERFACES_UPSTREAM, (name, address)
 
 
 def test_a_sealed_secret_sealed_with_the_controllers_cert_becomes_its_secret(lab: Lab, namespace: str) -> None:
@@ -172,6 +181,128 @@ def test_a_load_balancer_service_gets_an_address_from_the_pool(lab: Lab, namespa
     finally:
         lab.kube.delete("v1", "Service", "web", namespace)
         lab.kube.delete("metallb.io/v1beta1", "IPAddressPool", pool["metadata"]["name"], pool["metadata"]["namespace"])
+
+
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+
+
+def condition(status: dict[str, Any], kind: str) -> str:
+    return next((c["status"] for c in status.get("conditions") or [] if c["type"] == kind), "")
+
+
+class Echo(http.server.BaseHTTPRequestHandler):
+    """A backend on 127.0.0.1 that answers each request with the headers it was given, as JSON."""
+
+    def do_GET(self) -> None:  # the name http.server calls
+        self.answer()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.answer()
+
+    def answer(self) -> None:
+        body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+
+def test_traefik_programs_the_gateway_and_routes_with_the_clients_address_and_the_body_limit(
+    lab: Lab, namespace: str
+) -> None:
+    """The real Traefik: Gateway Programmed with MetalLB's address, a route Accepted, a request through it.
+
+    The backend is a process on 127.0.0.1 behind a selectorless Service, so Traefik proxies a
+    real request. A forged X-Forwarded-For from loopback (not the pod network Traefik trusts)
+    never reaches the app; a body over the route's Middleware limit is refused with 413.
+    """
+    cfg = lab.session.cfg
+    echo = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=echo.serve_forever, daemon=True).start()
+    host = f"echo-{namespace}.{cfg.domain}"
+    pool = {
+        "apiVersion": "metallb.io/v1beta1",
+        "kind": "IPAddressPool",
+        "metadata": {"name": f"pool-{namespace}", "namespace": controller_objects.METALLB_NAMESPACE},
+        "spec": {"addresses": [f"{cfg.ingress.load_balancer_ip}/32"]},
+    }
+    backend = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "echo", "namespace": namespace},
+        "spec": {"ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]},
+    }
+    endpoints = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": "echo-1", "namespace": namespace, "labels": {"kubernetes.io/service-name": "echo"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
+        "ports": [{"name": "http", "port": echo.server_address[1], "protocol": "TCP"}],
+    }
+    limit = {
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": "Middleware",
+        "metadata": {"name": render.BODY_LIMIT, "namespace": namespace},
+        "spec": {"buffering": {"maxRequestBodyBytes": 1024}},
+    }
+    route = render.http_route("echo", namespace, host, "echo", 8080)
+    ref = {"group": "traefik.io", "kind": "Middleware", "name": render.BODY_LIMIT}
+    route["spec"]["rules"][0]["filters"] = [{"type": "ExtensionRef", "extensionRef": ref}]
+    edge = [platform.gateway_service(cfg), *platform.gateway(cfg)]
+    lab.kube.apply([pool, *edge, backend, endpoints, limit, route])
+    try:
+
+        def programmed() -> str | None:
+            gateway = lab.kube.get(GATEWAY_API, "Gateway", render.GATEWAY, render.GATEWAY_NAMESPACE) or {}
+            status = gateway.get("status") or {}
+            addresses = [a.get("value") for a in status.get("addresses") or []]
+            if condition(status, "Programmed") != "True" or addresses != [cfg.ingress.load_balancer_ip]:
+                return f"Gateway status {status}"
+            live = lab.kube.get(GATEWAY_API, "HTTPRoute", "echo", namespace) or {}
+            parents = (live.get("status") or {}).get("parents") or []
+            accepted = parents and all(condition(p, "Accepted") == "True" for p in parents)
+            return None if accepted and condition(parents[0], "ResolvedRefs") == "True" else f"route {parents}"
+
+        wait_for("Traefik to program the Gateway and accept the route", programmed, timeout=180)
+        secret = lab.kube.get("v1", "Secret", platform.WILDCARD_SECRET, render.GATEWAY_NAMESPACE)
+        context = ssl.create_default_context(cadata=base64.b64decode(secret["data"]["tls.crt"]).decode())
+        address = (controllers.gateway_address(lab.layout), platform.ENTRY_POINTS["websecure"])
+
+        def send(method: str, body: bytes | None = None) -> tuple[int, bytes]:
+            with (
+                socket.create_connection(address, timeout=30) as raw,
+                context.wrap_socket(raw, server_hostname=host) as tls,
+            ):
+                conn = http.client.HTTPConnection(host)
+                conn.sock = tls
+                conn.request(method, "/", body=body, headers={"Host": host, "X-Forwarded-For": "203.0.113.7"})
+                answer = conn.getresponse()
+                return answer.status, answer.read()
+
+        def answers() -> str | None:
+            status, _ = send("GET")
+            return None if status == 200 else f"HTTP {status}"
+
+        wait_for("Traefik to route the request", answers, timeout=60)
+        status, seen = send("GET")
+        assert status == 200
+        headers = json.loads(seen)
+        assert "203.0.113.7" not in headers["x-forwarded-for"], headers  # loopback is not the trusted pod network
+        assert headers["x-forwarded-for"].startswith("127."), headers
+        assert headers["x-forwarded-host"] == host
+        assert send("POST", b"x" * 512)[0] == 200
+        assert send("POST", b"x" * 2048)[0] == 413  # over the Middleware's maxRequestBodyBytes
+    finally:
+        echo.shutdown()
+        for obj in [route, limit, endpoints, backend, *reversed(edge), pool]:
+            meta = obj["metadata"]
+            lab.kube.delete(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
 
 
 def git(*args: str, cwd: Path) -> None:

@@ -26,13 +26,15 @@ from invoke import Context
 from sandbox_project import SandboxProject as Lab
 
 from helpers import loopback_data, run_cli
+from homelab.apps import exposure
+from homelab.apps.render import GATEWAY_NAMESPACE
 from homelab.core.kube import Kube
 from homelab.core.kube.waits import wait_for
 from homelab.core.paths import cache_dir
 from homelab.core.session import Session
 from homelab.core.tools import require
 from homelab.gitops import bootstrap, local, platform, tree
-from homelab.gitops.platform import ARGOCD_NAMESPACE, INGRESS_SERVICE
+from homelab.gitops.platform import ARGOCD_NAMESPACE, GATEWAY_SERVICE
 from homelab.sandbox import cluster, controllers
 
 pytestmark = pytest.mark.integration
@@ -93,6 +95,14 @@ def application_state(kube: Kube, name: str) -> tuple[str, str, str]:
     return sync.get("status", ""), (status.get("health") or {}).get("status", ""), sync.get("revision", "")
 
 
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+
+
+def condition(status: dict, kind: str) -> str:
+    """The status (True, False, Unknown) of the condition ``kind`` in a Gateway API status block; "" when absent."""
+    return next((c["status"] for c in status.get("conditions") or [] if c["type"] == kind), "")
+
+
 def test_up_brings_every_application_synced_and_healthy_at_the_pushed_commit(lab: Lab) -> None:
     rendered = tree.render(local.sandbox_config(lab.session.cfg, controllers.repo_url(lab.session)), True)
     names = sorted(tree.applications(rendered))
@@ -108,10 +118,24 @@ def test_up_brings_every_application_synced_and_healthy_at_the_pushed_commit(lab
     assert "argocd.argoproj.io/tracking-id" in deployment["metadata"].get("annotations", {})
     managers = {entry["manager"] for entry in deployment["metadata"]["managedFields"]}
     assert "argocd-controller" in managers and "homelab" not in managers, managers
-    service = lab.kube.get("v1", "Service", INGRESS_SERVICE, "ingress-nginx")
-    assert [e["ip"] for e in service["status"]["loadBalancer"]["ingress"]] == [lab.session.cfg.ingress.load_balancer_ip]
-    ingress = lab.kube.get("networking.k8s.io/v1", "Ingress", "homepage", "homepage")
-    assert ingress["status"]["loadBalancer"]["ingress"][0]["ip"] == lab.session.cfg.ingress.load_balancer_ip
+    address = lab.session.cfg.ingress.load_balancer_ip
+    service = lab.kube.get("v1", "Service", GATEWAY_SERVICE, GATEWAY_NAMESPACE)
+    assert [e["ip"] for e in service["status"]["loadBalancer"]["ingress"]] == [address]
+    # The real Traefik programmed the Gateway with MetalLB's address and accepted every route.
+    gateway = lab.kube.get(GATEWAY_API, "Gateway", "homelab", GATEWAY_NAMESPACE)
+    assert condition(gateway["status"], "Programmed") == "True", gateway["status"]
+    assert gateway["status"]["addresses"] == [{"type": "IPAddress", "value": address}]
+    assert {listener["name"]: condition(listener, "Programmed") for listener in gateway["status"]["listeners"]} == {
+        "web": "True",
+        "websecure": "True",
+    }
+    routed = [(name, name) for name in exposure.routed_apps(lab.session.cfg)] + [("grafana", "monitoring")]
+    for name, namespace in routed:
+        route = lab.kube.get(GATEWAY_API, "HTTPRoute", name, namespace)
+        [parent] = route["status"]["parents"]
+        assert parent["controllerName"] == "traefik.io/gateway-controller", name
+        assert condition(parent, "Accepted") == "True", (name, parent)
+        assert condition(parent, "ResolvedRefs") == "True", (name, parent)
     again = lab.up()
     assert "up: nothing to do" in again, again
 
@@ -165,8 +189,8 @@ def test_doctor_and_status_see_argo_cd_the_load_balancer_and_the_processes(lab: 
     assert checks["argocd"]["status"] == "ok", checks["argocd"]
     assert checks["argocd"]["detail"].startswith("17 Applications synced and healthy"), checks["argocd"]
     assert checks["sandbox controllers"]["status"] == "ok", checks["sandbox controllers"]
-    ingress = checks[f"load balancer ingress-nginx/{INGRESS_SERVICE}"]
-    assert ingress == {**ingress, "status": "ok", "detail": lab.session.cfg.ingress.load_balancer_ip}
+    edge = checks[f"load balancer {GATEWAY_NAMESPACE}/{GATEWAY_SERVICE}"]
+    assert edge == {**edge, "status": "ok", "detail": lab.session.cfg.ingress.load_balancer_ip}
     status = run_cli(["status", "--target", "sandbox"], lab.env, timeout=300)
     assert status.code == 0, status.output
     assert "Argo CD: 17 Applications synced to" in status.stdout, status.stdout

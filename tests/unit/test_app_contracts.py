@@ -200,8 +200,8 @@ def test_the_telegram_bot_is_opt_in_and_private(cfg: HomelabConfig, rendered: An
     enabled = loader.validate(data)
     objects, _ = apps.render_app("telegram-bot", enabled.apps["telegram-bot"], enabled)
     kinds = [o["kind"] for o in objects]
-    assert "Ingress" not in kinds
-    assert "allow-ingress-controller" not in {o["metadata"]["name"] for o in objects if o["kind"] == "NetworkPolicy"}
+    assert "HTTPRoute" not in kinds
+    assert "allow-gateway" not in {o["metadata"]["name"] for o in objects if o["kind"] == "NetworkPolicy"}
     hosts = {r.get("hostname") for r in yaml.safe_load(tunnel_config(enabled))["ingress"]}
     assert f"bot.{enabled.domain}" not in hosts
 

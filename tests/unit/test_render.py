@@ -10,6 +10,7 @@ import yaml
 from helpers import loopback_data
 from homelab.apps import render as apps
 from homelab.config.loader import validate
+from homelab.core import pins
 from homelab.gitops import platform, tree
 
 
@@ -50,7 +51,7 @@ def test_every_app_gets_hardening(cfg) -> None:
         objects = rendered.files[f"apps/{name}/app.yaml"]
         kinds = [o["kind"] for o in objects]
         assert {"Namespace", "Deployment", "Service", "NetworkPolicy"} <= set(kinds), name
-        assert ("Ingress" in kinds) == app.routed, name  # LAN-only apps are routed too (homelab.apps.exposure)
+        assert ("HTTPRoute" in kinds) == app.routed, name  # LAN-only apps are routed too (homelab.apps.exposure)
         assert ("PersistentVolumeClaim" in kinds) == bool(app.storage), name
         assert ("PodDisruptionBudget" in kinds) == (app.critical and app.replicas >= 2), name
         [deployment] = [o for o in objects if o["kind"] == "Deployment"]
@@ -98,6 +99,8 @@ def chart_versions(value: object) -> set[str]:
 def test_charts_are_pinned_and_synced_automatically(cfg) -> None:
     """Every upstream release is one exact version from the config: chart versions, and Argo CD's own tag."""
     configured = chart_versions(cfg.model_dump()) | {cfg.gitops.argocd_version}
+    # ...and the Gateway API CRDs, at the version the pinned Traefik is built against (versions.toml).
+    configured.add("v" + pins.load().binaries["gateway-api"].version)
     charts = [chart for chart, _ in platform.platform(cfg).values() if chart is not None]
     assert charts
     for chart in charts:

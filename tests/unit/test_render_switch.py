@@ -24,21 +24,25 @@ def test_the_switch_leaves_out_every_chart_application_and_nothing_else(cfg: Hom
     charts = {name for name, (chart, _) in platform.platform(cfg).items() if chart is not None}
     real_apps, sandbox_apps = tree.applications(real), tree.applications(sandbox)
     assert set(real_apps) - set(sandbox_apps) == charts
-    assert set(sandbox_apps) - set(real_apps) == {"ingress-nginx-config"}
+    assert set(sandbox_apps) == set(real_apps) - charts  # the gateway's own manifests are an Application on both
     for name, app in sandbox_apps.items():
         if name in real_apps:
             assert app == real_apps[name], name
     assert all("chart" not in app["spec"]["source"] for app in sandbox_apps.values())
 
 
-def test_the_switch_changes_no_file_but_the_chart_lists_and_adds_only_the_ingress_service(cfg: HomelabConfig) -> None:
+def test_the_switch_changes_no_file_but_the_chart_lists_and_adds_only_the_gateway_service(cfg: HomelabConfig) -> None:
     real, sandbox = tree.render(cfg), tree.render(cfg, local_controllers=True)
-    assert set(sandbox.files) - set(real.files) == {"platform/ingress-nginx/manifests.yaml"}
-    assert set(real.files) == set(sandbox.files) - {"platform/ingress-nginx/manifests.yaml"}
+    assert set(real.files) == set(sandbox.files)
     differing = {path for path in real.files if real.text(path) != sandbox.text(path)}
     charted = {f"argocd/{name}.yaml" for name, (chart, _) in platform.platform(cfg).items() if chart is not None}
-    assert differing == charted
-    [service] = sandbox.files["platform/ingress-nginx/manifests.yaml"]
+    assert differing == charted | {"platform/traefik/manifests.yaml"}
+    added = sandbox.files["platform/traefik/manifests.yaml"][len(real.files["platform/traefik/manifests.yaml"]) :]
+    assert (
+        sandbox.files["platform/traefik/manifests.yaml"][: -len(added)] == real.files["platform/traefik/manifests.yaml"]
+    )
+    [service] = added
+    assert (service["kind"], service["metadata"]["name"]) == ("Service", platform.GATEWAY_SERVICE)
     assert service["spec"]["type"] == "LoadBalancer"
     assert service["metadata"]["annotations"]["metallb.io/loadBalancerIPs"] == cfg.ingress.load_balancer_ip
     lines = tree.switch_differences(cfg)

@@ -68,7 +68,7 @@ def collected(overrides: Mapping[str, Any] | None = None) -> list[Source]:
 def test_every_chart_application_of_the_render_is_a_source_with_its_manifest_keys() -> None:
     charts = {s.component: s for s in collected() if s.kind == CHART}
     manifest = pins.load()
-    assert set(charts) == {"sealed-secrets", "metallb", "cert-manager", "ingress-nginx", "kube-prometheus-stack"}
+    assert set(charts) == {"sealed-secrets", "metallb", "cert-manager", "traefik", "kube-prometheus-stack"}
     for name, source in charts.items():
         assert (source.address, source.chart, source.version) == (
             manifest.charts[name].repository,

@@ -58,6 +58,29 @@ class Takeover:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What the gateway allows one request to the app: its body, how long it may take, whether answers stream.
+
+    ``max_body``: a size (``10MiB``) enforced by a Traefik Buffering middleware on the
+    app's route; None leaves the body to the app. Buffering holds the whole response
+    too (oxy's buffer, which Traefik's Middleware exposes without its switch to turn
+    that off), so an app whose answers stream (``streams``: server-sent events,
+    websockets, video, large downloads) never gets one. ``timeout``: a Gateway API
+    duration for the route's ``timeouts.request`` ("0s": none, for streams).
+    """
+
+    max_body: str | None
+    timeout: str
+    streams: bool
+    source: str
+
+
+# Apps without a contract (your own image): small API bodies, no streams assumed, a minute per request
+# (Traefik's own entry point read timeout, https://doc.traefik.io/traefik/reference/install-configuration/entrypoints/).
+DEFAULT_LIMITS = Limits("100MiB", "60s", False, "default for an image without a contract")
+
+
+@dataclass(frozen=True)
 class Contract:
     """One image's requirements; ``source`` names where each fact was read."""
 
@@ -81,6 +104,7 @@ class Contract:
     # serves that Cloudflare's terms keep off the tunnel (video, bulk files); each refused unless closed or accepted.
     takeover: Takeover | None = None
     bulk: str = ""
+    limits: Limits = DEFAULT_LIMITS  # what its route allows a request (homelab.apps.render.app_route)
 
 
 def pod_cidr(cfg: HomelabConfig) -> str:
@@ -116,6 +140,7 @@ CONTRACTS: dict[str, Contract] = {
         regenerated=frozenset({"/app/config"}),
         env=_homepage_env,
         needs="HOMEPAGE_ALLOWED_HOSTS = its hostname (rendered)",
+        limits=Limits("1MiB", "30s", False, "a dashboard: reads its config, takes no uploads"),
     ),
     "ghcr.io/home-assistant/home-assistant": Contract(
         source="https://www.home-assistant.io/integrations/http/#reverse-proxies; image runs s6-overlay as root",
@@ -140,6 +165,13 @@ CONTRACTS: dict[str, Contract] = {
         skip=HA_SKIP,
         backup_source="home-assistant/core homeassistant/components/backup/const.py (EXCLUDE_FROM_BACKUP, "
         "EXCLUDE_DATABASE_FROM_BACKUP); homeassistant/components/recorder (home-assistant_v2.db, WAL)",
+        limits=Limits(
+            None,
+            "0s",
+            True,
+            "its frontend lives on a websocket (https://developers.home-assistant.io/docs/api/"
+            "websocket/); camera streams; backup uploads of gigabytes",
+        ),
     ),
     "lscr.io/linuxserver/plex": Contract(
         source=f"https://docs.linuxserver.io/images/docker-plex/; {LINUXSERVER}",
@@ -150,6 +182,7 @@ CONTRACTS: dict[str, Contract] = {
         bulk="video streams",
         databases={f"{PLEX_DATA}/Plug-in Support/Databases/{db}": "sqlite" for db in PLEX_DATABASES},
         skip=tuple(f"{PLEX_DATA}/{cache}" for cache in ("Cache", "Codecs", "Crash Reports", "Diagnostics", "Logs")),
+        limits=Limits(None, "0s", True, "streams video"),
         backup_source="https://support.plex.tv/articles/201539237-backing-up-plex-media-server-data/ (the Cache "
         "folder is not needed); https://support.plex.tv/articles/202915258-where-is-the-plex-media-server-data-"
         "directory-located/ (linuxserver: /config/Library/Application Support/Plex Media Server)",
@@ -165,6 +198,9 @@ CONTRACTS: dict[str, Contract] = {
         # Resume data is BT_backup/*.fastresume by default; torrents.db when "resume data storage" is SQLite.
         databases={"/config/qBittorrent/torrents.db": "sqlite"},
         skip=("/config/qBittorrent/logs", "/config/.cache"),
+        # The Web UI's uploads are .torrent files, which qBittorrent itself caps at 100 MiB (MAX_TORRENT_SIZE,
+        # qbittorrent/qBittorrent#10464); its answers are small JSON.
+        limits=Limits("100MiB", "60s", False, "qbittorrent/qBittorrent#10464 (MAX_TORRENT_SIZE 100 MiB)"),
         backup_source="qBittorrent src/base/bittorrent/bencoderesumedatastorage.cpp (BT_backup) and "
         "dbresumedatastorage.cpp (torrents.db, the SQLite resume data storage); linuxserver: profile under /config",
     ),
@@ -184,6 +220,9 @@ CONTRACTS: dict[str, Contract] = {
         writes={"/data": "db.sqlite3, rsa_key.pem, attachments"},
         databases={"/data/db.sqlite3": "sqlite"},
         skip=("/data/icon_cache", "/data/tmp"),
+        # Attachments up to 500 MB (Bitwarden's clients' cap, https://bitwarden.com/help/attachments/), checked by
+        # Vaultwarden itself (ATTACHMENTS_*_LIMIT); live sync notifications ride a websocket (/notifications/hub).
+        limits=Limits(None, "0s", True, "https://bitwarden.com/help/attachments/; /notifications/hub websocket"),
         backup_source="https://github.com/dani-garcia/vaultwarden/wiki/Backing-up-your-vault (db.sqlite3 through "
         "SQLite's backup; icon_cache optional)",
     ),
@@ -198,6 +237,9 @@ CONTRACTS: dict[str, Contract] = {
         regenerated=frozenset({"/config"}),
         databases={"/database/filebrowser.db": "bolt"},
         bulk="whole files from /srv, downloads and uploads of any size",
+        # Uploads come in chunks of 10 MB (filebrowser/filebrowser#5365, its tus chunk size), any file size in all;
+        # downloads of any size stream back.
+        limits=Limits(None, "0s", True, "filebrowser/filebrowser#5365 (10 MB upload chunks); downloads stream"),
         backup_source="filebrowser (pinned release) docker/common/defaults/settings.json "
         "(database /database/filebrowser.db); cmd/utils.go opens it with storm.Open (BoltDB, storage/bolt)",
     ),
@@ -223,6 +265,9 @@ CONTRACTS: dict[str, Contract] = {
             "/app/backend/data/vector_db/chroma.sqlite3": "sqlite",  # the default vector store, Chroma
         },
         skip=("/app/backend/data/cache",),
+        # Documents of any size (FILE_MAX_SIZE unset by default, backend/open_webui/config.py); answers stream as
+        # server-sent events for as long as the model writes: no timeout, no buffering.
+        limits=Limits(None, "0s", True, "open-webui backend/open_webui/config.py (FILE_MAX_SIZE); streamed answers"),
         backup_source="open-webui backend/open_webui/env.py (DATA_DIR, DATABASE_URL sqlite:///DATA_DIR/webui.db) "
         "and config.py (CACHE_DIR = DATA_DIR/cache, CHROMA_DATA_PATH = DATA_DIR/vector_db)",
     ),
@@ -244,6 +289,12 @@ CLOUDFLARED_USER = 65532  # the image's nonroot user
 
 def contract_for(app: App) -> Contract | None:
     return CONTRACTS.get(repository(app.image))
+
+
+def limits_for(app: App) -> Limits:
+    """What the gateway allows one request to the app: its image's contract, else the default."""
+    contract = contract_for(app)
+    return contract.limits if contract else DEFAULT_LIMITS
 
 
 def listening_port(app: App, contract: Contract) -> int:

@@ -206,32 +206,86 @@ def volume_claim(name: str, app: App) -> Obj | None:
     }
 
 
-def ingress(name: str, app: App, domain: str) -> Obj:
-    host = f"{app.hostname}.{domain}"
+# The one Gateway every route attaches to (homelab.gitops.platform.gateway renders it, with Traefik's chart).
+GATEWAY_NAMESPACE = "traefik"
+GATEWAY = "homelab"
+GATEWAY_LISTENER = "websecure"  # HTTPS, the wildcard certificate; the HTTP listener only redirects to it
+
+
+def http_route(name: str, namespace: str, host: str, service: str, port: int) -> Obj:
+    """An HTTPRoute for ``host`` on the gateway's HTTPS listener, to ``service``:``port`` in ``namespace``.
+
+    The Gateway lets routes of every namespace attach (``allowedRoutes``), and a
+    backend in the route's own namespace needs no ReferenceGrant.
+    """
+    parent = {
+        "group": "gateway.networking.k8s.io",
+        "kind": "Gateway",
+        "name": GATEWAY,
+        "namespace": GATEWAY_NAMESPACE,
+        "sectionName": GATEWAY_LISTENER,
+    }
     return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "Ingress",
-        "metadata": meta(name, name),
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": meta(name, namespace),
         "spec": {
-            "ingressClassName": "nginx",
-            # No secretName: ingress-nginx serves the wildcard certificate by default.
-            "tls": [{"hosts": [host]}],
-            "rules": [
-                {
-                    "host": host,
-                    "http": {
-                        "paths": [
-                            {
-                                "path": "/",
-                                "pathType": "Prefix",
-                                "backend": {"service": {"name": name, "port": {"name": "http"}}},
-                            }
-                        ]
-                    },
-                }
-            ],
+            "parentRefs": [parent],
+            "hostnames": [host],
+            "rules": [{"backendRefs": [{"group": "", "kind": "Service", "name": service, "port": port}]}],
         },
     }
+
+
+UNITS = {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+BODY_LIMIT = "body-limit"  # the app's Buffering middleware, in its namespace
+
+
+def size_bytes(size: str) -> int:
+    """``10MiB`` as bytes."""
+    for unit, factor in UNITS.items():
+        if size.endswith(unit):
+            return int(size[: -len(unit)]) * factor
+    raise ValueError(f"{size!r} is not a size like 10MiB")
+
+
+def body_limit(name: str, limits: contracts.Limits) -> Obj | None:
+    """A Traefik Buffering middleware refusing larger bodies (413); None when the app bounds them itself.
+
+    Its request side spools a body to disk past 1 MiB (memRequestBodyBytes' default) and answers
+    413 past ``maxRequestBodyBytes`` (https://doc.traefik.io/traefik/reference/routing-configuration/
+    http/middlewares/buffering/). It buffers the answer too, so streaming apps get none (``Limits``).
+    """
+    if limits.max_body is None or limits.streams:
+        return None
+    return {
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": "Middleware",
+        "metadata": meta(BODY_LIMIT, name),
+        "spec": {"buffering": {"maxRequestBodyBytes": size_bytes(limits.max_body)}},
+    }
+
+
+def app_route(name: str, app: App, domain: str) -> Obj:
+    """The app's HTTPRoute at ``<hostname>.<domain>``, to its Service, with its contract's limits.
+
+    The body limit is the middleware ``body_limit`` renders, attached as an ExtensionRef
+    filter: Traefik's Gateway provider resolves ``traefik.io/Middleware`` there (registered
+    by its kubernetesCRD provider, traefik pkg/provider/kubernetes/crd/kubernetes.go). The
+    timeout is the route's ``timeouts.request``, the Gateway API's own field; Traefik 3.7
+    does not claim HTTPRouteRequestTimeout (pkg/provider/kubernetes/gateway/features.go),
+    so its entry point's read timeout (``homelab.gitops.platform.gateway_values``) bounds
+    the longest of them on the real homelab.
+    """
+    route = http_route(name, name, f"{app.hostname}.{domain}", name, app.port)
+    limits = contracts.limits_for(app)
+    rule = route["spec"]["rules"][0]
+    if body_limit(name, limits) is not None:
+        ref = {"group": "traefik.io", "kind": "Middleware", "name": BODY_LIMIT}
+        rule["filters"] = [{"type": "ExtensionRef", "extensionRef": ref}]
+    if limits.timeout != "0s":
+        rule["timeouts"] = {"request": limits.timeout}
+    return route
 
 
 def network_policies(name: str, app: App, cfg: HomelabConfig) -> list[Obj]:
@@ -254,12 +308,12 @@ def network_policies(name: str, app: App, cfg: HomelabConfig) -> list[Obj]:
             {
                 "apiVersion": "networking.k8s.io/v1",
                 "kind": "NetworkPolicy",
-                "metadata": meta("allow-ingress-controller", name),
+                "metadata": meta("allow-gateway", name),
                 "spec": {
                     "podSelector": selector,
                     "policyTypes": ["Ingress"],
                     "ingress": [
-                        {"from": [from_namespace("ingress-nginx")], "ports": [{"port": app.port, "protocol": "TCP"}]}
+                        {"from": [from_namespace(GATEWAY_NAMESPACE)], "ports": [{"port": app.port, "protocol": "TCP"}]}
                     ],
                 },
             }
@@ -404,7 +458,10 @@ def render_app(name: str, app: App, cfg: HomelabConfig) -> tuple[list[Obj], list
         objects.append(claim)
     objects += [deployment(name, app, cfg), service(name, app)]
     if exposure.routed(app):
-        objects.append(ingress(name, app, cfg.domain))
+        objects.append(app_route(name, app, cfg.domain))
+        limit = body_limit(name, contracts.limits_for(app))
+        if limit is not None:
+            objects.append(limit)
     objects += network_policies(name, app, cfg)
     pdb, note = disruption_budget(name, app)
     if pdb:

@@ -30,7 +30,7 @@ RESERVED_NAMESPACES = frozenset(
         "default",
         "argocd",
         "metallb-system",
-        "ingress-nginx",
+        "traefik",
         "cert-manager",
         "cloudflared",
         "lan-dns",

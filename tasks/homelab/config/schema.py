@@ -117,6 +117,12 @@ class Host(Strict):
     # LAN reaches the homelab only through it: lan_dns answers every app hostname with it, and the Mac
     # forwards its ports 53, 80 and 443 to the DNS and gateway pool addresses (homelab.net.forwarder).
     lan_ip: IPv4 | None = None
+    # Kept for the host itself when the Lima nodes are sized (homelab.host.sizing): macOS's own needs plus
+    # LM Studio's loaded model. The nodes' memory together may use the rest, and no more.
+    reserved_memory: Size = "6GiB"
+    # CPUs kept for the host: a node may have at most the host's CPUs less these. vCPUs are time-shared
+    # threads, so the nodes together may have more (said, not refused); memory is not shared that way.
+    reserved_cpus: Annotated[Int, Field(ge=0, le=64)] = 0
 
 
 class DhcpRange(Strict):
@@ -256,9 +262,29 @@ class LanDns(Strict):
     address: IPv4 = "192.168.105.53"  # inside metallb.pool, not ingress.load_balancer_ip
 
 
+def _not_ingress_nginx(version: str) -> str:
+    """Refuse an ingress-nginx chart version: the key now pins the Traefik chart.
+
+    ingress-nginx's charts are 4.x; Traefik's have been 10.0 and above since
+    Traefik v2.5 (https://github.com/traefik/traefik-helm-chart releases).
+    """
+    major = version.lstrip("v").split(".")[0]
+    if major.isdigit() and int(major) < 10:
+        raise ValueError(
+            f"{version} is an ingress-nginx chart version, but the edge is now Traefik (chart traefik from "
+            f"https://traefik.github.io/charts): remove ingress.chart_version to use "
+            f"{pins.load().chart('traefik').version}, or set a traefik chart version"
+        )
+    return version
+
+
 class Ingress(Strict):
+    """The edge: Traefik, the Gateway API controller and proxy, on ``load_balancer_ip`` (a MetalLB address)."""
+
     enabled: bool = True
-    chart_version: ChartVersion = Field(default_factory=lambda: pins.load().chart("ingress-nginx").version)
+    chart_version: Annotated[ChartVersion, AfterValidator(_not_ingress_nginx)] = Field(
+        default_factory=lambda: pins.load().chart("traefik").version
+    )
     load_balancer_ip: IPv4 = "192.168.105.50"
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from homelab.apps.render import GATEWAY_NAMESPACE
 from homelab.config.schema import HomelabConfig
 from homelab.core import locks
 from homelab.core.converge import converge
@@ -33,7 +34,7 @@ from homelab.core.paths import resolve_in_project
 from homelab.core.plan import Action, Note, Patch, Plan, Run, Wait, WriteFile
 from homelab.core.tools import require
 from homelab.gitops import deploy, tree
-from homelab.gitops.platform import ARGOCD_NAMESPACE, INGRESS_SERVICE, root_application
+from homelab.gitops.platform import ARGOCD_NAMESPACE, GATEWAY_SERVICE, root_application
 from homelab.sandbox import controllers
 from homelab.sandbox.cluster import volumes_for
 from homelab.secrets import keys
@@ -168,9 +169,9 @@ def sealed_pending(kube: Kube, sealed: list[tuple[str, str]]) -> str | None:
 
 def ingress_address_pending(kube: Kube, address: str) -> str | None:
     """None once the ingress controller's Service holds ``address`` in its LoadBalancer status."""
-    live = kube.get("v1", "Service", INGRESS_SERVICE, "ingress-nginx") or {}
+    live = kube.get("v1", "Service", GATEWAY_SERVICE, GATEWAY_NAMESPACE) or {}
     found = [e.get("ip") for e in ((live.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []]
-    return None if address in found else f"Service ingress-nginx/{INGRESS_SERVICE} has {found or 'no address'}"
+    return None if address in found else f"Service {GATEWAY_NAMESPACE}/{GATEWAY_SERVICE} has {found or 'no address'}"
 
 
 def sealed_secrets_in(files: dict[str, str]) -> list[tuple[str, str]]:

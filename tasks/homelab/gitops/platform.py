@@ -9,9 +9,9 @@ from typing import Any
 
 import yaml
 
-from homelab.apps import exposure
-from homelab.apps.contracts import CLOUDFLARED_USER
-from homelab.apps.render import lm_studio_name, meta, namespace, priority_class
+from homelab.apps import contracts, exposure
+from homelab.apps.contracts import CLOUDFLARED_USER, pod_cidr
+from homelab.apps.render import GATEWAY, GATEWAY_NAMESPACE, http_route, lm_studio_name, meta, namespace, priority_class
 from homelab.config.schema import HomelabConfig
 from homelab.core import pins
 from homelab.net import dns
@@ -30,7 +30,7 @@ TELEGRAM_SECRET = ("alertmanager-telegram", "bot-token")
 # component -> the namespace its chart installs into (repository, chart and version: versions.toml)
 CHART_NAMESPACES = {
     "metallb": "metallb-system",
-    "ingress-nginx": "ingress-nginx",
+    "traefik": "traefik",
     "cert-manager": "cert-manager",
     "kube-prometheus-stack": "monitoring",
     "sealed-secrets": "kube-system",
@@ -171,43 +171,162 @@ def metallb(cfg: HomelabConfig) -> list[Obj]:
     ]
 
 
-def ingress_values(cfg: HomelabConfig) -> Obj:
+GATEWAY_CLASS = "traefik"
+# Traefik's controller name: it programs only Gateways of a GatewayClass that names it
+# (traefik pkg/provider/kubernetes/gateway/kubernetes.go, controllerName).
+GATEWAY_CONTROLLER = "traefik.io/gateway-controller"
+GATEWAY_SERVICE = "traefik"  # the chart's name for it (traefik.fullname), with release name traefik
+WILDCARD_SECRET = "wildcard-tls"  # noqa: S105 - the Secret's name, not a value
+# A Gateway listener's port must be the port of a Traefik entry point, not the Service's
+# (https://doc.traefik.io/traefik/reference/routing-configuration/kubernetes/gateway-api/, "Listener ports";
+# source: entryPointName matches the entry point whose address ends in the listener's port). These are the
+# chart's entry points, web and websecure; its Service maps 80 and 443 onto them.
+ENTRY_POINTS = {"web": 8000, "websecure": 8443}
+SERVICE_PORTS = {"web": 80, "websecure": 443}
+
+
+GATEWAY_API_REPOSITORY = "https://github.com/kubernetes-sigs/gateway-api.git"
+
+
+def gateway_api_crds() -> Obj:
+    """The Gateway API CRDs (standard channel) at the version Traefik is built against (wave -3).
+
+    Traefik's chart ships only its own CRDs (traefik.io); the Gateway API's come from
+    their project's repository, ``config/crd/standard`` at the tag versions.toml pins
+    (``[binaries.gateway-api]``, the version in Traefik's go.mod), before the chart
+    and the Gateway (waves -2 and -1). The sandbox installs the same files itself.
+    """
+    version = "v" + pins.load().binaries["gateway-api"].version
+    source = {"repoURL": GATEWAY_API_REPOSITORY, "targetRevision": version, "path": "config/crd/standard"}
+    return application("gateway-api", source, GATEWAY_NAMESPACE, -3)
+
+
+def gateway_values(cfg: HomelabConfig) -> Obj:
+    """The Traefik chart: the Gateway API provider on, Ingress off, its Service on the ingress address.
+
+    The chart's own Gateway and GatewayClass are off: the homelab renders both
+    (``gateway``), so the sandbox, which installs no chart, gets the same ones.
+    Forwarded headers (X-Forwarded-For) are trusted only from the pod network,
+    where cloudflared runs: a LAN client cannot forge its address.
+    """
+    trusted: Obj = {"forwardedHeaders": {"trustedIPs": [pod_cidr(cfg)]}}
+    read = {"transport": {"respondingTimeouts": {"readTimeout": entry_read_timeout(cfg)}}}
     return {
-        "controller": {
-            "service": {"annotations": {"metallb.io/loadBalancerIPs": cfg.ingress.load_balancer_ip}},
-            "extraArgs": {"default-ssl-certificate": "ingress-nginx/wildcard-tls"},
-            "metrics": {"enabled": True, "serviceMonitor": {"enabled": True}},
-            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
-        }
+        "image": image_values("traefik"),
+        "providers": {
+            "kubernetesGateway": {"enabled": True},
+            "kubernetesIngress": {"enabled": False},
+            "kubernetesCRD": {"enabled": True},  # Middlewares, referenced from HTTPRoutes as ExtensionRef filters
+        },
+        "gateway": {"enabled": False},
+        "gatewayClass": {"enabled": False},
+        "ingressClass": {"enabled": False},
+        "service": {"annotations": {"metallb.io/loadBalancerIPs": cfg.ingress.load_balancer_ip}},
+        "ports": {"web": dict(trusted), "websecure": {**trusted, **read}},
+        "metrics": {"prometheus": {"serviceMonitor": {"enabled": cfg.monitoring.enabled}}},
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
     }
 
 
-INGRESS_SERVICE = "ingress-nginx-controller"  # the chart's name for it, with release name ingress-nginx
+SECONDS = {"s": 1, "m": 60, "h": 3600}
 
 
-def ingress_service(cfg: HomelabConfig) -> Obj:
-    """The ingress controller's LoadBalancer Service as its chart makes it (the sandbox renders it alone)."""
-    selector = {
-        "app.kubernetes.io/name": "ingress-nginx",
-        "app.kubernetes.io/instance": "ingress-nginx",
-        "app.kubernetes.io/component": "controller",
-    }
+def seconds(duration: str) -> int:
+    """A Gateway API duration of one unit (``30s``, ``5m``, ``1h``) in seconds."""
+    return int(duration[:-1]) * SECONDS[duration[-1]]
+
+
+def entry_read_timeout(cfg: HomelabConfig) -> str:
+    """How long Traefik's HTTPS entry point may read one request: what the slowest routed app needs.
+
+    Traefik reads each request within its entry point's ``readTimeout`` (60s by default,
+    https://doc.traefik.io/traefik/reference/install-configuration/entrypoints/), whatever
+    the route says (it does not implement HTTPRoute timeouts). An app that takes bodies
+    of any size (``Limits.max_body`` None: uploads of gigabytes over a home uplink) needs
+    no bound at all ("0s"); otherwise the longest timeout of the routed apps.
+    """
+    limits = [contracts.limits_for(app) for app in exposure.routed_apps(cfg).values()]
+    if any(limit.max_body is None for limit in limits):
+        return "0s"
+    return f"{max([60, *(seconds(limit.timeout) for limit in limits)])}s"
+
+
+def gateway_service(cfg: HomelabConfig) -> Obj:
+    """The gateway's LoadBalancer Service as the Traefik chart makes it (the sandbox renders it alone)."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            **meta(INGRESS_SERVICE, "ingress-nginx"),
+            **meta(GATEWAY_SERVICE, GATEWAY_NAMESPACE),
             "annotations": {"metallb.io/loadBalancerIPs": cfg.ingress.load_balancer_ip},
         },
         "spec": {
             "type": "LoadBalancer",
-            "selector": selector,
+            "selector": {"app.kubernetes.io/name": "traefik", "app.kubernetes.io/instance": "traefik-traefik"},
             "ports": [
-                {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
-                {"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"},
+                {"name": name, "port": SERVICE_PORTS[name], "targetPort": name, "protocol": "TCP"}
+                for name in ENTRY_POINTS
             ],
         },
     }
+
+
+def gateway(cfg: HomelabConfig) -> list[Obj]:
+    """The GatewayClass, the one Gateway (HTTPS with the wildcard certificate; HTTP redirects to it).
+
+    Routes of every namespace may attach (each app's HTTPRoute lives with the app).
+    """
+    api = "gateway.networking.k8s.io/v1"
+    every_namespace = {"namespaces": {"from": "All"}}
+    listeners = [
+        {
+            "name": "web",
+            "protocol": "HTTP",
+            "port": ENTRY_POINTS["web"],
+            "allowedRoutes": {"namespaces": {"from": "Same"}},
+        },
+        {
+            "name": "websecure",
+            "protocol": "HTTPS",
+            "port": ENTRY_POINTS["websecure"],
+            "hostname": f"*.{cfg.domain}",
+            "tls": {"mode": "Terminate", "certificateRefs": [{"group": "", "kind": "Secret", "name": WILDCARD_SECRET}]},
+            "allowedRoutes": every_namespace,
+        },
+    ]
+    redirect = {
+        "apiVersion": api,
+        "kind": "HTTPRoute",
+        "metadata": meta("https-redirect", GATEWAY_NAMESPACE),
+        "spec": {
+            "parentRefs": [
+                {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY, "sectionName": "web"}
+            ],
+            "rules": [
+                {"filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}]}
+            ],
+        },
+    }
+    return [
+        {
+            "apiVersion": api,
+            "kind": "GatewayClass",
+            "metadata": meta(GATEWAY_CLASS),
+            "spec": {"controllerName": GATEWAY_CONTROLLER},
+        },
+        {
+            "apiVersion": api,
+            "kind": "Gateway",
+            "metadata": meta(GATEWAY, GATEWAY_NAMESPACE),
+            "spec": {"gatewayClassName": GATEWAY_CLASS, "listeners": listeners},
+        },
+        redirect,
+    ]
+
+
+def gateway_origin() -> str:
+    """Where cloudflared sends each public hostname: the gateway's HTTPS port, inside the cluster."""
+    return f"https://{GATEWAY_SERVICE}.{GATEWAY_NAMESPACE}.svc:{SERVICE_PORTS['websecure']}"
 
 
 def cert_manager(cfg: HomelabConfig) -> list[Obj]:
@@ -243,14 +362,14 @@ def cert_manager(cfg: HomelabConfig) -> list[Obj]:
     certificate = {
         "apiVersion": "cert-manager.io/v1",
         "kind": "Certificate",
-        "metadata": meta("wildcard", "ingress-nginx"),
+        "metadata": meta("wildcard", GATEWAY_NAMESPACE),
         "spec": {
-            "secretName": "wildcard-tls",
+            "secretName": WILDCARD_SECRET,
             "dnsNames": [cfg.domain, f"*.{cfg.domain}"],
             "issuerRef": {"kind": "ClusterIssuer", "name": cfg.tls.issuer},
         },
     }
-    return [namespace("ingress-nginx"), *issuers, certificate]
+    return [namespace(GATEWAY_NAMESPACE), *issuers, certificate]
 
 
 def public_hostnames(cfg: HomelabConfig) -> dict[str, str]:
@@ -259,11 +378,16 @@ def public_hostnames(cfg: HomelabConfig) -> dict[str, str]:
 
 
 def cloudflared(cfg: HomelabConfig) -> list[Obj]:
-    """The tunnel: one ingress rule per public hostname, all to ingress-nginx (TLS checked for that name)."""
+    """The tunnel: one ingress rule per public hostname, all to the gateway (TLS checked for that name).
+
+    cloudflared adds Cf-Connecting-Ip and X-Forwarded-For with the visitor's address
+    (https://developers.cloudflare.com/fundamentals/reference/http-headers/); the
+    gateway trusts them from the pod network (``gateway_values``) and passes them on.
+    """
     rules: list[Obj] = [
         {
             "hostname": host,
-            "service": "https://ingress-nginx-controller.ingress-nginx.svc:443",
+            "service": gateway_origin(),
             "originRequest": {"originServerName": host},
         }
         for host in sorted(public_hostnames(cfg))
@@ -336,7 +460,7 @@ def cloudflared(cfg: HomelabConfig) -> list[Obj]:
                 },
             },
         },
-        # Outbound only: nothing may connect in; it may reach DNS, Cloudflare and the ingress controller.
+        # Outbound only: nothing may connect in; it may reach DNS, Cloudflare and the gateway.
         {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
@@ -489,12 +613,7 @@ def monitoring_values(cfg: HomelabConfig) -> Obj:
             }
         },
         "grafana": {
-            "ingress": {
-                "enabled": True,
-                "ingressClassName": "nginx",
-                "hosts": [f"{mon.grafana_hostname}.{cfg.domain}"],
-                "tls": [{"hosts": [f"{mon.grafana_hostname}.{cfg.domain}"]}],
-            },
+            "ingress": {"enabled": False},  # routed by grafana_route, on the gateway
             "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
             # The login from the Secret the toolkit generates and seals (homelab.secrets.generated), never the
             # chart's adminPassword prom-operator: the grafana chart's admin.existingSecret, userKey, passwordKey.
@@ -512,6 +631,15 @@ def monitoring_values(cfg: HomelabConfig) -> Obj:
             },
         },
     }
+
+
+GRAFANA_SERVICE = ("kube-prometheus-stack-grafana", 80)  # the grafana subchart's Service, release kube-prometheus-stack
+
+
+def grafana_route(cfg: HomelabConfig) -> Obj:
+    """Grafana's HTTPRoute on the gateway, at ``monitoring.grafana_hostname``."""
+    name, port = GRAFANA_SERVICE
+    return http_route("grafana", "monitoring", f"{cfg.monitoring.grafana_hostname}.{cfg.domain}", name, port)
 
 
 def lm_studio(cfg: HomelabConfig) -> list[Obj]:
@@ -617,13 +745,17 @@ def platform(cfg: HomelabConfig) -> dict[str, tuple[Obj | None, list[Obj]]]:
         [namespace("cert-manager"), *cert_manager(cfg)],
     )
     if cfg.ingress.enabled:
-        parts["ingress-nginx"] = (chart_app("ingress-nginx", cfg.ingress.chart_version, ingress_values(cfg), -2), [])
+        parts["gateway-api"] = (gateway_api_crds(), [])
+        parts["traefik"] = (
+            chart_app("traefik", cfg.ingress.chart_version, gateway_values(cfg), -2),
+            [namespace(GATEWAY_NAMESPACE), *gateway(cfg)],
+        )
     if cfg.cloudflare.tunnel_enabled:
         parts["cloudflared"] = (None, cloudflared(cfg))
     if cfg.monitoring.enabled:
         parts["kube-prometheus-stack"] = (
             chart_app("kube-prometheus-stack", cfg.monitoring.chart_version, monitoring_values(cfg), -2),
-            [namespace("monitoring"), backup_rules(cfg)],
+            [namespace("monitoring"), backup_rules(cfg), *([grafana_route(cfg)] if cfg.ingress.enabled else [])],
         )
     parts["lm-studio"] = (None, lm_studio(cfg))
     parts.update(dns.platform_parts(cfg))  # the home LAN's DNS server (lan_dns), homelab.net.dns

@@ -29,7 +29,7 @@ from typing import Any
 from homelab.config.schema import HomelabConfig
 from homelab.core import locks
 from homelab.core.errors import HomelabError, UsageError
-from homelab.core.plan import Plan, Run, WriteFile
+from homelab.core.plan import Note, Plan, Run, WriteFile
 from homelab.core.secret_refs import REDACTOR
 from homelab.core.tools import require
 from homelab.gitops import tree
@@ -183,6 +183,29 @@ def difference(cfg: HomelabConfig, wanted: dict[str, str], remote: RemoteTree) -
     return Difference(changed, stale)
 
 
+RETIRED_EDGE = "ingress-nginx"  # the Application the edge had before Traefik
+
+
+def edge_migration(cfg: HomelabConfig, stale: list[str]) -> list[str]:
+    """What the plan says when this publish retires ingress-nginx's Application for Traefik's.
+
+    Argo CD's root Application prunes the file's Application, whose resources
+    finalizer deletes its chart's objects, the LoadBalancer Service on
+    ``ingress.load_balancer_ip`` with them. MetalLB gives one address to one
+    Service (of these ports), so the gateway's Service waits, pending, until then:
+    MetalLB's controller reprocesses the Services waiting for an address each time
+    one holding an address is deleted (metallb v0.15.2 controller/main.go,
+    SetBalancer), and ``inv up`` waits for the gateway to hold the address.
+    """
+    if not any(PurePosixPath(path).name == f"{RETIRED_EDGE}.yaml" for path in stale):
+        return []
+    address = cfg.ingress.load_balancer_ip
+    return [
+        f"the edge moves from ingress-nginx to Traefik: Argo CD prunes Application {RETIRED_EDGE} and its Service "
+        f"first, then MetalLB gives {address} to the gateway's Service (traefik/traefik), which waits for it"
+    ]
+
+
 def publish_plan(session: Any, remote: RemoteTree, wanted: dict[str, str]) -> Plan:
     """Check the remote head out in the cache, write the difference, commit, push (never forced)."""
     cfg = session.cfg
@@ -190,6 +213,7 @@ def publish_plan(session: Any, remote: RemoteTree, wanted: dict[str, str]) -> Pl
     plan = Plan(f"publish the rendered tree to {cfg.gitops.repo_url} (branch {cfg.gitops.revision})")
     if found.clean:
         return plan
+    plan.extend(Note(line) for line in edge_migration(cfg, found.stale))
     work, gitc = workdir(session), (require("git"), "-C", str(workdir(session)))
     if remote.commit:
         plan.add(Run((*gitc, "checkout", "--quiet", "--force", "-B", "publish", remote.commit), why="the remote head"))

@@ -53,8 +53,8 @@ def render(cfg: HomelabConfig, local_controllers: bool = False, sealed_files: di
 
     With it, no component is installed from its Helm chart (Argo CD, Sealed
     Secrets and MetalLB run as the sandbox's own processes; the other charts
-    cannot be fetched there) and the ingress controller's LoadBalancer Service,
-    which its chart would make, is rendered on its own. Everything else is the
+    cannot be fetched there) and the gateway's LoadBalancer Service, which
+    Traefik's chart would make, is rendered on its own. Everything else is the
     same tree (``switch_differences`` lists it; a test holds it to that).
     """
     out = Rendered()
@@ -66,8 +66,8 @@ def render(cfg: HomelabConfig, local_controllers: bool = False, sealed_files: di
             "(https://raw.githubusercontent.com/OWNER/REPO/REF/PATH), so no Application can read it"
         )
     if local_controllers and cfg.ingress.enabled:
-        chart, _ = parts["ingress-nginx"]
-        parts["ingress-nginx"] = (chart, [platform.ingress_service(cfg)])
+        chart, manifests = parts["traefik"]
+        parts["traefik"] = (chart, [*manifests, platform.gateway_service(cfg)])
     for component, (chart, manifests) in parts.items():
         argo: list[Obj] = []
         if chart is not None and not local_controllers:
@@ -155,7 +155,8 @@ def switch_differences(cfg: HomelabConfig) -> list[str]:
     ]
     if cfg.ingress.enabled:
         lines.append(
-            f"Service ingress-nginx/{platform.INGRESS_SERVICE} rendered on its own (the ingress-nginx chart makes it)"
+            f"Service {apps.GATEWAY_NAMESPACE}/{platform.GATEWAY_SERVICE} rendered on its own "
+            "(the traefik chart makes it)"
         )
     return lines
 

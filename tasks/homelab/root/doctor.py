@@ -293,7 +293,7 @@ def check_argocd(kube: Any, health_not_awaited: dict[str, str] | None = None) ->
 
 def check_load_balancers(session: Any, kube: Any) -> list[Check]:
     """Every LoadBalancer Service has an address; the ingress controller's is the configured one."""
-    from homelab.gitops.platform import INGRESS_SERVICE
+    from homelab.gitops.platform import GATEWAY_SERVICE
 
     services = [s for s in kube.list_objects("v1", "Service") if (s.get("spec") or {}).get("type") == "LoadBalancer"]
     checks = []
@@ -304,7 +304,7 @@ def check_load_balancers(session: Any, kube: Any) -> list[Check]:
             e.get("ip") or e.get("hostname")
             for e in ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
         ]
-        wanted = session.cfg.ingress.load_balancer_ip if meta["name"] == INGRESS_SERVICE else None
+        wanted = session.cfg.ingress.load_balancer_ip if meta["name"] == GATEWAY_SERVICE else None
         if not found:
             checks.append(fail(name, "no address assigned", "check MetalLB's IPAddressPool and its controller's log"))
         elif wanted and wanted not in found:
@@ -320,9 +320,9 @@ def check_load_balancers(session: Any, kube: Any) -> list[Check]:
     if (
         session.cfg.ingress.enabled
         and session.cfg.metallb.enabled
-        and not any(s["metadata"]["name"] == INGRESS_SERVICE for s in services)
+        and not any(s["metadata"]["name"] == GATEWAY_SERVICE for s in services)
     ):
-        checks.append(fail("load balancer ingress-nginx", f"no Service {INGRESS_SERVICE}", "inv gitops.status"))
+        checks.append(fail("load balancer traefik", f"no Service {GATEWAY_SERVICE}", "inv gitops.status"))
     return checks
 
 

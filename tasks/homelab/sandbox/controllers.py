@@ -16,8 +16,14 @@ sandbox's API server:
   bound to the chart's ClusterRole (RBAC is enforced, as on the real cluster);
 - MetalLB's controller, which assigns LoadBalancer addresses from IPAddressPools
   (no speaker: nothing is announced, nothing leaves the machine);
-- ``ingress_status.py``, a stand-in for the one job of ingress-nginx's controller
-  Argo CD's health depends on: the ingress Service's address in each Ingress's status.
+- Traefik, the edge: the real Gateway API controller and proxy, as ServiceAccount
+  ``traefik/traefik`` with the gateway provider's RBAC, in a mount namespace holding
+  its token like the Sealed Secrets controller. It programs the rendered Gateway,
+  accepts every HTTPRoute and copies the gateway Service's MetalLB address into the
+  Gateway's status. Its HTTP and HTTPS entry points listen on the ports the chart's
+  pods use (a Gateway listener names an entry point by its port), on a loopback
+  address of this sandbox's own (``gateway_address``), so two sandboxes never clash;
+  its ping entry point gets a random high port on 127.0.0.1.
 
 Each process has ``<name>.pid`` and ``<name>.log`` under ``<state_dir>/controllers``;
 ``ports.json`` there records the ports they were given, so a later ``sandbox.up``
@@ -44,10 +50,10 @@ against cert-manager's real CRDs).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
-import sys
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +62,8 @@ from typing import Any
 
 import yaml
 
+from homelab.apps.contracts import pod_cidr
+from homelab.apps.render import GATEWAY_NAMESPACE
 from homelab.core import state_files
 from homelab.core.converge import converge
 from homelab.core.errors import HomelabError
@@ -63,9 +71,15 @@ from homelab.core.plan import LOCAL, Action, Note, Plan, Run, Wait, WriteFile
 from homelab.core.secret_refs import REDACTOR, Secret
 from homelab.core.tools import cached_bin_dir, require
 from homelab.gitops import deploy
-from homelab.gitops.platform import ARGOCD_NAMESPACE, INGRESS_SERVICE
+from homelab.gitops.platform import ARGOCD_NAMESPACE, ENTRY_POINTS, GATEWAY_SERVICE
 from homelab.sandbox import cluster
-from homelab.sandbox.controller_objects import METALLB_NAMESPACE, cluster_objects, crds
+from homelab.sandbox.controller_objects import (
+    METALLB_NAMESPACE,
+    TRAEFIK_SERVICE_ACCOUNT,
+    cluster_objects,
+    crds,
+    wildcard_certificate_actions,
+)
 from homelab.sandbox.processes import Daemon, Probe, free_ports, log_tail, read_pid, running
 
 REPOSITORY = "homelab.git"
@@ -80,7 +94,7 @@ PROCESSES = {
     "argocd-application-controller": "argocd",
     "sealed-secrets-controller": "sealed-secrets-controller",
     "metallb-controller": "metallb-controller",
-    "ingress-status": "homelab.sandbox.ingress_status",
+    "traefik": "traefik",
 }
 PORTS = (
     "redis",
@@ -91,10 +105,10 @@ PORTS = (
     "sealed-secrets",
     "sealed-secrets-metrics",
     "metallb-metrics",
-    "ingress-status-health",
+    "traefik-ping",
 )
 
-# Run inside `unshare --mount`: give the Sealed Secrets controller the files a pod's
+# Run inside `unshare --mount`: give a controller (Sealed Secrets, Traefik) the files a pod's
 # ServiceAccount mount would hold, on a tmpfs only this process sees. The token is
 # minted here and never written to disk. Arguments: kubectl, kubeconfig, context,
 # ServiceAccount, namespace, CA file, then the controller's argv.
@@ -260,9 +274,25 @@ def daemons(session: Any, lay: Layout, ports: dict[str, int], api: Api) -> list[
         require("metallb-controller"), "-kubeconfig", kubeconfig, "-namespace", METALLB_NAMESPACE,
         "-webhook-mode", "disabled", "-disable-cert-rotation", "-port", str(ports["metallb-metrics"]),
     )  # fmt: skip
-    ingress = (
-        sys.executable, "-m", "homelab.sandbox.ingress_status", "--kubeconfig", kubeconfig, "--context", api.context,
-        "--service", f"ingress-nginx/{INGRESS_SERVICE}", "--health-port", str(ports["ingress-status-health"]),
+    edge = gateway_address(lay)
+    trusted = pod_cidr(session.cfg)
+    traefik = (
+        require("unshare"), "--mount", "--propagation", "private", *user_ns, "--",
+        "sh", "-c", SEALED_SECRETS_POD_FILES, "sh",
+        require("kubectl"), kubeconfig, api.context, TRAEFIK_SERVICE_ACCOUNT, GATEWAY_NAMESPACE, api.ca_file,
+        require("traefik"),
+        f"--entryPoints.web.address={edge}:{ENTRY_POINTS['web']}",
+        f"--entryPoints.websecure.address={edge}:{ENTRY_POINTS['websecure']}",
+        "--entryPoints.websecure.http.tls=true",
+        f"--entryPoints.web.forwardedHeaders.trustedIPs={trusted}",
+        f"--entryPoints.websecure.forwardedHeaders.trustedIPs={trusted}",
+        f"--entryPoints.traefik.address={local}:{ports['traefik-ping']}",
+        "--ping=true", "--ping.entryPoint=traefik",
+        "--providers.kubernetesgateway=true",
+        "--providers.kubernetescrd=true",  # the Middlewares routes name as ExtensionRef filters
+        f"--providers.kubernetesgateway.statusaddress.service.name={GATEWAY_SERVICE}",
+        f"--providers.kubernetesgateway.statusaddress.service.namespace={GATEWAY_NAMESPACE}",
+        "--global.checkNewVersion=false", "--global.sendAnonymousUsage=false", "--log.level=INFO",
     )  # fmt: skip
     return [
         Daemon(
@@ -307,12 +337,26 @@ def daemons(session: Any, lay: Layout, ports: dict[str, int], api: Api) -> list[
             "MetalLB: LoadBalancer addresses from the IPAddressPools",
         ),
         Daemon(
-            "ingress-status",
-            ingress,
-            Probe("http", ports["ingress-status-health"], "/healthz"),
-            "stand-in for ingress-nginx's status publisher: the ingress Service's address into each nginx Ingress",
+            "traefik",
+            traefik,
+            Probe("http", ports["traefik-ping"], "/ping"),
+            f"Traefik, the Gateway API edge, as ServiceAccount {GATEWAY_NAMESPACE}/{TRAEFIK_SERVICE_ACCOUNT}; "
+            f"entry points on {edge}",
+            env=(*in_pod, ("TOKEN_LIFETIME", TOKEN_LIFETIME)),
         ),
     ]
+
+
+def gateway_address(lay: Layout) -> str:
+    """This sandbox's loopback address for the gateway's entry points, from its state directory.
+
+    Traefik maps a Gateway listener to the entry point whose address ends in the
+    listener's port, so the entry points must listen on the chart's ports (8000, 8443),
+    not on random ones; a loopback address of its own (127.x.y.z, never 127.0.0.x) keeps
+    two sandboxes on one machine from taking the same port. Linux answers on all of 127/8.
+    """
+    digest = hashlib.sha256(str(lay.root.resolve()).encode()).digest()
+    return f"127.{1 + digest[0] % 254}.{digest[1]}.{1 + digest[2] % 254}"
 
 
 # --- planning ----------------------------------------------------------------------------
@@ -398,10 +442,11 @@ def start_plan(session: Any, executor: Any) -> Plan:
     alive = {name: live_pid(lay, name) for name in PROCESSES}
     ports = ports_for(lay, alive)
     api = api_of(lay.kubeconfig)
-    plan = Plan("sandbox controllers: Argo CD, Sealed Secrets and MetalLB on 127.0.0.1")
+    plan = Plan("sandbox controllers: Argo CD, Sealed Secrets, MetalLB and Traefik on loopback")
     plan.extend(deploy.crd_actions(kube, executor.kube, crds(), "the controllers' CRDs"))
     objects = cluster_objects(session, git_url(ports["git"]))
     plan.extend(deploy.applies(kube, objects, "what the controllers read at start"))
+    plan.extend(wildcard_certificate_actions(kube, session.cfg.domain))
     plan.extend(file_actions(lay, ports))
     procs = daemons(session, lay, ports, api)
     for daemon in procs:

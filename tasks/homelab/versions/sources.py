@@ -37,7 +37,7 @@ CHART_VERSION_KEYS = {
     "sealed-secrets": "secrets.chart_version",
     "metallb": "metallb.chart_version",
     "cert-manager": "tls.chart_version",
-    "ingress-nginx": "ingress.chart_version",
+    "traefik": "ingress.chart_version",
     "kube-prometheus-stack": "monitoring.chart_version",
 }
 # install.sh's ARCH for the nodes' architecture (setup_verify_arch: x86_64 -> amd64, aarch64 -> arm64).
