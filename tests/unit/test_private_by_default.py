@@ -238,3 +238,58 @@ def test_inv_up_refuses_each_publishing_risk_with_exit_2_and_runs_nothing(bad: P
     for text in wanted["shows"]:
         assert text in result.stderr, (text, result.stderr)
     assert not record.exists() and not state.exists()
+
+
+def test_the_doctor_lists_what_is_public_and_what_only_the_lan_reaches() -> None:
+    from types import SimpleNamespace
+
+    from homelab.root import doctor
+
+    checks = doctor.check_exposure(SimpleNamespace(cfg=validated()))
+    assert [(c.name, c.status, c.detail) for c in checks] == [
+        ("public", "ok", f"through tunnel homelab: vault.{DOMAIN}"),
+        (
+            "lan only",
+            "ok",
+            ", ".join(f"{h}.{DOMAIN}" for h in ("chat", "files", "grafana", "ha", "home", "plex", "torrent")),
+        ),
+    ]
+    nothing = doctor.check_exposure(SimpleNamespace(cfg=validated(lambda d: app(d, "vaultwarden", public=False))))
+    assert nothing[0].detail == "nothing (through tunnel homelab); every app is LAN only"
+
+
+def test_the_doctor_keeps_each_accepted_risk_in_sight() -> None:
+    from types import SimpleNamespace
+
+    from homelab.root import doctor
+
+    def accept(d: dict[str, Any]) -> None:
+        app(d, "plex", public=True, accept_risks=["bulk-media"])
+        app(d, "open-webui", public=True, accept_risks=["first-visitor"])
+
+    checks = doctor.check_exposure(SimpleNamespace(cfg=validated(accept)))
+    warned = {(c.name, c.detail.split(":")[0], c.fix) for c in checks if c.status == "warn"}
+    assert warned == {
+        (
+            "open-webui public",
+            "first-visitor risk accepted",
+            "finish its setup before anyone else can, or set apps.open-webui.public: false",
+        ),
+        ("plex public", "bulk-media risk accepted", "set apps.plex.public: false and reach it from the LAN"),
+    }
+
+
+def test_the_sandbox_dry_run_says_who_reaches_each_hostname() -> None:
+    from types import SimpleNamespace
+
+    from invoke import Context
+
+    from homelab.core.executor import Executor
+    from homelab.gitops.tasks import show_exposure
+
+    lines: list[str] = []
+    show_exposure(SimpleNamespace(cfg=validated(), executor=Executor(Context(), dry_run=True, out=lines.append)))
+    shown = "\n".join(lines)
+    assert "who reaches each hostname" in shown
+    assert f"public through tunnel homelab: vault.{DOMAIN}" in shown
+    assert f"LAN only: chat.{DOMAIN}, files.{DOMAIN}, grafana.{DOMAIN}" in shown

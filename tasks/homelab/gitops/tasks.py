@@ -247,6 +247,8 @@ def layer_up(c: Any, dry_run: bool, overrides: dict[str, Any], yes: bool = False
     if s.cfg.target == "sandbox":
         from homelab.gitops import local
 
+        if dry_run:  # a cluster target says it in its narration; the sandbox's plan says it here
+            show_exposure(s)
         sealed = seal_missing(s, key_wait=0 if dry_run else 60)  # the sandbox's controller is starting or running
         synced = local.sync(s)
         return kept.converge_data(s, claims, delete_data, yes, "inv up") or synced or sealed
@@ -263,6 +265,14 @@ def layer_up(c: Any, dry_run: bool, overrides: dict[str, Any], yes: bool = False
     gitops_bootstrap.wait_applications(s, 600)
     data = kept.converge_data(s, claims, delete_data, yes, "inv up")
     return changed or sealed_now or published or sealed_later or data
+
+
+def show_exposure(s: Any) -> None:
+    """The dry run's word on who reaches what: the hostnames the tunnel publishes, and those only the LAN reaches."""
+    from homelab.apps import exposure
+    from homelab.core.plan import Note, Plan
+
+    s.executor.execute(Plan("who reaches each hostname", [Note(line) for line in exposure.summary(s.cfg)]))
 
 
 def tree_objects(s: Any) -> list[Any]:

@@ -411,6 +411,45 @@ def check_tunnel_hostnames(session: Any) -> list[Check]:
     return [ok("tunnel hostnames", f"every public hostname is covered by *.{zone}")]
 
 
+def check_exposure(session: Any) -> list[Check]:
+    """What the internet reaches through the tunnel and what only the LAN does (``exposure``), and accepted risks.
+
+    A public app whose contract names a risk passes validation only when the owner
+    accepted it (``accept_risks``): each such acceptance stays visible here as a warning.
+    """
+    from homelab.apps import contracts, exposure
+
+    cfg = session.cfg
+    public, lan = sorted(exposure.public_hostnames(cfg)), sorted(exposure.lan_only_hostnames(cfg))
+    tunnel = f"through tunnel {cfg.cloudflare.tunnel_name}" if cfg.cloudflare.tunnel_enabled else "tunnel off"
+    found = [
+        ok("public", f"{tunnel}: {', '.join(public)}" if public else f"nothing ({tunnel}); every app is LAN only"),
+        ok("lan only", ", ".join(lan) if lan else "nothing"),
+    ]
+    for name, app in exposure.routed_apps(cfg).items():
+        contract = contracts.contract_for(app)
+        if not (exposure.tunneled(app) and cfg.cloudflare.tunnel_enabled and contract):
+            continue
+        if "first-visitor" in app.accept_risks and contract.takeover:
+            found.append(
+                warn(
+                    f"{name} public",
+                    f"first-visitor risk accepted: {contract.takeover.what}",
+                    f"finish its setup before anyone else can, or set apps.{name}.public: false",
+                )
+            )
+        if "bulk-media" in app.accept_risks and contract.bulk:
+            found.append(
+                warn(
+                    f"{name} public",
+                    f"bulk-media risk accepted: it serves {contract.bulk} through the tunnel "
+                    f"(Cloudflare's terms: {contracts.CLOUDFLARE_TERMS})",
+                    f"set apps.{name}.public: false and reach it from the LAN",
+                )
+            )
+    return found
+
+
 def check_tunnel(session: Any, kube: Any) -> list[Check]:
     if not session.cfg.cloudflare.tunnel_enabled:
         return []
@@ -541,6 +580,7 @@ def run_checks(session: Any, host_facts: HostFacts | None = None) -> list[Check]
     checks += check_host_network(session, host_facts)
     checks += check_nodes(session)
     checks += check_tunnel_hostnames(session)
+    checks += check_exposure(session)
     checks += check_lan(session)
     kube = None
     try:
