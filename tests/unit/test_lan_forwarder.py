@@ -143,3 +143,25 @@ def test_in_bridged_mode_the_doctor_wants_the_bridged_socket_vmnet_not_a_dhcp_ra
     }
     assert rows["socket_vmnet bridged"].status == "warn"
     assert "--vmnet-mode=bridged --vmnet-interface=en1" in rows["socket_vmnet bridged"].fix
+
+
+def test_the_forwarder_task_plans_the_agent_in_a_dry_run_and_is_refused_where_not_needed(tmp_path: Path) -> None:
+    import yaml
+
+    from helpers import run_cli
+
+    data = copy.deepcopy(loopback_data())
+    data["target"] = "lima"
+    data["state_dir"] = str(tmp_path / "state")
+    config = tmp_path / "homelab.yaml"
+    config.write_text(yaml.safe_dump(data))
+    home = tmp_path / "home"
+    result = run_cli(["net.forwarder", "--dry-run"], {"HOMELAB_CONFIG": str(config), "HOME": str(home)})
+    assert result.code == 0, result.output
+    plist = home / "Library" / "LaunchAgents" / f"{forwarder.LABEL}.plist"
+    assert f"write {plist}" in result.stdout and "launchctl bootstrap gui/" in result.stdout
+    assert not home.exists(), "a dry run writes nothing"
+    data["target"] = "sandbox"
+    config.write_text(yaml.safe_dump(data))
+    refused = run_cli(["net.forwarder", "--dry-run"], {"HOMELAB_CONFIG": str(config), "HOME": str(home)})
+    assert refused.code == 2 and "no forwarder needed" in refused.stderr, refused.output
