@@ -14,6 +14,7 @@ from homelab.apps import tasks as apps
 from homelab.backup import tasks as backup
 from homelab.config import tasks as config
 from homelab.gitops import tasks as gitops
+from homelab.host import tasks as host
 from homelab.k3d import tasks as k3d
 from homelab.k3s import tasks as k3s
 from homelab.net import tasks as net
@@ -27,7 +28,7 @@ from homelab.vm import tasks as vm
 
 def build_namespace() -> Collection:
     namespace = Collection(root.up, root.down, root.status, root.doctor)
-    for module in (config, vm, k3s, sandbox, k3d, net, tls, gitops, apps, backup, secrets, versions):
+    for module in (config, host, vm, k3s, sandbox, k3d, net, tls, gitops, apps, backup, secrets, versions):
         namespace.add_collection(module.ns)
     return namespace
 

@@ -50,9 +50,11 @@ def apply_vms(
     c: Any, names: list[str], dry_run: bool, overrides: dict[str, Any] | None = None, yes: bool = False
 ) -> bool:
     """Converge the selected VMs through Terraform; True when something changed."""
+    from homelab.host import sizing
     from homelab.vm import run
 
     s = session(c, dry_run, **(overrides or {}))
+    print(f"  {sizing.check(s.cfg)}")  # refuses nodes this host cannot hold, before Terraform (exit 2)
     changed = run.apply(s, names, replace_ok=yes)
     if not dry_run:
         print("vm: converged" if changed else "VMs: nothing to do; every VM matches the config")
