@@ -165,3 +165,22 @@ def test_the_forwarder_task_plans_the_agent_in_a_dry_run_and_is_refused_where_no
     config.write_text(yaml.safe_dump(data))
     refused = run_cli(["net.forwarder", "--dry-run"], {"HOMELAB_CONFIG": str(config), "HOME": str(home)})
     assert refused.code == 2 and "no forwarder needed" in refused.stderr, refused.output
+
+
+def test_the_doctor_wants_the_lan_dns_service_on_lan_dns_address() -> None:
+    from types import SimpleNamespace
+
+    from homelab.root import doctor
+
+    def service(address: str) -> dict[str, Any]:
+        return {
+            "metadata": {"namespace": "lan-dns", "name": "lan-dns"},
+            "spec": {"type": "LoadBalancer"},
+            "status": {"loadBalancer": {"ingress": [{"ip": address}]}},
+        }
+
+    session = SimpleNamespace(cfg=shared())
+    for address, status in (("127.0.0.53", "ok"), ("127.0.0.60", "fail")):
+        kube = SimpleNamespace(list_objects=lambda *_a, address=address: [service(address)])
+        [row] = [c for c in doctor.check_load_balancers(session, kube) if c.name == "load balancer lan-dns/lan-dns"]
+        assert row.status == status, (address, row)

@@ -305,6 +305,8 @@ def check_load_balancers(session: Any, kube: Any) -> list[Check]:
             for e in ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
         ]
         wanted = session.cfg.ingress.load_balancer_ip if meta["name"] == GATEWAY_SERVICE else None
+        if session.cfg.lan_dns.enabled and (meta["namespace"], meta["name"]) == ("lan-dns", "lan-dns"):
+            wanted = session.cfg.lan_dns.address  # the address the LAN's DNS is pointed at
         if not found:
             checks.append(fail(name, "no address assigned", "check MetalLB's IPAddressPool and its controller's log"))
         elif wanted and wanted not in found:
