@@ -293,3 +293,17 @@ def test_the_sandbox_dry_run_says_who_reaches_each_hostname() -> None:
     assert "who reaches each hostname" in shown
     assert f"public through tunnel homelab: vault.{DOMAIN}" in shown
     assert f"LAN only: chat.{DOMAIN}, files.{DOMAIN}, grafana.{DOMAIN}" in shown
+
+
+def test_apps_list_says_who_reaches_each_app_and_a_lan_only_app_has_a_url(tmp_path: Path) -> None:
+    config_file = tmp_path / "homelab.yaml"
+    config_file.write_text(yaml.safe_dump({**BASE, "state_dir": str(tmp_path / "state")}))
+    env = {"HOMELAB_CONFIG": str(config_file)}
+    listed = run_cli(["apps.list"], env)
+    assert listed.code == 0, listed.output
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
+    assert f"vault.{DOMAIN}" in rows["vaultwarden"] and " internet " in rows["vaultwarden"]
+    assert f"plex.{DOMAIN}" in rows["plex"] and " LAN " in rows["plex"]
+    assert "(in-cluster only)" in rows["telegram-bot"]
+    url = run_cli(["apps.url", "--app", "plex"], env)
+    assert (url.code, url.stdout) == (0, f"https://plex.{DOMAIN}\n")

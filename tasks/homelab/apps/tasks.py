@@ -11,15 +11,21 @@ from homelab.core.tasks import session, task
 
 @task
 def list_(c: Any) -> None:
-    """Every app in the catalog: image, hostname (or in-cluster only), replicas, storage, critical, off if opt-in."""
+    """Every app in the catalog: image, hostname and who reaches it, replicas, storage, critical, off if opt-in."""
+    from homelab.apps import exposure
+
     s = session(c)
-    print(f"{'APP':<16} {'REPLICAS':>8} {'CRITICAL':<8} {'STORAGE':<8} {'HOST':<28} IMAGE")
+    print(f"{'APP':<16} {'REPLICAS':>8} {'CRITICAL':<8} {'STORAGE':<8} {'HOST':<28} {'REACHED BY':<10} IMAGE")
     for name, app in sorted(s.cfg.apps.items()):
-        host = f"{app.hostname}.{s.cfg.domain}" if app.public else "(in-cluster only)"
+        routed = exposure.routed(app)
+        host = f"{app.hostname}.{s.cfg.domain}" if routed else "(in-cluster only)"
+        reach = (
+            "-" if not routed else "internet" if exposure.tunneled(app) and s.cfg.cloudflare.tunnel_enabled else "LAN"
+        )
         replicas = str(app.replicas) if app.enabled else "off"
         print(
             f"{name:<16} {replicas:>8} {'yes' if app.critical else 'no':<8} {app.storage or '-':<8} "
-            f"{host:<28} {app.image}"
+            f"{host:<28} {reach:<10} {app.image}"
         )
 
 
@@ -50,8 +56,8 @@ def url(c: Any, app: str) -> None:
     deployed = s.cfg.deployed_apps
     if app not in deployed:
         raise UsageError(f"no deployed app named {app!r}; apps: {', '.join(sorted(deployed))}")
-    if not deployed[app].public:
-        raise UsageError(f"{app} is not public (apps.{app}.public is false): it has no URL outside the cluster")
+    if not deployed[app].routed:
+        raise UsageError(f"{app} has no route (apps.{app}.routed is false): it has no URL outside the cluster")
     print(f"https://{deployed[app].hostname}.{s.cfg.domain}")
 
 

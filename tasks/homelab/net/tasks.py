@@ -40,7 +40,7 @@ def status(c: Any, target: str | None = None) -> None:
 
 @task(name="tunnel-routes", help={"dry_run": "Print the cloudflared commands; run none."})
 def tunnel_routes(c: Any, dry_run: bool = False) -> None:
-    """A DNS route (CNAME to the tunnel) for every public hostname, Grafana included, through cloudflared.
+    """A DNS route (CNAME to the tunnel) for every public hostname (apps with public: true), through cloudflared.
 
     Each route is ``cloudflared tunnel route dns TUNNEL HOSTNAME``, which needs the
     cert.pem of ``cloudflared tunnel login``. It leaves a record that already points
