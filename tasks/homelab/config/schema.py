@@ -521,6 +521,9 @@ class Options(Strict):
     """Opt-in components."""
 
     longhorn: bool = False
+    # Longhorn's replica count; default 1 when every node is a Lima VM on the Mac's one SSD (replicas on one
+    # disk protect nothing against it and multiply writes), else 3 capped at the node count (storage/longhorn.py)
+    longhorn_replicas: Annotated[Int, Field(ge=1, le=3)] | None = None
     velero: bool = False
 
 
@@ -568,6 +571,16 @@ class HomelabConfig(Strict):
             for name, entry in data["apps"].items()
         }
         return {**data, "apps": apps}
+
+    @model_validator(mode="after")
+    def _longhorn_replicas_fit(self) -> HomelabConfig:
+        wanted = self.options.longhorn_replicas
+        if wanted is not None and self.nodes and wanted > len(self.nodes):
+            raise ValueError(
+                f"options.longhorn_replicas: {wanted} replicas need {wanted} nodes (Longhorn keeps each replica "
+                f"on another node) and there are {len(self.nodes)}; lower it to {len(self.nodes)} or add nodes"
+            )
+        return self
 
     @property
     def deployed_apps(self) -> dict[str, App]:

@@ -678,17 +678,17 @@ def lm_studio(cfg: HomelabConfig) -> list[Obj]:
 
 
 def longhorn(cfg: HomelabConfig) -> list[Obj]:
-    return [
-        {
-            "apiVersion": "storage.k8s.io/v1",
-            "kind": "StorageClass",
-            "metadata": meta("longhorn-homelab"),
-            "provisioner": "driver.longhorn.io",
-            "allowVolumeExpansion": True,
-            "reclaimPolicy": "Retain",
-            "parameters": {"numberOfReplicas": "2", "dataLocality": "best-effort"},
-        }
-    ]
+    """Longhorn's StorageClasses (and local-path no longer default): homelab.storage.longhorn."""
+    from homelab.storage import longhorn as storage
+
+    return storage.manifests(cfg)
+
+
+def longhorn_values(cfg: HomelabConfig) -> Obj:
+    """The longhorn chart's values (replicas, backup target at its pinned place): homelab.storage.longhorn."""
+    from homelab.storage import longhorn as storage
+
+    return storage.chart_values(cfg)
 
 
 def velero(cfg: HomelabConfig) -> list[Obj]:
@@ -763,9 +763,7 @@ def platform(cfg: HomelabConfig) -> dict[str, tuple[Obj | None, list[Obj]]]:
         parts["scheduling"] = (None, [priority_class()])
     if cfg.options.longhorn:
         parts["longhorn"] = (
-            chart_app(
-                "longhorn", pins.load().chart("longhorn").version, {"defaultSettings": {"defaultReplicaCount": 2}}, -3
-            ),
+            chart_app("longhorn", pins.load().chart("longhorn").version, longhorn_values(cfg), -3),
             longhorn(cfg),
         )
     if cfg.options.velero:

@@ -20,6 +20,7 @@ from homelab.config.schema import HomelabConfig, Node
 from homelab.core.errors import HomelabError
 from homelab.core.plan import Action, Cordon, Drain, LiftPdbs, Note, Patch, Plan, RestorePdbs, Run, Wait, WriteFile
 from homelab.core.secret_refs import REDACTOR, Secret, SecretLocation
+from homelab.storage import longhorn
 from homelab.vm import lima
 
 CONFIG_PATH = "/etc/rancher/k3s/config.yaml"
@@ -276,6 +277,7 @@ def upgrade_plan(
     ready: Callable[[], str | None],
     allow_downtime: bool = False,
     hold: tuple[list[Action], list[Action]] = ([], []),
+    detached: Callable[[], str | None] | None = None,
 ) -> Plan:
     """One node's upgrade: mark, cordon, (lift PDBs), drain, install, wait Ready on ``version``, put back.
 
@@ -283,6 +285,8 @@ def upgrade_plan(
     ``hold``: the actions that pause Argo CD's automated sync of the Applications managing
     the PDBs a lift changes (self-heal would put ``minAvailable`` back under the drain),
     and those that resume it once the PDBs are restored (``gitops.hold``).
+    ``detached``: with ``options.longhorn``, the check that no Longhorn volume is attached to the node;
+    the upgrade waits for it after the drain (the volumes detach as their pods go), before K3S restarts.
     """
     pause, resume = hold if allow_downtime else ([], [])
     lift: list[Action] = [*pause, LiftPdbs(node.name)] if allow_downtime else []
@@ -293,6 +297,7 @@ def upgrade_plan(
             Cordon(node.name),
             *lift,
             Drain(node.name, cfg.k3s.drain_timeout),
+            *(longhorn.detach_wait(cfg, node.name, detached) if detached is not None else []),
             *installer_files(cfg, node),
             installer_run(cfg, node, version),
             Wait(f"{node.name} to be Ready on {version}", ready, timeout=cfg.k3s.ready_timeout),

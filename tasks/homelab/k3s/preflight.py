@@ -22,6 +22,7 @@ from homelab.config.schema import HomelabConfig, Node
 from homelab.core.errors import HomelabError
 from homelab.core.plan import Action, Plan, Run
 from homelab.k3s.plan import NO_INSTALLER_HINT, size_kib
+from homelab.storage import longhorn
 
 SERVER_PORTS = (6443, 10250)
 AGENT_PORTS = (10250,)
@@ -66,13 +67,19 @@ class Facts:
     has_apt: bool
     # "ok" (it downloads), "skip" (K3S is on the node, or the installer is uploaded), else why not
     installer: str = "skip"
+    # Longhorn's prerequisites, read only when options.longhorn is on (storage/longhorn.py PREFLIGHT_SCRIPT)
+    longhorn: tuple[tuple[str, str], ...] = ()
 
 
 def script_for(cfg: HomelabConfig) -> str:
-    """The preflight script; it tries the installer's download unless the config uploads the installer."""
+    """The preflight script; it tries the installer's download unless the config uploads the installer.
+
+    With ``options.longhorn`` it also reads Longhorn's node prerequisites (iscsid, NFSv4 client, multipathd).
+    """
+    script = SCRIPT + (longhorn.PREFLIGHT_SCRIPT if cfg.options.longhorn else "")
     if cfg.k3s.installer_file:
-        return SCRIPT
-    return SCRIPT + INSTALLER_CHECK.format(url=shlex.quote(cfg.k3s.installer_url))
+        return script
+    return script + INSTALLER_CHECK.format(url=shlex.quote(cfg.k3s.installer_url))
 
 
 def parse(text: str) -> Facts:
@@ -87,6 +94,7 @@ def parse(text: str) -> Facts:
         has_sqlite3=values.get("sqlite3") == "yes",
         has_apt=values.get("apt") == "yes",
         installer=values.get("installer", "skip").strip() or "no error output",
+        longhorn=tuple((k, values[k].strip()) for k in ("iscsid", "nfs4", "multipath") if k in values),
     )
 
 
@@ -130,6 +138,8 @@ def problems_for(cfg: HomelabConfig, facts: dict[str, Facts | Exception]) -> lis
                 f"{node.name}: sqlite3 is missing and there is no apt-get to install it; install sqlite3 "
                 "(the backups snapshot the K3S datastore and app databases with it)"
             )
+        if cfg.options.longhorn:
+            lines.extend(longhorn.preflight_problems(node.name, dict(fact.longhorn)))
         if fact.installer not in ("ok", "skip"):
             lines.append(
                 f"{node.name}: cannot download the k3s installer from {cfg.k3s.installer_url} ({fact.installer})."

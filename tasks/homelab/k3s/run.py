@@ -31,6 +31,7 @@ from homelab.core.secret_refs import Secret
 from homelab.gitops import hold
 from homelab.k3s import plan as k3s
 from homelab.k3s import preflight, versions
+from homelab.storage import longhorn
 
 
 def observe(session: Any) -> dict[str, k3s.Observed]:
@@ -218,7 +219,8 @@ def node_upgrade(
     if allow_downtime:
         held = hold.observe(session.executor.kube(), liftable_pdbs(session.executor.kube(), name), left or [])
     steps = (held.pause(session.state_dir, f"the upgrade of {name}"), held.resume(session.state_dir))
-    return k3s.upgrade_plan(session.cfg, node, version, pending, allow_downtime, steps), steps[1]
+    detached = longhorn.detached_check(session.executor.kube(), name) if session.cfg.options.longhorn else None
+    return k3s.upgrade_plan(session.cfg, node, version, pending, allow_downtime, steps, detached), steps[1]
 
 
 def liftable_pdbs(kube: Any, node: str) -> list[Any]:

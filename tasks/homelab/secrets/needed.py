@@ -30,8 +30,10 @@ class NeededSecret:
 
 
 def needed(cfg: HomelabConfig) -> list[NeededSecret]:
+    from homelab.backup import velero
     from homelab.gitops.platform import DNS_TOKEN_SECRET, TELEGRAM_SECRET, TUNNEL_SECRET
     from homelab.secrets import generated
+    from homelab.storage import longhorn
 
     def one(secret: tuple[str, str], namespace: str, path: str, ref: SecretRef, used_by: str) -> NeededSecret:
         name, key = secret
@@ -65,6 +67,8 @@ def needed(cfg: HomelabConfig) -> list[NeededSecret]:
                 {generated.GRAFANA_USER_KEY: generated.GRAFANA_USER},
             )
         )
+    found.extend(longhorn.needed_secrets(cfg))  # the backup target's S3 credentials (options.longhorn)
+    found += [s for s in [velero.needed_secret(cfg)] if s is not None]  # homelab.backup.velero
     for name, app in sorted(cfg.deployed_apps.items()):
         if app.secrets:
             keys = {key: (f"apps.{name}.secrets.{key}", ref) for key, ref in sorted(app.secrets.items())}

@@ -18,6 +18,7 @@ from homelab.config.schema import HomelabConfig, Node
 from homelab.core import reading
 from homelab.core.errors import HomelabError
 from homelab.core.paths import project_root, resolve_in_project
+from homelab.storage import longhorn
 
 BASE_TEMPLATE = Path("lima") / "base.yaml"
 
@@ -106,6 +107,7 @@ def provision_script(cfg: HomelabConfig, node: Node, public_key: str) -> str:
             netplan.rstrip(),
             "NETPLAN",
             "chmod 0600 /etc/netplan/60-homelab.yaml && netplan apply",
+            *longhorn.provision_lines(cfg),  # open-iscsi, nfs-common, multipath kept off (options.longhorn)
             f"touch {PROVISIONED}",
             "",
         ]
