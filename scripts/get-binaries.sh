@@ -249,9 +249,11 @@ build_metallb() {
 # repository (pkg/config/dynamic/ext, with its own go.mod, so not in the v3 module's zip); it only
 # declares two empty extension points (ext.HTTP, ext.Router) that dynamic.HTTP and dynamic.Router
 # embed, written here. Its fork of github.com/abbot/go-http-auth (containous/go-http-auth) is not
-# served by the module proxy (403): the original, v0.4.0, has the same API; it backs only the
-# BasicAuth and DigestAuth middlewares, which the homelab renders none of. Its gorilla/mux fork is
-# carried over as is. The web UI is embedded from webui/static, which the module holds.
+# served by the module proxy (403): the original, v0.4.0, is copied in with the two functions the
+# fork adds (CheckSecret: BasicAuth's own hash comparison, exported; RequireAuthStale: the digest
+# challenge with stale=TRUE, RFC 7616 section 3.3); they back only the BasicAuth and DigestAuth
+# middlewares, which the homelab renders none of. Its gorilla/mux fork is carried over as is. The
+# web UI is embedded from webui/static, which the module holds.
 # Traefik's ACME client (lego) registers every DNS provider lego has; the SDKs of a few are not served
 # by the module proxy (403), so those providers are left out of a copy of lego's registry. The homelab
 # never uses Traefik's ACME (cert-manager issues the certificate), so nothing it runs is missing.
@@ -269,10 +271,53 @@ build_traefik() {
         printf 'module homelab.local/traefik-build\ngo %s\nrequire %s v%s\n' \
             "$(sed -n 's/^go //p' "$src/go.mod")" "$module" "$TRAEFIK_VERSION"
         echo "replace github.com/traefik/traefik/dynamic/ext => ./ext"
-        echo "replace github.com/abbot/go-http-auth => github.com/abbot/go-http-auth v0.4.0"
+        echo "replace github.com/abbot/go-http-auth => ./go-http-auth"
         grep -E '^\s*github.com/gorilla/mux => ' "$src/go.mod" | sed 's/^\s*/replace /'
         grep '^exclude ' "$src/go.mod" || true
     } >"$dir/go.mod"
+    local httpauth
+    httpauth=$(cd "$dir" && go mod download -json github.com/abbot/go-http-auth@v0.4.0 |
+        sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+    [[ -d "$httpauth" ]] || die "could not fetch github.com/abbot/go-http-auth v0.4.0 from the Go module proxy"
+    rm -rf "$dir/go-http-auth" && cp -r "$httpauth" "$dir/go-http-auth" && chmod -R u+w "$dir/go-http-auth"
+    printf 'module github.com/abbot/go-http-auth\n\ngo 1.20\n' >"$dir/go-http-auth/go.mod"  # v0.4.0 predates modules
+    cat >"$dir/go-http-auth/fork.go" <<'GO'
+package auth
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// CheckSecret reports whether password matches secret, an htpasswd entry, as BasicAuth.CheckAuth compares them.
+func CheckSecret(password, secret string) bool {
+	compare := compareFuncs[0].compare
+	for _, cmp := range compareFuncs[1:] {
+		if strings.HasPrefix(secret, cmp.prefix) {
+			compare = cmp.compare
+			break
+		}
+	}
+	return compare([]byte(secret), []byte(password)) == nil
+}
+
+// RequireAuthStale answers like RequireAuth, telling the client its nonce went stale (RFC 7616, 3.3).
+func (a *DigestAuth) RequireAuthStale(w http.ResponseWriter, r *http.Request) {
+	if len(a.clients) > a.ClientCacheSize+a.ClientCacheTolerance {
+		a.Purge(a.ClientCacheTolerance * 2)
+	}
+	nonce := RandomKey()
+	a.clients[nonce] = &digest_client{nc: 0, last_seen: time.Now().UnixNano()}
+	w.Header().Set(contentType, a.Headers.V().UnauthContentType)
+	w.Header().Set(a.Headers.V().Authenticate,
+		fmt.Sprintf(`Digest realm="%s", nonce="%s", opaque="%s", algorithm="MD5", qop="auth", stale=TRUE`,
+			a.Realm, nonce, a.Opaque))
+	w.WriteHeader(a.Headers.V().UnauthCode)
+	w.Write([]byte(a.Headers.V().UnauthResponse))
+}
+GO
     local lego lego_version unserved registry
     lego_version=$(sed -n 's#^\s*github.com/go-acme/lego/v5 \(v[^ ]*\)$#\1#p' "$src/go.mod")
     lego=$(cd "$dir" && go mod download -json "github.com/go-acme/lego/v5@$lego_version" |

@@ -36,7 +36,10 @@ def test_the_switch_changes_no_file_but_the_chart_lists_and_adds_only_the_gatewa
     assert set(real.files) == set(sandbox.files)
     differing = {path for path in real.files if real.text(path) != sandbox.text(path)}
     charted = {f"argocd/{name}.yaml" for name, (chart, _) in platform.platform(cfg).items() if chart is not None}
-    assert differing == charted | {"platform/traefik/manifests.yaml"}
+    assert differing == charted | {"platform/traefik/manifests.yaml", "platform/kube-prometheus-stack/manifests.yaml"}
+    grafana = [o["kind"] for o in sandbox.files["platform/kube-prometheus-stack/manifests.yaml"]]
+    assert grafana == [o["kind"] for o in real.files["platform/kube-prometheus-stack/manifests.yaml"]][:-1]
+    assert "HTTPRoute" not in grafana and "Grafana" in tree.switch_differences(cfg)[-1]
     added = sandbox.files["platform/traefik/manifests.yaml"][len(real.files["platform/traefik/manifests.yaml"]) :]
     assert (
         sandbox.files["platform/traefik/manifests.yaml"][: -len(added)] == real.files["platform/traefik/manifests.yaml"]

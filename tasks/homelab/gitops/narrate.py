@@ -56,7 +56,7 @@ def narration(cfg: HomelabConfig) -> Plan:
     if cfg.metallb.enabled:
         pool = cfg.metallb.pool
         plan.add(
-            Note(f"LoadBalancer addresses from {pool.start}-{pool.end}; ingress at {cfg.ingress.load_balancer_ip}")
+            Note(f"LoadBalancer addresses from {pool.start}-{pool.end}; gateway at {cfg.ingress.load_balancer_ip}")
         )
     for line in exposure.summary(cfg):
         plan.add(Note(line))

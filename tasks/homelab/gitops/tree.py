@@ -68,6 +68,9 @@ def render(cfg: HomelabConfig, local_controllers: bool = False, sealed_files: di
     if local_controllers and cfg.ingress.enabled:
         chart, manifests = parts["traefik"]
         parts["traefik"] = (chart, [*manifests, platform.gateway_service(cfg)])
+    if local_controllers and "kube-prometheus-stack" in parts:  # its chart makes Grafana's Service, the backend
+        chart, manifests = parts["kube-prometheus-stack"]
+        parts["kube-prometheus-stack"] = (chart, [o for o in manifests if o["kind"] != "HTTPRoute"])
     for component, (chart, manifests) in parts.items():
         argo: list[Obj] = []
         if chart is not None and not local_controllers:
@@ -158,6 +161,10 @@ def switch_differences(cfg: HomelabConfig) -> list[str]:
             f"Service {apps.GATEWAY_NAMESPACE}/{platform.GATEWAY_SERVICE} rendered on its own "
             "(the traefik chart makes it)"
         )
+        if cfg.monitoring.enabled:
+            lines.append(
+                "no HTTPRoute for Grafana (its backend, a Service of the kube-prometheus-stack chart, is absent)"
+            )
     return lines
 
 

@@ -1,1 +1,1 @@
-"""net.*: MetalLB, the ingress controller and the Cloudflare Tunnel."""
+"""net.*: MetalLB, the gateway (Traefik) and the Cloudflare Tunnel."""
