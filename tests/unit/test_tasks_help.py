@@ -62,6 +62,9 @@ MUTATING = {
     "secrets.seal",
     "secrets.rotate",
     "secrets.backup-key",
+    "host.autostart",
+    "host.boot",
+    "host.prepare",
 }
 # The allow-list: tasks that only look, each with what it reads (read from the task's code). A task
 # named here needs no --dry-run; any task not named here or in MUTATING fails the classification test.
@@ -91,6 +94,8 @@ READ_ONLY = {
     "secrets.check": "scans the files Git tracks",
     "secrets.grafana": "prints where Grafana's login is (address, user, the password's file); reads no secret",
     "versions.check": "asks upstream sources over HTTP; writes only its cache of a passing run",
+    "host.check": "sysctl or /proc/meminfo, compared with the nodes' sizes",
+    "host.after-boot": "waits on node and Application status; sends one Telegram message, changes nothing",
 }
 # The one list of mutating tasks still without --dry-run. Adding the flag to one of them
 # makes test_mutating_tasks_take_dry_run fail until its name is removed here.
