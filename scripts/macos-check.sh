@@ -8,6 +8,7 @@
 # Virtualization.framework, so the Mac always uses Homebrew's.
 #
 # Usage: scripts/macos-check.sh [GATEWAY DHCP_END]   (defaults: the reference config's)
+# LM_STUDIO=host:port (lm_studio.host:port) and CLOUDFLARE_TUNNEL=0 (no tunnel: cloudflared not needed).
 # Exit 0 when everything is in place, 1 otherwise (after naming every missing part).
 set -uo pipefail
 
@@ -66,6 +67,47 @@ else
     say "  (socket_vmnet's launchd/io.github.lima-vm.socket_vmnet.plist with those arguments), then:"
     say "  sudo launchctl bootstrap system $PLIST"
     missing=1
+fi
+
+# The Mac as a server (pmset(1), fdesetup(8)): never asleep, on again after a power cut. Settable with
+# `inv host.prepare --yes`; FileVault and the update policy are said, never changed.
+LM_STUDIO="${LM_STUDIO:-192.168.105.1:1234}"
+TUNNEL="${CLOUDFLARE_TUNNEL:-1}"
+if command -v pmset >/dev/null 2>&1; then
+    power="$(pmset -g 2>/dev/null)"
+    if grep -qE '^ *sleep +0( |$)' <<<"$power"; then
+        say "ok: system sleep is off"
+    else
+        say "wrong: system sleep is on, and a sleeping Mac pauses every VM; fix: sudo pmset -a sleep 0 (or inv host.prepare --yes)"
+        missing=1
+    fi
+    if grep -qE '^ *autorestart +1( |$)' <<<"$power"; then
+        say "ok: the Mac powers on again after a power failure"
+    elif grep -qE '^ *autorestart ' <<<"$power"; then
+        say "wrong: the Mac stays off after a power failure; fix: sudo pmset -a autorestart 1 (or inv host.prepare --yes)"
+        missing=1
+    else
+        say "note: pmset -g does not list autorestart here; set 'Start up automatically after a power failure' in Energy settings"
+    fi
+else
+    say "note: pmset not found (not macOS?): sleep and restart after power failure not checked"
+fi
+if command -v fdesetup >/dev/null 2>&1 && fdesetup status 2>/dev/null | grep -q 'FileVault is On'; then
+    say "note: FileVault is on: after a power cut the Mac waits at the unlock screen and no VM starts until"
+    say "  someone types a password; for a planned restart use: sudo fdesetup authrestart"
+fi
+if command -v defaults >/dev/null 2>&1; then
+    if [[ "$(defaults read /Library/Preferences/com.apple.SoftwareUpdate AutomaticallyInstallMacOSUpdates 2>/dev/null)" == 1 ]]; then
+        say "note: macOS installs updates and restarts by itself; inv host.autostart brings the homelab back after"
+    fi
+fi
+if [[ "$TUNNEL" == 1 ]]; then
+    need cloudflared 'brew install cloudflared'
+fi
+if command -v nc >/dev/null 2>&1 && nc -z -G 2 "${LM_STUDIO%:*}" "${LM_STUDIO##*:}" >/dev/null 2>&1; then
+    say "ok: LM Studio answers on $LM_STUDIO"
+else
+    say "note: nothing answers on $LM_STUDIO: in LM Studio start the server with 'Serve on Local Network'"
 fi
 
 if [[ $missing -eq 0 ]]; then
