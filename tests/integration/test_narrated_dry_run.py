@@ -40,6 +40,10 @@ def test_the_reference_dry_run_narrates_every_layer_and_changes_nothing(tmp_path
     assert "nodes cannot be checked yet (k3s-server: " in out and "; 2 more); planning a fresh install" in out
     assert "plan: what Argo CD will deploy from https://github.com/example/homelab.git" in out
     assert "app vaultwarden: https://vault.home.example.com, vaultwarden/server:1.34.3" in out
+    # Private by default: the tunnel carries only what the owner marked public; Grafana's login is generated, once.
+    assert "public through tunnel homelab: vault.home.example.com" in out
+    assert "LAN only: chat.home.example.com, files.home.example.com, grafana.home.example.com" in out
+    assert f"write {state / 'grafana-admin-password'} (secret, mode 0600" in out  # planned, not written (below)
     assert "not sealed, its reference is not found: vaultwarden/vaultwarden-secrets" in out
     assert "the real run stops here: gitops.repo_url is the example" in out
     assert out.rstrip().endswith("dry run: nothing was changed")
