@@ -450,3 +450,17 @@ def test_copy_of_reference_is_untouched() -> None:
     before = copy.deepcopy(reference())
     cfg_of(reference())
     assert reference() == before
+
+
+def test_the_doctor_gets_the_host_rows_on_a_lima_target_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from homelab.host import tasks as host_tasks
+
+    monkeypatch.setenv("HOMELAB_HOST_MEMORY", "24GiB")
+    monkeypatch.setenv("HOMELAB_HOST_CPUS", "10")
+    monkeypatch.setattr(settings, "facts_here", lambda cfg: facts())
+    rows = by_name(host_tasks.doctor_checks(FakeSession()))
+    assert rows["host sleep"].status == "ok"
+    assert rows["host sizing"].status == "fail" and "nodes[0].memory" in rows["host sizing"].detail
+    sandbox = FakeSession()
+    sandbox.cfg = sandbox.cfg.model_copy(update={"target": "sandbox"})
+    assert host_tasks.doctor_checks(sandbox) == []

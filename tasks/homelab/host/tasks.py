@@ -132,6 +132,8 @@ def doctor_checks(s: Any) -> list[Any]:
     from homelab.host import settings, sizing
     from homelab.root.doctor import fail, ok
 
+    if s.cfg.target != "lima":
+        return []  # the Mac's settings and sizing matter where it runs the VMs
     rows = settings.checks(s.cfg, settings.facts_here(s.cfg))
     try:
         rows.append(ok("host sizing", sizing.check(s.cfg).removeprefix("host sizing: ")))
