@@ -566,6 +566,7 @@ def check_lan(session: Any) -> list[Check]:
 def run_checks(session: Any, host_facts: HostFacts | None = None) -> list[Check]:
     from homelab.config.checks import missing_secret_problems
     from homelab.core import cluster
+    from homelab.host import tasks as host_layer
 
     checks = check_tools(session)
     secret_problems = missing_secret_problems(session.cfg)
@@ -580,6 +581,7 @@ def run_checks(session: Any, host_facts: HostFacts | None = None) -> list[Check]
     )
     checks.append(check_sources(session))
     checks += check_host_network(session, host_facts)
+    checks += host_layer.doctor_checks(session)  # the Mac's settings and the nodes' sizing (homelab.host)
     checks += check_nodes(session)
     checks += check_tunnel_hostnames(session)
     checks += check_exposure(session)
