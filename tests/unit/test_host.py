@@ -464,3 +464,17 @@ def test_the_doctor_gets_the_host_rows_on_a_lima_target_only(monkeypatch: pytest
     sandbox = FakeSession()
     sandbox.cfg = sandbox.cfg.model_copy(update={"target": "sandbox"})
     assert host_tasks.doctor_checks(sandbox) == []
+
+
+def test_up_says_whether_the_vms_come_back_by_themselves(tmp_path: Path) -> None:
+    from homelab.host import tasks as host_tasks
+
+    cfg = cfg_of(reference())
+    assert "inv host.autostart installs that" in host_tasks.autostart_said(cfg, tmp_path)
+    (tmp_path / "org.homelab.boot.plist").write_bytes(b"")
+    assert host_tasks.autostart_said(cfg, tmp_path).startswith("boot: the VMs start at boot in order")
+    linux = cfg.model_copy(update={"host": cfg.host.model_copy(update={"kind": "linux"})})
+    assert "installs that" in host_tasks.autostart_said(linux, tmp_path)  # the units are not there
+    for name in boot.systemd_units_names(linux):
+        (tmp_path / name).write_text("")
+    assert "start at boot" in host_tasks.autostart_said(linux, tmp_path)

@@ -180,6 +180,11 @@ def systemd_units(boot: Boot) -> dict[str, str]:
     return units
 
 
+def systemd_units_names(cfg: HomelabConfig) -> list[str]:
+    """The unit files ``host.autostart`` writes for this config, in start order."""
+    return [*(vm_unit_name(name) for name, _ in start_order(cfg)), AFTER_BOOT_UNIT]
+
+
 def exec_starts(unit_text: str) -> list[str]:
     """The ExecStart lines of a unit, as written (what the boot test runs in order)."""
     return [line.split("=", 1)[1] for line in unit_text.splitlines() if line.startswith("ExecStart=")]

@@ -126,6 +126,17 @@ def check(c: Any) -> None:
     print(sizing.check(session(c).cfg))
 
 
+def autostart_said(cfg: Any, root: Path | None = None) -> str:
+    """One line for ``inv up``'s plan: whether the boot files are in the system's directory, and how to add them."""
+    from homelab.host import boot
+
+    root = root or (boot.SYSTEMD_ROOT if cfg.host.kind == "linux" else boot.LAUNCH_DAEMONS)
+    wanted = list(boot.systemd_units_names(cfg)) if cfg.host.kind == "linux" else [f"{boot.BOOT_LABEL}.plist"]
+    if all((root / name).exists() for name in wanted):
+        return f"boot: the VMs start at boot in order ({root})"
+    return f"boot: nothing starts the VMs after a power cut or an update; inv host.autostart installs that ({root})"
+
+
 def doctor_checks(s: Any) -> list[Any]:
     """The doctor's host rows: the Mac's settings (or "not macOS") and the nodes' sizing."""
     from homelab.core.errors import ConfigError

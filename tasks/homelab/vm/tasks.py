@@ -260,6 +260,7 @@ def forget(c: Any, name: str, yes: bool = False, dry_run: bool = False) -> None:
 def layer_up(c: Any, dry_run: bool, overrides: dict[str, Any]) -> bool:
     if dry_run:
         from homelab.core.plan import Note, Plan
+        from homelab.host import tasks as host_tasks
 
         s = session(c, dry_run, **overrides)
         cfg = s.cfg
@@ -267,6 +268,7 @@ def layer_up(c: Any, dry_run: bool, overrides: dict[str, Any]) -> bool:
         for node in cfg.nodes:
             what = f"{node.cpus} CPUs, {node.memory} memory, {node.disk} disk"
             plan.add(Note(f"{node.name} ({node.role}) at {node.ip}: {what}; K3S {cfg.k3s.version}"))
+        plan.add(Note(host_tasks.autostart_said(cfg)))  # whether the VMs come back by themselves (homelab.host)
         s.executor.execute(plan)
     return apply_vms(c, [], dry_run, overrides)
 
