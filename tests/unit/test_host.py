@@ -478,3 +478,49 @@ def test_up_says_whether_the_vms_come_back_by_themselves(tmp_path: Path) -> None
     for name in boot.systemd_units_names(linux):
         (tmp_path / name).write_text("")
     assert "start at boot" in host_tasks.autostart_said(linux, tmp_path)
+
+
+def test_the_report_reaches_a_telegram_stand_in_on_loopback_through_backups_notify(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import http.server
+    import threading
+    import urllib.parse
+
+    from homelab.core import cluster
+
+    got: list[tuple[str, dict[str, list[str]]]] = []
+
+    class Bot(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+            got.append((self.path, urllib.parse.parse_qs(body)))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"ok": true}')
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Bot)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    token = tmp_path / "bot-token"
+    token.write_text("123456:stand-in-token\n")
+    token.chmod(0o600)
+    data = reference()
+    data["backup"]["notify_api"] = f"http://127.0.0.1:{server.server_port}"
+    data["monitoring"]["telegram"]["bot_token"] = {"file": str(token)}
+    session = FakeSession()
+    session.cfg = cfg_of(data)
+    everyone = {n.name: True for n in session.cfg.nodes}
+    kube = FakeKube([(everyone, [application("vaultwarden", "Synced", "Healthy")])])
+    monkeypatch.setattr(cluster, "connect", lambda s: kube)
+    try:
+        back, text = after_boot.report(session, timeout=5, interval=1)
+    finally:
+        server.shutdown()
+    assert back and "back after boot" in text
+    assert len(got) == 1
+    path, form = got[0]
+    assert path == "/bot123456:stand-in-token/sendMessage"
+    assert form["chat_id"] == ["-1001234567890"] and form["text"] == [text]
