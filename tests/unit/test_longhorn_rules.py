@@ -19,6 +19,7 @@ from homelab.core.plan import Drain, Note, Patch, Wait
 from homelab.gitops import platform
 from homelab.k3s import plan as k3s
 from homelab.k3s import preflight
+from homelab.sandbox.cluster import local_path_storage_class
 from homelab.secrets import needed
 from homelab.storage import longhorn
 from homelab.vm import lima
@@ -157,7 +158,10 @@ def test_no_secret_value_is_in_the_render() -> None:
 
 
 def test_longhorn_is_the_one_default_class_and_local_path_stays_as_k3s_ships_it() -> None:
-    cfg = config()
+    data = loopback_data()
+    data["options"] = {"longhorn": True}
+    data["target"] = "lima"
+    cfg = loader.validate(data)
     classes = {sc["metadata"]["name"]: sc for sc in longhorn.storage_classes(cfg)}
     defaults = [
         n for n, sc in classes.items() if sc["metadata"]["annotations"][longhorn.DEFAULT_CLASS_ANNOTATION] == "true"
@@ -171,6 +175,19 @@ def test_longhorn_is_the_one_default_class_and_local_path_stays_as_k3s_ships_it(
         "WaitForFirstConsumer",
         "Delete",
     )
+    assert local["metadata"]["annotations"][longhorn.DEFAULT_CLASS_ANNOTATION] == "false"
+
+
+def test_on_the_sandbox_local_path_keeps_the_stand_ins_immutable_fields() -> None:
+    data = loopback_data()
+    data["options"] = {"longhorn": True}
+    data["target"] = "sandbox"
+    cfg = loader.validate(data)
+    [local] = [sc for sc in longhorn.storage_classes(cfg) if sc["metadata"]["name"] == "local-path"]
+    stand_in = local_path_storage_class()
+    assert {k: local[k] for k in ("provisioner", "volumeBindingMode", "reclaimPolicy")} == {
+        k: stand_in[k] for k in ("provisioner", "volumeBindingMode", "reclaimPolicy")
+    }
     assert local["metadata"]["annotations"][longhorn.DEFAULT_CLASS_ANNOTATION] == "false"
 
 

@@ -181,7 +181,17 @@ def chart_values(cfg: HomelabConfig) -> Obj:
 
 
 def storage_classes(cfg: HomelabConfig) -> list[Obj]:
-    """``longhorn-homelab`` (the default class) and K3S's ``local-path`` kept, no longer default."""
+    """``longhorn-homelab`` (the default class) and K3S's ``local-path`` kept, no longer default.
+
+    A StorageClass's provisioner, binding mode and reclaim policy cannot change, so local-path is
+    rendered with the fields the cluster already has: K3S's, or on the sandbox its stand-in's.
+    """
+    fields = {key: value for key, value in LOCAL_PATH.items() if key != "name"}
+    if cfg.target == "sandbox":
+        from homelab.sandbox.cluster import local_path_storage_class
+
+        stand_in = local_path_storage_class()
+        fields = {key: stand_in[key] for key in fields}
     local_path = {
         "apiVersion": "storage.k8s.io/v1",
         "kind": "StorageClass",
@@ -189,7 +199,7 @@ def storage_classes(cfg: HomelabConfig) -> list[Obj]:
             **meta(LOCAL_PATH["name"]),
             "annotations": {"defaultVolumeType": "local", DEFAULT_CLASS_ANNOTATION: "false"},
         },
-        **{key: value for key, value in LOCAL_PATH.items() if key != "name"},
+        **fields,
     }
     longhorn = {
         "apiVersion": "storage.k8s.io/v1",
