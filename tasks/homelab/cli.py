@@ -21,6 +21,7 @@ from homelab.net import tasks as net
 from homelab.root import tasks as root
 from homelab.sandbox import tasks as sandbox
 from homelab.secrets import tasks as secrets
+from homelab.storage import tasks as storage
 from homelab.tls import tasks as tls
 from homelab.versions import tasks as versions
 from homelab.vm import tasks as vm
@@ -28,7 +29,7 @@ from homelab.vm import tasks as vm
 
 def build_namespace() -> Collection:
     namespace = Collection(root.up, root.down, root.status, root.doctor)
-    for module in (config, host, vm, k3s, sandbox, k3d, net, tls, gitops, apps, backup, secrets, versions):
+    for module in (config, host, vm, k3s, sandbox, k3d, net, tls, gitops, apps, backup, secrets, storage, versions):
         namespace.add_collection(module.ns)
     return namespace
 

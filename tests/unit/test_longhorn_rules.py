@@ -14,7 +14,7 @@ import pytest
 
 from helpers import loopback_data
 from homelab.config import loader
-from homelab.core.errors import ConfigError
+from homelab.core.errors import ConfigError, UsageError
 from homelab.core.plan import Drain, Note, Patch, Wait
 from homelab.gitops import platform
 from homelab.k3s import plan as k3s
@@ -316,3 +316,23 @@ def test_nothing_rendered_sets_the_uninstall_flag() -> None:
     cfg = config({"repository": "s3:https://s3.example.com/bucket", "credentials": KEYS})
     text = json.dumps(platform.platform(cfg), default=str)
     assert "deleting-confirmation-flag" not in text and "deletingConfirmationFlag" not in text
+
+
+def test_the_uninstall_task_refuses_without_yes_or_without_longhorn_with_exit_2() -> None:
+    with pytest.raises(UsageError, match="pass --yes") as caught:
+        longhorn.uninstall(config(), yes=False)
+    assert caught.value.exit_code == 2
+    with pytest.raises(UsageError, match=r"options\.longhorn is off"):
+        longhorn.uninstall(loader.validate(loopback_data()), yes=True)
+    plan = longhorn.uninstall(config(), yes=True)
+    assert [a.name for a in plan.actions if isinstance(a, Patch)] == ["deleting-confirmation-flag"]
+
+
+def test_the_storage_namespace_offers_the_uninstall_with_yes_off_by_default() -> None:
+    import inspect
+
+    from homelab.storage import tasks
+
+    task = tasks.ns["longhorn-uninstall"]
+    assert "deleting-confirmation-flag" in task.help["yes"]
+    assert inspect.signature(task.body).parameters["yes"].default is False

@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 from homelab.apps.render import meta
 from homelab.config.schema import HomelabConfig, OffsiteCredential, SecretRef
-from homelab.core.plan import Action, Note, Patch, Wait
+from homelab.core.errors import UsageError
+from homelab.core.plan import Action, Note, Patch, Plan, Wait
 
 Obj = dict[str, Any]
 NAMESPACE = "longhorn-system"
@@ -353,3 +354,15 @@ def uninstall_plan(yes: bool) -> list[Action]:
             why="allow Longhorn's uninstaller to delete every Longhorn volume (asked with --yes)",
         )
     ]
+
+
+def uninstall(cfg: HomelabConfig, yes: bool) -> Plan:
+    """``storage.longhorn-uninstall``'s plan: refused (exit 2, nothing changed) without ``--yes`` or the option."""
+    if not cfg.options.longhorn:
+        raise UsageError("options.longhorn is off: there is no Longhorn to uninstall")
+    if not yes:
+        raise UsageError(
+            "storage.longhorn-uninstall: uninstalling Longhorn deletes every Longhorn volume and its data; "
+            "back them up, then pass --yes"
+        )
+    return Plan("allow Longhorn's uninstall", uninstall_plan(yes))
