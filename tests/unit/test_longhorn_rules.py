@@ -148,6 +148,12 @@ def test_without_an_s3_offsite_there_is_no_target_no_secret_and_a_notice_naming_
     assert "backup.offsite" in notice and says in notice
 
 
+def test_a_loopback_s3_server_is_named_as_out_of_the_clusters_reach() -> None:
+    cfg = config({"repository": "s3:http://127.0.0.1:7070/bucket", "credentials": KEYS})
+    [notice] = longhorn.notices(cfg)
+    assert notice.startswith("backup.offsite.repository: http://127.0.0.1:7070 is this machine's loopback")
+
+
 def test_no_secret_value_is_in_the_render() -> None:
     cfg = config({"repository": "s3:https://s3.example.com/bucket", "credentials": KEYS})
     text = json.dumps([platform.platform(cfg)["longhorn"], longhorn.chart_values(cfg)])

@@ -155,6 +155,16 @@ def notices(cfg: HomelabConfig) -> list[str]:
             + ("not set" if cfg.backup.offsite is None else f"{cfg.backup.offsite.backend}:, not s3:")
             + "; its volumes are then only as safe as the Mac's disk. Set backup.offsite.repository to an s3: store"
         )
+    target = backup_target(cfg)
+    if (
+        target is not None
+        and target.endpoint
+        and urlsplit(target.endpoint).hostname in ("127.0.0.1", "localhost", "::1")
+    ):
+        found.append(
+            f"backup.offsite.repository: {target.endpoint} is this machine's loopback; Longhorn runs in the cluster "
+            "and cannot reach it, so its backups fail; name the S3 server by an address the nodes reach"
+        )
     if one_host_disk(cfg) and replicas(cfg) > 1:
         found.append(
             f"options.longhorn_replicas: {replicas(cfg)} replicas on one host disk protect nothing against "
