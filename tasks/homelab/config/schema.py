@@ -395,30 +395,6 @@ class Retention(Strict):
     monthly: Annotated[Int, Field(ge=0, le=10000)] = 6
 
 
-class Backup(Strict):
-    """restic backups, run from cron."""
-
-    repository: ResticRepository = "/var/backups/homelab/restic"
-    password: SecretRef = SecretRef(file="~/.config/homelab/restic-password")
-    schedule: CronSchedule = "0 3 * * *"
-    retention: Retention = Retention()
-    keep_verified: Annotated[Int, Field(ge=1, le=10000)] = 3
-    notify_on_success: bool = False
-    notify_api: NotifyApi = "https://api.telegram.org"
-    deadman_url: PingUrl | None = None
-    max_age_hours: Annotated[Int, Field(ge=1, le=8760)] = 26  # at most a year
-    verify_read_percent: Annotated[Int, Field(ge=1, le=100)] = 10
-    components: Annotated[list[Literal["config", "cluster", "sealed-keys", "datastore", "volumes"]], Unique] = Field(
-        default_factory=lambda: ["config", "cluster", "sealed-keys", "datastore", "volumes"]  # type: ignore[arg-type]
-    )
-
-
-class Secrets(Strict):
-    """Sealed Secrets: plaintext only in a git-ignored file or in references."""
-
-    controller_namespace: DnsLabel = "kube-system"
-    controller_name: KubeName = "sealed-secrets-controller"
-    chart_version: ChartVersion = Field(default_factory=lambda: pins.load().chart("sealed-secrets").version)
 # restic's documented variables for the remote backends an offsite copy may use
 # (https://restic.readthedocs.io/en/stable/040_backup.html#environment-variables), by backend.
 OFFSITE_CREDENTIALS: dict[str, tuple[str, ...]] = {
@@ -491,6 +467,37 @@ class Offsite(Strict):
         return self
 
 
+class Backup(Strict):
+    """restic backups, run from cron."""
+
+    repository: ResticRepository = "/var/backups/homelab/restic"
+    password: SecretRef = SecretRef(file="~/.config/homelab/restic-password")
+    schedule: CronSchedule = "0 3 * * *"
+    retention: Retention = Retention()
+    keep_verified: Annotated[Int, Field(ge=1, le=10000)] = 3
+    notify_on_success: bool = False
+    notify_api: NotifyApi = "https://api.telegram.org"
+    deadman_url: PingUrl | None = None
+    max_age_hours: Annotated[Int, Field(ge=1, le=8760)] = 26  # at most a year
+    verify_read_percent: Annotated[Int, Field(ge=1, le=100)] = 10
+    components: Annotated[list[Literal["config", "cluster", "sealed-keys", "datastore", "volumes"]], Unique] = Field(
+        default_factory=lambda: ["config", "cluster", "sealed-keys", "datastore", "volumes"]  # type: ignore[arg-type]
+    )
+    offsite: Offsite | None = None
+
+    @model_validator(mode="after")
+    def _offsite_is_another_repository(self) -> Backup:
+        if self.offsite is not None and self.offsite.repository.rstrip("/") == self.repository.rstrip("/"):
+            raise ValueError("offsite.repository: is backup.repository itself; a copy needs a second repository")
+        return self
+
+
+class Secrets(Strict):
+    """Sealed Secrets: plaintext only in a git-ignored file or in references."""
+
+    controller_namespace: DnsLabel = "kube-system"
+    controller_name: KubeName = "sealed-secrets-controller"
+    chart_version: ChartVersion = Field(default_factory=lambda: pins.load().chart("sealed-secrets").version)
     plaintext_file: PathText = "config/secrets.local.yaml"
     cert_file: PathText | None = None
     sealed_dir: PathText = "k8s/sealed"
@@ -507,13 +514,6 @@ class Media(Strict):
     enabled: bool = False
     node: KubeName | None = None  # default: the first agent (the server when there is none)
     host_path: AbsolutePath = "/var/lib/homelab/media"
-    offsite: Offsite | None = None
-
-    @model_validator(mode="after")
-    def _offsite_is_another_repository(self) -> Backup:
-        if self.offsite is not None and self.offsite.repository.rstrip("/") == self.repository.rstrip("/"):
-            raise ValueError("offsite.repository: is backup.repository itself; a copy needs a second repository")
-        return self
     mounts: dict[KubeName, ContainerPath] = Field(default_factory=dict)  # app -> where it sees the directory
 
 
