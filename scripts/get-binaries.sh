@@ -6,7 +6,7 @@
 # cached by version under $HOMELAB_CACHE_DIR (default ~/.cache/homelab). A warm
 # cache makes this a no-op that only prints where the binaries are.
 #
-# Usage: scripts/get-binaries.sh [all|sandbox|crds|controllers|traefik|lima|restic|kubeseal|amtool|registry|tofu|boltdb|coredns]...
+# Usage: scripts/get-binaries.sh [all|sandbox|crds|controllers|traefik|lima|restic|kubeseal|amtool|registry|tofu|boltdb|coredns|velero]...
 #        (default: all). Prints the bin directory to put on PATH as its last line.
 set -euo pipefail
 
@@ -38,6 +38,7 @@ METALLB_VERSION="${METALLB_VERSION:-$(pin binaries.metallb.version)}"
 CERT_MANAGER_VERSION="${CERT_MANAGER_VERSION:-$(pin binaries.cert-manager.version)}"
 PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-$(pin binaries.prometheus-operator.version)}"
 VELERO_VERSION="${VELERO_VERSION:-$(pin binaries.velero.version)}"
+VELERO_AWS_VERSION="${VELERO_AWS_VERSION:-$(pin binaries.velero-plugin-for-aws.version)}"
 # The edge (Gateway API controller and proxy in one binary) and the Gateway API CRDs its go.mod requires.
 TRAEFIK_VERSION="${TRAEFIK_VERSION:-$(pin binaries.traefik.version)}"
 GATEWAY_API_VERSION="${GATEWAY_API_VERSION:-$(pin binaries.gateway-api.version)}"
@@ -207,6 +208,38 @@ build_registry() {
         github.com/distribution/distribution/v3/cmd/registry "$BIN_DIR/registry"
     CGO_ENABLED=0 go_build_pinned crane github.com/google/go-containerregistry "$GGCR_VERSION" \
         github.com/google/go-containerregistry/cmd/crane "$BIN_DIR/crane"
+}
+
+# Velero's server and its AWS (S3) object-store plugin: the Velero integration test runs both as
+# local processes against the sandbox and a local S3 server. The plugin is a separate binary that
+# the server starts from its --plugin-dir.
+# Velero 1.18.3 requires k8s.io/cli-runtime v0.33.12, which the module proxy refuses (403: "not
+# available"); the wrapper module replaces it with v0.33.10, the newest patch the proxy serves (same
+# minor, same API). The module's own replace (its kopia fork) is carried over.
+VELERO_CLI_RUNTIME="${VELERO_CLI_RUNTIME:-v0.33.10}"
+build_velero() {
+    local dir="$WORK_DIR/velero-$VELERO_VERSION" module=github.com/vmware-tanzu/velero gomod
+    mkdir -p "$dir"
+    gomod=$(cd "$dir" && go mod download -json "$module@v$VELERO_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+    [[ -f "$gomod" ]] || die "could not fetch $module v$VELERO_VERSION from the Go module proxy"
+    {
+        printf 'module homelab.local/velero-build\ngo %s\nrequire %s v%s\n' \
+            "$(sed -n 's/^go //p' "$gomod")" "$module" "$VELERO_VERSION"
+        grep '^replace .* => [^.]' "$gomod" || true
+        echo "replace k8s.io/cli-runtime => k8s.io/cli-runtime $VELERO_CLI_RUNTIME"
+    } >"$dir/go.mod"
+    printf '//go:build tools\n\npackage tools\n\nimport _ "%s/cmd/velero"\n' "$module" >"$dir/tools.go"
+    (
+        cd "$dir"
+        CGO_ENABLED=0 go mod tidy -e >/dev/null
+        CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X $module/pkg/buildinfo.Version=v$VELERO_VERSION" \
+            -o "$BIN_DIR/velero" "$module/cmd/velero"
+    )
+}
+build_velero_plugin_aws() {
+    mkdir -p "$CACHE_DIR/velero-plugins"
+    CGO_ENABLED=0 go_build_pinned velero-plugin-for-aws github.com/vmware-tanzu/velero-plugin-for-aws "$VELERO_AWS_VERSION" \
+        github.com/vmware-tanzu/velero-plugin-for-aws/velero-plugin-for-aws "$CACHE_DIR/velero-plugins/velero-plugin-for-aws"
 }
 
 # CoreDNS, the LAN DNS server: the integration test runs it on the Corefile the toolkit renders.
@@ -384,6 +417,10 @@ want_restic() { timed restic "$RESTIC_VERSION" build_restic; }
 want_kubeseal() { timed kubeseal "$SEALED_SECRETS_VERSION" build_kubeseal; }
 want_amtool() { timed amtool "$ALERTMANAGER_VERSION" build_amtool; }
 want_coredns() { timed coredns "$COREDNS_VERSION" build_coredns; }
+want_velero() {
+    timed velero "$VELERO_VERSION" build_velero
+    timed velero-plugin-for-aws "$VELERO_AWS_VERSION" build_velero_plugin_aws
+}
 want_registry() { timed registry "$DISTRIBUTION_VERSION-$GGCR_VERSION" build_registry; }
 # The live-writer backup test's BoltDB writer and checker (tests/boltdb, on go.etcd.io/bbolt): built
 # here, keyed by its sources, so the test run itself fetches no module.
@@ -426,8 +463,8 @@ targets=("$@")
 for t in "${targets[@]}"; do
     case "$t" in
     all) want_all ;;
-    sandbox | crds | lima | restic | kubeseal | amtool | registry | tofu | controllers | traefik | boltdb | coredns) "want_$t" ;;
-    *) die "unknown target '$t' (use all, sandbox, crds, controllers, traefik, lima, restic, kubeseal, amtool, registry, tofu, boltdb or coredns)" ;;
+    sandbox | crds | lima | restic | kubeseal | amtool | registry | tofu | controllers | traefik | boltdb | coredns | velero) "want_$t" ;;
+    *) die "unknown target '$t' (use all, sandbox, crds, controllers, traefik, lima, restic, kubeseal, amtool, registry, tofu, boltdb, coredns or velero)" ;;
     esac
 done
 echo "$BIN_DIR"

@@ -201,6 +201,10 @@ def test_apps_cannot_take_a_namespace_the_platform_renders() -> None:
 
     data = loopback_data()
     data["options"] = {"longhorn": True, "velero": True}
+    data["backup"]["offsite"] = {  # Velero keeps its backups in the offsite S3 store
+        "repository": "s3:https://s3.example.com/bucket/restic",
+        "credentials": {"AWS_ACCESS_KEY_ID": {"file": "/k/id"}, "AWS_SECRET_ACCESS_KEY": {"file": "/k/secret"}},
+    }
     cfg = loader.validate(data)
     used: set[str] = set()
     for app, objects in platform.platform(cfg).values():

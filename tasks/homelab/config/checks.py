@@ -21,6 +21,7 @@ from homelab.core.errors import Problem
 from homelab.core.paths import resolve_in_project
 from homelab.core.pins import Pins, minor_of
 from homelab.core.pins import load as load_pins
+from homelab.backup.velero import velero_problems
 from homelab.net.checks import lan_problems
 
 # Namespaces the platform itself renders into (gitops/platform.py) or Kubernetes owns:
@@ -57,6 +58,7 @@ def semantic_problems(cfg: HomelabConfig) -> list[Problem]:
         *_lima_problems(cfg),
         *_dhcp_problems(cfg),
         *lan_problems(cfg),
+        *velero_problems(cfg),
     ]
 
 

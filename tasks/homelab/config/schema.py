@@ -467,6 +467,22 @@ class Offsite(Strict):
         return self
 
 
+class Velero(Strict):
+    """Velero's scheduled backups of the cluster's objects (options.velero), kept in backup.offsite's S3 store.
+
+    The owner's choices; the rest (endpoint, bucket, region, credentials) comes from
+    backup.offsite, so one S3 store and one set of keys serve both (homelab.backup.velero).
+    """
+
+    schedule: CronSchedule | None = None  # default: the first whole hour 2 or more hours before backup.schedule
+    ttl_hours: Annotated[Int, Field(ge=1, le=87600)] = 720  # how long Velero keeps each backup (30 days)
+    namespaces: Annotated[list[KubeName], Unique] | None = None  # default: every deployed app
+    prefix: KubeName = "velero"  # Velero's folder in the offsite bucket, beside restic's
+    max_age_hours: Annotated[Int, Field(ge=1, le=8760)] = 26  # alert when the last Completed backup is older
+    node_agent_memory_request: Size = "256MiB"
+    node_agent_memory_limit: Size = "1GiB"  # Kopia holds its indexes in memory while it uploads
+
+
 class Backup(Strict):
     """restic backups, run from cron."""
 
@@ -484,6 +500,7 @@ class Backup(Strict):
         default_factory=lambda: ["config", "cluster", "sealed-keys", "datastore", "volumes"]  # type: ignore[arg-type]
     )
     offsite: Offsite | None = None
+    velero: Velero = Velero()  # used when options.velero is on
 
     @model_validator(mode="after")
     def _offsite_is_another_repository(self) -> Backup:

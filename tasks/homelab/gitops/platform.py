@@ -692,33 +692,16 @@ def longhorn_values(cfg: HomelabConfig) -> Obj:
 
 
 def velero(cfg: HomelabConfig) -> list[Obj]:
-    return [
-        namespace("velero"),
-        {
-            "apiVersion": "velero.io/v1",
-            "kind": "BackupStorageLocation",
-            "metadata": meta("default", "velero"),
-            "spec": {
-                "provider": "aws",
-                "default": True,
-                "objectStorage": {"bucket": f"{cfg.name}-velero"},
-                "config": {"region": "us-east-1", "s3ForcePathStyle": "true"},
-            },
-        },
-        {
-            "apiVersion": "velero.io/v1",
-            "kind": "Schedule",
-            "metadata": meta("daily", "velero"),
-            "spec": {
-                "schedule": "0 2 * * *",
-                "template": {
-                    "ttl": "720h0m0s",
-                    "includedNamespaces": sorted(cfg.deployed_apps),
-                    "storageLocation": "default",
-                },
-            },
-        },
-    ]
+    """Velero's own manifests (storage location, Schedule, alert): homelab.backup.velero."""
+    from homelab.backup import velero as velero_backups
+
+    return velero_backups.manifests(cfg)
+
+
+def velero_chart_values(cfg: HomelabConfig) -> Obj:
+    from homelab.backup import velero as velero_backups
+
+    return velero_backups.chart_values(cfg)
 
 
 def platform(cfg: HomelabConfig) -> dict[str, tuple[Obj | None, list[Obj]]]:
@@ -768,7 +751,7 @@ def platform(cfg: HomelabConfig) -> dict[str, tuple[Obj | None, list[Obj]]]:
         )
     if cfg.options.velero:
         parts["velero"] = (
-            chart_app("velero", pins.load().chart("velero").version, {"snapshotsEnabled": False}, -1),
+            chart_app("velero", pins.load().chart("velero").version, velero_chart_values(cfg), -1),
             velero(cfg),
         )
     return parts

@@ -507,6 +507,12 @@ def check_backups(session: Any, kube: Any, now: float | None = None) -> list[Che
     return checks
 
 
+def velero_checks(session: Any, kube: Any) -> list[Check]:
+    from homelab.backup.velero import doctor_checks
+
+    return doctor_checks(session, kube)  # type: ignore[no-any-return]
+
+
 def check_sealing_key(session: Any, kube: Any) -> list[Check]:
     """The pinned sealing certificate is one of the controller's keys, and no SealedSecret failed to decrypt."""
     from homelab.secrets import keys, pinning, sealing
@@ -609,6 +615,7 @@ def run_checks(session: Any, host_facts: HostFacts | None = None) -> list[Check]
         checks += check_sealing_key(session, kube)
         checks += check_tunnel(session, kube)
     checks += check_backups(session, kube)
+    checks += velero_checks(session, kube)
     return checks
 
 
