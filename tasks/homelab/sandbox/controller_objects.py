@@ -42,7 +42,8 @@ def crds() -> list[Obj]:
         files = sorted(directory.glob("*.yaml"))
         if not files:
             raise KubeError(f"no {component} {version} CRDs in {directory}; run scripts/get-binaries.sh crds")
-        found += [o for o in load_manifests(f.read_text() for f in files) if o["kind"] == "CustomResourceDefinition"]
+        objects = load_manifests(f.read_text() for f in files)  # Traefik's directory holds a non-CRD file too
+        found += [o for o in objects if o.get("kind") == "CustomResourceDefinition"]
     return found
 
 
