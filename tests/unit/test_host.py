@@ -524,3 +524,11 @@ def test_the_report_reaches_a_telegram_stand_in_on_loopback_through_backups_noti
     path, form = got[0]
     assert path == "/bot123456:stand-in-token/sendMessage"
     assert form["chat_id"] == ["-1001234567890"] and form["text"] == [text]
+
+
+def test_cli_boot_dry_run_waits_for_socket_vmnet_then_starts_the_server_then_each_agent() -> None:
+    done = run_cli(["host.boot", "--dry-run"], isolated_network=True)
+    assert done.code == 0, done.output
+    lines = [line for line in done.stdout.splitlines() if "wait for" in line or "start --tty=false" in line]
+    assert "socket_vmnet's socket /var/run/socket_vmnet" in lines[0]
+    assert [line.rsplit(" ", 1)[1] for line in lines[1:]] == ["k3s-server", "k3s-worker-1", "k3s-worker-2"]

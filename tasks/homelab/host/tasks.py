@@ -90,12 +90,17 @@ def after_boot(c: Any, timeout: float = 1800.0, interval: float = 10.0) -> None:
 @task(help={"dry_run": "Print the limactl calls in order; start nothing."})
 def boot(c: Any, dry_run: bool = False) -> None:
     """Start the VMs in order (server, then agents), then run the post-boot check: what the boot job runs."""
-    from homelab.core.plan import Plan, Run
+    from homelab.core.plan import LOCAL, Plan, Run, Wait
     from homelab.host import boot as booting
 
     s = session(c, dry_run)
     spec = _boot_spec(s)
     plan = Plan("host.boot: the VMs in start order")
+    if s.cfg.host.kind == "macos" and s.cfg.lima.network == "socket_vmnet":
+        socket = Path(s.cfg.lima.socket)  # socket_vmnet's daemon starts at boot too, in no set order
+        plan.add(
+            Wait(f"socket_vmnet's socket {socket}", lambda: None if socket.is_socket() else "absent", 300, 2, LOCAL)
+        )
     for name, _role in spec.vms:
         plan.add(
             Run((str(spec.limactl), "start", "--tty=false", name), why="start the VM", timeout=booting.START_TIMEOUT)
