@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -237,3 +239,18 @@ def test_doctor_shows_the_location_phase_and_the_last_completed_age() -> None:
     rows = {c.name: c for c in velero.doctor_checks(session, kube, NOW + 30 * 3600)}
     assert rows["velero storage"].status == "fail" and "Unavailable" in rows["velero storage"].detail
     assert rows["velero backup"].status == "fail" and "limit 26 h" in rows["velero backup"].detail
+
+
+def test_record_puts_velero_into_the_backup_report_and_partially_failed_makes_the_run_partial() -> None:
+    from homelab.backup.run import RunReport
+    from homelab.core.errors import EXIT_OK, EXIT_PARTIAL
+
+    session = Session(loader.validate(with_velero()))
+    created = datetime.fromtimestamp(time.time() - 600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    report = RunReport("r1", ok=["config"])
+    velero.record(session, report, FakeKube([backup("good", created, "Completed")]))
+    assert report.exit_code == EXIT_OK and report.ok[-1].startswith("velero (backup good Completed")
+    report = RunReport("r2", ok=["config"])
+    velero.record(session, report, FakeKube([backup("half", created, "PartiallyFailed")]))
+    assert report.exit_code == EXIT_PARTIAL and report.failed["velero"].startswith("backup half PartiallyFailed")
+    assert "FAILED: velero: backup half PartiallyFailed" in report.summary()

@@ -427,6 +427,30 @@ def run_result(session: Any, kube: Any, now: float | None = None) -> tuple[str, 
     return line, last.failed or stale
 
 
+def record(session: Any, report: Any, kube: Any = None) -> None:
+    """Put Velero's result into ``backup.run``'s report: a component ok, or failed (the run partial, exit 3).
+
+    ``report`` is a ``backup.run.RunReport`` (its ``ok`` list and ``failed`` dict). A cluster
+    that cannot be reached is Velero's failure here, never the run's fatal error.
+    """
+    if not session.cfg.options.velero:
+        return
+    if kube is None:
+        from homelab.core import cluster
+
+        try:
+            kube = cluster.connect(session)
+        except Exception as err:
+            report.failed["velero"] = f"not read: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+            return
+    line, partial = run_result(session, kube)
+    detail = line.removeprefix("velero: ")
+    if partial:
+        report.failed["velero"] = detail
+    else:
+        report.ok.append(f"velero ({detail})")
+
+
 def doctor_checks(session: Any, kube: Any, now: float | None = None) -> list[Any]:
     """The storage location's phase and the age of the last Completed backup (nothing when Velero is off)."""
     from homelab.root.doctor import fail, ok, warn
