@@ -278,3 +278,14 @@ def test_the_entry_point_reads_as_long_as_the_slowest_routed_app_needs(cfg: Home
     assert read_timeout(validate(data)) == "60s"  # Traefik's default, the longest of 30s and 60s
     data["apps"]["qbittorrent"].update(routed=False, public=False)
     assert read_timeout(validate(data)) == "60s"  # never below Traefik's default
+
+
+def test_no_object_is_rendered_by_two_applications(cfg: HomelabConfig) -> None:
+    """Argo CD holds an object two Applications render OutOfSync in one of them (SharedResourceWarning)."""
+    for local_controllers in (False, True):
+        owners: dict[tuple[str, str, str], str] = {}
+        for path, objects in tree.render(cfg, local_controllers=local_controllers).files.items():
+            for obj in objects:
+                key = (obj["kind"], obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+                assert key not in owners, f"{key} in {owners.get(key)} and {path}"
+                owners[key] = path

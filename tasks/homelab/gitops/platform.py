@@ -369,7 +369,10 @@ def cert_manager(cfg: HomelabConfig) -> list[Obj]:
             "issuerRef": {"kind": "ClusterIssuer", "name": cfg.tls.issuer},
         },
     }
-    return [namespace(GATEWAY_NAMESPACE), *issuers, certificate]
+    # No Namespace here: traefik-config renders the gateway's, and an object two Applications render is
+    # OutOfSync in one of them (Argo CD's SharedResourceWarning); this Application's destination is that
+    # namespace, which its CreateNamespace sync option makes when cert-manager-config syncs first (wave -2).
+    return [*issuers, certificate]
 
 
 def public_hostnames(cfg: HomelabConfig) -> dict[str, str]:
