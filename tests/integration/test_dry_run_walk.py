@@ -151,6 +151,8 @@ KINDS = [
     ("policy/v1", "PodDisruptionBudget"),
     ("networking.k8s.io/v1", "NetworkPolicy"),
     ("networking.k8s.io/v1", "Ingress"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+    ("gateway.networking.k8s.io/v1", "Gateway"),
     ("argoproj.io/v1alpha1", "Application"),
     ("bitnami.com/v1alpha1", "SealedSecret"),
 ]

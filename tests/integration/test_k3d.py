@@ -95,9 +95,8 @@ def test_existing_target_on_a_k3s_container_runs_the_applied_app(tmp_path: Path)
         claim = kube.get("v1", "PersistentVolumeClaim", "whoami-data", "whoami")
         assert claim and claim["status"]["phase"] == "Bound"  # provisioned by K3S's local-path provisioner
         assert kube.get("v1", "Service", "whoami", "whoami")["spec"]["ports"][0]["port"] == 8080
-        assert kube.get("networking.k8s.io/v1", "Ingress", "whoami", "whoami")["spec"]["rules"][0]["host"] == (
-            "whoami.home.test"
-        )
+        route = kube.get("gateway.networking.k8s.io/v1", "HTTPRoute", "whoami", "whoami")
+        assert route["spec"]["hostnames"] == ["whoami.home.test"]
         assert kube.get("apps/v1", "Deployment", "cloudflared", "cloudflared") is None
 
         again = run_cli(["gitops.apply"], env, timeout=600)

@@ -437,9 +437,9 @@ BROKEN = {
         "index lists",
     ),
     "index_not_yaml": (
-        "charts.ingress-nginx.repository",
+        "charts.traefik.repository",
         "{files}/charts/not-yaml",
-        "chart ingress-nginx: {files}/charts/not-yaml/index.yaml answered 200 with not YAML at line 4",
+        "chart traefik: {files}/charts/not-yaml/index.yaml answered 200 with not YAML at line 4",
     ),
     "unknown_tag": (
         "images.cloudflared",
