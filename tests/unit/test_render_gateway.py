@@ -289,3 +289,21 @@ def test_no_object_is_rendered_by_two_applications(cfg: HomelabConfig) -> None:
                 key = (obj["kind"], obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
                 assert key not in owners, f"{key} in {owners.get(key)} and {path}"
                 owners[key] = path
+
+
+def test_vaultwarden_reads_the_clients_address_from_x_forwarded_for(cfg: HomelabConfig) -> None:
+    """X-Real-Ip is the hop that reached Traefik (cloudflared's pod for the tunnel): its rate limits need XFF."""
+    objects = tree.render(cfg).files["apps/vaultwarden/app.yaml"]
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["IP_HEADER"] == "X-Forwarded-For"
+
+
+def test_home_assistant_trusts_the_network_the_gateway_runs_in(cfg: HomelabConfig) -> None:
+    """Its init container lists the pod network as trusted_proxies: Traefik's pods forward from there."""
+    objects = tree.render(cfg).files["apps/home-assistant/app.yaml"]
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    [init] = deployment["spec"]["template"]["spec"]["initContainers"]
+    env = {e["name"]: e["value"] for e in init["env"]}
+    assert env["POD_CIDR"] == contracts.pod_cidr(cfg)
+    assert platform.gateway_values(cfg)["ports"]["websecure"]["forwardedHeaders"]["trustedIPs"] == [env["POD_CIDR"]]

@@ -120,7 +120,12 @@ def _homepage_env(name: str, app: App, cfg: HomelabConfig) -> dict[str, str]:
 def _vaultwarden_env(name: str, app: App, cfg: HomelabConfig) -> dict[str, str]:
     # DOMAIN must be the address clients use, scheme included: without it attachment downloads, e-mailed links
     # and WebAuthn/U2F (which needs https) break (.env.template, "Domain settings").
-    return {"DOMAIN": f"https://{app.hostname}.{cfg.domain}"}
+    # IP_HEADER (default X-Real-IP, .env.template "Client IP Header") names where the client's address is read
+    # for its login rate limits and logs. Traefik sets X-Real-Ip to the hop that connected, cloudflared's pod for
+    # tunnel traffic (pkg/middlewares/forwardedheaders); X-Forwarded-For starts with the visitor's address
+    # (cloudflared's, which Traefik trusts from the pod network) or, from the LAN, the client's own (an
+    # untrusted sender's header is dropped first), and Vaultwarden takes its first entry (src/auth.rs, ClientIp).
+    return {"DOMAIN": f"https://{app.hostname}.{cfg.domain}", "IP_HEADER": "X-Forwarded-For"}
 
 
 PLEX_DATA = "/config/Library/Application Support/Plex Media Server"
