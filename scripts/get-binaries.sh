@@ -59,6 +59,7 @@ CRD_SOURCES=(
     "prometheus-operator github.com/prometheus-operator/prometheus-operator@v$PROMETHEUS_OPERATOR_VERSION example/prometheus-operator-crd"
     "sealed-secrets github.com/bitnami/sealed-secrets@v$SEALED_SECRETS_VERSION helm/sealed-secrets/crds"
     "velero github.com/vmware-tanzu/velero@v$VELERO_VERSION config/crd/v1/bases"
+    "velero-v2alpha1 github.com/vmware-tanzu/velero@v$VELERO_VERSION config/crd/v2alpha1/bases" # `velero server` needs both
 )
 
 CACHE_DIR="${HOMELAB_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/homelab}"
@@ -216,6 +217,11 @@ build_registry() {
 # Velero 1.18.3 requires k8s.io/cli-runtime v0.33.12, which the module proxy refuses (403: "not
 # available"); the wrapper module replaces it with v0.33.10, the newest patch the proxy serves (same
 # minor, same API). The module's own replace (its kopia fork) is carried over.
+# The wrapper's main is Velero's own command tree (pkg/cmd/velero.NewCommand, as cmd/velero does) with
+# one difference: `velero server`'s controller-runtime manager would serve its metrics on :8080, every
+# interface, with no flag to move it (controller-runtime pkg/metrics/server DefaultBindAddress); the
+# wrapper sets that default from HOMELAB_VELERO_MANAGER_METRICS, "0" (off) when unset, so a server run
+# on the sandbox listens only where its flags say (--metrics-address, --profiler-address).
 VELERO_CLI_RUNTIME="${VELERO_CLI_RUNTIME:-v0.33.10}"
 build_velero() {
     local dir="$WORK_DIR/velero-$VELERO_VERSION" module=github.com/vmware-tanzu/velero gomod
@@ -228,12 +234,33 @@ build_velero() {
         grep '^replace .* => [^.]' "$gomod" || true
         echo "replace k8s.io/cli-runtime => k8s.io/cli-runtime $VELERO_CLI_RUNTIME"
     } >"$dir/go.mod"
-    printf '//go:build tools\n\npackage tools\n\nimport _ "%s/cmd/velero"\n' "$module" >"$dir/tools.go"
+    rm -f "$dir/tools.go"
+    cat >"$dir/main.go" <<'GO'
+// Command velero: Velero's own command tree, its manager's metrics listener off unless asked for.
+package main
+
+import (
+	"os"
+	"path/filepath"
+
+	"github.com/vmware-tanzu/velero/pkg/cmd"
+	"github.com/vmware-tanzu/velero/pkg/cmd/velero"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+)
+
+func main() {
+	metricsserver.DefaultBindAddress = "0"
+	if address, ok := os.LookupEnv("HOMELAB_VELERO_MANAGER_METRICS"); ok {
+		metricsserver.DefaultBindAddress = address
+	}
+	cmd.CheckError(velero.NewCommand(filepath.Base(os.Args[0])).Execute())
+}
+GO
     (
         cd "$dir"
         CGO_ENABLED=0 go mod tidy -e >/dev/null
         CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X $module/pkg/buildinfo.Version=v$VELERO_VERSION" \
-            -o "$BIN_DIR/velero" "$module/cmd/velero"
+            -o "$BIN_DIR/velero" .
     )
 }
 build_velero_plugin_aws() {
@@ -418,7 +445,7 @@ want_kubeseal() { timed kubeseal "$SEALED_SECRETS_VERSION" build_kubeseal; }
 want_amtool() { timed amtool "$ALERTMANAGER_VERSION" build_amtool; }
 want_coredns() { timed coredns "$COREDNS_VERSION" build_coredns; }
 want_velero() {
-    timed velero "$VELERO_VERSION" build_velero
+    timed velero "$VELERO_VERSION-wrapped" build_velero
     timed velero-plugin-for-aws "$VELERO_AWS_VERSION" build_velero_plugin_aws
 }
 want_registry() { timed registry "$DISTRIBUTION_VERSION-$GGCR_VERSION" build_registry; }
@@ -451,7 +478,7 @@ want_tofu() {
 want_all() {
     (want_sandbox; want_crds; want_restic; want_kubeseal; want_lima; want_boltdb) &
     local first=$!
-    (want_controllers; want_amtool; want_registry; want_tofu; want_coredns) &
+    (want_controllers; want_amtool; want_registry; want_tofu; want_coredns; want_velero) &
     local second=$! failed=0
     wait "$first" || failed=1
     wait "$second" || failed=1
