@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -307,3 +310,35 @@ def test_home_assistant_trusts_the_network_the_gateway_runs_in(cfg: HomelabConfi
     env = {e["name"]: e["value"] for e in init["env"]}
     assert env["POD_CIDR"] == contracts.pod_cidr(cfg)
     assert platform.gateway_values(cfg)["ports"]["websecure"]["forwardedHeaders"]["trustedIPs"] == [env["POD_CIDR"]]
+
+
+def run_qbittorrent_script(config_dir: Path) -> str:
+    env = {"CONFIG_DIR": str(config_dir), "POD_CIDR": "10.42.0.0/16", "PATH": os.environ["PATH"]}
+    done = subprocess.run(["sh", "-c", contracts.QBITTORRENT_PROXY_SCRIPT], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return (config_dir / "qBittorrent" / "qBittorrent.conf").read_text()
+
+
+def test_qbittorrent_trusts_the_gateway_from_a_fresh_volume_on(cfg: HomelabConfig, tmp_path: Path) -> None:
+    """Without reverse proxy support its login ban would hit everyone: each client looks like the gateway."""
+    objects = tree.render(cfg).files["apps/qbittorrent/app.yaml"]
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    [init] = deployment["spec"]["template"]["spec"]["initContainers"]
+    assert init["command"] == ["sh", "-c", contracts.QBITTORRENT_PROXY_SCRIPT]
+    assert {e["name"]: e["value"] for e in init["env"]}["POD_CIDR"] == contracts.pod_cidr(cfg)
+    assert run_qbittorrent_script(tmp_path) == (
+        "[Preferences]\nWebUI\\ReverseProxySupportEnabled=true\nWebUI\\TrustedReverseProxiesList=10.42.0.0/16\n"
+    )
+
+
+def test_qbittorrent_keeps_its_other_settings_and_an_owners_own_choice(tmp_path: Path) -> None:
+    conf = tmp_path / "qBittorrent" / "qBittorrent.conf"
+    conf.parent.mkdir()
+    conf.write_text("[BitTorrent]\nSession\\Port=6881\n\n[Preferences]\nWebUI\\Port=8080\n")
+    assert run_qbittorrent_script(tmp_path) == (
+        "[BitTorrent]\nSession\\Port=6881\n\n[Preferences]\nWebUI\\ReverseProxySupportEnabled=true\n"
+        "WebUI\\TrustedReverseProxiesList=10.42.0.0/16\nWebUI\\Port=8080\n"
+    )
+    owned = "[Preferences]\nWebUI\\ReverseProxySupportEnabled=false\n"
+    conf.write_text(owned)
+    assert run_qbittorrent_script(tmp_path) == owned

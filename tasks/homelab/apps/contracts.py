@@ -450,8 +450,43 @@ TRUST_PROXY_SCRIPT = (
 )
 
 
+def qbittorrent_init(app: App, cfg: HomelabConfig) -> dict[str, object]:
+    """An init container that makes qBittorrent read the client's address from the gateway's X-Forwarded-For.
+
+    Without reverse proxy support its Web UI sees every client as the gateway's pod,
+    so its ban after failed logins (WebUI\\MaxAuthenticationFailCount) locks out everyone at
+    once. Its Web UI options "Enable reverse proxy support" and "Trusted proxies list" are
+    the ``WebUI\\ReverseProxySupportEnabled`` and ``WebUI\\TrustedReverseProxiesList`` keys of
+    ``[Preferences]`` in qBittorrent.conf (qbittorrent/wiki, NGINX-Reverse-Proxy-for-Web-UI:
+    the X-Forwarded-For header it recognizes). Added once, before the first start of a fresh
+    volume or when the file lacks the first key; an owner's own value is left alone.
+    """
+    cidr = str(ipaddress.ip_network(pod_cidr(cfg), strict=False))
+    return {
+        "name": "trust-gateway-proxy",
+        "image": app.image,
+        "command": ["sh", "-c", QBITTORRENT_PROXY_SCRIPT],
+        "env": [{"name": "CONFIG_DIR", "value": app.mount_path}, {"name": "POD_CIDR", "value": cidr}],
+        "volumeMounts": [{"name": "data", "mountPath": app.mount_path}],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "200m", "memory": "64Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+
+
+# Values come from the environment, never from the script text; tests run it with sh as is.
+QBITTORRENT_PROXY_SCRIPT = (
+    'set -e; conf="$CONFIG_DIR/qBittorrent/qBittorrent.conf"; mkdir -p "$CONFIG_DIR/qBittorrent"; touch "$conf"; '
+    "grep -q '^WebUI.ReverseProxySupportEnabled=' \"$conf\" && exit 0; "
+    "grep -q '^\\[Preferences\\]$' \"$conf\" || printf '[Preferences]\\n' >> \"$conf\"; "
+    'awk -v cidr="$POD_CIDR" \'{ print } /^\\[Preferences\\]$/ && !done { '
+    'print "WebUI\\\\ReverseProxySupportEnabled=true"; print "WebUI\\\\TrustedReverseProxiesList=" cidr; done = 1 }'
+    '\' "$conf" > "$conf.new"; mv "$conf.new" "$conf"'
+)
+
+
 INIT_CONTAINERS: dict[str, Callable[[App, HomelabConfig], dict[str, object]]] = {
     "ghcr.io/home-assistant/home-assistant": home_assistant_init,
+    "lscr.io/linuxserver/qbittorrent": qbittorrent_init,
 }
 
 
