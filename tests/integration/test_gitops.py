@@ -439,9 +439,15 @@ def test_opt_in_longhorn_and_velero_render_and_apply(
     _, config = platform
     data = yaml.safe_load(config.read_text())
     data["options"] = {"longhorn": True, "velero": True}
+    keys = {}  # Velero (and Longhorn's backup target) keep their backups in the offsite S3 store
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        (tmp_path / name).write_text(f"test-{name.lower()}\n")
+        (tmp_path / name).chmod(0o600)
+        keys[name] = {"file": str(tmp_path / name)}
+    data["backup"]["offsite"] = {"repository": "s3:https://s3.example.com/homelab/restic", "credentials": keys}
     result = run_cli(["gitops.apply"], {"HOMELAB_CONFIG": str(write_config(tmp_path, data))})
     assert result.code == 0, result.output
-    assert kube.get("velero.io/v1", "Schedule", "daily", "velero")["spec"]["template"]["includedNamespaces"]
+    assert kube.get("velero.io/v1", "Schedule", "homelab-daily", "velero")["spec"]["template"]["includedNamespaces"]
     assert kube.get("velero.io/v1", "BackupStorageLocation", "default", "velero") is not None
     assert kube.get("storage.k8s.io/v1", "StorageClass", "longhorn-homelab")["provisioner"] == "driver.longhorn.io"
     assert kube.get("argoproj.io/v1alpha1", "Application", "longhorn", "argocd") is not None

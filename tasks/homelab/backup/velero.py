@@ -11,7 +11,8 @@ each with its source:
 
 - Chart 12.x (https://vmware-tanzu.github.io/helm-charts, charts/velero): the
   charts before 12.0.0 run a CRD-upgrade hook on a kubectl image that no longer
-  exists for Kubernetes 1.34+ (vmware-tanzu/helm-charts#727). Its values
+  exists for Kubernetes 1.34+ (vmware-tanzu/helm-charts#727); 12.0.0 moved it to
+  registry.k8s.io/kubectl (vmware-tanzu/helm-charts#706). Its values
   (charts/velero/values.yaml at 12.1.0): ``initContainers`` for plugins copied
   into the ``plugins`` volume at ``/target``; ``backupsEnabled``/``snapshotsEnabled``
   (false: no chart-made BackupStorageLocation or VolumeSnapshotLocation; the
@@ -20,6 +21,10 @@ each with its source:
   ``credentials.useSecret``/``credentials.extraSecretRef`` (a Secret whose keys
   become environment variables of velero and the node agent, templates/deployment.yaml
   ``envFrom``); ``metrics.serviceMonitor.enabled``.
+- The Application (so the Helm release) is named ``velero``, so the chart's Deployment is
+  ``velero``: Velero's pod-volume restore action reads that Deployment by name for its
+  restore helper's image, and restores fail without it
+  (pkg/restore/actions/pod_volume_restore_action.go).
 - Kopia is the only uploader for new file-system backups from Velero 1.17: the
   restic uploader was deprecated and removed for new backups (velero-io/velero#8072).
 - velero-plugin-for-aws 1.14 (velero-plugin-for-aws/object_store.go): BSL
