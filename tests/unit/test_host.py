@@ -532,3 +532,13 @@ def test_cli_boot_dry_run_waits_for_socket_vmnet_then_starts_the_server_then_eac
     lines = [line for line in done.stdout.splitlines() if "wait for" in line or "start --tty=false" in line]
     assert "socket_vmnet's socket /var/run/socket_vmnet" in lines[0]
     assert [line.rsplit(" ", 1)[1] for line in lines[1:]] == ["k3s-server", "k3s-worker-1", "k3s-worker-2"]
+
+
+def test_the_accelerator_environment_reaches_each_vm_unit_quoted_and_reads_back() -> None:
+    import dataclasses
+
+    tcg = (("QEMU_SYSTEM_X86_64", "/usr/bin/qemu-system-x86_64 -machine q35,accel=tcg -cpu max"),)
+    text = boot.systemd_units(dataclasses.replace(spec(), env=tcg))["homelab-vm-srv.service"]
+    assert 'Environment="QEMU_SYSTEM_X86_64=/usr/bin/qemu-system-x86_64 -machine q35,accel=tcg -cpu max"' in text
+    assert boot.unit_environment(text)["QEMU_SYSTEM_X86_64"] == tcg[0][1]
+    assert boot.unit_environment(text)["LIMA_HOME"] == "/home/owner/.lima"

@@ -80,6 +80,9 @@ class Boot:
     log: Path
     socket_vmnet: tuple[str, ...] = ()  # socket_vmnet's argv (macOS shared mode); empty: not managed here
     path: str = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+    # What every limactl the toolkit starts gets besides its own environment (vm.accel: QEMU_SYSTEM_<ARCH>
+    # selecting TCG where KVM is unusable); a VM unit without it boots QEMU with KVM, which exits at once.
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def start_order(cfg: HomelabConfig) -> tuple[tuple[str, str], ...]:
@@ -133,6 +136,7 @@ def vm_unit(boot: Boot, index: int) -> str:
     before = ["network-online.target"] + ([vm_unit_name(boot.vms[index - 1][0])] if index else [])
     unit += [f"Wants={' '.join(before)}", f"After={' '.join(before)}"]
     env = [f"Environment={_env('LIMA_HOME', str(boot.lima_home))}", f"Environment={_env('HOME', str(boot.home))}"]
+    env += [f"Environment={_env(key, value)}" for key, value in boot.env]
     service = [
         "",
         "[Service]",
@@ -183,6 +187,19 @@ def systemd_units(boot: Boot) -> dict[str, str]:
 def systemd_units_names(cfg: HomelabConfig) -> list[str]:
     """The unit files ``host.autostart`` writes for this config, in start order."""
     return [*(vm_unit_name(name) for name, _ in start_order(cfg)), AFTER_BOOT_UNIT]
+
+
+def unit_environment(unit_text: str) -> dict[str, str]:
+    """The ``Environment=`` assignments of a unit, unquoted (the quoting ``exec_arg`` writes)."""
+    import shlex
+
+    found: dict[str, str] = {}
+    for line in unit_text.splitlines():
+        if line.startswith("Environment="):
+            for word in shlex.split(line.split("=", 1)[1].replace("%%", "%").replace("$$", "$")):
+                key, _, value = word.partition("=")
+                found[key] = value
+    return found
 
 
 def exec_starts(unit_text: str) -> list[str]:

@@ -22,6 +22,7 @@ def _boot_spec(s: Any) -> Any:
     from homelab.core.paths import project_root
     from homelab.core.tools import find
     from homelab.host import boot
+    from homelab.vm import accel
 
     program_dir = Path(sys.executable).parent
     home = Path.home()
@@ -39,6 +40,7 @@ def _boot_spec(s: Any) -> Any:
         log=s.state_dir / "boot.log",
         socket_vmnet=boot.socket_vmnet_argv(s.cfg),
         path=path,
+        env=accel.detect(s.cfg).env if s.cfg.host.kind == "linux" else (),
     )
 
 
