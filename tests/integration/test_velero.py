@@ -289,6 +289,26 @@ def test_a_backup_completes_and_a_mapped_restore_brings_the_objects_back(
         kube.delete("v1", "Namespace", namespace)
 
 
+def test_the_rendered_schedule_is_accepted_and_waits_for_its_time(
+    kube: Kube, velero_cfg: Any, velero_server: subprocess.Popen[bytes]
+) -> None:
+    """Velero validates the Schedule the toolkit renders (cron, template) and starts no backup at once."""
+    kube.apply([velero.backup_schedule(velero_cfg)])
+    assert wait(
+        "the Schedule validated", lambda: phase_of(kube, "Schedule", velero.SCHEDULE) in ("Enabled", "FailedValidation")
+    )
+    schedule = kube.get("velero.io/v1", "Schedule", velero.SCHEDULE, velero.NAMESPACE) or {}
+    assert schedule["status"]["phase"] == "Enabled", schedule.get("status")
+    time.sleep(3)  # what skipImmediately prevents would be created right after validation
+    labelled = [
+        b
+        for b in kube.list_objects("velero.io/v1", "Backup", velero.NAMESPACE)
+        if (b["metadata"].get("labels") or {}).get("velero.io/schedule-name") == velero.SCHEDULE
+    ]
+    assert labelled == []
+    kube.delete("velero.io/v1", "Schedule", velero.SCHEDULE, velero.NAMESPACE)
+
+
 def test_a_partially_failed_backup_makes_the_run_partial(
     kube: Kube, velero_cfg: Any, velero_server: subprocess.Popen[bytes]
 ) -> None:

@@ -40,7 +40,7 @@ each with its source:
   Storage-location phases (backupstoragelocation_types.go): Available, Unavailable.
 - Metrics (pkg/metrics/metrics.go): ``velero_backup_last_successful_timestamp``
   labelled by ``schedule``.
-- Schedule ``spec.template`` is a BackupSpec: ``ttl`` (a Go duration),
+- Schedule ``spec.skipImmediately`` and ``spec.template``, a BackupSpec: ``ttl`` (a Go duration),
   ``includedNamespaces``, ``storageLocation``, ``defaultVolumesToFsBackup``
   (pkg/apis/velero/v1/schedule_types.go, backup_types.go).
 """
@@ -275,6 +275,10 @@ def backup_schedule(cfg: HomelabConfig) -> Obj:
         "metadata": _meta(SCHEDULE, NAMESPACE),
         "spec": {
             "schedule": schedule(cfg),
+            # A new Schedule waits for its time (schedule_controller.go getNextRunTime counts from its
+            # creation), but one unpaused after a missed time backs up at once unless told not to
+            # (schedule_types.go SkipImmediately): that backup would land whenever the owner unpauses.
+            "skipImmediately": True,
             "template": {
                 "ttl": f"{cfg.backup.velero.ttl_hours}h0m0s",
                 "includedNamespaces": namespaces(cfg),

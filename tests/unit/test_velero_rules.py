@@ -121,6 +121,7 @@ def test_the_default_schedule_runs_two_hours_before_backup_run() -> None:
     assert cfg.backup.schedule == "0 3 * * *"
     spec = velero.backup_schedule(cfg)["spec"]
     assert spec["schedule"] == "0 1 * * *"
+    assert spec["skipImmediately"] is True  # unpaused, it waits for its time instead of backing up at once
     assert spec["template"]["ttl"] == "720h0m0s"
     assert spec["template"]["includedNamespaces"] == sorted(cfg.deployed_apps)
     assert spec["template"]["defaultVolumesToFsBackup"] is True
