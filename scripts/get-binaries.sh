@@ -214,7 +214,7 @@ build_registry() {
 # Velero's server and its AWS (S3) object-store plugin: the Velero integration test runs both as
 # local processes against the sandbox and a local S3 server. The plugin is a separate binary that
 # the server starts from its --plugin-dir.
-# Velero 1.18.3 requires k8s.io/cli-runtime v0.33.12, which the module proxy refuses (403: "not
+# The pinned Velero requires k8s.io/cli-runtime v0.33.12, which the module proxy refuses (403: "not
 # available"); the wrapper module replaces it with v0.33.10, the newest patch the proxy serves (same
 # minor, same API). The module's own replace (its kopia fork) is carried over.
 # The wrapper's main is Velero's own command tree (pkg/cmd/velero.NewCommand, as cmd/velero does) with

@@ -13,7 +13,7 @@ each with its source:
   charts before 12.0.0 run a CRD-upgrade hook on a kubectl image that no longer
   exists for Kubernetes 1.34+ (vmware-tanzu/helm-charts#727); 12.0.0 moved it to
   registry.k8s.io/kubectl (vmware-tanzu/helm-charts#706). Its values
-  (charts/velero/values.yaml at 12.1.0): ``initContainers`` for plugins copied
+  (charts/velero/values.yaml at the pinned 12.x): ``initContainers`` for plugins copied
   into the ``plugins`` volume at ``/target``; ``backupsEnabled``/``snapshotsEnabled``
   (false: no chart-made BackupStorageLocation or VolumeSnapshotLocation; the
   storage location is rendered here); ``deployNodeAgent`` and
