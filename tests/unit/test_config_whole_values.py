@@ -55,6 +55,7 @@ GOOD: dict[str, Any] = {
                 "AWS_SECRET_ACCESS_KEY": {"file": "~/.config/homelab/offsite-key"},
             },
         },
+        "velero": {"schedule": "0 1 * * *", "namespaces": ["notes"]},
     },
     "k3s": {
         "api_endpoint": "https://192.168.105.10:6443",
