@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from homelab.apps import contracts
+from homelab.backup.velero import velero_problems
 from homelab.config.image_ref import repository
 from homelab.config.kinds import cpu_millicores, size_mib
 from homelab.config.published import published_path_problems
@@ -21,7 +22,6 @@ from homelab.core.errors import Problem
 from homelab.core.paths import resolve_in_project
 from homelab.core.pins import Pins, minor_of
 from homelab.core.pins import load as load_pins
-from homelab.backup.velero import velero_problems
 from homelab.net.checks import lan_problems
 
 # Namespaces the platform itself renders into (gitops/platform.py) or Kubernetes owns:
