@@ -228,6 +228,7 @@ def run(session: Any) -> RunReport:
             report.snapshot = restic.backup_creating(staging, tags, host=cfg.name)[:8]
             shutil.rmtree(root, ignore_errors=True)
             copy_offsite(session, restic, report)
+            record_velero(session, report)
         except (HomelabError, KeyboardInterrupt) as err:
             # Ctrl-C or the scheduler's SIGTERM: restic fails in its own words, but what happened is the stop
             if isinstance(err, KeyboardInterrupt) or signals.interrupted_by():
@@ -263,6 +264,16 @@ def copy_offsite(session: Any, restic: Any, report: RunReport) -> None:
     except HomelabError as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         report.failed["offsite"] = REDACTOR.redact(describe_failure(HomelabError(first)))
+
+
+def record_velero(session: Any, report: RunReport) -> None:
+    """Velero's newest Backup beside this run's result (options.velero): PartiallyFailed or stale makes it partial."""
+    from homelab.backup import velero
+
+    try:
+        velero.record(session, report)
+    except HomelabError as err:
+        report.failed["velero"] = REDACTOR.redact(f"not read: {str(err).splitlines()[0] if str(err) else err!r}")
 
 
 def metrics_path(session: Any) -> Path:
