@@ -187,13 +187,15 @@ def test_doctor_and_status_see_argo_cd_the_load_balancer_and_the_processes(lab: 
     done = run_cli(["doctor", "--json", "--target", "sandbox"], lab.env, timeout=300)
     checks = {c["name"]: c for c in json.loads(done.stdout)}
     assert checks["argocd"]["status"] == "ok", checks["argocd"]
-    assert checks["argocd"]["detail"].startswith("17 Applications synced and healthy"), checks["argocd"]
+    rendered = tree.render(local.sandbox_config(lab.session.cfg, controllers.repo_url(lab.session)), True)
+    count = len(tree.applications(rendered))  # the root and every Application of the sandbox's tree
+    assert checks["argocd"]["detail"].startswith(f"{count} Applications synced and healthy"), checks["argocd"]
     assert checks["sandbox controllers"]["status"] == "ok", checks["sandbox controllers"]
     edge = checks[f"load balancer {GATEWAY_NAMESPACE}/{GATEWAY_SERVICE}"]
     assert edge == {**edge, "status": "ok", "detail": lab.session.cfg.ingress.load_balancer_ip}
     status = run_cli(["status", "--target", "sandbox"], lab.env, timeout=300)
     assert status.code == 0, status.output
-    assert "Argo CD: 17 Applications synced to" in status.stdout, status.stdout
+    assert f"Argo CD: {count} Applications synced to" in status.stdout, status.stdout
 
 
 def seal_one(lab: Lab, name: str, namespace: str, data: dict[str, str]) -> None:
