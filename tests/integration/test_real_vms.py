@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -32,6 +33,7 @@ from helpers import FAKES, REPO, CliResult, inv_binary, loopback_data, run_cli
 from homelab.core.kube import Kube
 from homelab.core.session import Session
 from homelab.core.tools import require
+from homelab.host import boot
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +64,9 @@ class VmLab:
                     "gateway": "192.168.104.2",
                     "dns": ["192.168.104.2"],
                     "dhcp_end": None,
+                    "lan": "127.0.1.0/24",  # the host's home LAN, for home-assistant's lan egress
                 },
+                "lan_dns": {"enabled": False},  # user-v2's VMs are out of the LAN's reach
                 "ssh": {"user": "homelab", "private_key": str(key), "public_key": f"{key}.pub"},
                 "lima": {"vm_type": "qemu", "arch": "x86_64", "network": "user-v2", "guest_image": str(host.image)},
                 "nodes": [
@@ -292,6 +296,33 @@ def test_stop_then_a_memory_change_edits_the_vm_in_place_starts_it_and_keeps_its
     running = lab.cli("vm.start")
     assert running.code == 0 and "already running" in running.stdout, running.output
     assert lab.cli("k3s.preflight").code == 0  # the same host key after the restart
+
+
+def test_the_boot_units_start_the_stopped_vm_again_and_it_answers_over_ssh_with_its_pinned_key(lab: VmLab) -> None:
+    """A reboot as the units describe it: installed into the test's directory (never systemd's), the VM
+    stopped as a power cut leaves it, then each VM unit's ExecStart in start order, as systemd runs them."""
+    root = lab.tmp / "systemd"
+    installed = lab.cli("host.autostart", f"--root={root}")
+    assert installed.code == 0, installed.output
+    assert "nothing enabled or loaded" in installed.stdout
+    order = [boot.vm_unit_name(NAME), boot.AFTER_BOOT_UNIT]
+    assert sorted(p.name for p in root.iterdir()) == sorted(order)
+    assert "After=network-online.target\n" in (root / order[0]).read_text()  # the server waits for no VM
+    assert boot.vm_unit_name(NAME) in (root / order[1]).read_text().split("After=", 1)[1].splitlines()[0]
+
+    stopped = lab.cli("vm.stop")
+    assert stopped.code == 0 and lab.instance()["status"] == "Stopped", stopped.output
+    unit = (root / order[0]).read_text()
+    env = os.environ | lab.env() | boot.unit_environment(unit)  # as systemd gives it (TCG's QEMU among it)
+    for line in boot.exec_starts(unit):
+        started = subprocess.run(
+            lab.host.enter(shlex.split(line)), capture_output=True, text=True, timeout=900, env=env
+        )
+        assert started.returncode == 0, started.stderr[-3000:]
+    assert lab.instance()["status"] == "Running"
+    assert lab.cli("k3s.preflight").code == 0  # SSH answers with the host key pinned before the "reboot"
+    post = boot.exec_starts((root / order[1]).read_text())
+    assert post == [f"{Path(inv_binary()).parent / 'homelab'} host.after-boot"]
 
 
 def test_destroy_deletes_the_vm_and_forgets_its_host_key(lab: VmLab) -> None:
