@@ -6,7 +6,7 @@
 # cached by version under $HOMELAB_CACHE_DIR (default ~/.cache/homelab). A warm
 # cache makes this a no-op that only prints where the binaries are.
 #
-# Usage: scripts/get-binaries.sh [all|sandbox|crds|controllers|traefik|lima|restic|kubeseal|amtool|registry|tofu|boltdb|coredns|velero]...
+# Usage: scripts/get-binaries.sh [all|sandbox|crds|controllers|traefik|lima|restic|kubeseal|amtool|registry|tofu|boltdb|coredns|versitygw|velero]...
 #        (default: all). Prints the bin directory to put on PATH as its last line.
 set -euo pipefail
 
@@ -47,6 +47,8 @@ DISTRIBUTION_VERSION="${DISTRIBUTION_VERSION:-$(pin binaries.distribution.versio
 GGCR_VERSION="${GGCR_VERSION:-$(pin binaries.go-containerregistry.version)}"
 # The LAN DNS server the homelab runs, for the test that queries the Corefile the toolkit renders.
 COREDNS_VERSION="${COREDNS_VERSION:-$(pin binaries.coredns.version)}"
+# The S3 server the offsite-copy tests run on 127.0.0.1 (versitygw over a directory).
+VERSITYGW_VERSION="${VERSITYGW_VERSION:-$(pin binaries.versitygw.version)}"
 # The Sealed Secrets module moved to github.com/bitnami/sealed-secrets, which the checksum database does not know.
 export GONOSUMDB="${GONOSUMDB:+$GONOSUMDB,}github.com/bitnami/sealed-secrets"
 # Component CRDs, shipped inside the components' own Go modules (module@version:dir).
@@ -209,6 +211,11 @@ build_registry() {
         github.com/distribution/distribution/v3/cmd/registry "$BIN_DIR/registry"
     CGO_ENABLED=0 go_build_pinned crane github.com/google/go-containerregistry "$GGCR_VERSION" \
         github.com/google/go-containerregistry/cmd/crane "$BIN_DIR/crane"
+}
+
+build_versitygw() {
+    CGO_ENABLED=0 go_build_pinned versitygw github.com/versity/versitygw "$VERSITYGW_VERSION" \
+        github.com/versity/versitygw/cmd/versitygw "$BIN_DIR/versitygw"
 }
 
 # Velero's server and its AWS (S3) object-store plugin: the Velero integration test runs both as
@@ -444,6 +451,7 @@ want_restic() { timed restic "$RESTIC_VERSION" build_restic; }
 want_kubeseal() { timed kubeseal "$SEALED_SECRETS_VERSION" build_kubeseal; }
 want_amtool() { timed amtool "$ALERTMANAGER_VERSION" build_amtool; }
 want_coredns() { timed coredns "$COREDNS_VERSION" build_coredns; }
+want_versitygw() { timed versitygw "$VERSITYGW_VERSION" build_versitygw; }
 want_velero() {
     timed velero "$VELERO_VERSION-wrapped" build_velero
     timed velero-plugin-for-aws "$VELERO_AWS_VERSION" build_velero_plugin_aws
@@ -476,7 +484,7 @@ want_tofu() {
 # everything, in two lanes at once: a Go build leaves a core idle while it downloads modules and
 # links, so two lanes of about equal measured build time finish sooner than one after the other.
 want_all() {
-    (want_sandbox; want_crds; want_restic; want_kubeseal; want_lima; want_boltdb) &
+    (want_sandbox; want_crds; want_restic; want_kubeseal; want_lima; want_boltdb; want_versitygw) &
     local first=$!
     (want_controllers; want_amtool; want_registry; want_tofu; want_coredns; want_velero) &
     local second=$! failed=0
@@ -490,8 +498,8 @@ targets=("$@")
 for t in "${targets[@]}"; do
     case "$t" in
     all) want_all ;;
-    sandbox | crds | lima | restic | kubeseal | amtool | registry | tofu | controllers | traefik | boltdb | coredns | velero) "want_$t" ;;
-    *) die "unknown target '$t' (use all, sandbox, crds, controllers, traefik, lima, restic, kubeseal, amtool, registry, tofu, boltdb, coredns or velero)" ;;
+    sandbox | crds | lima | restic | kubeseal | amtool | registry | tofu | controllers | traefik | boltdb | coredns | versitygw | velero) "want_$t" ;;
+    *) die "unknown target '$t' (use all, sandbox, crds, controllers, traefik, lima, restic, kubeseal, amtool, registry, tofu, boltdb, coredns, versitygw or velero)" ;;
     esac
 done
 echo "$BIN_DIR"
