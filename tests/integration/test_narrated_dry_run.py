@@ -35,7 +35,7 @@ def test_the_reference_dry_run_narrates_every_layer_and_changes_nothing(tmp_path
     out = done.stdout
     for layer in ("[1/4] vm", "[2/4] k3s", "[3/4] gitops", "[4/4] backup"):
         assert layer in out, layer
-    assert "k3s-server (server) at 192.168.105.10: 4 CPUs, 6GiB memory, 60GiB disk" in out
+    assert "k3s-server (server) at 192.168.105.10: 4 CPUs, 4GiB memory, 60GiB disk" in out
     # No VM exists yet: the note says why the nodes cannot be checked, naming a node, not only a header.
     assert "nodes cannot be checked yet (k3s-server: " in out and "; 2 more); planning a fresh install" in out
     assert "plan: what Argo CD will deploy from https://github.com/example/homelab.git" in out

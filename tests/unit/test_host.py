@@ -62,8 +62,20 @@ def cfg_of(data: dict[str, Any]) -> HomelabConfig:
 # --- sizing ----------------------------------------------------------------------------------------
 
 
-def test_the_reference_nodes_overcommit_a_24gb_mac_and_each_memory_key_gets_a_size_that_fits() -> None:
-    cfg = cfg_of(reference())
+def test_the_reference_nodes_fit_a_24gb_mac() -> None:
+    assert sizing.problems(cfg_of(reference()), MAC_24) == []
+
+
+def oversized() -> dict[str, Any]:
+    """The reference with the node sizes it had before it was fitted to a 24 GB Mac (6 + 8 + 8 GiB)."""
+    data = reference()
+    for node, memory in zip(data["nodes"], ("6GiB", "8GiB", "8GiB"), strict=True):
+        node["memory"] = memory
+    return data
+
+
+def test_nodes_that_overcommit_a_24gb_mac_get_each_memory_key_a_size_that_fits() -> None:
+    cfg = cfg_of(oversized())
     found = sizing.problems(cfg, MAC_24)
     assert [p.path for p in found] == ["nodes[0].memory", "nodes[1].memory", "nodes[2].memory"]
     assert "22GiB for the nodes" in found[0].message and "leaves 18GiB" in found[0].message
@@ -71,7 +83,7 @@ def test_the_reference_nodes_overcommit_a_24gb_mac_and_each_memory_key_gets_a_si
     suggested = [size_mib(p.message.rsplit("set it to ", 1)[1].split()[0]) for p in found]
     assert suggested == [4608, 6656, 6656]
     assert sum(suggested) <= 18 * 1024
-    data = reference()
+    data = oversized()
     for node, mib in zip(data["nodes"], suggested, strict=True):
         node["memory"] = sizing.shown(mib)
     assert sizing.problems(cfg_of(data), MAC_24) == []  # the suggestion is itself accepted
@@ -406,12 +418,13 @@ def mac(memory: str) -> dict[str, str]:
     return {"HOMELAB_HOST_MEMORY": memory, "HOMELAB_HOST_CPUS": "10"}
 
 
-def test_cli_host_check_refuses_the_reference_on_a_24gb_mac_and_passes_the_16gb_example_on_16gb(
+def test_cli_host_check_refuses_the_reference_on_a_16gb_mac_and_passes_the_16gb_example_on_16gb(
     tmp_path: Path,
 ) -> None:
-    refused = run_cli(["host.check"], env=mac("24GiB"), isolated_network=True)
+    refused = run_cli(["host.check"], env=mac("16GiB"), isolated_network=True)
     assert refused.code == 2, refused.output
-    assert "nodes[1].memory" in refused.stderr and "set it to 6656MiB" in refused.stderr
+    assert "nodes[1].memory" in refused.stderr and "set it to " in refused.stderr
+    assert run_cli(["host.check"], env=mac("24GiB"), isolated_network=True).code == 0, "the reference fits 24 GB"
     config = tmp_path / "homelab.yaml"
     config.write_text(yaml.safe_dump(with_example("mac-16gb.local.yaml")))
     fits = run_cli(["host.check"], env={**mac("16GiB"), "HOMELAB_CONFIG": str(config)}, isolated_network=True)
@@ -455,7 +468,7 @@ def test_copy_of_reference_is_untouched() -> None:
 def test_the_doctor_gets_the_host_rows_on_a_lima_target_only(monkeypatch: pytest.MonkeyPatch) -> None:
     from homelab.host import tasks as host_tasks
 
-    monkeypatch.setenv("HOMELAB_HOST_MEMORY", "24GiB")
+    monkeypatch.setenv("HOMELAB_HOST_MEMORY", "16GiB")
     monkeypatch.setenv("HOMELAB_HOST_CPUS", "10")
     monkeypatch.setattr(settings, "facts_here", lambda cfg: facts())
     rows = by_name(host_tasks.doctor_checks(FakeSession()))

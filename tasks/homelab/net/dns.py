@@ -201,7 +201,8 @@ def manifests(cfg: HomelabConfig) -> list[Obj]:
                         "ports": [{"port": METRICS_PORT, "protocol": "TCP"}],
                     },
                 ],
-                "egress": [],
+                # Egress listed with no rules denies all; no "egress": [] key, which the API server drops
+                # on storage, so the live object would differ from the render forever.
             },
         },
     ]
