@@ -17,7 +17,22 @@ import pytest
 from helpers import REPO
 
 PACKAGE = REPO / "tasks" / "homelab"
-NAMESPACES = ["apps", "backup", "config", "gitops", "k3d", "k3s", "net", "sandbox", "secrets", "tls", "versions", "vm"]
+NAMESPACES = [
+    "apps",
+    "backup",
+    "config",
+    "gitops",
+    "host",
+    "k3d",
+    "k3s",
+    "net",
+    "sandbox",
+    "secrets",
+    "storage",
+    "tls",
+    "versions",
+    "vm",
+]
 # The config model is what every layer reads; core may import its schema and loader, nothing else of a layer.
 CORE_MAY_IMPORT = {"homelab.config.schema", "homelab.config.loader"}
 

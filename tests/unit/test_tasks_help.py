@@ -65,6 +65,7 @@ MUTATING = {
     "host.autostart",
     "host.boot",
     "host.prepare",
+    "storage.longhorn-uninstall",
 }
 # The allow-list: tasks that only look, each with what it reads (read from the task's code). A task
 # named here needs no --dry-run; any task not named here or in MUTATING fails the classification test.

@@ -272,7 +272,7 @@ def _not_ingress_nginx(version: str) -> str:
     if major.isdigit() and int(major) < 10:
         raise ValueError(
             f"{version} is an ingress-nginx chart version, but the edge is now Traefik (chart traefik from "
-            f"https://traefik.github.io/charts): remove ingress.chart_version to use "
+            f"{pins.load().chart('traefik').repository}): remove ingress.chart_version to use "
             f"{pins.load().chart('traefik').version}, or set a traefik chart version"
         )
     return version
