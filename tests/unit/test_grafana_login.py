@@ -28,6 +28,7 @@ from homelab.secrets.needed import needed
 def config(state: Path, **monitoring: Any) -> HomelabConfig:
     data = copy.deepcopy(loopback_data())
     data["state_dir"] = str(state)
+    data["target"] = "lima"  # a target that deploys Grafana from its chart (the sandbox installs no chart)
     data["monitoring"] = {**data["monitoring"], **monitoring}
     return loader.validate(data)
 
@@ -109,6 +110,10 @@ def test_inv_secrets_grafana_says_where_the_password_is_without_printing_it(tmp_
     data["state_dir"] = str(state)
     config_file.write_text(yaml.safe_dump(data))
     env = {"HOMELAB_CONFIG": str(config_file)}
+    sandbox = run_cli(["secrets.grafana"], env)
+    assert sandbox.code == 0 and "Grafana does not run on the sandbox" in sandbox.stdout, sandbox.output
+    data["target"] = "lima"
+    config_file.write_text(yaml.safe_dump(data))
     before = run_cli(["secrets.grafana"], env)
     assert before.code == 0, before.output
     assert "password: not made yet: the next inv up generates it" in before.stdout
@@ -123,3 +128,10 @@ def test_inv_secrets_grafana_says_where_the_password_is_without_printing_it(tmp_
         f"password: in file {state / 'grafana-admin-password'} (made by inv up; 0600, never printed)",
     ]
     assert "s3cret-grafana-password-value" not in after.output
+
+
+def test_the_sandbox_which_installs_no_grafana_makes_and_seals_no_login(tmp_path: Path) -> None:
+    """Sealed there, it would land in the sealed folder the real homelab shares, from every sandbox started."""
+    cfg = config(tmp_path / "state").model_copy(update={"target": "sandbox"})
+    assert not [s for s in needed(cfg) if s.name == "grafana-admin"]
+    assert generated.pending(cfg) == []

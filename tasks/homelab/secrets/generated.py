@@ -39,9 +39,19 @@ def grafana_password_ref(cfg: HomelabConfig) -> SecretRef:
     )
 
 
+def grafana_deployed(cfg: HomelabConfig) -> bool:
+    """Whether Grafana runs from its chart on this target: the sandbox installs no chart, so it has no Grafana.
+
+    There the login would be sealed for nothing, into the sealed folder the real homelab shares
+    with the sandbox (``secrets.sealed_dir``), by every sandbox a test or the README's main
+    command starts.
+    """
+    return cfg.monitoring.enabled and cfg.target != "sandbox"
+
+
 def generated_by_us(cfg: HomelabConfig) -> bool:
     """Whether the toolkit makes the password (no reference in the config), rather than the owner."""
-    return cfg.monitoring.enabled and cfg.monitoring.grafana_admin_password is None
+    return grafana_deployed(cfg) and cfg.monitoring.grafana_admin_password is None
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,8 @@ def grafana_login(cfg: HomelabConfig) -> list[str]:
     host = exposure.grafana_host(cfg)
     if host is None:
         return ["Grafana is off (monitoring.enabled: false)"]
+    if not grafana_deployed(cfg):
+        return [f"Grafana does not run on the {cfg.target} (no chart is installed there), so it has no login"]
     audience = "public, through the tunnel" if host in exposure.public_hostnames(cfg) else "LAN only"
     location = grafana_password_ref(cfg).location()
     if generated_by_us(cfg) and not location.exists():

@@ -58,6 +58,7 @@ def needed(cfg: HomelabConfig) -> list[NeededSecret]:
         found.append(
             one(TELEGRAM_SECRET, "monitoring", "monitoring.telegram.bot_token", token, "Alertmanager's receivers")
         )
+    if generated.grafana_deployed(cfg):
         found.append(
             NeededSecret(
                 generated.GRAFANA_SECRET,
