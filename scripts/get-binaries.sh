@@ -321,10 +321,11 @@ build_metallb() {
 # challenge with stale=TRUE, RFC 7616 section 3.3); they back only the BasicAuth and DigestAuth
 # middlewares, which the homelab renders none of. Its gorilla/mux fork is carried over as is. The
 # web UI is embedded from webui/static, which the module holds.
-# Traefik's ACME client (lego) registers every DNS provider lego has; the SDKs of a few are not served
-# by the module proxy (403), so those providers are left out of a copy of lego's registry. The homelab
-# never uses Traefik's ACME (cert-manager issues the certificate), so nothing it runs is missing.
-TRAEFIK_LEGO_UNSERVED="edgedns huaweicloud oraclecloud sakuracloud ucloud yandexcloud"
+# Traefik's ACME client (lego) registers every DNS provider lego has, each with its cloud SDK: about
+# 800 of the build's 2500 packages, and some SDKs are not served by the module proxy (403). The
+# homelab never uses Traefik's ACME (cert-manager issues the certificate), so lego's registry is
+# replaced by one that knows no DNS provider: a third less to compile, and nothing the homelab runs
+# is missing (a DNS-01 resolver configured in Traefik would fail with "unrecognized DNS provider").
 build_traefik() {
     local dir="$WORK_DIR/traefik-$TRAEFIK_VERSION" module=github.com/traefik/traefik/v3 src
     mkdir -p "$dir/ext"
@@ -385,16 +386,27 @@ func (a *DigestAuth) RequireAuthStale(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte(a.Headers.V().UnauthResponse))
 }
 GO
-    local lego lego_version unserved registry
+    local lego lego_version
     lego_version=$(sed -n 's#^\s*github.com/go-acme/lego/v5 \(v[^ ]*\)$#\1#p' "$src/go.mod")
     lego=$(cd "$dir" && go mod download -json "github.com/go-acme/lego/v5@$lego_version" |
         sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
     [[ -d "$lego" ]] || die "could not fetch github.com/go-acme/lego/v5 $lego_version from the Go module proxy"
     rm -rf "$dir/lego" && cp -r "$lego" "$dir/lego" && chmod -R u+w "$dir/lego"
-    unserved=${TRAEFIK_LEGO_UNSERVED// /|}
-    registry="$dir/lego/providers/dns/zz_gen_dns_providers.go"
-    sed -E -i -e "/\"github.com\/go-acme\/lego\/v5\/providers\/dns\/($unserved)\"\$/d" \
-        -e "/^\s*case (\"[a-z0-9]+\", )*\"($unserved)\"(, \"[a-z0-9]+\")*:\$/{N;d}" "$registry"
+    cat >"$dir/lego/providers/dns/zz_gen_dns_providers.go" <<'GO'
+// Package dns: lego's DNS provider registry, with no provider (Traefik's ACME is not used by the homelab).
+package dns
+
+import (
+	"fmt"
+
+	"github.com/go-acme/lego/v5/challenge"
+)
+
+// NewDNSChallengeProviderByName knows no DNS provider in this build.
+func NewDNSChallengeProviderByName(name string) (challenge.Provider, error) {
+	return nil, fmt.Errorf("unrecognized DNS provider: %s (this Traefik build has no DNS-01 providers)", name)
+}
+GO
     echo "replace github.com/go-acme/lego/v5 => ./lego" >>"$dir/go.mod"
     install -m 0644 "$src/go.sum" "$dir/go.sum"
     printf '//go:build tools\n\npackage tools\n\nimport _ "%s/cmd/traefik"\n' "$module" >"$dir/tools.go"
@@ -472,7 +484,7 @@ want_controllers() {
     timed metallb-controller "$METALLB_VERSION" build_metallb
     want_traefik
 }
-want_traefik() { timed traefik "$TRAEFIK_VERSION" build_traefik; }
+want_traefik() { timed traefik "$TRAEFIK_VERSION-no-dns01" build_traefik; }
 want_tofu() {
     if command -v terraform >/dev/null 2>&1 || command -v tofu >/dev/null 2>&1; then
         say "terraform/tofu: found on PATH, nothing to build"
