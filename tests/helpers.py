@@ -38,6 +38,12 @@ def inv_binary() -> str:
     return str(Path(sys.executable).parent / "inv")
 
 
+# The host the sizing check compares the nodes with (homelab.host.sizing): a roomy one, so a CLI test's
+# result never depends on the memory and cores of the machine that runs it (a 2-core CI runner would
+# refuse every 4-CPU node). The sizing tests set their own host.
+A_ROOMY_HOST = {"HOMELAB_HOST_MEMORY": "64GiB", "HOMELAB_HOST_CPUS": "16"}
+
+
 def start_inv(args: list[str], env: Mapping[str, str], merge_stderr: bool = False) -> subprocess.Popen[str]:
     """``inv ARGS`` from the repo root in a process group of its own, as a terminal runs a job.
 
@@ -45,6 +51,7 @@ def start_inv(args: list[str], env: Mapping[str, str], merge_stderr: bool = Fals
     sent to the group reaches every process the task started; see ``interrupt``.
     """
     full = {k: v for k, v in os.environ.items() if not k.startswith("HOMELAB")}
+    full.update(A_ROOMY_HOST)
     full.update(env)
     return subprocess.Popen(
         [inv_binary(), *args],
@@ -144,6 +151,7 @@ def run_cli(
     """
     base = {k: v for k, v in os.environ.items() if not k.startswith("HOMELAB")}
     base.update(PROXY_TRAP)
+    base.update(A_ROOMY_HOST)
     base.update(env or {})
     if isolated_network is None:
         isolated_network = may_reach_beyond_loopback(base)

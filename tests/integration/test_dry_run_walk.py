@@ -59,6 +59,10 @@ READ_ONLY = {
     "vm.plan": "terraform plan (read-only)",
     "vm.shell": "an interactive shell on a node",
     "vm.status": "reads limactl",
+    "host.check": "reads the host's memory and CPUs",
+    "host.after-boot": "waits for the nodes and Applications, then reports once (one Telegram message)",
+    "net.forward": "runs the LAN relay in the foreground (the launchd agent's program); writes nothing",
+    "secrets.grafana": "prints where Grafana's password is, never the password",
 }
 
 # Positional arguments (and extra flags) each dry run needs.

@@ -366,10 +366,19 @@ def uninstall_plan(yes: bool) -> list[Action]:
     ]
 
 
-def uninstall(cfg: HomelabConfig, yes: bool) -> Plan:
-    """``storage.longhorn-uninstall``'s plan: refused (exit 2, nothing changed) without ``--yes`` or the option."""
+def uninstall(cfg: HomelabConfig, yes: bool, dry_run: bool = False) -> Plan:
+    """``storage.longhorn-uninstall``'s plan: refused (exit 2, nothing changed) without ``--yes`` or the option.
+
+    A dry run is never refused: it says there is nothing to do, or shows what ``--yes`` would change.
+    """
     if not cfg.options.longhorn:
+        if dry_run:
+            return Plan(
+                "allow Longhorn's uninstall", [Note("options.longhorn is off: there is no Longhorn to uninstall")]
+            )
         raise UsageError("options.longhorn is off: there is no Longhorn to uninstall")
+    if dry_run:
+        return Plan("allow Longhorn's uninstall (with --yes)", uninstall_plan(True))
     if not yes:
         raise UsageError(
             "storage.longhorn-uninstall: uninstalling Longhorn deletes every Longhorn volume and its data; "

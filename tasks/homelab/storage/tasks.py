@@ -21,7 +21,7 @@ def longhorn_uninstall(c: Any, yes: bool = False, dry_run: bool = False) -> None
     from homelab.storage import longhorn
 
     with session(c, dry_run) as s:
-        s.executor.execute(longhorn.uninstall(s.cfg, yes))
+        s.executor.execute(longhorn.uninstall(s.cfg, yes, dry_run))
     if yes and not dry_run:
         print(
             "longhorn: uninstall allowed; now set options.longhorn: false and run gitops.deploy "
