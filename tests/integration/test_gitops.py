@@ -83,9 +83,18 @@ def test_every_object_applies_with_the_real_crds_and_resending_them_all_writes_n
     before = live_versions(kube, objects)
     again = kube.apply(objects, resend=True)
     assert len(applies_sent) == len(objects), "every object sent again"
-    assert [a.ref for a in again if a.changed] == []
-    assert live_versions(kube, objects) == before
-    assert [a.resource_version for a in again] == [before[object_ref(o)][0] for o in objects]
+    # The sandbox's real Traefik writes the Gateway API objects' status while they live: for those the
+    # resend must leave the spec's generation alone; every other object keeps its resourceVersion.
+    quiet = [i for i, o in enumerate(objects) if o["kind"] not in STATUS_WRITTEN]
+    assert [again[i].ref for i in quiet if again[i].changed] == []
+    after = live_versions(kube, objects)
+    assert {ref: gen for ref, (_, gen) in after.items()} == {ref: gen for ref, (_, gen) in before.items()}
+    assert [after[object_ref(objects[i])] for i in quiet] == [before[object_ref(objects[i])] for i in quiet]
+    assert [again[i].resource_version for i in quiet] == [before[object_ref(objects[i])][0] for i in quiet]
+
+
+# Kinds a controller on the sandbox keeps writing the status of (Traefik: Gateway API conditions).
+STATUS_WRITTEN = {"GatewayClass", "Gateway", "HTTPRoute"}
 
 
 def live_versions(kube: Kube, objects: list[dict[str, Any]]) -> dict[str, tuple[str, int | None]]:
