@@ -28,8 +28,9 @@ from homelab.core.errors import ConfigError, Problem
 from homelab.core.plan import Note, Plan, Run, WriteFile
 
 LABEL = "org.homelab.backup-run"
-# Every key this module writes, as launchd.plist(5) spells it; the unit test holds the plist to it.
-DOCUMENTED_KEYS = frozenset(
+# The keys every toolkit job writes (this one, the LAN forwarder's, the boot job's), as launchd.plist(5)
+# spells them; each module adds its own and its unit test holds the plist to the whole set.
+COMMON_KEYS = frozenset(
     {
         "Label",
         "ProgramArguments",
@@ -37,10 +38,10 @@ DOCUMENTED_KEYS = frozenset(
         "EnvironmentVariables",
         "StandardOutPath",
         "StandardErrorPath",
-        "StartCalendarInterval",
         "RunAtLoad",
     }
 )
+DOCUMENTED_KEYS = COMMON_KEYS | {"StartCalendarInterval"}
 KEYS = ("Minute", "Hour", "Day", "Month", "Weekday")  # StartCalendarInterval's keys, in cron's field order
 SPANS = (range(60), range(24), range(1, 32), range(1, 13), range(7))  # each key's whole range (launchd's wildcard)
 # One dictionary per combination of listed values: past this many the plist stops being something

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from homelab.backup import launchd
 from homelab.config.schema import HomelabConfig
 from homelab.core.plan import Note, Plan, Run, WriteFile
 
@@ -48,20 +49,7 @@ BOOT_LABEL = "org.homelab.boot"
 SOCKET_VMNET_LABEL = "io.github.lima-vm.socket_vmnet"  # the label socket_vmnet's own launchd plist uses
 AFTER_BOOT_UNIT = "homelab-after-boot.service"
 # The keys this module writes, each as launchd.plist(5) spells it; the unit test holds the plists to them.
-DOCUMENTED_KEYS = frozenset(
-    {
-        "Label",
-        "ProgramArguments",
-        "UserName",
-        "GroupName",
-        "WorkingDirectory",
-        "EnvironmentVariables",
-        "StandardOutPath",
-        "StandardErrorPath",
-        "RunAtLoad",
-        "KeepAlive",
-    }
-)
+DOCUMENTED_KEYS = launchd.COMMON_KEYS | {"UserName", "GroupName", "KeepAlive"}
 START_TIMEOUT = 900  # seconds for one VM's `limactl start` (QEMU without KVM boots in minutes)
 
 

@@ -34,18 +34,7 @@ from homelab.config.schema import HomelabConfig
 from homelab.core.plan import Note, Plan, Run, WriteFile
 
 LABEL = "org.homelab.lan-forwarder"
-DOCUMENTED_KEYS = frozenset(
-    {
-        "Label",
-        "ProgramArguments",
-        "WorkingDirectory",
-        "EnvironmentVariables",
-        "StandardOutPath",
-        "StandardErrorPath",
-        "RunAtLoad",
-        "KeepAlive",
-    }
-)
+DOCUMENTED_KEYS = launchd.COMMON_KEYS | {"KeepAlive"}
 LISTEN = "0.0.0.0"  # noqa: S104 -- the LAN must reach it; macOS lets a user bind low ports only here
 CONNECT_TIMEOUT = 10.0  # seconds to reach the pool address before a TCP client is dropped
 UDP_IDLE = 60.0  # seconds a UDP client's upstream socket is kept without traffic
