@@ -463,12 +463,16 @@ def repository_picture(repo: Path) -> dict[str, str]:
 
 @pytest.fixture
 def rendered_app(kube: Kube, sandbox_session: Session) -> Iterator[tuple[str, list[dict]]]:
-    """A config app rendered under a fresh name (namespace, claim, Deployment, Service, Ingress,
+    """A config app rendered under a fresh name (namespace, claim, Deployment, Service, HTTPRoute,
     NetworkPolicies, PDB: every kind the renderer makes), applied, its claim bound, its Deployment Available."""
     import uuid
 
     from homelab.apps.render import priority_class, render_app
+    from homelab.gitops import deploy
 
+    deploy.install_crds(
+        kube, [c for c in deploy.component_crds() if c["metadata"]["name"] == "httproutes.gateway.networking.k8s.io"]
+    )
     cfg = sandbox_session.cfg
     name = f"vw-{uuid.uuid4().hex[:6]}"
     # Two replicas: a critical app gets its PDB only when it has a pod to spare.
@@ -478,7 +482,7 @@ def rendered_app(kube: Kube, sandbox_session: Session) -> Iterator[tuple[str, li
         "PersistentVolumeClaim",
         "Deployment",
         "Service",
-        "Ingress",
+        "HTTPRoute",
         "NetworkPolicy",
         "PodDisruptionBudget",
     }

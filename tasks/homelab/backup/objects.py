@@ -57,6 +57,7 @@ TIERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "StorageClass",
                 "PriorityClass",
                 "IngressClass",
+                "GatewayClass",
                 "RuntimeClass",
                 "ClusterRole",
                 "ClusterRoleBinding",
