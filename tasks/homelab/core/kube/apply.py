@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +105,11 @@ class ApplyEngine(KubeClient):
         failures: list[str] = []
         for obj in objects:
             live = index.get(live_key(obj))
+            if live is not None and terminating(live) and not dry_run:
+                live = self.wait_gone(obj, live)
+                if live is not None and terminating(live):
+                    failures.append(f"{object_ref(obj)}: {still_deleting(live)}")
+                    continue
             if live is not None and not resend and unchanged(live, obj):
                 results.append(Applied(object_ref(obj), False, live["metadata"].get("resourceVersion", "")))
                 continue
@@ -116,6 +122,38 @@ class ApplyEngine(KubeClient):
         if failures:
             raise KubeError("the API server rejected:\n  " + "\n  ".join(failures))
         return results
+
+    def wait_gone(self, obj: dict[str, Any], live: dict[str, Any]) -> dict[str, Any] | None:
+        """Wait, bounded, for a terminating ``obj`` to go; what holds its name then (None: nothing).
+
+        Applying to an object that is being deleted changes it and then loses
+        it with the rest: it must be created again once the deletion is done.
+        """
+        meta = obj["metadata"]
+        namespace = meta.get("namespace") if self.resource(obj["apiVersion"], obj["kind"]).namespaced else None
+        deadline = time.monotonic() + TERMINATING_WAIT
+        current: dict[str, Any] | None = live
+        while current is not None and terminating(current) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            current = self.get(obj["apiVersion"], obj["kind"], meta["name"], namespace)
+        return current
+
+
+TERMINATING_WAIT = 60.0  # seconds an apply waits for an object being deleted to go before naming it
+
+
+def terminating(live: dict[str, Any]) -> bool:
+    return bool((live.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def still_deleting(live: dict[str, Any]) -> str:
+    """Why an object could not be applied: it is being deleted, held by these finalizers."""
+    finalizers = (live.get("metadata") or {}).get("finalizers") or []
+    held = f", held by finalizers {', '.join(finalizers)}" if finalizers else ""
+    return (
+        f"it is being deleted{held} and was still there after {TERMINATING_WAIT:.0f} s; "
+        "re-run once it is gone (it is then created again)"
+    )
 
 
 def body_hash(obj: dict[str, Any]) -> str:
@@ -143,7 +181,7 @@ def unstamped(obj: dict[str, Any]) -> dict[str, Any]:
 def unchanged(live: dict[str, Any], obj: dict[str, Any]) -> bool:
     """True when ``obj`` is the body last applied to ``live`` and ``live`` still holds every field of it."""
     recorded = (live.get("metadata", {}).get("annotations") or {}).get(APPLIED_HASH)
-    return recorded == body_hash(obj) and holds(live, unstamped(obj))
+    return not terminating(live) and recorded == body_hash(obj) and holds(live, unstamped(obj))
 
 
 def holds(live: Any, wanted: Any) -> bool:
