@@ -97,15 +97,22 @@ def sealed_secrets_identity(namespace: str, name: str) -> list[Obj]:
         },
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
     ]
+    return service_account_with_cluster_role(namespace, name, SEALED_SECRETS_CLUSTER_ROLE, rules, binding=name)
+
+
+def service_account_with_cluster_role(
+    namespace: str, name: str, role: str, rules: list[Obj], binding: str | None = None
+) -> list[Obj]:
+    """A controller's ServiceAccount, its ClusterRole and the binding between them (named ``binding`` or ``role``)."""
     rbac = "rbac.authorization.k8s.io/v1"
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}},
-        {"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": SEALED_SECRETS_CLUSTER_ROLE}, "rules": rules},
+        {"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": role}, "rules": rules},
         {
             "apiVersion": rbac,
             "kind": "ClusterRoleBinding",
-            "metadata": {"name": name},
-            "roleRef": {"apiGroup": rbac.split("/")[0], "kind": "ClusterRole", "name": SEALED_SECRETS_CLUSTER_ROLE},
+            "metadata": {"name": binding or role},
+            "roleRef": {"apiGroup": rbac.split("/")[0], "kind": "ClusterRole", "name": role},
             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
         },
     ]
@@ -146,19 +153,8 @@ def traefik_identity(namespace_name: str, name: str) -> list[Obj]:
             "verbs": ["update"],
         },
     ]
-    rbac = "rbac.authorization.k8s.io/v1"
     role = f"{name}-{namespace_name}"  # the chart's ClusterRole name (traefik.clusterRoleName)
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace_name}},
-        {"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": role}, "rules": rules},
-        {
-            "apiVersion": rbac,
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": role},
-            "roleRef": {"apiGroup": rbac.split("/")[0], "kind": "ClusterRole", "name": role},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace_name}],
-        },
-    ]
+    return service_account_with_cluster_role(namespace_name, name, role, rules)
 
 
 def self_signed_wildcard(domain: str) -> Obj:
