@@ -245,7 +245,8 @@ def default_text(model: type[BaseModel], assign: ast.AnnAssign, nested: dict[str
 
 
 def anchor(path: str) -> str:
-    return re.sub(r"[^a-z0-9_ -]", "", path.lower()).replace(" ", "-")
+    """The heading id of a section: its key path, lowercase, with every run of other characters a '-'."""
+    return re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-") or "top-level"
 
 
 def section_of(node: ast.expr) -> type[BaseModel] | None:
@@ -332,8 +333,8 @@ def config_page() -> str:
         "the rules.\n",
     ]
     for path, model in sections:
-        title = path or "top level"
-        out.append(f"## {title}\n")
+        title = f"`{path}`" if path else "top level"
+        out.append(f"## {title} {{ #{anchor(path)} }}\n")
         if model.__doc__:
             out.append(markdown(model.__doc__) + "\n")
         nested = {}
@@ -357,13 +358,13 @@ def config_page() -> str:
                 f"| {escaped(field_comment(assign))} |"
             )
         out.append("")
-    out.append("## secret references\n")
+    out.append("## secret references { #secret-references }\n")
     out.append(markdown(schema.SecretRef.__doc__ or "") + "\n")
     out.append(
         "Written as `{file: PATH}` (a file only you can read, mode 0600), `{env: NAME}` or "
         "`{keychain: ITEM}` (macOS). A secret is never a value in the config.\n"
     )
-    out.append("## value kinds\n")
+    out.append("## value kinds { #value-kinds }\n")
     out.append("| kind | accepts |\n|---|---|")
     for module in (kinds, urls):
         for name, value in vars(module).items():
