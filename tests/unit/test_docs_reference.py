@@ -28,3 +28,20 @@ def test_generated_reference_pages_are_fresh() -> None:
         [sys.executable, str(REPO / "scripts" / "gen_docs.py"), "--check"], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_the_readme_is_a_front_page_whose_links_resolve() -> None:
+    """Under 250 lines; every relative link names a file in the checkout (the manual's pages)."""
+    text = (REPO / "README.md").read_text()
+    assert len(text.splitlines()) < 250
+    targets = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
+    local = [target for target in targets if "://" not in target]
+    assert local, "the README links to the manual"
+    assert [target for target in local if not (REPO / target).exists()] == []
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "scripts/setup.sh && .venv/bin/inv up --target sandbox" in readme
+    assert "\n.venv/bin/nox  " in readme and "\n.venv/bin/nox\n" in ci
