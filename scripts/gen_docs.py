@@ -200,14 +200,25 @@ def type_text(node: ast.expr) -> str:
     return f"`{ast.unparse(node)}`"
 
 
-def bounds_text(assign: ast.AnnAssign) -> str:
-    """Bounds written in the annotation or the Field(...) default: ge, le, lengths; Unique."""
+def bounds_text(model: type[BaseModel], assign: ast.AnnAssign) -> str:
+    """Bounds written in the annotation or the Field(...) default: ge, le, lengths; Unique.
+
+    The values are pydantic's (``2**31 - 1`` shown as the number), read from the source
+    only where pydantic keeps them inside an optional type.
+    """
     found: list[str] = []
+    kept = {
+        attr: getattr(item, attr)
+        for item in model.model_fields[assign.target.id].metadata  # type: ignore[union-attr]
+        for attr in BOUNDS
+        if getattr(item, attr, None) is not None
+    }
     for node in ast.walk(ast.Module(body=[assign], type_ignores=[])):
         if isinstance(node, ast.Call) and ast.unparse(node.func) == "Field":
             for keyword in node.keywords:
                 if keyword.arg in BOUNDS:
-                    found.append(BOUNDS[keyword.arg].format(ast.unparse(keyword.value)))
+                    value = kept.get(keyword.arg, ast.unparse(keyword.value))
+                    found.append(BOUNDS[keyword.arg].format(value))
         if isinstance(node, ast.Name) and node.id == "Unique":
             found.append("no repeats")
     return ", ".join(found)
@@ -353,10 +364,9 @@ def config_page() -> str:
                     if "[" not in ast.unparse(assign.annotation)
                     else (shown.replace(sub.__name__, f"[{sub.__name__}](#{anchor(paths[sub])})"))
                 )
-            out.append(
-                f"| `{name}` | {cell(shown)} | {default_text(model, assign, nested)} | {cell(bounds_text(assign))} "
-                f"| {escaped(field_comment(assign))} |"
-            )
+            default = default_text(model, assign, nested)
+            bounds = cell(bounds_text(model, assign))
+            out.append(f"| `{name}` | {cell(shown)} | {default} | {bounds} | {escaped(field_comment(assign))} |")
         out.append("")
     out.append("## secret references { #secret-references }\n")
     out.append(markdown(schema.SecretRef.__doc__ or "") + "\n")
