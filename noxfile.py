@@ -34,7 +34,7 @@ def binaries(session: nox.Session, *targets: str) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff, mypy, yamllint, terraform fmt/validate, k8s/ render check, limactl validate on every template."""
+    """ruff, mypy, yamllint, terraform fmt/validate, k8s/ render check, the manual, limactl validate on templates."""
     install(session, "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
@@ -44,8 +44,16 @@ def lint(session: nox.Session) -> None:
     reference = {"HOMELAB_CONFIG": str(ROOT / "config" / "homelab.yaml")}
     session.run(*NO_NETWORK, "inv", "gitops.render", "--check", env=reference)
     session.run(*NO_NETWORK, "inv", "secrets.check", env=reference)
+    docs_check(session)
     binaries(session, "lima")
     session.run("python", "scripts/validate_lima_templates.py", "config/homelab.yaml", "tests/configs/loopback.yaml")
+
+
+def docs_check(session: nox.Session) -> None:
+    """The generated reference pages match the code; the manual builds with no broken link or anchor."""
+    session.run("python", "scripts/gen_docs.py", "--check")
+    with tempfile.TemporaryDirectory() as site:
+        session.run("mkdocs", "build", "--strict", "--quiet", "--site-dir", site, env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 def terraform_check(session: nox.Session) -> None:

@@ -23,7 +23,7 @@ PACKAGES=sqlite3,systemd-sysv,udev,dbus,openssh-server,sudo,linux-image-cloud-am
 
 CACHE_DIR="${HOMELAB_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/homelab}"
 OWNER=""
-# Run with sudo (as the README says): the image goes into the cache of the user who ran sudo, where
+# Run with sudo (as docs/getting-started/linux-host.md says): the image goes into the cache of the user who ran sudo, where
 # their get-binaries put Lima's guest agent and where their Lima reads it, not into root's (sudo
 # sets HOME to /root, which Lima, run as that user, cannot read); and it is theirs.
 if [[ -z ${HOMELAB_CACHE_DIR:-} && -n ${SUDO_USER:-} && $SUDO_USER != root && $(id -u) -eq 0 ]]; then

@@ -1,4 +1,4 @@
-"""scripts/build-guest-image.sh run the way the README says: with sudo, by the user whose Lima boots it."""
+"""build-guest-image.sh run as docs/getting-started/linux-host.md says: with sudo, by the user whose Lima boots it."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from homelab.config.loader import Layer
 from homelab.core.errors import ConfigError
 from homelab.core.paths import project_root
 
-UNKNOWN = "unknown key (misspelled? see README's config reference)"
+UNKNOWN = "unknown key (misspelled? see the config reference, docs/reference/config.md)"
 NOT_A_MAPPING = "must be a mapping (for secrets: {file: ...}, {env: ...} or {keychain: ...}), not a value"
 
 

@@ -229,7 +229,7 @@ def test_socket_vmnet_is_managed_only_in_shared_mode_on_the_mac() -> None:
         "/var/run/socket_vmnet",
     )
     bridged = cfg.model_copy(update={"lima": cfg.lima.model_copy(update={"mode": "bridged"})})
-    assert boot.socket_vmnet_argv(bridged) == ()  # socket_vmnet's bridged plist stays the owner's (README)
+    assert boot.socket_vmnet_argv(bridged) == ()  # the bridged socket_vmnet is the owner's (docs/guide/home-network.md)
 
 
 # --- the plan, into a fake root --------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Behaviours the mutation run found no unit test held (``nox -s mutation``, README).
+"""Behaviours the mutation run found no unit test held (``nox -s mutation``, docs/development/mutation.md).
 
 Each test names, in a comment, the surviving mutants of the 2026-11-26 run it kills:
 forms the config rules allow, every rejection branch reaching a ConfigError that

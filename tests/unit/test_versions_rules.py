@@ -638,6 +638,7 @@ def test_up_checks_the_sources_of_its_layers_before_the_first_layer(monkeypatch:
 
 
 def test_the_readme_documents_both_exit_codes() -> None:
-    text = (REPO / "README.md").read_text()
-    assert "| 13 |" in text and "| 14 |" in text
-    assert "inv versions.check" in text
+    codes = (REPO / "docs" / "reference" / "exit-codes.md").read_text()
+    assert "| 13 |" in codes and "| 14 |" in codes
+    assert "inv versions.check" in codes
+    assert "inv versions.check" in (REPO / "docs" / "guide" / "versions.md").read_text()

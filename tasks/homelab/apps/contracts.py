@@ -496,7 +496,7 @@ def init_containers(app: App, cfg: HomelabConfig) -> list[dict[str, object]]:
 
 
 def one_line(app: App) -> str:
-    """The contract in one line, for the README's app table and ``apps.list``."""
+    """The contract in one line, for the manual's app table (docs/guide/apps.md) and ``apps.list``."""
     contract = contract_for(app)
     if contract is None:
         return "no contract (your own image)"

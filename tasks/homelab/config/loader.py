@@ -302,7 +302,7 @@ def _problem_from(error: Mapping[str, Any]) -> Problem:
         # The value may be a secret (a token in a URL, a secret pasted into a reference).
         return Problem(path or "(top level)", str(error["msg"]))
     if error["type"] == "extra_forbidden":
-        return Problem(path, "unknown key (misspelled? see README's config reference)")
+        return Problem(path, "unknown key (misspelled? see the config reference, docs/reference/config.md)")
     if error["type"] == "missing":
         return Problem(path, "required key is missing")
     message = str(error["msg"]).removeprefix("Value error, ")

@@ -19,6 +19,24 @@ EXIT_OFFLINE = 14
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as shells report a job a signal ended
 
+# What each code means to whoever ran the task (the manual's exit-code page is generated from this).
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: 'success (including "nothing to do")',
+    EXIT_FAILURE: "a step failed (command, SSH, API server, host key)",
+    EXIT_USAGE: "usage or config error; nothing was executed (also a refused K3S downgrade or skipped minor)",
+    EXIT_PARTIAL: "partial (backups): the run stored what it could and names what is missing",
+    EXIT_LOCKED: "locked: another run holds the lock (`backup.run`; `inv up` and `gitops.publish` while another "
+    "run publishes from the same state directory), named with its pid",
+    EXIT_KEY: "key or decrypt error: a secret could not be resolved, a wrong restic password, or backed-up Sealed "
+    "Secrets keys that do not decrypt the repository's SealedSecrets",
+    EXIT_SOURCES_BROKEN: "an upstream source is broken (`inv versions.check`, `inv up`): a chart, image, K3S release "
+    "or manifest moved or lacks its pinned version; one message each, with the key to change",
+    EXIT_OFFLINE: "upstream sources could not be checked (no answer: DNS, refused, timeout); `inv up --offline` "
+    "goes on",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); re-run the same command to continue",
+    EXIT_TERMINATED: "stopped by SIGTERM (a scheduler or service manager); re-run the same command to continue",
+}
+
 
 class HomelabError(Exception):
     """Base of every error the toolkit reports to its user."""

@@ -74,7 +74,7 @@ def require_real_repository(cfg: HomelabConfig) -> None:
     if cfg.gitops.repo_url.rstrip("/") in PLACEHOLDER_REPOSITORIES:
         raise UsageError(
             f"gitops.repo_url is the example {cfg.gitops.repo_url}: set it to the Git repository Argo CD "
-            "should sync (yours; see README, GitOps on a real cluster)"
+            "should sync (yours; see docs/guide/gitops.md)"
         )
 
 

@@ -117,7 +117,7 @@ def checks(cfg: HomelabConfig, resolve: Resolve = system_addresses, ask: Ask | N
     wanted = dns.records(cfg)
     fix = (
         f"point the router's DNS (or a Pi-hole conditional forward for {cfg.domain}) at "
-        f"{cfg.host.lan_ip if forwarder.needed(cfg) else cfg.lan_dns.address}; README, 'The Mac'"
+        f"{cfg.host.lan_ip if forwarder.needed(cfg) else cfg.lan_dns.address}; docs/guide/home-network.md"
     )
     rows = []
     answers = _each(sorted(wanted), resolve)

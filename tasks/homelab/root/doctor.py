@@ -607,7 +607,7 @@ def run_checks(session: Any, host_facts: HostFacts | None = None) -> list[Check]
             from homelab.gitops.local import SYNCED_ONLY
 
             checks += check_sandbox_controllers(session) + check_argocd(kube, SYNCED_ONLY)
-            checks.append(ok("certificates", "not checked on the sandbox: no cert-manager runs there (README)"))
+            checks.append(ok("certificates", "not checked on the sandbox: no cert-manager runs there"))
         else:
             checks += check_argocd(kube) + check_certificates(kube)
         checks += check_load_balancers(session, kube)
