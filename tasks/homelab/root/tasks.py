@@ -85,25 +85,36 @@ def down(c: Any, target: str | None = None, yes: bool = False, dry_run: bool = F
         layer.hook("down")(c, dry_run, overrides)
 
 
-@task(help={"target": TARGET})
-def status(c: Any, target: str | None = None) -> None:
+@task(help={"target": TARGET, "json": 'Print JSON: {"target", "ok", "layers": [{"name", "ok", "summary"}]}.'})
+def status(c: Any, target: str | None = None, json: bool = False) -> None:
     """One line per layer: ok or not, and what it found."""
+    import json as jsonlib
+
     from invoke.exceptions import Exit
 
     from homelab.root.layers import select
 
     overrides = {"target": target}
     s = session(c, False, **overrides)
-    healthy = True
+    layers = []
     for layer in select(s.cfg.target):
         ok, summary = layer.hook("status")(c, overrides)
-        healthy = healthy and ok
-        print(f"{layer.name:<10} {'ok' if ok else 'FAIL':<5} {summary}")
+        layers.append({"name": layer.name, "ok": bool(ok), "summary": summary})
+        if not json:
+            print(f"{layer.name:<10} {'ok' if ok else 'FAIL':<5} {summary}")
+    healthy = all(row["ok"] for row in layers)
+    if json:
+        print(jsonlib.dumps({"target": s.cfg.target, "ok": healthy, "layers": layers}, indent=2))
     if not healthy:
         raise Exit(code=1)
 
 
-@task(help={"json": "Print JSON (for cron and monitoring).", "target": TARGET})
+@task(
+    help={
+        "json": 'Print JSON (for cron and monitoring): [{"name", "status", "detail", "fix"}], status ok/warn/fail.',
+        "target": TARGET,
+    }
+)
 def doctor(c: Any, json: bool = False, target: str | None = None) -> None:
     """Check every layer (tools, config, host network, nodes, K3S, ArgoCD, certificates, tunnel, backups)."""
     from invoke.exceptions import Exit
