@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import socket
 import subprocess
@@ -299,3 +300,81 @@ def test_two_sandboxes_created_at_the_same_moment_both_answer(tmp_path: Path) ->
     finally:
         for env in envs:
             run_cli(["sandbox.down"], env)
+
+
+APPLICATION_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "applications.argoproj.io"},
+    "spec": {
+        "group": "argoproj.io",
+        "names": {
+            "kind": "Application",
+            "listKind": "ApplicationList",
+            "plural": "applications",
+            "singular": "application",
+        },
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+            }
+        ],
+    },
+}
+
+
+def serves_applications(kube: Kube) -> bool:
+    try:
+        kube.resource("argoproj.io/v1alpha1", "Application")
+    except KubeError:
+        return False
+    return True
+
+
+def test_read_tasks_print_their_json_from_the_real_api_server(kube: Kube, sandbox_session: Session) -> None:
+    from conftest import sandbox_config_path
+
+    env = {"HOMELAB_CONFIG": str(sandbox_config_path(sandbox_session))}
+    status = run_cli(["status", "--json"], env)
+    report = json.loads(status.stdout)
+    assert report["target"] == "sandbox" and [layer["name"] for layer in report["layers"]] == ["sandbox", "gitops"]
+    assert report["layers"][0]["summary"].startswith("API ready, 3/3 nodes Ready"), report  # read from the server
+    assert report["ok"] is all(layer["ok"] for layer in report["layers"])
+    assert status.code == (0 if report["ok"] else 1)
+
+    apps = run_cli(["apps.status", "--json"], env)
+    rows = json.loads(apps.stdout)
+    assert rows and {row["name"] for row in rows} == set(sandbox_session.cfg.deployed_apps)
+    # nothing rendered the apps into this sandbox: not one is Available, and the exit code says so
+    assert all(row == {"name": row["name"], "available": False, "waiting": "not created yet"} for row in rows), rows
+    assert apps.code == 1
+
+    if not serves_applications(kube):  # Argo CD's own CRD when another test installed it
+        kube.apply([APPLICATION_CRD])
+        deadline = time.monotonic() + 60
+        while not serves_applications(kube) and time.monotonic() < deadline:
+            time.sleep(0.5)
+    kube.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "argocd"}}])
+    name = f"json-{os.getpid()}"
+    application = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": name, "namespace": "argocd"},
+        "spec": {
+            "project": "default",
+            "destination": {"namespace": "default", "server": "https://kubernetes.default.svc"},
+        },
+        "status": {"sync": {"status": "Synced", "revision": "0123abc"}, "health": {"status": "Healthy"}},
+    }
+    kube.apply([application])
+    try:
+        gitops = run_cli(["gitops.status", "--json"], env)
+        assert gitops.code == 0, gitops.output
+        by_name = {row["name"]: row for row in json.loads(gitops.stdout)}
+        assert by_name[name] == {"name": name, "sync": "Synced", "health": "Healthy", "revision": "0123abc"}
+    finally:
+        kube.delete("argoproj.io/v1alpha1", "Application", name, "argocd")

@@ -11,7 +11,7 @@ import pytest
 import urllib3
 from invoke.exceptions import Exit
 
-from helpers import LOOPBACK_CONFIG, run_cli
+from helpers import LOOPBACK_CONFIG, REFERENCE_CONFIG, run_cli
 from homelab.backup.restic import Snapshot
 from homelab.backup.tasks import run_rows
 from homelab.cli import namespace
@@ -140,12 +140,17 @@ def loopback_env() -> dict[str, str]:
     return {"HOMELAB_CONFIG": str(LOOPBACK_CONFIG)}
 
 
+def reference_env() -> dict[str, str]:
+    """The reference homelab (eight apps); run_cli isolates it from the network, and apps.list plans only."""
+    return {"HOMELAB_CONFIG": str(REFERENCE_CONFIG)}
+
+
 def test_apps_list_json_is_one_row_per_catalog_app_with_the_documented_keys() -> None:
-    result = run_cli(["apps.list", "--json"], loopback_env())
+    result = run_cli(["apps.list", "--json"], reference_env())
     assert result.code == 0, result.stderr
     rows = json.loads(result.stdout)
-    cfg = loader.load(LOOPBACK_CONFIG, {}).config
-    assert [row["name"] for row in rows] == sorted(cfg.apps)
+    cfg = loader.load(REFERENCE_CONFIG, {}).config
+    assert rows and [row["name"] for row in rows] == sorted(cfg.apps)
     assert all(set(row) == JSON_SHAPES["apps.list"] for row in rows)
     assert {row["reached_by"] for row in rows} <= {"internet", "lan", None}
     for row in rows:
@@ -153,9 +158,10 @@ def test_apps_list_json_is_one_row_per_catalog_app_with_the_documented_keys() ->
 
 
 def test_apps_list_table_and_json_say_the_same() -> None:
-    table = run_cli(["apps.list"], loopback_env()).stdout.splitlines()[1:]
-    rows = json.loads(run_cli(["apps.list", "--json"], loopback_env()).stdout)
+    table = run_cli(["apps.list"], reference_env()).stdout.splitlines()[1:]
+    rows = json.loads(run_cli(["apps.list", "--json"], reference_env()).stdout)
     assert [line.split()[0] for line in table] == [row["name"] for row in rows]
+    assert [line.split()[-1] for line in table] == [row["image"] for row in rows]
 
 
 def test_status_json_names_every_layer_and_exits_1_when_one_fails() -> None:
