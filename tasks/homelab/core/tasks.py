@@ -125,5 +125,8 @@ def confirm(question: str, yes: bool) -> bool:
         return True
     if not sys.stdin.isatty():
         raise UsageError(f"{question} Refusing without a terminal; pass --yes to confirm")
-    answer = input(f"{question} [y/N] ").strip().lower()
+    from homelab.core import progress
+
+    with progress.paused():  # a task showing steps holds stdout: the question must reach the terminal
+        answer = input(f"{question} [y/N] ").strip().lower()
     return answer in ("y", "yes")
