@@ -70,6 +70,7 @@ STAMP_DIR="$CACHE_DIR/stamps"
 WORK_DIR="$CACHE_DIR/build"
 LOG_DIR="$CACHE_DIR/logs" # one build log per component and version; only a failing build's tail is shown
 TAIL_LINES=25
+HEARTBEAT=${HOMELAB_BUILD_HEARTBEAT:-60} # seconds between "still building" lines
 export GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:--buildvcs=false}"
 
 say() { printf '[get-binaries] %s\n' "$*" >&2; }
@@ -105,7 +106,15 @@ timed() {
     # In the background so that `set -e` still stops the build at its first failing step (it is
     # ignored in a function called from a condition); its output goes to its own log.
     "$@" >"$log" 2>&1 &
-    wait "$!" || rc=$?
+    local pid=$! next=$((SECONDS + HEARTBEAT))
+    while kill -0 "$pid" 2>/dev/null; do # minutes of Go build are not minutes of silence
+        sleep 1
+        if ((SECONDS >= next)) && kill -0 "$pid" 2>/dev/null; then
+            say "$name $version: still building ($((SECONDS - start))s)"
+            next=$((SECONDS + HEARTBEAT))
+        fi
+    done
+    wait "$pid" || rc=$?
     if [[ $rc -ne 0 ]]; then
         exec {lock}>&-
         say "$name $version: build failed (exit $rc) after $((SECONDS - start))s; the last $TAIL_LINES lines of $log:"
