@@ -378,3 +378,61 @@ def test_read_tasks_print_their_json_from_the_real_api_server(kube: Kube, sandbo
         assert by_name[name] == {"name": name, "sync": "Synced", "health": "Healthy", "revision": "0123abc"}
     finally:
         kube.delete("argoproj.io/v1alpha1", "Application", name, "argocd")
+
+
+def on_a_terminal(args: list[str], env: dict[str, str], timeout: float = 600) -> tuple[int, str]:
+    """``inv ARGS`` with its stdout and stderr on a pseudo-terminal, as the owner runs it; (exit code, what it drew)."""
+    import pty
+    import select
+
+    from helpers import A_ROOMY_HOST, REPO, inv_binary
+
+    full = {k: v for k, v in os.environ.items() if not k.startswith("HOMELAB")}
+    full.update({**A_ROOMY_HOST, **env, "COLUMNS": "100", "TERM": "xterm-256color"})
+    main, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [inv_binary(), *args], cwd=REPO, env=full, stdin=subprocess.DEVNULL, stdout=secondary, stderr=secondary
+    )
+    os.close(secondary)
+    drawn = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([main], [], [], 1.0)
+        if ready:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the terminal's other end closed: the task ended
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        elif process.poll() is not None:
+            break
+    os.close(main)
+    return process.wait(timeout=60), drawn.decode(errors="replace")
+
+
+def test_up_on_a_terminal_shows_steps_and_the_log_holds_the_plan(tmp_path: Path) -> None:
+    data = loopback_data()
+    data["name"] = "tty"
+    config = tmp_path / "homelab.yaml"
+    config.write_text(yaml.safe_dump(data))
+    state = tmp_path / "state"
+    env = {"HOMELAB_CONFIG": str(config), "HOMELAB__STATE_DIR": str(state)}
+    try:
+        code, drawn = on_a_terminal(["up", "--target", "sandbox", "--only", "sandbox", "--offline"], env)
+        assert code == 0, drawn
+        assert "[1/1] sandbox: changed (" in drawn and "up: target sandbox converged" in drawn, drawn
+        assert "==> sandbox cluster" not in drawn, "the plan is folded into the step's live line"
+        [log] = (state / "logs").glob("up-*.log")
+        assert f"log: {log}" in drawn
+        text = log.read_text()
+        assert "==> sandbox cluster tty-sandbox" in text and "run: " in text and "[1/1] sandbox: changed (" in text
+        assert log.stat().st_mode & 0o777 == 0o600
+
+        verbose = run_cli(["up", "--target", "sandbox", "--only", "sandbox", "--offline", "--verbose"], env)
+        assert verbose.code == 0, verbose.output
+        assert "[1/1] sandbox: up to date (" in verbose.stdout and "plan: " in verbose.stdout, verbose.stdout
+        assert len(list((state / "logs").glob("up-*.log"))) == 2, "one log per run"
+    finally:
+        run_cli(["sandbox.down"], env)

@@ -109,3 +109,12 @@ def test_a_question_reaches_the_terminal_while_steps_hold_stdout(monkeypatch: py
             print("Publish? [y/N]")
         assert sys.stdout is not shown
     assert "Publish? [y/N]" in shown.getvalue()
+
+
+def test_each_run_has_its_own_log_even_within_one_second(tmp_path: Path) -> None:
+    first, second = (
+        progress.log_path(tmp_path, "up", now=1_800_000_000.1),
+        progress.log_path(tmp_path, "up", now=1_800_000_000.2),
+    )
+    assert first != second and first.name < second.name
+    assert first.name == "up-20270115T080000.100Z.log"

@@ -34,8 +34,9 @@ ACTIVE: list[Steps] = []  # the Steps that holds sys.stdout now, if any (see ``p
 
 
 def log_path(state_dir: Path, task: str, now: float | None = None) -> Path:
-    """``<state_dir>/logs/<task>-<UTC time>.log``: one file per run, sorted by time."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+    """``<state_dir>/logs/<task>-<UTC time to the millisecond>.log``: one file per run, sorted by time."""
+    at = time.time() if now is None else now
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(at)) + f".{int(at * 1000) % 1000:03d}Z"
     return state_dir / "logs" / f"{task}-{stamp}.log"
 
 
