@@ -77,10 +77,13 @@ def up(
         "target": TARGET,
         "yes": "Do not ask for confirmation.",
         "dry_run": "Print what would be torn down and change nothing.",
+        "verbose": "Print every step's full plan as it runs (without a terminal it always is); "
+        "the log under <state_dir>/logs holds it either way.",
     }
 )
-def down(c: Any, target: str | None = None, yes: bool = False, dry_run: bool = False) -> None:
+def down(c: Any, target: str | None = None, yes: bool = False, dry_run: bool = False, verbose: bool = False) -> None:
     """Tear the homelab down in reverse layer order (backups are never touched); asks unless --yes."""
+    from homelab.core import progress
     from homelab.root.layers import select
 
     overrides = {"target": target}
@@ -91,9 +94,17 @@ def down(c: Any, target: str | None = None, yes: bool = False, dry_run: bool = F
     ):
         print("nothing torn down")
         return
-    for layer in chosen:
-        print(f"--> {layer.name}", flush=True)
-        layer.hook("down")(c, dry_run, overrides)
+    log = None if dry_run else progress.log_path(s.state_dir, "down")
+    with progress.Steps(log, sys.stdout.isatty() and not verbose and not dry_run) as steps:
+        for layer in chosen:
+            steps.start(f"--> {layer.name}")
+            t0 = time.monotonic()
+            layer.hook("down")(c, dry_run, overrides)
+            steps.finish(f"--> {layer.name}: done ({time.monotonic() - t0:.1f}s)")
+        if log is not None:
+            steps.say(f"log: {log}")
+    if log is not None:
+        progress.prune_logs(log.parent, "down")
 
 
 @task(help={"target": TARGET, "json": 'Print JSON: {"target", "ok", "layers": [{"name", "ok", "summary"}]}.'})
