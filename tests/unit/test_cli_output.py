@@ -214,3 +214,12 @@ def test_backup_list_rows_mark_verified_runs_and_keep_untagged_ones() -> None:
         {"time": "2026-12-02T03:00:00.456Z", "snapshot": "3c4d", "status": None, "run": None, "verified": False},
     ]
     assert all(set(row) == JSON_SHAPES["backup.list"] for row in rows)
+
+
+def test_an_api_server_that_stops_answering_mid_request_is_unreachable_too() -> None:
+    pool = urllib3.HTTPSConnectionPool("127.0.0.1", 6443)  # never connected: only its name is read
+    timed_out = urllib3.exceptions.ReadTimeoutError(pool, "/api", "Read timed out. (read timeout=5)")
+    assert unreachable.message("apps.status", timed_out) == (
+        "apps.status: the Kubernetes API server at 127.0.0.1:6443 is not reachable (timed out); "
+        + unreachable.START_HINT
+    )

@@ -11,6 +11,9 @@ stays cheap.
 from __future__ import annotations
 
 START_HINT = "start the cluster (inv up) and check it with inv doctor"
+# urllib3's errors for a server that did not answer: no connection (after the client's retries), a
+# connection that never got a reply in time, a connection dropped mid-request.
+NO_ANSWER = {"MaxRetryError", "ReadTimeoutError", "ProtocolError", "NewConnectionError"}
 
 
 def message(task: str, err: BaseException) -> str | None:
@@ -27,11 +30,13 @@ def _connection_failure(err: BaseException) -> tuple[str, str] | None:
     current: BaseException | None = err
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if type(current).__name__ == "MaxRetryError" and type(current).__module__.startswith("urllib3"):
+        name = type(current).__name__
+        if name in NO_ANSWER and type(current).__module__.startswith("urllib3"):
             pool = getattr(current, "pool", None)
             host, port = getattr(pool, "host", None), getattr(pool, "port", None)
             where = f"at {host}:{port}" if host else "of this homelab"
-            return where, _reason(getattr(current, "reason", None))
+            reason = getattr(current, "reason", None) if name == "MaxRetryError" else current
+            return where, _reason(reason)
         current = current.__cause__ or current.__context__
     return None
 
