@@ -68,6 +68,9 @@ CACHE_DIR="${HOMELAB_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/homelab}"
 BIN_DIR="$CACHE_DIR/bin"
 STAMP_DIR="$CACHE_DIR/stamps"
 WORK_DIR="$CACHE_DIR/build"
+LOG_DIR="$CACHE_DIR/logs" # one build log per component and version; only a failing build's tail is shown
+TAIL_LINES=25
+HEARTBEAT=${HOMELAB_BUILD_HEARTBEAT:-60} # seconds between "still building" lines
 export GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:--buildvcs=false}"
 
 say() { printf '[get-binaries] %s\n' "$*" >&2; }
@@ -75,7 +78,7 @@ die() { say "error: $*"; exit 1; }
 
 command -v go >/dev/null 2>&1 ||
     die "Go is missing: install Go >= 1.25 (https://go.dev/doc/install, or apt-get install golang) and re-run"
-mkdir -p "$BIN_DIR" "$STAMP_DIR" "$WORK_DIR"
+mkdir -p "$BIN_DIR" "$STAMP_DIR" "$WORK_DIR" "$LOG_DIR"
 
 # have NAME VERSION: true when the stamp for this exact version exists.
 have() { [[ -f "$STAMP_DIR/$1-$2" ]]; }
@@ -98,9 +101,26 @@ timed() {
         exec {lock}>&-
         return 0
     fi
-    local start=$SECONDS
-    say "$name $version: building from Go modules (first time only)"
-    "$@"
+    local start=$SECONDS log="$LOG_DIR/$name-$version.log" rc=0
+    say "$name $version: building from Go modules (first time only; log: $log)"
+    # In the background so that `set -e` still stops the build at its first failing step (it is
+    # ignored in a function called from a condition); its output goes to its own log.
+    "$@" >"$log" 2>&1 &
+    local pid=$! next=$((SECONDS + HEARTBEAT))
+    while kill -0 "$pid" 2>/dev/null; do # minutes of Go build are not minutes of silence
+        sleep 1
+        if ((SECONDS >= next)) && kill -0 "$pid" 2>/dev/null; then
+            say "$name $version: still building ($((SECONDS - start))s)"
+            next=$((SECONDS + HEARTBEAT))
+        fi
+    done
+    wait "$pid" || rc=$?
+    if [[ $rc -ne 0 ]]; then
+        exec {lock}>&-
+        say "$name $version: build failed (exit $rc) after $((SECONDS - start))s; the last $TAIL_LINES lines of $log:"
+        tail -n "$TAIL_LINES" "$log" | sed 's/^/    | /' >&2
+        return "$rc"
+    fi
     stamp "$name" "$version"
     exec {lock}>&-
     say "$name $version: built in $((SECONDS - start))s"
@@ -502,7 +522,7 @@ want_all() {
     local second=$! failed=0
     wait "$first" || failed=1
     wait "$second" || failed=1
-    [[ $failed -eq 0 ]] || die "a build failed (see above); re-run to finish: finished builds are kept"
+    [[ $failed -eq 0 ]] || die "a build failed (its log's tail is above); re-run to finish: finished builds are kept"
 }
 
 targets=("$@")

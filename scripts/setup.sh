@@ -53,6 +53,17 @@ build_binaries() { # build_binaries TARGET...: the pinned binaries from Go modul
     fi
 }
 
+# Tab completion of task names and flags: invoke prints the script for the shell; one line in the
+# shell's rc file loads it (for `inv`; `homelab --print-completion-script` does the same for `homelab`).
+say_completion() {
+    # The script calls `invoke --complete`: the venv's bin directory must be on PATH (source .venv/bin/activate).
+    case "$(basename "${SHELL:-bash}")" in
+    zsh) say "tab completion: add to ~/.zshrc: source <(inv --print-completion-script zsh)" ;;
+    fish) say "tab completion: add to ~/.config/fish/config.fish: inv --print-completion-script fish | source" ;;
+    *) say "tab completion: add to ~/.bashrc: source <(inv --print-completion-script bash)" ;;
+    esac
+}
+
 if [[ $(uname -s) == Darwin ]]; then
     # The Mac runs the real homelab with Homebrew's tools: nothing to build unless the sandbox is wanted
     # (HOMELAB_SANDBOX=1), and never limactl (a limactl built here is unsigned: VZ refuses it).
@@ -61,6 +72,7 @@ if [[ $(uname -s) == Darwin ]]; then
         build_binaries sandbox crds controllers restic kubeseal amtool
     fi
     bash scripts/macos-check.sh || die "the Mac is not ready yet: see above"
+    say_completion
     say "done. Next: .venv/bin/inv up"
     exit 0
 fi
@@ -84,4 +96,5 @@ build_binaries_and_guest_image() {
 install_system_packages
 install_python
 build_binaries_and_guest_image
+say_completion
 say "done. Next: .venv/bin/inv up --target sandbox"

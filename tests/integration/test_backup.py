@@ -80,6 +80,9 @@ def test_a_run_is_one_complete_tagged_snapshot_with_a_manifest_and_verifies(bk: 
     verify = bk.cli("backup.verify")
     assert verify.code == 0 and "verified" in verify.stdout, verify.output
     assert "verified" in bk.cli("backup.list").stdout
+    [row] = json.loads(bk.cli("backup.list", "--json").stdout)
+    assert row["snapshot"] == snap["short_id"] and row["status"] == "complete" and row["verified"] is True, row
+    assert set(row) == {"time", "snapshot", "status", "run", "verified"} and row["run"]
     pings = bk.receiver.pings()
     assert pings == ["/ping/start", "/ping"]
     metric = (bk.state / "backup.prom").read_text()

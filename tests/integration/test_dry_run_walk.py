@@ -44,6 +44,7 @@ READ_ONLY = {
     "backup.list": "lists snapshots",
     "backup.verify": "reads the repository; records only its verdict",
     "backup.drill": "restores into a scratch directory and dry-runs against the cluster",
+    "config.schema": "prints the JSON Schema of the config model",
     "config.show": "prints the config",
     "config.validate": "validates the config",
     "gitops.diff": "server-side dry run",

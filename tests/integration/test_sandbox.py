@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import socket
 import subprocess
@@ -299,3 +300,139 @@ def test_two_sandboxes_created_at_the_same_moment_both_answer(tmp_path: Path) ->
     finally:
         for env in envs:
             run_cli(["sandbox.down"], env)
+
+
+APPLICATION_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "applications.argoproj.io"},
+    "spec": {
+        "group": "argoproj.io",
+        "names": {
+            "kind": "Application",
+            "listKind": "ApplicationList",
+            "plural": "applications",
+            "singular": "application",
+        },
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+            }
+        ],
+    },
+}
+
+
+def serves_applications(kube: Kube) -> bool:
+    try:
+        kube.resource("argoproj.io/v1alpha1", "Application")
+    except KubeError:
+        return False
+    return True
+
+
+def test_read_tasks_print_their_json_from_the_real_api_server(kube: Kube, sandbox_session: Session) -> None:
+    from conftest import sandbox_config_path
+
+    env = {"HOMELAB_CONFIG": str(sandbox_config_path(sandbox_session))}
+    status = run_cli(["status", "--json"], env)
+    report = json.loads(status.stdout)
+    assert report["target"] == "sandbox" and [layer["name"] for layer in report["layers"]] == ["sandbox", "gitops"]
+    assert report["layers"][0]["summary"].startswith("API ready, 3/3 nodes Ready"), report  # read from the server
+    assert report["ok"] is all(layer["ok"] for layer in report["layers"])
+    assert status.code == (0 if report["ok"] else 1)
+
+    apps = run_cli(["apps.status", "--json"], env)
+    rows = json.loads(apps.stdout)
+    assert rows and {row["name"] for row in rows} == set(sandbox_session.cfg.deployed_apps)
+    # nothing rendered the apps into this sandbox: not one is Available, and the exit code says so
+    assert all(row == {"name": row["name"], "available": False, "waiting": "not created yet"} for row in rows), rows
+    assert apps.code == 1
+
+    if not serves_applications(kube):  # Argo CD's own CRD when another test installed it
+        kube.apply([APPLICATION_CRD])
+        deadline = time.monotonic() + 60
+        while not serves_applications(kube) and time.monotonic() < deadline:
+            time.sleep(0.5)
+    kube.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "argocd"}}])
+    name = f"json-{os.getpid()}"
+    application = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": name, "namespace": "argocd"},
+        "spec": {
+            "project": "default",
+            "destination": {"namespace": "default", "server": "https://kubernetes.default.svc"},
+        },
+        "status": {"sync": {"status": "Synced", "revision": "0123abc"}, "health": {"status": "Healthy"}},
+    }
+    kube.apply([application])
+    try:
+        gitops = run_cli(["gitops.status", "--json"], env)
+        assert gitops.code == 0, gitops.output
+        by_name = {row["name"]: row for row in json.loads(gitops.stdout)}
+        assert by_name[name] == {"name": name, "sync": "Synced", "health": "Healthy", "revision": "0123abc"}
+    finally:
+        kube.delete("argoproj.io/v1alpha1", "Application", name, "argocd")
+
+
+def on_a_terminal(args: list[str], env: dict[str, str], timeout: float = 600) -> tuple[int, str]:
+    """``inv ARGS`` with its stdout and stderr on a pseudo-terminal, as the owner runs it; (exit code, what it drew)."""
+    import pty
+    import select
+
+    from helpers import A_ROOMY_HOST, REPO, inv_binary
+
+    full = {k: v for k, v in os.environ.items() if not k.startswith("HOMELAB")}
+    full.update({**A_ROOMY_HOST, **env, "COLUMNS": "100", "TERM": "xterm-256color"})
+    main, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [inv_binary(), *args], cwd=REPO, env=full, stdin=subprocess.DEVNULL, stdout=secondary, stderr=secondary
+    )
+    os.close(secondary)
+    drawn = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([main], [], [], 1.0)
+        if ready:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the terminal's other end closed: the task ended
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        elif process.poll() is not None:
+            break
+    os.close(main)
+    return process.wait(timeout=60), drawn.decode(errors="replace")
+
+
+def test_up_on_a_terminal_shows_steps_and_the_log_holds_the_plan(tmp_path: Path) -> None:
+    data = loopback_data()
+    data["name"] = "tty"
+    config = tmp_path / "homelab.yaml"
+    config.write_text(yaml.safe_dump(data))
+    state = tmp_path / "state"
+    env = {"HOMELAB_CONFIG": str(config), "HOMELAB__STATE_DIR": str(state)}
+    try:
+        code, drawn = on_a_terminal(["up", "--target", "sandbox", "--only", "sandbox", "--offline"], env)
+        assert code == 0, drawn
+        assert "[1/1] sandbox: changed (" in drawn and "up: target sandbox converged" in drawn, drawn
+        assert "==> sandbox cluster" not in drawn, "the plan is folded into the step's live line"
+        [log] = (state / "logs").glob("up-*.log")
+        assert f"log: {log}" in drawn
+        text = log.read_text()
+        assert "==> sandbox cluster tty-sandbox" in text and "run: " in text and "[1/1] sandbox: changed (" in text
+        assert log.stat().st_mode & 0o777 == 0o600
+
+        verbose = run_cli(["up", "--target", "sandbox", "--only", "sandbox", "--offline", "--verbose"], env)
+        assert verbose.code == 0, verbose.output
+        assert "[1/1] sandbox: up to date (" in verbose.stdout and "plan: " in verbose.stdout, verbose.stdout
+        assert len(list((state / "logs").glob("up-*.log"))) == 2, "one log per run"
+    finally:
+        run_cli(["sandbox.down"], env)

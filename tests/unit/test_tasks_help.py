@@ -74,6 +74,7 @@ READ_ONLY = {
     "doctor": "probes tools, config, nodes and cluster; prints ok/warn/fail",
     "config.validate": "loads and validates the config (--secrets: checks references exist)",
     "config.show": "prints the effective config",
+    "config.schema": "prints the JSON Schema of the config model",
     "vm.plan": "terraform plan in a scratch copy of the workspace",
     "vm.status": "limactl list",
     "vm.ip": "prints an address from the config",

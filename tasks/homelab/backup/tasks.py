@@ -30,21 +30,45 @@ def run(c: Any, dry_run: bool = False) -> None:
         raise Exit(code=report.exit_code)
 
 
-@task(name="list", help={"from": "Which repository: local (the default) or offsite (backup.offsite)."})
-def list_(c: Any, from_: str = "local") -> None:
+def run_rows(snapshots: list[Any], verified: Any) -> list[dict[str, Any]]:
+    """One row per backup run (restic snapshot), as ``backup.list --json`` prints it."""
+    return [
+        {
+            "time": snap.time,
+            "snapshot": snap.id,
+            "status": snap.tag_value("status"),
+            "run": snap.tag_value("run"),
+            "verified": snap.id in verified,
+        }
+        for snap in snapshots
+    ]
+
+
+@task(
+    name="list",
+    help={
+        "from": "Which repository: local (the default) or offsite (backup.offsite).",
+        "json": 'Print JSON: [{"time", "snapshot", "status", "run", "verified"}] ([] when there is none).',
+    },
+)
+def list_(c: Any, from_: str = "local", json: bool = False) -> None:
     """Every backup run: time, snapshot, complete or partial, verified."""
+    import json as jsonlib
+
     from homelab.backup.restic import restic_for
     from homelab.backup.verify import load_verified
 
     s = session(c)
     verified = load_verified(s) if from_ == "local" else {}
-    snapshots = restic_for(s, from_).snapshots()
-    if not snapshots:
+    rows = run_rows(restic_for(s, from_).snapshots(), verified)
+    if json:
+        print(jsonlib.dumps(rows, indent=2))
+        return
+    if not rows:
         print("no backups yet")
-    for snap in snapshots:
-        mark = "verified" if snap.id in verified else ""
-        status = snap.tag_value("status") or "?"
-        print(f"{snap.time[:19]}  {snap.id}  {status:<9} {snap.tag_value('run') or ''}  {mark}")
+    for r in rows:
+        mark = "verified" if r["verified"] else ""
+        print(f"{r['time'][:19]}  {r['snapshot']}  {r['status'] or '?':<9} {r['run'] or ''}  {mark}")
 
 
 @task(

@@ -50,4 +50,12 @@ def show(c: Any, origins: bool = False, target: str | None = None) -> None:
     print(render(s.loaded, with_origins=origins))
 
 
-ns = Collection("config", validate, show)
+@task
+def schema(c: Any) -> None:
+    """Print the config's JSON Schema (for editors); config/homelab.schema.json is this output, committed."""
+    from homelab.config.json_schema import text
+
+    print(text(), end="")
+
+
+ns = Collection("config", validate, show, schema)

@@ -76,6 +76,10 @@ def _exit_for(name: str, err: BaseException) -> BaseException:
     if isinstance(err, Exit):
         return Exit(REDACTOR.redact(err.message) if err.message else None, code=err.code)
     if isinstance(err, Exception):
+        from homelab.core.kube import unreachable  # only when a task failed: --list stays cheap
+
+        if text := unreachable.message(name, err):
+            return Exit(REDACTOR.redact(text), code=EXIT_FAILURE)
         return unexpected(name, err)
     return err  # SystemExit and the like pass unchanged
 
@@ -121,5 +125,8 @@ def confirm(question: str, yes: bool) -> bool:
         return True
     if not sys.stdin.isatty():
         raise UsageError(f"{question} Refusing without a terminal; pass --yes to confirm")
-    answer = input(f"{question} [y/N] ").strip().lower()
+    from homelab.core import progress
+
+    with progress.paused():  # a task showing steps holds stdout: the question must reach the terminal
+        answer = input(f"{question} [y/N] ").strip().lower()
     return answer in ("y", "yes")

@@ -137,20 +137,43 @@ def diff(c: Any, target: str | None = None) -> None:
     raise Exit(code=1)
 
 
-@task(help={"target": "Cluster target (default from config)."})
-def status(c: Any, target: str | None = None) -> None:
+def application_rows(apps: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """One row per Argo CD Application, as ``gitops.status --json`` prints it."""
+    rows = []
+    for app in sorted(apps, key=lambda a: a["metadata"]["name"]):
+        st = app.get("status") or {}
+        sync, health = st.get("sync") or {}, st.get("health") or {}
+        rows.append(
+            {
+                "name": app["metadata"]["name"],
+                "sync": sync.get("status", "Unknown"),
+                "health": health.get("status", "Unknown"),
+                "revision": sync.get("revision") or None,
+            }
+        )
+    return rows
+
+
+@task(
+    help={
+        "target": "Cluster target (default from config).",
+        "json": 'Print JSON: [{"name", "sync", "health", "revision"}] (revision null before the first sync).',
+    }
+)
+def status(c: Any, target: str | None = None, json: bool = False) -> None:
     """ArgoCD Applications: sync status, health, revision."""
+    import json as jsonlib
+
     from homelab.core import cluster
 
     s = session(c, target=target)
-    apps = cluster.connect(s).list_objects("argoproj.io/v1alpha1", "Application", "argocd")
+    rows = application_rows(cluster.connect(s).list_objects("argoproj.io/v1alpha1", "Application", "argocd"))
+    if json:
+        print(jsonlib.dumps(rows, indent=2))
+        return
     print(f"{'APPLICATION':<28} {'SYNC':<10} {'HEALTH':<12} REVISION")
-    for app in sorted(apps, key=lambda a: a["metadata"]["name"]):
-        st = app.get("status") or {}
-        print(
-            f"{app['metadata']['name']:<28} {(st.get('sync') or {}).get('status', 'Unknown'):<10} "
-            f"{(st.get('health') or {}).get('status', 'Unknown'):<12} {(st.get('sync') or {}).get('revision', '-')}"
-        )
+    for r in rows:
+        print(f"{r['name']:<28} {r['sync']:<10} {r['health']:<12} {r['revision'] or '-'}")
 
 
 @task(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -20,6 +21,8 @@ TARGET = "Cluster target: lima (the Mac's VMs), sandbox (local API server), k3d,
         "offline": "Go on when the upstream sources cannot be checked (no network); a broken source still stops.",
         "delete_data": "Delete the claims (and the data their volumes hold) of apps no longer in the config, "
         "after asking (--yes skips it); without it they are kept and named.",
+        "verbose": "Print every step's full plan as it runs (without a terminal it always is); "
+        "the log under <state_dir>/logs holds it either way.",
     }
 )
 def up(
@@ -31,8 +34,10 @@ def up(
     yes: bool = False,
     offline: bool = False,
     delete_data: bool = False,
+    verbose: bool = False,
 ) -> None:
     """Bring the homelab up: every layer in dependency order, each a plan that may be empty."""
+    from homelab.core import progress
     from homelab.root.layers import select
     from homelab.versions.check import require_sources
 
@@ -40,25 +45,31 @@ def up(
     s = session(c, dry_run, **overrides)
     chosen = select(s.cfg.target, only, from_)
     require_sources(s, offline, [layer.name for layer in chosen], dry_run)  # before any node or cluster is touched
+    # A dry run's output is its plan, all of it, and it writes nothing (not even a log).
+    log = None if dry_run else progress.log_path(s.state_dir, "up")
+    live = sys.stdout.isatty() and not verbose and not dry_run
     changed_any = False
     started = time.monotonic()
-    for i, layer in enumerate(chosen, 1):
-        print(f"[{i}/{len(chosen)}] {layer.name}", flush=True)
-        t0 = time.monotonic()
-        hook = layer.hook("up")
-        changed = hook(c, dry_run, overrides, yes, delete_data) if layer.asks else hook(c, dry_run, overrides)
-        changed_any = changed_any or bool(changed)
-        print(
-            f"[{i}/{len(chosen)}] {layer.name}: {'changed' if changed else 'up to date'} ({time.monotonic() - t0:.1f}s)"
-        )
-    if dry_run:
-        print("dry run: nothing was changed")
-    elif not changed_any:
-        print(
-            f"up: nothing to do; target {s.cfg.target} already matches the config ({time.monotonic() - started:.1f}s)"
-        )
-    else:
-        print(f"up: target {s.cfg.target} converged ({time.monotonic() - started:.1f}s)")
+    with progress.Steps(log, live) as steps:
+        for i, layer in enumerate(chosen, 1):
+            steps.start(f"[{i}/{len(chosen)}] {layer.name}")
+            t0 = time.monotonic()
+            hook = layer.hook("up")
+            changed = hook(c, dry_run, overrides, yes, delete_data) if layer.asks else hook(c, dry_run, overrides)
+            changed_any = changed_any or bool(changed)
+            outcome = "changed" if changed else "up to date"
+            steps.finish(f"[{i}/{len(chosen)}] {layer.name}: {outcome} ({time.monotonic() - t0:.1f}s)")
+        elapsed = time.monotonic() - started
+        if dry_run:
+            steps.say("dry run: nothing was changed")
+        elif not changed_any:
+            steps.say(f"up: nothing to do; target {s.cfg.target} already matches the config ({elapsed:.1f}s)")
+        else:
+            steps.say(f"up: target {s.cfg.target} converged ({elapsed:.1f}s)")
+        if log is not None:
+            steps.say(f"log: {log}")
+    if log is not None:
+        progress.prune_logs(log.parent, "up")
 
 
 @task(
@@ -66,10 +77,13 @@ def up(
         "target": TARGET,
         "yes": "Do not ask for confirmation.",
         "dry_run": "Print what would be torn down and change nothing.",
+        "verbose": "Print every step's full plan as it runs (without a terminal it always is); "
+        "the log under <state_dir>/logs holds it either way.",
     }
 )
-def down(c: Any, target: str | None = None, yes: bool = False, dry_run: bool = False) -> None:
+def down(c: Any, target: str | None = None, yes: bool = False, dry_run: bool = False, verbose: bool = False) -> None:
     """Tear the homelab down in reverse layer order (backups are never touched); asks unless --yes."""
+    from homelab.core import progress
     from homelab.root.layers import select
 
     overrides = {"target": target}
@@ -80,30 +94,49 @@ def down(c: Any, target: str | None = None, yes: bool = False, dry_run: bool = F
     ):
         print("nothing torn down")
         return
-    for layer in chosen:
-        print(f"--> {layer.name}", flush=True)
-        layer.hook("down")(c, dry_run, overrides)
+    log = None if dry_run else progress.log_path(s.state_dir, "down")
+    with progress.Steps(log, sys.stdout.isatty() and not verbose and not dry_run) as steps:
+        for layer in chosen:
+            steps.start(f"--> {layer.name}")
+            t0 = time.monotonic()
+            layer.hook("down")(c, dry_run, overrides)
+            steps.finish(f"--> {layer.name}: done ({time.monotonic() - t0:.1f}s)")
+        if log is not None:
+            steps.say(f"log: {log}")
+    if log is not None:
+        progress.prune_logs(log.parent, "down")
 
 
-@task(help={"target": TARGET})
-def status(c: Any, target: str | None = None) -> None:
+@task(help={"target": TARGET, "json": 'Print JSON: {"target", "ok", "layers": [{"name", "ok", "summary"}]}.'})
+def status(c: Any, target: str | None = None, json: bool = False) -> None:
     """One line per layer: ok or not, and what it found."""
+    import json as jsonlib
+
     from invoke.exceptions import Exit
 
     from homelab.root.layers import select
 
     overrides = {"target": target}
     s = session(c, False, **overrides)
-    healthy = True
+    layers = []
     for layer in select(s.cfg.target):
         ok, summary = layer.hook("status")(c, overrides)
-        healthy = healthy and ok
-        print(f"{layer.name:<10} {'ok' if ok else 'FAIL':<5} {summary}")
+        layers.append({"name": layer.name, "ok": bool(ok), "summary": summary})
+        if not json:
+            print(f"{layer.name:<10} {'ok' if ok else 'FAIL':<5} {summary}")
+    healthy = all(row["ok"] for row in layers)
+    if json:
+        print(jsonlib.dumps({"target": s.cfg.target, "ok": healthy, "layers": layers}, indent=2))
     if not healthy:
         raise Exit(code=1)
 
 
-@task(help={"json": "Print JSON (for cron and monitoring).", "target": TARGET})
+@task(
+    help={
+        "json": 'Print JSON (for cron and monitoring): [{"name", "status", "detail", "fix"}], status ok/warn/fail.',
+        "target": TARGET,
+    }
+)
 def doctor(c: Any, json: bool = False, target: str | None = None) -> None:
     """Check every layer (tools, config, host network, nodes, K3S, ArgoCD, certificates, tunnel, backups)."""
     from invoke.exceptions import Exit

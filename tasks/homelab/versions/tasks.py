@@ -13,7 +13,7 @@ from homelab.core.tasks import session, task
     default=True,
     help={
         "refresh": "Ask upstream again even when a passing check of the same sources is cached (24 h).",
-        "json": "Print a JSON list of {component, kind, address, chart, version, ok, status, detail, fix}.",
+        "json": "Print a JSON list of {component, kind, address, chart, version, ok, status, url, detail, fix}.",
     },
 )
 def check(c: Any, refresh: bool = False, json: bool = False) -> None:

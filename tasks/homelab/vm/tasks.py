@@ -116,7 +116,7 @@ def stop(c: Any, name: list[str], dry_run: bool = False) -> None:
     run.power(session(c, dry_run), name, "Stopped")
 
 
-@task(aliases=["list"], help={"json": "Print JSON instead of a table."})
+@task(aliases=["list"], help={"json": 'Print JSON: [{"name", "state", "ip", "cpus", "memory", "role", "provider"}].'})
 def status(c: Any, json: bool = False) -> None:
     """Every VM node: name, state, IP, cpus, memory."""
     import json as json_module
