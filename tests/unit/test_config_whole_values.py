@@ -36,6 +36,8 @@ GOOD: dict[str, Any] = {
             "bolt_databases": ["sessions.db"],
             "storage_class": "local-path",
             "quiesce": ["sqlite3 /data/db.sqlite3 .backup"],
+            "cpu_request": "50m",
+            "memory_request": "64MiB",
         }
     },
     "kube_context": "homelab",

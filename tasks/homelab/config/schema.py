@@ -369,10 +369,13 @@ class App(Strict):
     storage_class: KubeSubdomain = "local-path"
     replicas: Annotated[Int, Field(ge=0, le=20)] = 1
     critical: bool = False
-    cpu_request: CpuAmount = "50m"
-    cpu_limit: CpuAmount = "500m"
-    memory_request: Size = "64MiB"
-    memory_limit: Size = "512MiB"
+    # Requests and limits: unset, each comes from the image's contract, measured or documented figures with
+    # their sources (homelab.apps.contracts.resources_for); a value here wins over the contract's. No CPU limit
+    # unless set: a limit throttles an app that has idle cores beside it, and a request already shares them fairly.
+    cpu_request: CpuAmount | None = None
+    cpu_limit: CpuAmount | None = None
+    memory_request: Size | None = None
+    memory_limit: Size | None = None
     env: dict[ContainerEnvName, Text] = Field(default_factory=dict)
     secrets: dict[ContainerEnvName, SecretRef] = Field(default_factory=dict)
     # internet: the public internet; lan: network.lan (devices on the home network); lm-studio: its port on the Mac
