@@ -147,3 +147,11 @@ def test_a_per_node_agent_counts_once_per_node() -> None:
 )
 def test_kubernetes_quantities_in_mib(quantity: str, mib: int) -> None:
     assert sizing.quantity_mib(quantity) == mib
+
+
+def test_config_validate_says_what_the_requests_leave() -> None:
+    from helpers import run_cli
+
+    result = run_cli(["config.validate"], {"HOMELAB_CONFIG": str(REPO / "config" / "homelab.yaml")})
+    assert result.code == 0, result.output
+    assert "memory requests: apps 2688MiB + platform 1536MiB of 15872MiB the nodes leave pods" in result.stdout
