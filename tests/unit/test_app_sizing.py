@@ -104,6 +104,12 @@ def test_the_allocatable_memory_is_the_node_less_the_k3s_reserve() -> None:
     assert [sizing.allocatable_mib(node) for node in cfg.nodes] == [4096 - 1536, 3072 - 512, 3072 - 512]
 
 
+def test_a_nodes_own_reserve_replaces_its_roles() -> None:
+    data = with_change(lambda d: d["nodes"][0].update(reserved_memory="1GiB"))
+    cfg = loader.validate(data)
+    assert [sizing.allocatable_mib(node) for node in cfg.nodes] == [6144 - 1024, 8192 - 512, 8192 - 512]
+
+
 def test_requests_beyond_the_nodes_are_refused_naming_the_largest_app() -> None:
     data = reference_with(REPO / "config" / "examples" / "mac-16gb.local.yaml")
     for node in data["nodes"][1:]:
@@ -118,7 +124,8 @@ def test_one_pod_larger_than_every_node_is_refused_alone() -> None:
     data = with_change(lambda d: d["apps"]["plex"].update(memory_request="8GiB", memory_limit="8GiB"))
     assert problems_of(data) == [
         "apps.plex.memory_request: 8GiB does not fit on any node: the largest leaves pods 7680MiB (its memory less "
-        "1536MiB on a server, 512MiB on an agent, for K3S and the system); lower it or give a node more memory"
+        "1536MiB on a server, 512MiB on an agent, for K3S and the system, unless its reserved_memory says otherwise); "
+        "lower it or give a node more memory"
     ]
 
 

@@ -77,6 +77,7 @@ def good_data() -> dict[str, Any]:
     merged, _ = merge_layers([Layer("base", loopback_data()), Layer("good", GOOD)])
     merged["nodes"][-1] |= {"labels": {"example.com/tier": "fast"}, "taints": ["gpu=yes:NoSchedule"]}
     merged["nodes"][-1] |= {"provider": "ssh", "ssh_user": "ops"}
+    merged["nodes"][0] |= {"reserved_memory": "1GiB"}
     merged["cloudflare"]["api_token"] = {"keychain": "cloudflare token"}
     return loader.validate(merged).model_dump()
 

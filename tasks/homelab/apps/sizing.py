@@ -10,7 +10,8 @@ kernel would kill them.
 
 Reserves, from K3S's own resource profiling (https://docs.k3s.io/reference/resource-profiling):
 a server with a workload uses about 1.6 GB (K3S and containerd), an agent about 275 MB;
-each also runs the guest's systemd, journald and sshd. The platform's share is
+each also runs the guest's systemd, journald and sshd. A node's ``reserved_memory`` replaces
+its role's figure (an owner who measured their own). The platform's share is
 what the toolkit renders for it (``homelab.gitops.platform.platform``), each
 Deployment times its replicas and each per-node agent times the nodes; the charts'
 own defaults (Argo CD, cert-manager, MetalLB) ask for little and are not counted.
@@ -52,6 +53,9 @@ def quantity_mib(quantity: str) -> int:
 
 
 def reserve_mib(node: Node) -> int:
+    """What K3S and the system keep on the node: its ``reserved_memory``, else the profiled figure for its role."""
+    if node.reserved_memory:
+        return size_mib(node.reserved_memory)
     return SERVER_RESERVE_MIB if node.role == "server" else AGENT_RESERVE_MIB
 
 
@@ -122,7 +126,8 @@ def problems(cfg: HomelabConfig) -> list[Problem]:
                     f"apps.{name}.memory_request",
                     f"{shown(request)} does not fit on any node: the largest leaves pods {shown(largest)} (its "
                     f"memory less {shown(SERVER_RESERVE_MIB)} on a server, {shown(AGENT_RESERVE_MIB)} on an agent, "
-                    "for K3S and the system); lower it or give a node more memory",
+                    "for K3S and the system, unless its reserved_memory says otherwise); lower it or give a node "
+                    "more memory",
                 )
             )
     wanted = sum(d.mib for d in apps) + sum(d.mib for d in platform)
@@ -134,9 +139,9 @@ def problems(cfg: HomelabConfig) -> list[Problem]:
                 top.at if top else "nodes",
                 f"the apps ask for {shown(sum(d.mib for d in apps))} and the platform for "
                 f"{shown(sum(d.mib for d in platform))}, {shown(wanted)} in all, and the nodes leave pods "
-                f"{shown(room)} (their memory less {shown(SERVER_RESERVE_MIB)} per server and "
-                f"{shown(AGENT_RESERVE_MIB)} per agent for K3S and the system): {how}or give the nodes "
-                f"{shown(wanted - room)} more memory",
+                f"{shown(room)} (their memory less what K3S and the system keep: reserved_memory, else "
+                f"{shown(SERVER_RESERVE_MIB)} per server and {shown(AGENT_RESERVE_MIB)} per agent): {how}"
+                f"or give the nodes {shown(wanted - room)} more memory",
             )
         )
     return found

@@ -174,6 +174,9 @@ class Node(Strict):
     ip: IPv4
     cpus: Annotated[Int, Field(ge=1, le=64)] = 2
     memory: Size = "4GiB"
+    # What K3S and the guest system keep of that memory, away from pods; unset: 1536MiB on a server, 512MiB on an
+    # agent (K3S's resource profiling, homelab.apps.sizing). The apps' memory requests must fit the rest.
+    reserved_memory: Size | None = None
     disk: Size = "40GiB"
     ssh_port: Port | None = None
     ssh_user: PosixUser | None = None
