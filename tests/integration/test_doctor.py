@@ -271,3 +271,35 @@ def test_backup_checks(on_sandbox: Session, kube: Kube) -> None:
         assert checks["backup age"].status == "ok" and checks["sealed secrets key"].status == "ok"
     finally:
         kube.delete("v1", "Secret", "sealed-secrets-key-doctor", "kube-system")
+
+
+def test_node_memory_requests_against_allocatable_on_the_sandbox(kube: Kube, namespace: str) -> None:
+    """The sandbox's nodes carry their config memory as allocatable; pods placed on one add up until it warns."""
+    before = by_name(doctor.check_node_requests(kube))
+    assert {"node k3s-server memory requests", "node k3s-worker-1 memory requests"} <= set(before)
+    assert "of 8GiB allocatable" in before["node k3s-worker-1 memory requests"].detail  # the loopback node's 8GiB
+
+    def placed(name: str, node: str, memory: str) -> dict:
+        container = {"name": "c", "image": "registry.home.arpa/idle:1.0", "resources": {"requests": {"memory": memory}}}
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"nodeName": node, "containers": [container]},
+        }
+
+    from homelab.apps.sizing import quantity_mib
+
+    server = next(n for n in kube.list_objects("v1", "Node") if n["metadata"]["name"] == "k3s-server")
+    allocatable = quantity_mib(server["status"]["allocatable"]["memory"])
+    already = sum(
+        doctor.pod_memory_request(p)
+        for p in kube.list_objects("v1", "Pod")
+        if p["spec"].get("nodeName") == "k3s-server" and p["status"].get("phase") not in doctor.DONE_PHASES
+    )
+    kube.apply([placed("small", "k3s-server", "256Mi")])
+    after = by_name(doctor.check_node_requests(kube))["node k3s-server memory requests"]
+    assert after.status == "ok" and after.detail.startswith(f"pods request {already + 256}MiB of ")
+    kube.apply([placed("large", "k3s-server", f"{int(allocatable * 0.95) - already - 256}Mi")])
+    full = by_name(doctor.check_node_requests(kube))["node k3s-server memory requests"]
+    assert full.status == "warn" and "above 90%" in full.detail, full

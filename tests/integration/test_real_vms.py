@@ -71,8 +71,12 @@ class VmLab:
                 "lima": {"vm_type": "qemu", "arch": "x86_64", "network": "user-v2", "guest_image": str(host.image)},
                 "nodes": [
                     {"name": NAME, "role": "server", "ip": IP, "cpus": 1, "memory": "1GiB", "disk": "4GiB"}
-                    | {"ssh_port": free_port()}
+                    | {"ssh_port": free_port(), "reserved_memory": "256MiB"}  # its K3S is a stand-in
                 ],
+                # No catalog and no monitoring: a 1 GiB node leaves pods too little for them (homelab.apps.sizing);
+                # the backup test names its own app.
+                "apps": {},
+                "monitoring": {"enabled": False},
                 "metallb": {"pool": {"start": "192.168.104.150", "end": "192.168.104.160"}},
                 "ingress": {"load_balancer_ip": "192.168.104.150"},
                 "k3s": {

@@ -36,6 +36,8 @@ GOOD: dict[str, Any] = {
             "bolt_databases": ["sessions.db"],
             "storage_class": "local-path",
             "quiesce": ["sqlite3 /data/db.sqlite3 .backup"],
+            "cpu_request": "50m",
+            "memory_request": "64MiB",
         }
     },
     "kube_context": "homelab",
@@ -75,6 +77,7 @@ def good_data() -> dict[str, Any]:
     merged, _ = merge_layers([Layer("base", loopback_data()), Layer("good", GOOD)])
     merged["nodes"][-1] |= {"labels": {"example.com/tier": "fast"}, "taints": ["gpu=yes:NoSchedule"]}
     merged["nodes"][-1] |= {"provider": "ssh", "ssh_user": "ops"}
+    merged["nodes"][0] |= {"reserved_memory": "1GiB"}
     merged["cloudflare"]["api_token"] = {"keychain": "cloudflare token"}
     return loader.validate(merged).model_dump()
 

@@ -60,3 +60,32 @@ def test_an_installer_that_does_not_download_fails_the_node_check(tmp_path, monk
     failed = checks["node k3s-worker-2 installer"]
     assert failed.status == "fail" and "Could not resolve host" in failed.detail
     assert "k3s.installer_file" in failed.fix
+
+
+def pod(node: str, *requests: str, init: str | None = None, phase: str = "Running") -> dict:
+    containers = [{"name": f"c{i}", "resources": {"requests": {"memory": r}}} for i, r in enumerate(requests)]
+    spec: dict = {"nodeName": node, "containers": containers}
+    if init:
+        spec["initContainers"] = [{"name": "init", "resources": {"requests": {"memory": init}}}]
+    return {"spec": spec, "status": {"phase": phase}}
+
+
+def node(name: str, allocatable: str) -> dict:
+    return {"metadata": {"name": name}, "status": {"allocatable": {"memory": allocatable}}}
+
+
+def test_node_memory_requests_count_as_the_scheduler_does_and_warn_above_90_percent() -> None:
+    nodes = [node("server", "2Gi"), node("worker", "4Gi")]
+    pods = [
+        pod("worker", "1Gi", "512Mi"),  # containers together
+        pod("worker", "64Mi", init="256Mi"),  # its init container is larger: 256Mi
+        pod("worker", "2Gi", phase="Succeeded"),  # finished: not counted
+        pod("server", "1900Mi"),
+        {"spec": {"containers": [{"name": "pending"}]}, "status": {"phase": "Pending"}},  # not placed, no requests
+    ]
+    checks = {c.name: c for c in doctor.node_requests(nodes, pods)}
+    worker, server = checks["node worker memory requests"], checks["node server memory requests"]
+    assert (worker.status, worker.detail) == ("ok", "pods request 1792MiB of 4GiB allocatable (44%)")
+    assert server.status == "warn"
+    assert server.detail.startswith("pods request 1900MiB of 2GiB allocatable (93%): above 90%")
+    assert "lower an app's memory_request" in server.fix

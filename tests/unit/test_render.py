@@ -9,6 +9,7 @@ import yaml
 
 from helpers import loopback_data
 from homelab.apps import render as apps
+from homelab.apps.sizing import quantity_mib
 from homelab.config.loader import validate
 from homelab.core import pins
 from homelab.gitops import platform, tree
@@ -68,7 +69,9 @@ def test_every_app_gets_hardening(cfg) -> None:
             assert security["allowPrivilegeEscalation"] is False and "privileged" not in security, name
             assert security["capabilities"]["drop"] == ["ALL"], name
             assert set(security["capabilities"].get("add", [])) <= (set() if app.non_root else ROOT_APP_CAPABILITIES)
-            assert set(container["resources"]["requests"]) == set(container["resources"]["limits"]) == {"cpu", "memory"}
+            resources = container["resources"]
+            assert set(resources["requests"]) == {"cpu", "memory"} and "memory" in resources["limits"], name
+            assert quantity_mib(resources["limits"]["memory"]) >= quantity_mib(resources["requests"]["memory"]), name
         for container in pod["containers"]:
             assert container["readinessProbe"]["tcpSocket"] == container["livenessProbe"]["tcpSocket"], name
         policies = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "NetworkPolicy"}

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 from homelab.apps import volume_data
 from homelab.apps.volume_data import Engine
 from homelab.config.image_ref import repository
+from homelab.config.kinds import size_mib
 from homelab.core.errors import Problem
 
 if TYPE_CHECKING:
@@ -81,6 +82,38 @@ DEFAULT_LIMITS = Limits("100MiB", "60s", False, "default for an image without a 
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What the app's container asks the scheduler for, and the memory it may not pass; ``source`` backs each figure.
+
+    ``memory_request`` is the app's steady use, measured or documented upstream: the
+    scheduler places pods by it, so a token figure packs apps onto a node that then runs
+    out and the kernel kills one. ``memory_limit`` is where the kernel stops it, above the
+    request for peaks (a scan, a transcode, a big upload). No CPU limit: CPU is shared by
+    the requests' weights, and a limit only throttles an app beside idle cores.
+    """
+
+    cpu_request: str
+    memory_request: str
+    memory_limit: str
+    source: str
+
+
+# An image without a contract (your own): a small service; set memory_request and memory_limit to what yours uses.
+DEFAULT_RESOURCES = Resources("50m", "64MiB", "512MiB", "the toolkit's default for an image without a contract")
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """The requests and limits an app's container gets: the entry's own values, else its contract's."""
+
+    cpu_request: str
+    cpu_limit: str | None
+    memory_request: str
+    memory_limit: str
+    source: str  # where the memory request comes from: "config" or the contract's source
+
+
+@dataclass(frozen=True)
 class Contract:
     """One image's requirements; ``source`` names where each fact was read."""
 
@@ -105,6 +138,7 @@ class Contract:
     takeover: Takeover | None = None
     bulk: str = ""
     limits: Limits = DEFAULT_LIMITS  # what its route allows a request (homelab.apps.render.app_route)
+    resources: Resources = DEFAULT_RESOURCES  # its requests and memory limit (homelab.apps.render.container)
 
 
 def pod_cidr(cfg: HomelabConfig) -> str:
@@ -146,6 +180,9 @@ CONTRACTS: dict[str, Contract] = {
         env=_homepage_env,
         needs="HOMEPAGE_ALLOWED_HOSTS = its hostname (rendered)",
         limits=Limits("1MiB", "30s", False, "a dashboard: reads its config, takes no uploads"),
+        # A Next.js server that polls its widgets; the cluster template's pod was OOM-killed with only the default
+        # widgets until its memory was raised.
+        resources=Resources("50m", "128MiB", "512MiB", "https://github.com/onedr0p/cluster-template/pull/1140"),
     ),
     "ghcr.io/home-assistant/home-assistant": Contract(
         source="https://www.home-assistant.io/integrations/http/#reverse-proxies; image runs s6-overlay as root",
@@ -177,6 +214,15 @@ CONTRACTS: dict[str, Contract] = {
             "its frontend lives on a websocket (https://developers.home-assistant.io/docs/api/"
             "websocket/); camera streams; backup uploads of gigabytes",
         ),
+        # A whole Home Assistant system wants 2 GB of RAM (its OS included); Core alone settles near 500 MB with a
+        # few integrations, and grows with each integration and the recorder's history.
+        resources=Resources(
+            "100m",
+            "512MiB",
+            "2GiB",
+            "https://www.home-assistant.io/installation/generic-x86-64/ (2 GB RAM for the system); "
+            "https://github.com/mpospisil/gleanvolt/wiki/Deployment (Core measured near 485 MB steady)",
+        ),
     ),
     "lscr.io/linuxserver/plex": Contract(
         source=f"https://docs.linuxserver.io/images/docker-plex/; {LINUXSERVER}",
@@ -188,6 +234,14 @@ CONTRACTS: dict[str, Contract] = {
         databases={f"{PLEX_DATA}/Plug-in Support/Databases/{db}": "sqlite" for db in PLEX_DATABASES},
         skip=tuple(f"{PLEX_DATA}/{cache}" for cache in ("Cache", "Codecs", "Crash Reports", "Diagnostics", "Logs")),
         limits=Limits(None, "0s", True, "streams video"),
+        # Plex asks for 2 GB of RAM on the machine that runs the server; idle it uses a few hundred MiB, and each
+        # transcode adds its own (the limit leaves room for a few).
+        resources=Resources(
+            "200m",
+            "512MiB",
+            "4GiB",
+            "https://support.plex.tv/articles/200375666-plex-media-server-requirements/ (2 GB RAM)",
+        ),
         backup_source="https://support.plex.tv/articles/201539237-backing-up-plex-media-server-data/ (the Cache "
         "folder is not needed); https://support.plex.tv/articles/202915258-where-is-the-plex-media-server-data-"
         "directory-located/ (linuxserver: /config/Library/Application Support/Plex Media Server)",
@@ -206,6 +260,15 @@ CONTRACTS: dict[str, Contract] = {
         # The Web UI's uploads are .torrent files, which qBittorrent itself caps at 100 MiB (MAX_TORRENT_SIZE,
         # qbittorrent/qBittorrent#10464); its answers are small JSON.
         limits=Limits("100MiB", "60s", False, "qbittorrent/qBittorrent#10464 (MAX_TORRENT_SIZE 100 MiB)"),
+        # Its disk cache grows with the torrents it serves until the memory it may use is full (libtorrent 2 maps
+        # the files): the limit is what keeps that cache from taking the node.
+        resources=Resources(
+            "100m",
+            "256MiB",
+            "1GiB",
+            "https://github.com/qbittorrent/qBittorrent/issues/13699 (the cache fills its container's limit); "
+            "https://github.com/linuxserver/docker-qbittorrent/issues/311 (grows until OOM without one)",
+        ),
         backup_source="qBittorrent src/base/bittorrent/bencoderesumedatastorage.cpp (BT_backup) and "
         "dbresumedatastorage.cpp (torrents.db, the SQLite resume data storage); linuxserver: profile under /config",
     ),
@@ -228,6 +291,13 @@ CONTRACTS: dict[str, Contract] = {
         # Attachments up to 500 MB (Bitwarden's clients' cap, https://bitwarden.com/help/attachments/), checked by
         # Vaultwarden itself (ATTACHMENTS_*_LIMIT); live sync notifications ride a websocket (/notifications/hub).
         limits=Limits(None, "0s", True, "https://bitwarden.com/help/attachments/; /notifications/hub websocket"),
+        # A Rust server: its maintainers measure about 12 MB with a handful of users and devices.
+        resources=Resources(
+            "20m",
+            "64MiB",
+            "256MiB",
+            "https://github.com/dani-garcia/vaultwarden/issues/277 and /issues/645 (about 12 MB in use)",
+        ),
         backup_source="https://github.com/dani-garcia/vaultwarden/wiki/Backing-up-your-vault (db.sqlite3 through "
         "SQLite's backup; icon_cache optional)",
     ),
@@ -245,6 +315,15 @@ CONTRACTS: dict[str, Contract] = {
         # Uploads come in chunks of 10 MB (filebrowser/filebrowser#5365, its tus chunk size), any file size in all;
         # downloads of any size stream back.
         limits=Limits(None, "0s", True, "filebrowser/filebrowser#5365 (10 MB upload chunks); downloads stream"),
+        # A Go server, small at rest; previews of large images and zip downloads hold the file in memory, so the
+        # limit is what bounds them.
+        resources=Resources(
+            "20m",
+            "64MiB",
+            "512MiB",
+            "https://github.com/filebrowser/filebrowser/issues/2400 and /issues/1671 (memory grows with large "
+            "images and archives)",
+        ),
         backup_source="filebrowser (pinned release) docker/common/defaults/settings.json "
         "(database /database/filebrowser.db); cmd/utils.go opens it with storm.Open (BoltDB, storage/bolt)",
     ),
@@ -273,6 +352,16 @@ CONTRACTS: dict[str, Contract] = {
         # Documents of any size (FILE_MAX_SIZE unset by default, backend/open_webui/config.py); answers stream as
         # server-sent events for as long as the model writes: no timeout, no buffering.
         limits=Limits(None, "0s", True, "open-webui backend/open_webui/config.py (FILE_MAX_SIZE); streamed answers"),
+        # It loads a local embedding model and a speech-to-text model at start even when the chat model is
+        # elsewhere (LM Studio here): 500 to 650 MB from a cold start, often past 1 GB in use.
+        resources=Resources(
+            "200m",
+            "1GiB",
+            "2GiB",
+            "https://github.com/open-webui/open-webui/issues/2582 (500 MB cold, often above 1 GB); "
+            "/issues/4188 (650 MB after a restart); https://github.com/open-webui/docs/pull/159 (the models it "
+            "loads)",
+        ),
         backup_source="open-webui backend/open_webui/env.py (DATA_DIR, DATABASE_URL sqlite:///DATA_DIR/webui.db) "
         "and config.py (CACHE_DIR = DATA_DIR/cache, CHROMA_DATA_PATH = DATA_DIR/vector_db)",
     ),
@@ -300,6 +389,22 @@ def limits_for(app: App) -> Limits:
     """What the gateway allows one request to the app: its image's contract, else the default."""
     contract = contract_for(app)
     return contract.limits if contract else DEFAULT_LIMITS
+
+
+def resources_for(app: App) -> Sizing:
+    """The app's requests and limits: each value the entry sets, else its image's contract, else the default."""
+    contract = contract_for(app)
+    figures = contract.resources if contract else DEFAULT_RESOURCES
+    request = app.memory_request or figures.memory_request
+    # An unset limit is never below the request: an owner who raises only the request gets a limit to match.
+    limit = app.memory_limit or max(figures.memory_limit, request, key=size_mib)
+    return Sizing(
+        cpu_request=app.cpu_request or figures.cpu_request,
+        cpu_limit=app.cpu_limit,
+        memory_request=request,
+        memory_limit=limit,
+        source="config" if app.memory_request else figures.source,
+    )
 
 
 def listening_port(app: App, contract: Contract) -> int:

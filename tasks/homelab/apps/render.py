@@ -53,13 +53,17 @@ def container(name: str, app: App, cfg: HomelabConfig) -> Obj:
     security: Obj = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
     if not app.non_root:
         security["capabilities"] = {"drop": ["ALL"], "add": ["CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER"]}
+    sizing = contracts.resources_for(app)
+    limits = {"memory": quantity(sizing.memory_limit)}
+    if sizing.cpu_limit:
+        limits = {"cpu": sizing.cpu_limit, **limits}
     spec: Obj = {
         "name": name,
         "image": app.image,
         "ports": [{"name": "http", "containerPort": app.port, "protocol": "TCP"}],
         "resources": {
-            "requests": {"cpu": app.cpu_request, "memory": quantity(app.memory_request)},
-            "limits": {"cpu": app.cpu_limit, "memory": quantity(app.memory_limit)},
+            "requests": {"cpu": sizing.cpu_request, "memory": quantity(sizing.memory_request)},
+            "limits": limits,
         },
         "livenessProbe": {**probe, "initialDelaySeconds": 30, "failureThreshold": 6},
         "readinessProbe": {**probe, "initialDelaySeconds": 5, "failureThreshold": 3},

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from homelab.apps import contracts
+from homelab.apps import sizing as app_sizing
 from homelab.backup.velero import velero_problems
 from homelab.config.image_ref import repository
 from homelab.config.kinds import cpu_millicores, size_mib
@@ -44,7 +45,16 @@ RESERVED_NAMESPACES = frozenset(
 
 
 def semantic_problems(cfg: HomelabConfig) -> list[Problem]:
-    """Every cross-field problem in ``cfg``; empty when the config is coherent."""
+    """Every cross-field problem in ``cfg``; empty when the config is coherent.
+
+    Whether the apps' memory requests fit the nodes is judged last, on a config with
+    no other problem: it renders the platform, which needs the rest to hold.
+    """
+    found = _field_problems(cfg)
+    return found or app_sizing.problems(cfg)
+
+
+def _field_problems(cfg: HomelabConfig) -> list[Problem]:
     return [
         *_network_problems(cfg),
         *_node_problems(cfg),
@@ -261,11 +271,19 @@ def _app_problems(cfg: HomelabConfig) -> list[Problem]:
         hostnames.setdefault(app.hostname, f"{at}.hostname")
         if len(f"{app.hostname}.{cfg.domain}") > 253:
             problems.append(Problem(f"{at}.hostname", f"{app.hostname}.{cfg.domain} is longer than 253 characters"))
-        if cpu_millicores(app.cpu_request) > cpu_millicores(app.cpu_limit):
-            problems.append(Problem(f"{at}.cpu_request", f"{app.cpu_request!r} is above cpu_limit {app.cpu_limit!r}"))
-        if size_mib(app.memory_request) > size_mib(app.memory_limit):
+        sizing = contracts.resources_for(app)
+        if sizing.cpu_limit and cpu_millicores(sizing.cpu_request) > cpu_millicores(sizing.cpu_limit):
             problems.append(
-                Problem(f"{at}.memory_request", f"{app.memory_request!r} is above memory_limit {app.memory_limit!r}")
+                Problem(f"{at}.cpu_request", f"{sizing.cpu_request!r} is above cpu_limit {sizing.cpu_limit!r}")
+            )
+        if size_mib(sizing.memory_request) > size_mib(sizing.memory_limit):
+            given = "" if app.memory_request else f" (its image's figure: {sizing.source})"
+            fix = "" if app.memory_request else ": raise memory_limit, or set memory_request if yours uses less"
+            problems.append(
+                Problem(
+                    f"{at}.memory_request",
+                    f"{sizing.memory_request!r}{given} is above memory_limit {sizing.memory_limit!r}{fix}",
+                )
             )
         for key in sorted(set(app.env) & set(app.secrets)):
             problems.append(Problem(f"{at}.secrets.{key}", f"{key!r} is also set in env; keep one"))

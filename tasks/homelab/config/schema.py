@@ -174,6 +174,9 @@ class Node(Strict):
     ip: IPv4
     cpus: Annotated[Int, Field(ge=1, le=64)] = 2
     memory: Size = "4GiB"
+    # What K3S and the guest system keep of that memory, away from pods; unset: 1536MiB on a server, 512MiB on an
+    # agent (K3S's resource profiling, homelab.apps.sizing). The apps' memory requests must fit the rest.
+    reserved_memory: Size | None = None
     disk: Size = "40GiB"
     ssh_port: Port | None = None
     ssh_user: PosixUser | None = None
@@ -369,10 +372,13 @@ class App(Strict):
     storage_class: KubeSubdomain = "local-path"
     replicas: Annotated[Int, Field(ge=0, le=20)] = 1
     critical: bool = False
-    cpu_request: CpuAmount = "50m"
-    cpu_limit: CpuAmount = "500m"
-    memory_request: Size = "64MiB"
-    memory_limit: Size = "512MiB"
+    # Requests and limits: unset, each comes from the image's contract, measured or documented figures with
+    # their sources (homelab.apps.contracts.resources_for); a value here wins over the contract's. No CPU limit
+    # unless set: a limit throttles an app that has idle cores beside it, and a request already shares them fairly.
+    cpu_request: CpuAmount | None = None
+    cpu_limit: CpuAmount | None = None
+    memory_request: Size | None = None
+    memory_limit: Size | None = None
     env: dict[ContainerEnvName, Text] = Field(default_factory=dict)
     secrets: dict[ContainerEnvName, SecretRef] = Field(default_factory=dict)
     # internet: the public internet; lan: network.lan (devices on the home network); lm-studio: its port on the Mac

@@ -33,6 +33,10 @@ def validate(c: Any, secrets: bool = False, target: str | None = None) -> None:
     files = ", ".join(str(f) for f in s.loaded.files)
     apps = f"{len(s.cfg.deployed_apps)} apps deployed"
     print(f"config OK: {len(s.cfg.nodes)} nodes, {apps}, target {s.cfg.target} ({files})")
+    if s.cfg.nodes:
+        from homelab.apps import sizing
+
+        print(sizing.summary(s.cfg))  # what the apps' requests leave; the live view is inv doctor's per node
 
 
 @task(

@@ -401,6 +401,60 @@ def check_references(session: Any, kube: Any) -> list[Check]:
     ]
 
 
+REQUESTS_WARN = 0.9  # above this share of a node's allocatable memory, the next pod or a restart may not fit
+DONE_PHASES = ("Succeeded", "Failed")  # pods the scheduler no longer counts
+
+
+def pod_memory_request(pod: dict[str, Any]) -> int:
+    """A pod's memory request in MiB as the scheduler counts it: its containers together, or its largest init
+    container if larger (init containers run one at a time, before them), plus its overhead."""
+    from homelab.apps.sizing import quantity_mib
+
+    def request(container: dict[str, Any]) -> int:
+        memory = ((container.get("resources") or {}).get("requests") or {}).get("memory")
+        return quantity_mib(str(memory)) if memory else 0
+
+    spec = pod.get("spec") or {}
+    running = sum(request(c) for c in spec.get("containers") or [])
+    init = max((request(c) for c in spec.get("initContainers") or []), default=0)
+    overhead = (spec.get("overhead") or {}).get("memory")
+    return max(running, init) + (quantity_mib(str(overhead)) if overhead else 0)
+
+
+def node_requests(nodes: list[dict[str, Any]], pods: list[dict[str, Any]]) -> list[Check]:
+    """Per node: the memory its pods request against its allocatable memory (the scheduler's view)."""
+    from homelab.apps.sizing import quantity_mib
+    from homelab.host.sizing import shown
+
+    requested: dict[str, int] = {}
+    for pod in pods:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node and (pod.get("status") or {}).get("phase") not in DONE_PHASES:
+            requested[node] = requested.get(node, 0) + pod_memory_request(pod)
+    checks = []
+    for node in sorted(nodes, key=lambda n: n["metadata"]["name"]):
+        name = node["metadata"]["name"]
+        allocatable = quantity_mib(str(((node.get("status") or {}).get("allocatable") or {}).get("memory", "0")))
+        used = requested.get(name, 0)
+        share = used / allocatable if allocatable else 1.0
+        detail = f"pods request {shown(used)} of {shown(allocatable)} allocatable ({share:.0%})"
+        checks.append(
+            ok(f"node {name} memory requests", detail)
+            if share <= REQUESTS_WARN
+            else warn(
+                f"node {name} memory requests",
+                f"{detail}: above {REQUESTS_WARN:.0%}, the next pod or a rescheduled one may stay Pending",
+                "give the node more memory (nodes[].memory), lower an app's memory_request, or run fewer apps",
+            )
+        )
+    return checks
+
+
+def check_node_requests(kube: Any) -> list[Check]:
+    """The scheduler's view of each node: its pods' memory requests against its allocatable memory."""
+    return node_requests(kube.list_objects("v1", "Node"), kube.list_objects("v1", "Pod"))
+
+
 def check_tunnel_hostnames(session: Any) -> list[Check]:
     from homelab.config.checks import tunnel_warnings
 
@@ -611,6 +665,7 @@ def run_checks(session: Any, host_facts: HostFacts | None = None) -> list[Check]
         else:
             checks += check_argocd(kube) + check_certificates(kube)
         checks += check_load_balancers(session, kube)
+        checks += check_node_requests(kube)
         checks += check_references(session, kube)
         checks += check_sealing_key(session, kube)
         checks += check_tunnel(session, kube)
