@@ -11,16 +11,20 @@ TARGET = "Cluster target: lima (the Mac's VMs), sandbox (local API server), k3d,
 
 
 @task(
+    optional=["restore"],
     help={
         "target": TARGET,
         "dry_run": "Print the plan of every layer and change nothing.",
+        "restore": "Rebuild an empty target from a backup: this snapshot id, or the newest complete one "
+        "when no id follows. Keys first, then objects, then each app's volume before the app starts.",
+        "restore_from": "The repository --restore reads: local (backup.repository, the default) or offsite.",
         "only": "Run just this layer.",
         "from": "Start at this layer (the ones before it are assumed done).",
         "yes": "Do not ask before publishing the render to a branch that holds nothing but the toolkit's renders.",
         "offline": "Go on when the upstream sources cannot be checked (no network); a broken source still stops.",
         "delete_data": "Delete the claims (and the data their volumes hold) of apps no longer in the config, "
         "after asking (--yes skips it); without it they are kept and named.",
-    }
+    },
 )
 def up(
     c: Any,
@@ -31,15 +35,23 @@ def up(
     yes: bool = False,
     offline: bool = False,
     delete_data: bool = False,
+    restore: Any = None,
+    restore_from: str = "local",
 ) -> None:
     """Bring the homelab up: every layer in dependency order, each a plan that may be empty."""
+    from homelab.core.errors import UsageError
     from homelab.root.layers import select
     from homelab.versions.check import require_sources
 
     overrides = {"target": target}
     s = session(c, dry_run, **overrides)
     chosen = select(s.cfg.target, only, from_)
+    if restore is not None and (only or from_):
+        raise UsageError("up --restore rebuilds every layer: it takes neither --only nor --from")
     require_sources(s, offline, [layer.name for layer in chosen], dry_run)  # before any node or cluster is touched
+    if restore is not None:
+        rebuild(c, s, chosen, None if restore is True else str(restore), restore_from, overrides, yes, delete_data)
+        return
     changed_any = False
     started = time.monotonic()
     for i, layer in enumerate(chosen, 1):
@@ -59,6 +71,35 @@ def up(
         )
     else:
         print(f"up: target {s.cfg.target} converged ({time.monotonic() - started:.1f}s)")
+
+
+def rebuild(
+    c: Any,
+    s: Any,
+    chosen: list[Any],
+    snapshot: str | None,
+    source: str,
+    overrides: dict[str, Any],
+    yes: bool,
+    delete_data: bool,
+) -> None:
+    """``up --restore``: the layers and the restore steps in the order ``homelab.root.rebuild`` plans."""
+    from homelab.root import rebuild as rebuilding
+
+    names = [layer.name for layer in chosen]
+    split = names.index(rebuilding.GITOPS) if rebuilding.GITOPS in names else len(names)
+    layers = {layer.name: layer for layer in chosen}
+
+    def layer_up(name: str) -> bool:
+        layer = layers[name]
+        hook = layer.hook("up")
+        changed = hook(c, s.dry_run, overrides, yes, delete_data) if layer.asks else hook(c, s.dry_run, overrides)
+        return bool(changed)
+
+    for line in rebuilding.run(s, layer_up, names[:split], names[split:], snapshot, source):
+        print(line)
+    if s.dry_run:
+        print("dry run: nothing was changed")
 
 
 @task(
