@@ -11,7 +11,7 @@ from homelab.root import rebuild
 from homelab.root.rebuild import Contents, Record, plan_steps, refusal, restorable
 from homelab.sandbox.cluster import volume_host_dir, volumes_dir
 
-CONTENTS = Contents("abcd1234", "offsite", 1, 12, ("filebrowser", "vaultwarden"))
+CONTENTS = Contents("abcd1234", "offsite", 1, 12, 3, ("filebrowser", "vaultwarden"))
 
 
 def names(steps: list[rebuild.Step]) -> list[str]:
@@ -27,23 +27,24 @@ def test_on_the_sandbox_every_volume_is_filled_after_the_keys_and_objects_and_be
         "volume:filebrowser",
         "volume:vaultwarden",
         "layer:gitops",
+        "cluster-after-sync",
     ]
 
 
 def test_on_k3s_nodes_the_volumes_are_restored_in_place_after_the_sync() -> None:
     steps = plan_steps(CONTENTS, ["vm", "k3s"], ["gitops", "backup"], set(), fill_first=False)
     below = ["layer:vm", "layer:k3s", "sealed-keys", "cluster"]
-    assert names(steps) == [*below, "layer:gitops", "layer:backup", "volumes"]
+    assert names(steps) == [*below, "layer:gitops", "layer:backup", "cluster-after-sync", "volumes"]
 
 
 def test_a_rerun_skips_the_steps_done_and_runs_every_layer_again() -> None:
     done = {"sealed-keys", "cluster", "volume:filebrowser", "layer:sandbox"}
     steps = plan_steps(CONTENTS, ["sandbox"], ["gitops"], done, fill_first=True)
-    assert names(steps) == ["layer:sandbox", "volume:vaultwarden", "layer:gitops"]
+    assert names(steps) == ["layer:sandbox", "volume:vaultwarden", "layer:gitops", "cluster-after-sync"]
 
 
 def test_a_snapshot_without_volumes_has_no_volume_step() -> None:
-    empty = Contents("abcd1234", "local", 0, 0, ())
+    empty = Contents("abcd1234", "local", 0, 0, 0, ())
     assert "volumes" not in names(plan_steps(empty, ["k3s"], ["gitops"], set(), fill_first=False))
     assert "none in the snapshot" in plan_steps(empty, [], ["gitops"], set(), fill_first=True)[0].says
 
@@ -78,6 +79,13 @@ def test_the_cluster_step_leaves_what_git_holds_and_the_volumes_out() -> None:
     application = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "root"}}
     volume = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv"}}
     assert restorable([kept, tracked("Deployment", "app"), application, volume]) == [kept]
+
+
+def test_objects_in_a_namespace_git_holds_wait_for_the_sync() -> None:
+    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "extra", "namespace": "app"}}
+    objects = [tracked("Namespace", "app"), account]
+    assert restorable(objects) == []
+    assert restorable(objects, before_sync=False) == [account]
 
 
 def test_the_record_reads_back_what_was_written(tmp_path: Path) -> None:

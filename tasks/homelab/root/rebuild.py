@@ -56,7 +56,8 @@ class Contents:
     snapshot: str
     source: str
     sealed_keys: int
-    objects: int  # cluster objects Git does not hold
+    objects: int  # cluster objects Git does not hold, outside the namespaces Git holds
+    later: int  # the ones inside them, restored after the sync
     volumes: tuple[str, ...]  # apps whose volume data it holds
 
 
@@ -100,9 +101,17 @@ def read_record(state_dir: Path) -> Record | None:
 # --- planning (pure) ------------------------------------------------------------------------------
 
 
-def restorable(objects: list[Obj]) -> list[Obj]:
-    """The backed-up objects the cluster step creates: none that Git holds (Argo CD tracks it), none left out."""
-    return [o for o in objects if o.get("kind") not in LEFT_OUT_KINDS and tracking_owner(o) is None]
+def restorable(objects: list[Obj], before_sync: bool = True) -> list[Obj]:
+    """The backed-up objects a cluster step creates: none that Git holds (Argo CD tracks it), none left out.
+
+    ``before_sync``: nor any in a namespace Git holds (that namespace does not exist before
+    Argo CD makes it); those are restored after the sync, where still missing.
+    """
+    found = [o for o in objects if o.get("kind") not in LEFT_OUT_KINDS and tracking_owner(o) is None]
+    if not before_sync:
+        return found
+    held = {o["metadata"]["name"] for o in objects if o.get("kind") == "Namespace" and tracking_owner(o) is not None}
+    return [o for o in found if (o.get("metadata") or {}).get("namespace") not in held]
 
 
 def refusal(target: str, applications: list[str], app_namespaces: list[str]) -> str | None:
@@ -147,6 +156,14 @@ def plan_steps(
         if name == GITOPS:
             says += ": the root Application now, every app syncs onto its data; wait for every Application"
         steps.append(Step(f"layer:{name}", says + " Synced and Healthy" if name == GITOPS else says))
+    if contents.later:
+        steps.append(
+            Step(
+                "cluster-after-sync",
+                f"restore the {contents.later} backed-up objects Git does not hold in the namespaces it holds, "
+                "where still missing",
+            )
+        )
     if contents.volumes and not fill_first:
         apps = ", ".join(contents.volumes)
         steps.append(Step("volumes", f"restore the volumes of {apps} in place (each app stopped while filled)"))
@@ -173,10 +190,12 @@ def read_contents(folder: Path, snapshot: str, source: str) -> Contents:
 
     keys_file = folder / "sealed-keys" / "keys.yaml"
     keys = load_manifests([keys_file.read_text()]) if keys_file.is_file() else []
-    objects = restorable(backed_up_objects(folder / "cluster")) if (folder / "cluster").is_dir() else []
+    backed_up = backed_up_objects(folder / "cluster") if (folder / "cluster").is_dir() else []
+    objects = restorable(backed_up)
+    later = len(restorable(backed_up, before_sync=False)) - len(objects)
     volumes_dir = folder / "volumes"
     volumes = tuple(sorted(p.name for p in volumes_dir.iterdir() if p.is_dir())) if volumes_dir.is_dir() else ()
-    return Contents(snapshot, source, len(keys), len(objects), volumes)
+    return Contents(snapshot, source, len(keys), len(objects), later, volumes)
 
 
 def observed_refusal(session: Any) -> str | None:
@@ -350,11 +369,11 @@ def run_step(session: Any, step: Step, folder: Path, snapshot: str, layer_up: Ca
     if step.name == "sealed-keys":
         session.executor.execute(sealed_keys_plan(session, folder / "sealed-keys"))
         return []
-    if step.name == "cluster":
+    if step.name in ("cluster", "cluster-after-sync"):
         if not (folder / "cluster").is_dir():
             return ["cluster: not in the snapshot"]
         kube = session.executor.kube()
-        backed_up = restorable(restoring.backed_up_objects(folder / "cluster"))
+        backed_up = restorable(restoring.backed_up_objects(folder / "cluster"), step.name == "cluster")
         plan, prepared = restoring.cluster_plan(session, kube, backed_up, snapshot)
         session.executor.execute(plan)
         return [f"cluster: {len(prepared.objects)} objects restored, {len(prepared.present)} already present"]
