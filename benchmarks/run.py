@@ -671,11 +671,17 @@ def rebuild_rows(work: Path, mebibytes: int) -> list[Row]:
             RESTIC_CACHE_DIR=cache["HOMELAB_RESTIC_CACHE"],
         )
         gone()
+        # The baseline's first inv up seals anew with its new controller's key; the rebuild needs the
+        # files sealed with the backed-up key, as the project's Git holds them: kept aside meanwhile.
+        sealed, aside = cluster.root / "k8s" / "sealed", work / "sealed-aside"
+        shutil.move(sealed, aside)
         restored = work / "raw-restore"
         baseline = timed([restic, "restore", "latest", "--target", str(restored)], work, raw_env)
         baseline += timed([INV, "up", "--target", "sandbox"], ROOT, env)
         shutil.rmtree(restored)
         gone()
+        shutil.rmtree(sealed)
+        shutil.move(aside, sealed)
         ours = timed([INV, "up", "--restore"], ROOT, env, expect="rebuilt from snapshot")
         changed = [str(p) for p, digest in originals.items() if not p.is_file() or sha256(p) != digest]
         if changed:
