@@ -24,6 +24,7 @@ def test_on_the_sandbox_every_volume_is_filled_after_the_keys_and_objects_and_be
         "layer:sandbox",
         "sealed-keys",
         "cluster",
+        "volume-claims",
         "volume:filebrowser",
         "volume:vaultwarden",
         "layer:gitops",
@@ -38,7 +39,7 @@ def test_on_k3s_nodes_the_volumes_are_restored_in_place_after_the_sync() -> None
 
 
 def test_a_rerun_skips_the_steps_done_and_runs_every_layer_again() -> None:
-    done = {"sealed-keys", "cluster", "volume:filebrowser", "layer:sandbox"}
+    done = {"sealed-keys", "cluster", "volume-claims", "volume:filebrowser", "layer:sandbox"}
     steps = plan_steps(CONTENTS, ["sandbox"], ["gitops"], done, fill_first=True)
     assert names(steps) == ["layer:sandbox", "volume:vaultwarden", "layer:gitops", "cluster-after-sync"]
 

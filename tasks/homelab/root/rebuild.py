@@ -9,9 +9,10 @@ The order is what makes the apps come back with their data:
 3. ``cluster``: the backed-up objects Git does not hold (none Argo CD tracks, no
    Application, no PersistentVolume: the volume step makes the volumes), created
    where missing (``backup.restore``'s cluster step);
-4. ``volume:<app>``, one per app whose volume the backup holds: its namespace and
-   claim (on the sandbox with its volume) applied from the render, then the volume
-   filled from the backup, while no Application exists that could start the app;
+4. ``volume-claims``: the namespace and claim (on the sandbox with its volume) of every
+   app whose volume the backup holds, applied from the render, all bound; then
+   ``volume:<app>``, one per app: its volume filled from the backup, while no
+   Application exists that could start the app;
 5. the GitOps layer and the ones after it: the root Application is applied only now,
    so Argo CD syncs every app onto a volume that already holds its data, and the
    layer waits for every Application Synced and Healthy.
@@ -146,10 +147,12 @@ def plan_steps(
     keys = f"{contents.sealed_keys} key(s)" if contents.sealed_keys else "none in the snapshot"
     steps.append(Step("sealed-keys", f"restore the Sealed Secrets controller keys from {where}: {keys}"))
     steps.append(Step("cluster", f"restore the {contents.objects} backed-up objects Git does not hold, where missing"))
+    if fill_first and contents.volumes:
+        apps = ", ".join(contents.volumes)
+        steps.append(Step("volume-claims", f"make the namespaces and claims of {apps}; wait until each is bound"))
     if fill_first:
         steps += [
-            Step(f"volume:{app}", f"fill {app}'s volume (namespace and claim first) before Argo CD may start {app}")
-            for app in contents.volumes
+            Step(f"volume:{app}", f"fill {app}'s volume before Argo CD may start {app}") for app in contents.volumes
         ]
     for name in above:
         says = f"bring up layer {name}"
@@ -281,14 +284,22 @@ def volume_home(session: Any, app: str) -> list[Obj]:
     return found
 
 
-def home_plan(session: Any, app: str) -> Plan:
-    """The app's namespace and claim, bound: its volume exists before the app does."""
+def homes_plan(session: Any, apps: tuple[str, ...]) -> Plan:
+    """The apps' namespaces and claims, all bound: each volume exists before its app does.
+
+    One apply and one wait for all of them: the volume controller binds claims on its own
+    schedule (seconds apart), so waiting for each in turn would add those seconds up.
+    """
     kube = session.executor.kube()
-    plan = Plan(f"make {app}'s volume before Argo CD starts {app}")
-    plan.add(Apply(tuple(volume_home(session, app)), why=f"{app}'s namespace and claim, as rendered"))
-    return plan.add(
-        Wait(f"claim {app}/{app}-data to be bound", claim_bound(kube, app, f"{app}-data"), CLAIM_BOUND_TIMEOUT)
-    )
+    plan = Plan(f"make the volumes of {', '.join(apps)} before Argo CD starts them")
+    for app in apps:
+        plan.add(Apply(tuple(volume_home(session, app)), why=f"{app}'s namespace and claim, as rendered"))
+    claims = [(app, f"{app}-data") for app in apps]
+
+    def all_bound() -> str | None:
+        return next((why for ns, name in claims if (why := claim_bound(kube, ns, name)()) is not None), None)
+
+    return plan.add(Wait(f"{len(claims)} claims to be bound", all_bound, CLAIM_BOUND_TIMEOUT))
 
 
 def run(
@@ -377,9 +388,12 @@ def run_step(session: Any, step: Step, folder: Path, snapshot: str, layer_up: Ca
         plan, prepared = restoring.cluster_plan(session, kube, backed_up, snapshot)
         session.executor.execute(plan)
         return [f"cluster: {len(prepared.objects)} objects restored, {len(prepared.present)} already present"]
+    if step.name == "volume-claims":
+        apps = tuple(sorted(p.name for p in (folder / "volumes").iterdir() if p.is_dir()))
+        session.executor.execute(homes_plan(session, apps))
+        return []
     if step.name.startswith("volume:"):
         app = step.name.removeprefix("volume:")
-        session.executor.execute(home_plan(session, app))
         filled, _ = restoring.volume_plan(session, session.executor.kube(), app, folder / "volumes" / app)
         session.executor.execute(filled)
         return [f"volumes: {app} filled before it started"]
