@@ -20,6 +20,7 @@ import yaml
 from homelab.core.errors import HomelabError
 from homelab.core.executor import write_local
 from homelab.core.kube import strip_volatile
+from homelab.core.plan import LOCAL
 
 # Kinds that are rebuilt by controllers, ephemeral, or secret in plain form.
 SKIPPED_KINDS = {
@@ -46,11 +47,16 @@ SEALED_KEY_LABEL = "sealedsecrets.bitnami.com/sealed-secrets-key"
 
 
 def applicable(session: Any) -> list[str]:
-    """The configured components that exist for this target (no nodes in the sandbox)."""
-    node_only = {"datastore", "volumes"}
+    """The configured components that exist for this target.
+
+    No K3S datastore but on lima's nodes; volumes on the nodes, or on the sandbox in
+    its directories on this machine (``sandbox.cluster.volume_host_dir``).
+    """
     wanted = list(session.cfg.backup.components)
     if session.cfg.target in ("sandbox", "existing", "k3d"):
-        wanted = [c for c in wanted if c not in node_only]
+        wanted = [c for c in wanted if c != "datastore"]
+    if session.cfg.target in ("existing", "k3d"):
+        wanted = [c for c in wanted if c != "volumes"]
     return wanted
 
 
@@ -128,8 +134,11 @@ def collect_datastore(session: Any, out: Path) -> None:
     fetch(session, out)
 
 
-def volume_location(kube: Any, namespace: str, claim: str) -> tuple[str, str]:
-    """The node and directory behind a PVC (local-path style: hostPath or local + node affinity)."""
+def volume_location(kube: Any, namespace: str, claim: str, session: Any = None) -> tuple[str, str]:
+    """The node and directory behind a PVC (local-path style: hostPath or local + node affinity).
+
+    On the sandbox (``session`` given): ``local`` and the volume's directory on this machine.
+    """
     pvc = kube.get("v1", "PersistentVolumeClaim", claim, namespace)
     if pvc is None or not (pvc.get("spec") or {}).get("volumeName"):
         raise HomelabError(f"{namespace}/{claim}: claim missing or not bound")
@@ -138,6 +147,12 @@ def volume_location(kube: Any, namespace: str, claim: str) -> tuple[str, str]:
     path = (spec.get("hostPath") or spec.get("local") or {}).get("path")
     terms = ((spec.get("nodeAffinity") or {}).get("required") or {}).get("nodeSelectorTerms") or []
     nodes = [v for t in terms for e in t.get("matchExpressions") or [] for v in e.get("values") or []]
+    if session is not None and session.cfg.target == "sandbox" and path:
+        from homelab.sandbox.cluster import volume_host_dir
+
+        here = volume_host_dir(session.state_dir, path)
+        if here is not None:
+            return LOCAL, str(here)
     if not path or not nodes:
         raise HomelabError(f"{namespace}/{claim}: volume {pvc['spec']['volumeName']} has no node-local path")
     return nodes[0], path

@@ -40,7 +40,7 @@ from homelab.backup.verify import check_manifest, check_sealed_keys, choose, ope
 from homelab.core.errors import HomelabError, UsageError
 from homelab.core.kube import load_manifests
 from homelab.core.paths import resolve_in_project
-from homelab.core.plan import Action, Apply, Note, Obj, Patch, Plan, Run, Upload, Wait, WriteFile, object_ref
+from homelab.core.plan import LOCAL, Action, Apply, Note, Obj, Patch, Plan, Run, Upload, Wait, WriteFile, object_ref
 from homelab.core.secret_refs import Secret
 from homelab.gitops import hold
 
@@ -316,8 +316,10 @@ def volume_plan(
     """
     from homelab.backup.components import volume_location
 
-    node, path = volume_location(kube, name, f"{name}-data")
-    remote = f"/var/tmp/homelab-restore-{name}"
+    node, path = volume_location(kube, name, f"{name}-data", session)
+    here = node == LOCAL  # the sandbox's volume: a directory of this user's, staged in the state directory
+    remote = str(session.state_dir / f"volume-restore-{name}") if here else f"/var/tmp/homelab-restore-{name}"
+    sudo = not here
     deployment = kube.get("apps/v1", "Deployment", name, name)
     replicas = int(((deployment or {}).get("spec") or {}).get("replicas") or 0)
     plan = Plan(f"restore {name}'s volume onto {node}:{path}")
@@ -350,7 +352,7 @@ def volume_plan(
         ]
     else:
         plan.add(Note(f"{name}: no running Deployment to stop"))
-    plan.add(Run(("rm", "-rf", remote), host=node, sudo=True, why="clear leftovers of an earlier restore"))
+    plan.add(Run(("rm", "-rf", remote), host=node, sudo=sudo, why="clear leftovers of an earlier restore"))
     plan.add(Upload(str(app_dir / "files.tar"), f"{remote}/files.tar", host=node, why=f"{name}'s files"))
     databases = []
     for engine in ENGINES:  # the copies taken consistently by the backup (homelab.backup.volume_read)
@@ -359,13 +361,13 @@ def volume_plan(
             databases.append(db)
             plan.add(Upload(str(copy), f"{remote}/databases/{db}", host=node, why=f"{name}'s {engine} database"))
     write = ("sh", "-c", WRITE_VOLUME, "write-volume", path, remote, *databases)
-    plan.add(Run(write, host=node, sudo=True, why=f"replace {name}'s files", timeout=3600))
+    plan.add(Run(write, host=node, sudo=sudo, why=f"replace {name}'s files", timeout=3600))
     plan.extend(back)
     if replicas:
         plan.add(Wait(f"{name} to be Available again", lambda: kube.deployment_waiting(name, name), AVAILABLE_TIMEOUT))
     resume = held.resume(session.state_dir)
     plan.extend(resume)
-    cleanup = Run(("rm", "-rf", remote), host=node, sudo=True, why="remove the staged files")
+    cleanup = Run(("rm", "-rf", remote), host=node, sudo=sudo, why="remove the staged files")
     return plan, [*back, cleanup, *resume]
 
 

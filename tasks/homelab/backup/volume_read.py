@@ -33,6 +33,7 @@ allows, caches are skipped, and tar reads the rest.
 
 from __future__ import annotations
 
+import os
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from homelab.apps.volume_data import Engine, volume_data
 from homelab.backup import bolt
 from homelab.core.errors import HomelabError
 from homelab.core.executor import write_local
-from homelab.core.plan import Download, Plan, Run
+from homelab.core.plan import LOCAL, Download, Plan, Run
 from homelab.core.secret_refs import REDACTOR
 
 # Runs on the node as: sh -c READ_VOLUME read-volume SRC OUT OWNER [sqlite:DB | bolt:DB | skip:PATTERN]...
@@ -97,6 +98,8 @@ tar -C "$out/db" -cf "$out/databases.tar" .
 chown -R "$owner" "$out"
 """
 REMOTE = "/var/tmp/homelab-volume-{name}"
+# The sandbox makes a volume's directory when something first writes it: one not made yet is empty.
+READ_SANDBOX_VOLUME = READ_VOLUME.replace("set -e\n", 'set -e\nmkdir -p "$1"\n', 1)
 
 
 def read_items(app: Any) -> list[str]:
@@ -109,20 +112,24 @@ def volume_read_plan(session: Any, kube: Any, name: str, app: Any, target: Path)
     """Read one app's volume on its node into ``target``; and the cleanup that runs whatever happens."""
     from homelab.backup.components import volume_location
 
-    node, path = volume_location(kube, name, f"{name}-data")
-    remote = REMOTE.format(name=name)
-    user = session.node(node).ssh_user or session.cfg.ssh.user
-    argv = ("sh", "-c", READ_VOLUME, "read-volume", path, remote, user, *read_items(app))
+    node, path = volume_location(kube, name, f"{name}-data", session)
+    if node == LOCAL:  # the sandbox's volume, a directory of this user's on this machine
+        remote, user = str(session.state_dir / f"volume-read-{name}"), f"{os.getuid()}:{os.getgid()}"
+    else:
+        remote, user = REMOTE.format(name=name), session.node(node).ssh_user or session.cfg.ssh.user
+    script = READ_SANDBOX_VOLUME if node == LOCAL else READ_VOLUME
+    argv = ("sh", "-c", script, "read-volume", path, remote, user, *read_items(app))
+    sudo = node != LOCAL
     plan = Plan(
         f"read {name}'s volume on {node}:{path}",
         [
-            Run(argv, host=node, sudo=True, why=f"read {name}'s volume", timeout=3600),
+            Run(argv, host=node, sudo=sudo, why=f"read {name}'s volume", timeout=3600),
             Download(f"{remote}/files.tar", str(target / "files.tar"), host=node, why=f"{name}'s files"),
             Download(f"{remote}/databases.tar", str(target / "databases.tar"), host=node, why=f"{name}'s databases"),
             Download(f"{remote}/notes", str(target / "notes"), host=node, why="what changed while it was read"),
         ],
     )
-    return plan, Run(("rm", "-rf", remote), host=node, sudo=True, why="remove the staged copy")
+    return plan, Run(("rm", "-rf", remote), host=node, sudo=sudo, why="remove the staged copy")
 
 
 def unreadable(stderr: str) -> str:

@@ -54,6 +54,12 @@ ARGOCD_PAUSE = StateFile(
     "automated sync comes back from the tree and restores the others from Git), then delete this file",
     max_bytes=1 * MiB,
 )
+REBUILD = StateFile(
+    "record of an interrupted `inv up --restore`",
+    "it names the snapshot being restored and the steps already done: move it away only if the target "
+    "is to be rebuilt from scratch (inv down, then inv up --restore again)",
+    max_bytes=1 * MiB,
+)
 KNOWN_HOSTS = StateFile(
     "pinned SSH host keys",
     "it holds the host key each node must present; restore it from a backup (`inv backup.restore` brings "

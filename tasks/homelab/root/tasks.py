@@ -12,9 +12,13 @@ TARGET = "Cluster target: lima (the Mac's VMs), sandbox (local API server), k3d,
 
 
 @task(
+    optional=["restore"],
     help={
         "target": TARGET,
         "dry_run": "Print the plan of every layer and change nothing.",
+        "restore": "Rebuild an empty target from a backup: this snapshot id, or the newest complete one "
+        "when no id follows. Keys first, then objects, then each app's volume before the app starts.",
+        "restore_from": "The repository --restore reads: local (backup.repository, the default) or offsite.",
         "only": "Run just this layer.",
         "from": "Start at this layer (the ones before it are assumed done).",
         "yes": "Do not ask before publishing the render to a branch that holds nothing but the toolkit's renders.",
@@ -23,7 +27,7 @@ TARGET = "Cluster target: lima (the Mac's VMs), sandbox (local API server), k3d,
         "after asking (--yes skips it); without it they are kept and named.",
         "verbose": "Print every step's full plan as it runs (without a terminal it always is); "
         "the log under <state_dir>/logs holds it either way.",
-    }
+    },
 )
 def up(
     c: Any,
@@ -35,16 +39,24 @@ def up(
     offline: bool = False,
     delete_data: bool = False,
     verbose: bool = False,
+    restore: Any = None,
+    restore_from: str = "local",
 ) -> None:
     """Bring the homelab up: every layer in dependency order, each a plan that may be empty."""
     from homelab.core import progress
+    from homelab.core.errors import UsageError
     from homelab.root.layers import select
     from homelab.versions.check import require_sources
 
     overrides = {"target": target}
     s = session(c, dry_run, **overrides)
     chosen = select(s.cfg.target, only, from_)
+    if restore is not None and (only or from_):
+        raise UsageError("up --restore rebuilds every layer: it takes neither --only nor --from")
     require_sources(s, offline, [layer.name for layer in chosen], dry_run)  # before any node or cluster is touched
+    if restore is not None:
+        rebuild(c, s, chosen, None if restore is True else str(restore), restore_from, overrides, yes, delete_data)
+        return
     # A dry run's output is its plan, all of it, and it writes nothing (not even a log).
     log = None if dry_run else progress.log_path(s.state_dir, "up")
     live = sys.stdout.isatty() and not verbose and not dry_run
@@ -70,6 +82,35 @@ def up(
             steps.say(f"log: {log}")
     if log is not None:
         progress.prune_logs(log.parent, "up")
+
+
+def rebuild(
+    c: Any,
+    s: Any,
+    chosen: list[Any],
+    snapshot: str | None,
+    source: str,
+    overrides: dict[str, Any],
+    yes: bool,
+    delete_data: bool,
+) -> None:
+    """``up --restore``: the layers and the restore steps in the order ``homelab.root.rebuild`` plans."""
+    from homelab.root import rebuild as rebuilding
+
+    names = [layer.name for layer in chosen]
+    split = names.index(rebuilding.GITOPS) if rebuilding.GITOPS in names else len(names)
+    layers = {layer.name: layer for layer in chosen}
+
+    def layer_up(name: str) -> bool:
+        layer = layers[name]
+        hook = layer.hook("up")
+        changed = hook(c, s.dry_run, overrides, yes, delete_data) if layer.asks else hook(c, s.dry_run, overrides)
+        return bool(changed)
+
+    for line in rebuilding.run(s, layer_up, names[:split], names[split:], snapshot, source):
+        print(line)
+    if s.dry_run:
+        print("dry run: nothing was changed")
 
 
 @task(

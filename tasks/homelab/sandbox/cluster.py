@@ -132,6 +132,28 @@ def local_path_storage_class() -> dict[str, Any]:
     }
 
 
+VOLUME_ROOT = "/var/lib/homelab-sandbox"  # the volumes' hostPath prefix; on this machine, under volumes_dir
+
+
+def volumes_dir(state_dir: Path) -> Path:
+    """Where the sandbox's volumes live on this machine: in its workdir, so ``sandbox.down`` removes them."""
+    return state_dir / "kwok" / "volumes"
+
+
+def volume_host_dir(state_dir: Path, host_path: str) -> Path | None:
+    """The directory on this machine behind a sandbox volume's hostPath (None for any other path).
+
+    No pod runs on the sandbox's simulated nodes, so nothing else reads or writes
+    it: the backup reads it and the restore fills it, as they would on a node.
+    """
+    prefix = VOLUME_ROOT + "/"
+    rest = host_path[len(prefix) :] if host_path.startswith(prefix) else ""
+    parts = rest.split("/")
+    if len(parts) != 2 or any(p in ("", ".", "..") for p in parts):
+        return None
+    return volumes_dir(state_dir) / parts[0] / parts[1]
+
+
 def volumes_for(claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Stand in for local-path-provisioner: one PersistentVolume pre-bound to each claim.
 
@@ -156,7 +178,7 @@ def volumes_for(claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "accessModes": spec["accessModes"],
                     "storageClassName": spec.get("storageClassName") or "local-path",
                     "persistentVolumeReclaimPolicy": "Retain",
-                    "hostPath": {"path": f"/var/lib/homelab-sandbox/{meta['namespace']}/{meta['name']}"},
+                    "hostPath": {"path": f"{VOLUME_ROOT}/{meta['namespace']}/{meta['name']}"},
                     "claimRef": {"namespace": meta["namespace"], "name": meta["name"]},
                 },
             }
