@@ -26,6 +26,7 @@ LONGEST_FIRST = (
     "test_real_vms.py",
     "test_sandbox_gitops.py",
     "test_up_interrupted.py",
+    "test_rebuild_drill.py",
     "test_backup.py",
 )
 
