@@ -617,13 +617,18 @@ def test_the_doctor_warns_when_offline_and_fails_when_broken(tmp_path: Path, mon
     assert doctor.check_sources(FakeSession("sandbox", tmp_path)).status == "ok"  # type: ignore[arg-type]
 
 
-def test_up_checks_the_sources_of_its_layers_before_the_first_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_up_checks_the_sources_of_its_layers_before_the_first_layer(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """``inv up``'s wiring: the check is the first thing after the config, with --offline passed through."""
     from homelab.root import layers
     from homelab.root import tasks as root
 
     calls: list[Any] = []
-    monkeypatch.setenv("HOMELAB_CONFIG", str(CONFIG))
+    config = tmp_path / "homelab.yaml"  # its state dir (where up writes its log) in the test's directory
+    config.write_text(yaml.safe_dump({**yaml.safe_load(CONFIG.read_text()), "state_dir": str(tmp_path / "state")}))
+    config.chmod(0o600)
+    monkeypatch.setenv("HOMELAB_CONFIG", str(config))
     monkeypatch.setattr(
         check, "require_sources", lambda s, offline, names, dry_run: calls.append(("sources", offline, names, dry_run))
     )
