@@ -342,3 +342,16 @@ def test_the_storage_namespace_offers_the_uninstall_with_yes_off_by_default() ->
     task = tasks.ns["longhorn-uninstall"]
     assert "deleting-confirmation-flag" in task.help["yes"]
     assert inspect.signature(task.body).parameters["yes"].default is False
+
+
+def test_the_doctor_shows_each_notice_as_a_warning_naming_its_key_and_nothing_when_longhorn_is_off() -> None:
+    from types import SimpleNamespace
+
+    from homelab.root.doctor import check_longhorn
+
+    rows = check_longhorn(SimpleNamespace(cfg=config(longhorn_replicas=2)))
+    assert {row.status for row in rows} == {"warn"}
+    details = sorted(row.detail for row in rows)
+    assert details[0].startswith("options.longhorn: no backup target") and "backup.offsite.repository" in details[0]
+    assert details[1].startswith("options.longhorn_replicas: 2 replicas on one host disk protect nothing")
+    assert check_longhorn(SimpleNamespace(cfg=loader.validate(loopback_data()))) == []

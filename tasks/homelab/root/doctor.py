@@ -623,6 +623,19 @@ def check_lan(session: Any) -> list[Check]:
     return lan.checks(session.cfg)
 
 
+def check_longhorn(session: Any) -> list[Check]:
+    """What the owner must know about the Longhorn option as configured (``homelab.storage.longhorn.notices``)."""
+    from homelab.storage import longhorn
+
+    if not session.cfg.options.longhorn:
+        return []
+    found = longhorn.notices(session.cfg)
+    if not found:
+        return [ok("longhorn", f"{longhorn.replicas(session.cfg)} replica(s), backups to the offsite store")]
+    fix = "docs/guide/backups.md, Longhorn: what it can and cannot protect on one Mac"
+    return [warn("longhorn", notice, fix) for notice in found]
+
+
 def run_checks(session: Any, host_facts: HostFacts | None = None) -> list[Check]:
     from homelab.config.checks import missing_secret_problems
     from homelab.core import cluster
@@ -646,6 +659,7 @@ def run_checks(session: Any, host_facts: HostFacts | None = None) -> list[Check]
     checks += check_tunnel_hostnames(session)
     checks += check_exposure(session)
     checks += check_lan(session)
+    checks += check_longhorn(session)
     kube = None
     try:
         kube = cluster.connect(session)
