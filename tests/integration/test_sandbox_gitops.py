@@ -224,18 +224,19 @@ def test_a_lost_key_restored_from_its_backup_decrypts_what_was_sealed_before(lab
 
     ns = lab.session.cfg.secrets.controller_namespace
     label = "sealedsecrets.bitnami.com/sealed-secrets-key"
-    for key in lab.kube.list_objects("v1", "Secret", ns, label_selector=label):
-        lab.kube.delete("v1", "Secret", key["metadata"]["name"], ns)
-    lab.kube.delete("v1", "Secret", "restore-probe", "homepage")
     layout = controllers.layout(lab.session)
     pid = controllers.live_pid(layout, "sealed-secrets-controller")
     assert pid is not None
+    # Stopped first: a running controller still holds the keys in memory and writes a deleted Secret again.
     os.killpg(pid, signal.SIGTERM)
     wait_for(
         "the controller to exit",
         lambda: "running" if controllers.live_pid(layout, "sealed-secrets-controller") else None,
         30,
     )
+    for key in lab.kube.list_objects("v1", "Secret", ns, label_selector=label):
+        lab.kube.delete("v1", "Secret", key["metadata"]["name"], ns)
+    lab.kube.delete("v1", "Secret", "restore-probe", "homepage")
     restarted = run_cli(["sandbox.up"], lab.env, timeout=300)
     assert restarted.code == 0, restarted.output
     new_keys = lab.kube.list_objects("v1", "Secret", ns, label_selector=label)
