@@ -241,13 +241,18 @@ def listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_cli_up_twice_is_one_cluster_and_down_leaves_nothing(tmp_path: Path) -> None:
+def cli_sandbox(tmp_path: Path, name: str) -> tuple[dict[str, str], Path]:
+    """The CLI's environment for a loopback sandbox named ``name`` with its state in ``tmp_path``; that state dir."""
     data = loopback_data()
-    data["name"] = "cli"
+    data["name"] = name
     config = tmp_path / "homelab.yaml"
     config.write_text(yaml.safe_dump(data))
     state = tmp_path / "state"
-    env = {"HOMELAB_CONFIG": str(config), "HOMELAB__STATE_DIR": str(state)}
+    return {"HOMELAB_CONFIG": str(config), "HOMELAB__STATE_DIR": str(state)}, state
+
+
+def test_cli_up_twice_is_one_cluster_and_down_leaves_nothing(tmp_path: Path) -> None:
+    env, state = cli_sandbox(tmp_path, "cli")
     first = run_cli(["sandbox.up"], env)
     assert first.code == 0, first.output
     second = run_cli(["sandbox.up"], env)
@@ -413,12 +418,7 @@ def on_a_terminal(args: list[str], env: dict[str, str], timeout: float = 600) ->
 
 
 def test_up_on_a_terminal_shows_steps_and_the_log_holds_the_plan(tmp_path: Path) -> None:
-    data = loopback_data()
-    data["name"] = "tty"
-    config = tmp_path / "homelab.yaml"
-    config.write_text(yaml.safe_dump(data))
-    state = tmp_path / "state"
-    env = {"HOMELAB_CONFIG": str(config), "HOMELAB__STATE_DIR": str(state)}
+    env, state = cli_sandbox(tmp_path, "tty")
     try:
         code, drawn = on_a_terminal(["up", "--target", "sandbox", "--only", "sandbox", "--offline"], env)
         assert code == 0, drawn
